@@ -1,0 +1,48 @@
+# Portway: the single entry point. `make up` starts the platform, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: up test check fmt bench provision clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --quiet
+	touch $@
+
+## up: install, then start manager + worker (env dev) + demo backend on the single-host profile
+up: $(VENV)/.synced
+	$(BIN)/portway up
+
+## provision: install and cache the real servers the tests use (idempotent)
+provision: $(VENV)/.synced
+	scripts/provision
+
+## test: provision the real servers, then run the whole suite
+test: provision
+	$(BIN)/pytest
+
+## check: lint, format check, strict typing
+check: $(VENV)/.synced
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+
+fmt: $(VENV)/.synced
+	$(BIN)/ruff check --fix src tests bench scripts
+	$(BIN)/ruff format src tests bench scripts
+
+## bench: speed and memory, side by side with nginx and HAProxy
+bench: provision
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

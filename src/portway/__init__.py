@@ -1,0 +1,1 @@
+"""Portway: an API management platform."""

@@ -1,0 +1,3 @@
+from portway.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The ``portway`` command: parse arguments, build settings, call the same code the tests call."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _manager(args: argparse.Namespace) -> int:
+    from portway.manager.app import run
+    from portway.manager.settings import ManagerSettings
+
+    settings = ManagerSettings(
+        host=args.host,
+        port=args.port,
+        store=args.store,
+        data_dir=args.data_dir,
+        secret_file=args.secret_file or args.data_dir / "cluster.secret",
+        bootstrap_file=args.data_dir / "bootstrap-admin.json",
+        report_interval=args.report_interval,
+    )
+    run(settings)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from portway.worker.app import WorkerOptions, run
+
+    return run(
+        WorkerOptions(
+            environment=args.environment,
+            manager_url=args.manager,
+            host=args.host,
+            port=args.port,
+            processes=args.processes,
+            worker_id=args.worker_id,
+            advertise_url=args.advertise_url,
+            secret_file=args.secret_file,
+            state_dir=args.state_dir,
+            poll_interval=args.poll_interval,
+        )
+    )
+
+
+def _demo_backend(args: argparse.Namespace) -> int:
+    from portway.demo.echo import run
+
+    run(args.host, args.port)
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from portway.local.profile import LocalProfile
+    from portway.local.up import run_up
+
+    return run_up(
+        LocalProfile(
+            worker_port=args.worker_port,
+            manager_port=args.manager_port,
+            backend_port=args.backend_port,
+            data_dir=args.data_dir,
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="portway", description="Portway API management platform")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start manager, worker and demo backend on this machine")
+    up.add_argument("--worker-port", type=int, default=8080)
+    up.add_argument("--manager-port", type=int, default=8081)
+    up.add_argument("--backend-port", type=int, default=8082)
+    up.add_argument("--data-dir", type=Path, default=Path("var/portway"))
+    up.set_defaults(func=_up)
+
+    manager = sub.add_parser("manager", help="run the manager (management API, deployments)")
+    manager.add_argument("--host", default="127.0.0.1")
+    manager.add_argument("--port", type=int, default=8080)
+    manager.add_argument("--store", default="sqlite:///var/portway/manager.db",
+                         help="config store URL: sqlite:///PATH or mongodb://HOST:PORT/DB")
+    manager.add_argument("--data-dir", type=Path, default=Path("var/portway"))
+    manager.add_argument("--secret-file", type=Path, default=None,
+                         help="cluster secret (default: DATA_DIR/cluster.secret)")
+    manager.add_argument("--report-interval", type=float, default=5.0,
+                         help="seconds between worker status reports (liveness)")
+    manager.set_defaults(func=_manager)
+
+    worker = sub.add_parser("worker", help="run a gateway worker for one environment")
+    worker.add_argument("--environment", required=True, help="the environment this worker serves")
+    worker.add_argument("--manager", required=True, help="manager URL, e.g. http://manager:8080")
+    worker.add_argument("--host", default="0.0.0.0")
+    worker.add_argument("--port", type=int, default=8080)
+    worker.add_argument("--processes", type=int, default=0, help="0 = one per core")
+    worker.add_argument("--worker-id", default=None, help="default: HOSTNAME-PORT")
+    worker.add_argument("--advertise-url", default=None,
+                        help="URL the manager uses to reach this worker (default: from host/port)")
+    worker.add_argument("--secret-file", type=Path, default=Path("var/portway/cluster.secret"))
+    worker.add_argument("--state-dir", type=Path, default=Path("var/portway/worker"))
+    worker.add_argument("--poll-interval", type=float, default=5.0)
+    worker.set_defaults(func=_worker)
+
+    demo = sub.add_parser("demo-backend", help="run the demo echo backend")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8082)
+    demo.set_defaults(func=_demo_backend)
+
+    try:
+        from portway.matrix.cli import register as register_matrix
+    except ImportError:  # pragma: no cover - the matrix package ships with Portway
+        pass
+    else:
+        register_matrix(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    code: int = args.func(args)
+    return code

@@ -1,0 +1,10 @@
+"""The manager <-> worker protocol, shared by both sides (neither imports the other).
+
+All calls travel on port 8080 of the callee and are signed with the cluster secret (``signing``):
+- deploy (push):      manager -> worker  POST /_portway/deploy            {"revision": N}
+- retrieval (pull):   worker -> manager  GET  /_portway/cluster/environments/{env}/revisions/{N}
+- status reporting:   worker -> manager  POST /_portway/cluster/workers/{id}/status
+                      (the answer carries the desired revision, so polling converges a missed push)
+- health check:       manager -> worker  GET  /_portway/status (signed; /_portway/health is the plain
+                      load-balancer probe and reveals nothing)
+"""

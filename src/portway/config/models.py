@@ -1,0 +1,263 @@
+"""Configuration models: environments, projects, API proxies and their policies.
+
+These are the documents the manager validates on write and stores, and the pieces of the revision a
+worker pulls. Policy *configs* stay plain mappings here; each policy validates its own config with its
+own model (``portway.policies``), called by the manager before anything is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from portway.config.base import Model, Slug
+
+RESERVED_PREFIX = "/_portway"
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+_TEMPLATE_SEGMENT = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._~!$&'()*+,;=:@%-]*)$")
+
+
+def _check_path(path: str, what: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"{what} must start with '/'")
+    if path != "/" and path.endswith("/"):
+        raise ValueError(f"{what} must not end with '/'")
+    if "//" in path:
+        raise ValueError(f"{what} must not contain '//'")
+    for segment in path.split("/")[1:]:
+        if segment in (".", ".."):
+            raise ValueError(f"{what} must not contain '.' or '..' segments")
+        if not _TEMPLATE_SEGMENT.fullmatch(segment):
+            raise ValueError(
+                f"{what} segment {segment!r} is neither a literal nor a '{{name}}' parameter"
+            )
+    return path
+
+
+def _check_methods(methods: list[str]) -> list[str]:
+    upper = [m.upper() for m in methods]
+    unknown = sorted(set(upper) - HTTP_METHODS)
+    if unknown:
+        raise ValueError(f"unknown HTTP method(s): {', '.join(unknown)}")
+    if len(set(upper)) != len(upper):
+        raise ValueError("methods must not repeat")
+    return upper
+
+
+class Environment(Model):
+    """A group of workers with a name, a type and its own access URL."""
+
+    name: Slug
+    type: Annotated[str, Field(pattern=r"^(test|prod|dev|staging)$")] = "test"
+    description: Annotated[str, Field(max_length=1000)] = ""
+    access_url: Annotated[str, Field(max_length=2000)] = ""
+
+
+class Project(Model):
+    name: Slug
+    description: Annotated[str, Field(max_length=1000)] = ""
+
+
+class BackendKind(StrEnum):
+    PRIMARY = "primary"
+    FAILOVER = "failover"
+
+
+class Backend(Model):
+    """One backend address of an API proxy."""
+
+    url: Annotated[str, Field(max_length=2000, description="http(s)://host[:port][/base-path]")]
+    weight: Annotated[int, Field(ge=1, le=1000, description="share for weighted balancing")] = 1
+    kind: BackendKind = BackendKind.PRIMARY
+    health_check: Annotated[bool, Field(description="include in active health checks")] = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("scheme must be http or https")
+        if not parts.hostname:
+            raise ValueError("a host is required")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or a fragment")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError("port is not a number in 1..65535") from exc
+        return value.rstrip("/")
+
+
+class Balancing(StrEnum):
+    ROUND_ROBIN = "round_robin"
+    WEIGHTED_ROUND_ROBIN = "weighted_round_robin"
+    LEAST_CONNECTIONS = "least_connections"
+    RANDOM = "random"
+    IP_HASH = "ip_hash"
+
+
+class RetryDelay(Model):
+    kind: Annotated[str, Field(pattern=r"^(fixed|exponential)$")] = "exponential"
+    initial: Annotated[float, Field(ge=0, le=60, description="seconds before the first retry")] = 0.05
+    maximum: Annotated[float, Field(ge=0, le=300, description="cap on one delay, seconds")] = 2.0
+    multiplier: Annotated[float, Field(ge=1, le=10)] = 2.0
+
+
+class ConnectionSettings(Model):
+    connect_timeout: Annotated[float, Field(gt=0, le=300, description="seconds")] = 5.0
+    read_timeout: Annotated[float, Field(gt=0, le=3600, description="seconds between bytes")] = 30.0
+    total_timeout: Annotated[float, Field(gt=0, le=86400, description="seconds per attempt")] = 60.0
+    pool_size: Annotated[int, Field(ge=1, le=10000, description="idle connections per address")] = 64
+    retries: Annotated[int, Field(ge=0, le=10, description="extra tries on primary addresses")] = 1
+    failover_retries: Annotated[int, Field(ge=0, le=10)] = 1
+    retry_non_idempotent: Annotated[
+        bool, Field(description="also retry POST/PATCH (only when the backend is idempotent)")
+    ] = False
+    retry_delay: RetryDelay = RetryDelay()
+    tls_verify: Annotated[bool, Field(description="verify backend certificates")] = True
+    ca_bundle: Annotated[str | None, Field(description="PEM file of trusted CAs")] = None
+    dns_ttl: Annotated[float, Field(ge=0, le=86400, description="seconds to cache DNS")] = 30.0
+    error_statuses: Annotated[
+        list[int], Field(description="backend statuses counted as errors (default: >= 500)")
+    ] = Field(default_factory=list)
+
+
+class HealthCheck(Model):
+    enabled: bool = False
+    path: str = "/"
+    interval: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    timeout: Annotated[float, Field(gt=0, le=300)] = 5.0
+    unhealthy_threshold: Annotated[int, Field(ge=1, le=100)] = 3
+    healthy_threshold: Annotated[int, Field(ge=1, le=100)] = 3
+    expected_statuses: list[int] = Field(default_factory=lambda: [200])
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> HealthCheck:
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not exceed interval")
+        return self
+
+
+class PassiveHealth(Model):
+    enabled: bool = True
+    max_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    eject_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+
+class CircuitBreaker(Model):
+    enabled: bool = False
+    window: Annotated[float, Field(gt=0, le=3600, description="seconds of history")] = 10.0
+    threshold_count: Annotated[int | None, Field(ge=1)] = 5
+    threshold_percent: Annotated[float | None, Field(gt=0, le=100)] = None
+    min_requests: Annotated[int, Field(ge=1)] = 5
+    sleep_window: Annotated[float, Field(gt=0, le=3600, description="seconds open")] = 30.0
+
+
+class PolicySpec(Model):
+    """One policy in a request, response or error list."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+    description: Annotated[str, Field(max_length=1000)] = ""
+    active: bool = True
+    shadow: Annotated[bool, Field(description="evaluate and record, never enforce")] = False
+    condition: dict[str, Any] | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    messages: Annotated[
+        dict[str, str], Field(description="error message overrides by error code")
+    ] = Field(default_factory=dict)
+    global_ref: Annotated[
+        str | None, Field(description="name of a global policy this entry refers to")
+    ] = None
+
+
+class PolicyLists(Model):
+    request: list[PolicySpec] = Field(default_factory=list)
+    response: list[PolicySpec] = Field(default_factory=list)
+    error: list[PolicySpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PolicyLists:
+        seen: set[str] = set()
+        for spec in (*self.request, *self.response, *self.error):
+            if spec.name in seen:
+                raise ValueError(f"policy name {spec.name!r} is used twice")
+            seen.add(spec.name)
+        return self
+
+
+class Endpoint(Model):
+    """An operation under the proxy's base path, with its own policies."""
+
+    path: Annotated[str, Field(max_length=2000, description="relative path, '{name}' params")]
+    methods: list[str] = Field(default_factory=list)
+    description: Annotated[str, Field(max_length=1000)] = ""
+    policies: PolicyLists = PolicyLists()
+
+    _path = field_validator("path")(classmethod(lambda cls, v: _check_path(v, "path")))
+    _methods = field_validator("methods")(classmethod(lambda cls, v: _check_methods(v)))
+
+
+class ApiProxy(Model):
+    """An API proxy: the client route, the backend addresses and the policies between them."""
+
+    name: Slug
+    project: Slug = "default"
+    description: Annotated[str, Field(max_length=1000)] = ""
+    base_path: Annotated[
+        str, Field(max_length=2000, description="client path prefix, unique in the project")
+    ]
+    hosts: Annotated[
+        list[str], Field(description="virtual hosts; empty matches any Host header")
+    ] = Field(default_factory=list)
+    methods: Annotated[list[str], Field(description="allowed methods; empty = all")] = Field(
+        default_factory=list
+    )
+    strip_base_path: Annotated[
+        bool, Field(description="forward the path without the base path")
+    ] = True
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    backends: list[Backend] = Field(default_factory=list)
+    balancing: Balancing = Balancing.ROUND_ROBIN
+    connection: ConnectionSettings = ConnectionSettings()
+    health_check: HealthCheck = HealthCheck()
+    passive_health: PassiveHealth = PassiveHealth()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    maintenance: Annotated[bool, Field(description="answer 503 without calling backends")] = False
+    policies: PolicyLists = PolicyLists()
+
+    @field_validator("base_path")
+    @classmethod
+    def _base_path(cls, value: str) -> str:
+        _check_path(value, "base_path")
+        if value == RESERVED_PREFIX or value.startswith(RESERVED_PREFIX + "/"):
+            raise ValueError(f"{RESERVED_PREFIX} is reserved for the platform")
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        lowered = [h.lower() for h in value]
+        for host in lowered:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?", host):
+                raise ValueError(f"{host!r} is not a host name")
+        return lowered
+
+    _methods = field_validator("methods")(classmethod(lambda cls, v: _check_methods(v)))
+
+    @model_validator(mode="after")
+    def _needs_backends(self) -> ApiProxy:
+        if not self.backends and not self.maintenance:
+            raise ValueError("backends: at least one backend address is required")
+        paths = [(e.path, tuple(sorted(e.methods))) for e in self.endpoints]
+        if len(set(paths)) != len(paths):
+            raise ValueError("endpoints: the same path and methods are declared twice")
+        return self

@@ -1,0 +1,57 @@
+"""What a worker pulls: the complete configuration of one environment at one revision.
+
+The manager builds an ``EnvironmentRevision`` on every deploy, undeploy or rollback, numbers it with a
+monotonically increasing ``revision`` per environment, and keeps it immutable. A worker swaps its whole
+routing table to a new revision at once, so no request ever sees two revisions mixed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field
+
+from portway.config.base import Model, Slug
+from portway.config.models import ApiProxy, PolicySpec
+
+
+class DeployedApi(Model):
+    api: ApiProxy
+    api_revision: Annotated[int, Field(ge=1, description="revision of the API proxy deployed")]
+
+
+class CredentialSnapshot(Model):
+    """A consumer credential as workers see it: hashes only, never the secret."""
+
+    id: str
+    kind: Annotated[str, Field(pattern=r"^(api_key|basic)$")]
+    lookup: Annotated[str, Field(description="sha256 hex of the API key, or the basic username")]
+    secret_hash: Annotated[str | None, Field(description="argon2 hash of a password")] = None
+    expires_at: datetime | None = None
+    disabled: bool = False
+
+
+class GrantSnapshot(Model):
+    api: Slug
+    project: Slug = "default"
+    expires_at: datetime | None = None
+    environments: list[str] = Field(default_factory=list)
+
+
+class ConsumerSnapshot(Model):
+    id: str
+    name: str
+    disabled: bool = False
+    roles: list[str] = Field(default_factory=list)
+    credentials: list[CredentialSnapshot] = Field(default_factory=list)
+    grants: list[GrantSnapshot] = Field(default_factory=list)
+
+
+class EnvironmentRevision(Model):
+    environment: Slug
+    revision: Annotated[int, Field(ge=0)]
+    created_at: datetime
+    apis: list[DeployedApi] = Field(default_factory=list)
+    global_policies: dict[str, PolicySpec] = Field(default_factory=dict)
+    consumers: list[ConsumerSnapshot] = Field(default_factory=list)

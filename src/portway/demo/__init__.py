@@ -1,0 +1,1 @@
+"""The demo backend started by ``portway up``: an echo service."""

@@ -1,0 +1,1 @@
+"""``portway up``: the whole platform on one machine, on its embedded defaults."""

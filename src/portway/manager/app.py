@@ -1,0 +1,99 @@
+"""The manager's ASGI application and its process entry point."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from portway.cluster.signing import load_or_create_secret
+from portway.manager import api, cluster_api, problems
+from portway.manager.auth import bootstrap_admin
+from portway.manager.catalog import Catalog
+from portway.manager.context import Services
+from portway.manager.deployments import Deployer
+from portway.manager.registry import Liveness, WorkerRegistry
+from portway.manager.settings import ManagerSettings
+from portway.manager.worker_client import WorkerClient
+from portway.stores.config_store import ConfigStore, open_config_store
+
+log = logging.getLogger("portway.manager")
+
+
+async def build_services(settings: ManagerSettings, store: ConfigStore) -> Services:
+    secret = load_or_create_secret(settings.secret_file)
+    catalog = Catalog(store)
+    registry = WorkerRegistry(store, Liveness(settings.report_interval, settings.down_after))
+    client = WorkerClient(secret, settings.push_timeout)
+    deployer = Deployer(store, catalog, registry, client, settings.push_timeout)
+    return Services(settings, store, secret, catalog, registry, deployer, client)
+
+
+async def _bootstrap(settings: ManagerSettings, store: ConfigStore) -> None:
+    """Create the first admin on an empty store and hand its credentials over once, in a 0600 file."""
+    created = await bootstrap_admin(store)
+    if created is None:
+        return
+    username, password, token = created
+    if settings.bootstrap_file is None:
+        log.warning("first admin %r created; no bootstrap_file set, its credentials are lost", username)
+        return
+    settings.bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.bootstrap_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"username": username, "password": password, "token": token}, handle)
+    log.warning("first admin %r created; credentials written once to %s", username,
+                settings.bootstrap_file)
+
+
+def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> FastAPI:
+    config_store = store or open_config_store(settings.store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await config_store.open()
+        app.state.services = await build_services(settings, config_store)
+        await _bootstrap(settings, config_store)
+        try:
+            yield
+        finally:
+            await app.state.services.client.close()
+            await config_store.close()
+
+    app = FastAPI(
+        title="Portway management API",
+        version="1",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(api.router)
+    app.include_router(cluster_api.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> PlainTextResponse:
+        return PlainTextResponse("OK")
+
+    return app
+
+
+def run(settings: ManagerSettings) -> None:
+    """Serve the manager until interrupted."""
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,23 @@
+"""The manager's services, built once at start-up and shared by the routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portway.manager.catalog import Catalog
+from portway.manager.deployments import Deployer
+from portway.manager.registry import WorkerRegistry
+from portway.manager.settings import ManagerSettings
+from portway.manager.worker_client import WorkerClient
+from portway.stores.config_store import ConfigStore
+
+
+@dataclass(slots=True)
+class Services:
+    settings: ManagerSettings
+    store: ConfigStore
+    secret: bytes
+    catalog: Catalog
+    registry: WorkerRegistry
+    deployer: Deployer
+    client: WorkerClient

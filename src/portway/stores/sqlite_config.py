@@ -1,0 +1,220 @@
+"""The embedded config store: one SQLite file in WAL mode.
+
+Documents live as JSON in ``documents``; unique claims live in ``uniques`` (one row per claimed
+tuple) so a duplicate is refused by the primary key inside the same transaction as the write.
+Calls run in one worker thread, serialised, so the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from portway.errors import DuplicateKey, NotFound, StaleVersion, StoreUnavailable
+from portway.stores.config_store import Document, collection, unique_values
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (collection, id)
+);
+CREATE TABLE IF NOT EXISTS uniques (
+    collection TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    value TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (collection, fields, value)
+);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+"""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class SqliteConfigStore:
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StoreUnavailable("config store is not open")
+
+        def call() -> T:
+            with self._lock:
+                try:
+                    with conn:
+                        return fn(conn)
+                except sqlite3.OperationalError as exc:
+                    raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+        return await asyncio.to_thread(call)
+
+    async def open(self) -> None:
+        if self._path not in ("", ":memory:"):
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(
+                self._path or ":memory:", check_same_thread=False, isolation_level=None
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"database schema {row[0]} is newer than this Portway ({SCHEMA_VERSION})"
+                )
+            conn.isolation_level = "DEFERRED"
+            return conn
+
+        try:
+            self._conn = await asyncio.to_thread(connect)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite {self._path}: {exc}") from exc
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.to_thread(conn.close)
+
+    async def get(self, collection_name: str, key: str) -> Document | None:
+        collection(collection_name)
+
+        def fn(conn: sqlite3.Connection) -> Document | None:
+            row = conn.execute(
+                "SELECT version, data FROM documents WHERE collection=? AND id=?",
+                (collection_name, key),
+            ).fetchone()
+            return None if row is None else Document(key, row[0], json.loads(row[1]))
+
+        return await self._run(fn)
+
+    async def find(
+        self,
+        collection_name: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[Document]:
+        collection(collection_name)
+        sql = "SELECT id, version, data FROM documents WHERE collection=?"
+        args: list[Any] = [collection_name]
+        for field, value in (where or {}).items():
+            if not field.replace("_", "").isalnum():
+                raise ValueError(f"invalid field name {field!r}")
+            sql += f" AND json_extract(data, '$.{field}') IS ?"  # noqa: S608 - field checked above
+            args.append(value if not isinstance(value, bool) else int(value))
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+
+        def fn(conn: sqlite3.Connection) -> list[Document]:
+            rows = conn.execute(sql, args).fetchall()
+            return [Document(r[0], r[1], json.loads(r[2])) for r in rows]
+
+        return await self._run(fn)
+
+    @staticmethod
+    def _claim(conn: sqlite3.Connection, name: str, key: str, data: Mapping[str, Any]) -> None:
+        for fields, values in unique_values(collection(name), data):
+            try:
+                conn.execute(
+                    "INSERT INTO uniques VALUES (?, ?, ?, ?)",
+                    (name, ",".join(fields), _dumps(list(values)), key),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateKey(name, fields, values) from exc
+
+    async def insert(self, collection_name: str, key: str, data: Mapping[str, Any]) -> Document:
+        collection(collection_name)
+        body = _dumps(dict(data))
+
+        def fn(conn: sqlite3.Connection) -> Document:
+            try:
+                conn.execute(
+                    "INSERT INTO documents VALUES (?, ?, 1, ?)", (collection_name, key, body)
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateKey(collection_name, ("id",), (key,)) from exc
+            self._claim(conn, collection_name, key, data)
+            return Document(key, 1, json.loads(body))
+
+        return await self._run(fn)
+
+    async def replace(
+        self, collection_name: str, key: str, data: Mapping[str, Any], *, expected_version: int
+    ) -> Document:
+        collection(collection_name)
+        body = _dumps(dict(data))
+
+        def fn(conn: sqlite3.Connection) -> Document:
+            row = conn.execute(
+                "SELECT version FROM documents WHERE collection=? AND id=?",
+                (collection_name, key),
+            ).fetchone()
+            if row is None:
+                raise NotFound(collection_name, key)
+            if row[0] != expected_version:
+                raise StaleVersion(collection_name, key, expected_version, row[0])
+            conn.execute("DELETE FROM uniques WHERE collection=? AND id=?", (collection_name, key))
+            self._claim(conn, collection_name, key, data)
+            conn.execute(
+                "UPDATE documents SET version=?, data=? WHERE collection=? AND id=?",
+                (expected_version + 1, body, collection_name, key),
+            )
+            return Document(key, expected_version + 1, json.loads(body))
+
+        return await self._run(fn)
+
+    async def delete(
+        self, collection_name: str, key: str, *, expected_version: int | None = None
+    ) -> None:
+        collection(collection_name)
+
+        def fn(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT version FROM documents WHERE collection=? AND id=?",
+                (collection_name, key),
+            ).fetchone()
+            if row is None:
+                raise NotFound(collection_name, key)
+            if expected_version is not None and row[0] != expected_version:
+                raise StaleVersion(collection_name, key, expected_version, row[0])
+            conn.execute("DELETE FROM documents WHERE collection=? AND id=?", (collection_name, key))
+            conn.execute("DELETE FROM uniques WHERE collection=? AND id=?", (collection_name, key))
+
+        await self._run(fn)
+
+    async def next_sequence(self, name: str) -> int:
+        def fn(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "INSERT INTO sequences VALUES (?, 1) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                (name,),
+            )
+            row = conn.execute("SELECT value FROM sequences WHERE name=?", (name,)).fetchone()
+            return int(row[0])
+
+        return await self._run(fn)

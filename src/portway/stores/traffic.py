@@ -1,0 +1,79 @@
+"""The traffic log interface: append request records in batches, query aggregates.
+
+A record is one request through a worker (see ``TrafficRecord``). ``write`` is idempotent by the
+record's ``id`` (the correlation id): writing the same batch twice stores each record once, which is
+what lets the shipper retry after a failure without duplicating anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypedDict
+
+
+class TrafficRecord(TypedDict, total=False):
+    id: str  # correlation id, unique per request
+    timestamp: str  # ISO 8601, UTC
+    environment: str
+    project: str
+    api: str
+    endpoint: str
+    method: str
+    path: str
+    client_ip: str
+    forwarded_for: str
+    consumer: str
+    status: int
+    error: str
+    backend: str
+    retries: int
+    failovers: int
+    total_ms: float
+    pipeline_ms: float
+    backend_ms: float
+    request_bytes: int
+    response_bytes: int
+    worker: str
+    detail: dict[str, Any]  # optional captured headers/params/bodies, secrets masked
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsQuery:
+    start: datetime
+    end: datetime
+    bucket_seconds: int = 60
+    environment: str | None = None
+    api: str | None = None
+    consumer: str | None = None
+    top_n: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start: datetime
+    count: int
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsResult:
+    total: int
+    by_status: dict[int, int] = field(default_factory=dict)
+    by_api: dict[str, int] = field(default_factory=dict)
+    top_consumers: list[tuple[str, int]] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p90, p99
+    buckets: list[Bucket] = field(default_factory=list)
+
+
+class TrafficSink(Protocol):
+    async def open(self) -> None:
+        """Connect and install what the engine needs (tables, index template, lifecycle)."""
+
+    async def close(self) -> None: ...
+
+    async def write(self, records: Sequence[TrafficRecord]) -> None:
+        """Store a batch; idempotent by ``id``; raises ``StoreUnavailable`` when unreachable."""
+
+    async def query(self, query: AnalyticsQuery) -> AnalyticsResult: ...

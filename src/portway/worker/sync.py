@@ -1,0 +1,240 @@
+"""Configuration sync: the worker's side of the cluster protocol.
+
+At start the worker asks the manager whether its environment exists (a wrong name exits loudly),
+then pulls the desired revision. Afterwards three paths lead to the same ``_converge``: a deploy push,
+the answer to a periodic status report (the pull fallback), and a start-up with the manager away, in
+which case the last good revision is read from disk. Every revision that compiled is written to disk
+atomically before it is served, so a restart serves it without the manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from portway.cluster.messages import DeployAck, DeployNotice, EnvironmentInfo, StatusAnswer, StatusReport
+from portway.cluster.signing import sign
+from portway.config.revision import EnvironmentRevision
+from portway.errors import ClusterError, Unauthenticated, UnknownEnvironment
+
+log = logging.getLogger("portway.worker.sync")
+
+Apply = Callable[[EnvironmentRevision], Awaitable[None]]
+Counters = Callable[[], dict[str, Any]]
+
+
+@dataclass(slots=True)
+class SyncSettings:
+    manager_url: str
+    environment: str
+    worker_id: str
+    advertise_url: str
+    secret: bytes
+    state_dir: Path
+    poll_interval: float = 5.0
+    request_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class SyncState:
+    served_revision: int | None = None
+    last_error: str | None = None
+    last_contact: float | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class ManagerUnreachable(ClusterError):
+    pass
+
+
+class ConfigSync:
+    def __init__(self, settings: SyncSettings, apply: Apply, counters: Counters | None = None) -> None:
+        self.settings = settings
+        self._apply = apply
+        self._counters = counters or dict
+        self.state = SyncState()
+        self._lock = asyncio.Lock()
+        self._client = httpx.AsyncClient(
+            base_url=settings.manager_url.rstrip("/"),
+            timeout=settings.request_timeout,
+            trust_env=False,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def cache_file(self) -> Path:
+        return self.settings.state_dir / f"revision-{self.settings.environment}.json"
+
+    # manager calls ------------------------------------------------------------------------
+    async def _call(self, method: str, path: str, body: bytes = b"") -> httpx.Response:
+        headers = sign(self.settings.secret, method, path, body)
+        if body:
+            headers["Content-Type"] = "application/json"
+        try:
+            response = await self._client.request(method, path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ManagerUnreachable(f"manager {self.settings.manager_url}: {exc!r}") from exc
+        if response.status_code == 401:
+            raise Unauthenticated(
+                "the manager refused this worker's signature: is the cluster secret the same?"
+            )
+        self.state.last_contact = time.monotonic()
+        return response
+
+    async def environment_info(self) -> EnvironmentInfo:
+        response = await self._call("GET", f"/_portway/cluster/environments/{self.settings.environment}")
+        if response.status_code == 404:
+            raise UnknownEnvironment(self.settings.environment)
+        if response.status_code != 200:
+            raise ManagerUnreachable(f"manager answered {response.status_code}")
+        return EnvironmentInfo.model_validate(response.json())
+
+    async def pull(self, number: int) -> EnvironmentRevision:
+        env = self.settings.environment
+        response = await self._call("GET", f"/_portway/cluster/environments/{env}/revisions/{number}")
+        if response.status_code != 200:
+            raise ClusterError(f"pulling revision {number} failed: {response.status_code}")
+        revision = EnvironmentRevision.model_validate_json(response.content)
+        if revision.environment != env or revision.revision != number:
+            raise ClusterError(f"manager sent {revision.environment}@{revision.revision}")
+        return revision
+
+    async def report(self) -> StatusAnswer:
+        report = StatusReport(
+            environment=self.settings.environment,
+            address=self.settings.advertise_url,
+            served_revision=self.state.served_revision,
+            healthy=self.state.served_revision is not None,
+            started_at=self.state.started_at,
+            counters=self._counters(),
+        )
+        path = f"/_portway/cluster/workers/{self.settings.worker_id}/status"
+        response = await self._call("POST", path, report.model_dump_json().encode())
+        if response.status_code == 404:
+            raise UnknownEnvironment(self.settings.environment)
+        if response.status_code != 200:
+            raise ManagerUnreachable(f"status report answered {response.status_code}")
+        return StatusAnswer.model_validate(response.json())
+
+    # disk ---------------------------------------------------------------------------------
+    def _save(self, revision: EnvironmentRevision) -> None:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(revision.model_dump_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.cache_file)
+
+    def load_cached(self) -> EnvironmentRevision | None:
+        try:
+            raw = self.cache_file.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            revision = EnvironmentRevision.model_validate(json.loads(raw))
+        except ValueError as exc:
+            log.error("ignoring unreadable cached revision %s: %s", self.cache_file, exc)
+            return None
+        return revision if revision.environment == self.settings.environment else None
+
+    # converging ---------------------------------------------------------------------------
+    async def _converge(self, desired: int | None) -> None:
+        async with self._lock:
+            if desired is None or desired == self.state.served_revision:
+                return
+            revision = await self.pull(desired)
+            await self._install(revision)
+
+    async def _install(self, revision: EnvironmentRevision) -> None:
+        try:
+            await self._apply(revision)
+        except Exception as exc:
+            self.state.last_error = f"revision {revision.revision}: {exc}"
+            log.exception("revision %d refused; still serving %s", revision.revision, self.state.served_revision)
+            raise
+        self._save(revision)
+        self.state.served_revision = revision.revision
+        self.state.last_error = None
+        log.info("serving %s@%d", revision.environment, revision.revision)
+
+    async def start(self) -> None:
+        """Join the environment; raises ``UnknownEnvironment`` / ``Unauthenticated`` loudly."""
+        try:
+            info = await self.environment_info()
+        except ManagerUnreachable as exc:
+            cached = self.load_cached()
+            log.warning("manager unreachable (%s); serving the cached revision %s", exc,
+                        cached.revision if cached else None)
+            if cached is not None:
+                async with self._lock:
+                    await self._install(cached)
+        else:
+            cached = self.load_cached()
+            if cached is not None and cached.revision == info.desired_revision:
+                async with self._lock:
+                    await self._install(cached)
+            await self._converge(info.desired_revision)
+        self._task = asyncio.create_task(self._loop(), name="portway-config-sync")
+
+    async def on_push(self, notice: DeployNotice) -> DeployAck:
+        if notice.environment != self.settings.environment:
+            return DeployAck(
+                worker_id=self.settings.worker_id,
+                served_revision=self.state.served_revision,
+                success=False,
+                error=f"this worker serves {self.settings.environment}, not {notice.environment}",
+            )
+        try:
+            await self._converge(notice.revision)
+        except Exception as exc:  # noqa: BLE001 - the answer carries the failure to the manager
+            return DeployAck(
+                worker_id=self.settings.worker_id,
+                served_revision=self.state.served_revision,
+                success=False,
+                error=str(exc)[:300],
+            )
+        asyncio.get_running_loop().create_task(self._report_quietly())
+        return DeployAck(
+            worker_id=self.settings.worker_id,
+            served_revision=self.state.served_revision,
+            success=self.state.served_revision == notice.revision,
+        )
+
+    async def _report_quietly(self) -> StatusAnswer | None:
+        try:
+            return await self.report()
+        except UnknownEnvironment:
+            log.error("the manager no longer knows environment %s", self.settings.environment)
+        except ClusterError as exc:
+            log.warning("status report failed: %s", exc)
+        return None
+
+    async def _loop(self) -> None:
+        while True:
+            answer = await self._report_quietly()
+            if answer is not None:
+                try:
+                    await self._converge(answer.desired_revision)
+                except Exception as exc:  # noqa: BLE001 - retried on the next interval
+                    log.warning("converging to %s failed: %s", answer.desired_revision, exc)
+            await asyncio.sleep(self.settings.poll_interval)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._client.aclose()
