@@ -1,0 +1,85 @@
+"""The worker's control endpoints under ``/_portway/`` on its client port (8080).
+
+- ``GET /_portway/health``  plain probe for load balancers: ``OK`` while a revision is served
+- ``GET /_portway/status``  signed: the worker's status as the manager sees it in reports
+- ``POST /_portway/deploy`` signed: the manager's push; answers once the revision is served
+
+Signed calls are verified before the body is interpreted; an unsigned or forged call gets 401 and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from portway.cluster.messages import DeployNotice
+from portway.cluster.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from portway.http import BodyTooLarge, Request, Response
+from portway.worker.sync import ConfigSync
+
+MAX_CONTROL_BODY = 64 * 1024
+_JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+
+def _json(status: int, payload: dict[str, Any]) -> Response:
+    return Response(status, list(_JSON), json.dumps(payload).encode())
+
+
+def _error(status: int, code: str, message: str, correlation_id: str) -> Response:
+    return _json(status, {"error": code, "message": message, "correlation_id": correlation_id})
+
+
+class ControlHandler:
+    def __init__(
+        self,
+        secret: bytes,
+        sync: ConfigSync,
+        status: Callable[[], dict[str, Any]],
+        correlation_id: Callable[[Request], str],
+    ) -> None:
+        self._secret = secret
+        self._sync = sync
+        self._status = status
+        self._correlation_id = correlation_id
+
+    def _signed(self, request: Request, body: bytes) -> bool:
+        timestamp = request.header(TIMESTAMP_HEADER.lower().encode())
+        signature = request.header(SIGNATURE_HEADER.lower().encode())
+        return verify(
+            self._secret,
+            request.method,
+            request.target.decode("latin-1"),
+            body,
+            timestamp.decode("latin-1") if timestamp else None,
+            signature.decode("latin-1") if signature else None,
+        )
+
+    async def __call__(self, request: Request) -> Response:
+        cid = self._correlation_id(request)
+        route = (request.method, request.path)
+        if route in (("GET", "/_portway/health"), ("HEAD", "/_portway/health")):
+            if self._sync.state.served_revision is None:
+                return Response(503, [(b"content-type", b"text/plain")], b"NO CONFIGURATION\n")
+            return Response(200, [(b"content-type", b"text/plain")], b"OK\n")
+        if route not in (("GET", "/_portway/status"), ("POST", "/_portway/deploy")):
+            return _error(404, "not_found", f"no control endpoint {request.path}", cid)
+        try:
+            body = await request.body.read_all(MAX_CONTROL_BODY)
+        except BodyTooLarge:
+            return _error(413, "body_too_large", "control calls carry at most 64 KiB", cid)
+        if not self._signed(request, body):
+            return _error(401, "unauthenticated", "missing or invalid cluster signature", cid)
+        if route[0] == "GET":
+            return _json(200, self._status())
+        try:
+            notice = DeployNotice.model_validate_json(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "body"
+            return _error(422, "validation_error", f"{field}: {first['msg']}", cid)
+        ack = await self._sync.on_push(notice)
+        return _json(200, ack.model_dump())
