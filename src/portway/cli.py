@@ -81,13 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     manager = sub.add_parser("manager", help="run the manager (management API, deployments)")
     manager.add_argument("--host", default="127.0.0.1")
     manager.add_argument("--port", type=int, default=8080)
-    manager.add_argument("--store", default="sqlite:///var/portway/manager.db",
-                         help="config store URL: sqlite:///PATH or mongodb://HOST:PORT/DB")
+    manager.add_argument(
+        "--store",
+        default="sqlite:///var/portway/manager.db",
+        help="config store URL: sqlite:///PATH or mongodb://HOST:PORT/DB",
+    )
     manager.add_argument("--data-dir", type=Path, default=Path("var/portway"))
-    manager.add_argument("--secret-file", type=Path, default=None,
-                         help="cluster secret (default: DATA_DIR/cluster.secret)")
-    manager.add_argument("--report-interval", type=float, default=5.0,
-                         help="seconds between worker status reports (liveness)")
+    manager.add_argument(
+        "--secret-file",
+        type=Path,
+        default=None,
+        help="cluster secret (default: DATA_DIR/cluster.secret)",
+    )
+    manager.add_argument(
+        "--report-interval",
+        type=float,
+        default=5.0,
+        help="seconds between worker status reports (liveness)",
+    )
     manager.set_defaults(func=_manager)
 
     worker = sub.add_parser("worker", help="run a gateway worker for one environment")
@@ -97,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--port", type=int, default=8080)
     worker.add_argument("--processes", type=int, default=0, help="0 = one per core")
     worker.add_argument("--worker-id", default=None, help="default: HOSTNAME-PORT")
-    worker.add_argument("--advertise-url", default=None,
-                        help="URL the manager uses to reach this worker (default: from host/port)")
+    worker.add_argument(
+        "--advertise-url",
+        default=None,
+        help="URL the manager uses to reach this worker (default: from host/port)",
+    )
     worker.add_argument("--secret-file", type=Path, default=Path("var/portway/cluster.secret"))
     worker.add_argument("--state-dir", type=Path, default=Path("var/portway/worker"))
     worker.add_argument("--poll-interval", type=float, default=5.0)
@@ -125,5 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     code: int = args.func(args)
     return code

@@ -44,7 +44,7 @@ class Supervisor:
         process = subprocess.Popen(
             list(argv),
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet at this point
+            preexec_fn=_die_with_parent,
             env={**os.environ, **(env or {})},
         )
         self.children.append((name, process))

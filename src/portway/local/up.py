@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -17,6 +18,7 @@ from portway.cluster.signing import load_or_create_secret
 from portway.local.profile import LocalProfile
 from portway.local.supervisor import Supervisor, port_in_use
 
+WORKER_ID = "local-worker"
 DEMO_API: dict[str, Any] = {
     "name": "demo",
     "description": "the demo API: everything under /demo goes to the echo backend",
@@ -85,7 +87,6 @@ class Api:
 
 
 def _setup_demo(api: Api, profile: LocalProfile) -> dict[str, Any]:
-    api.call("POST", "/environments", {"name": profile.environment, "type": "dev"}, ok=(409,))
     api.call("POST", "/projects", {"name": "default"}, ok=(409,))
     wanted = DEMO_API | {"backends": [{"url": profile.backend_url}]}
     current = api.call("GET", "/projects/default/apis/demo", ok=(404,))
@@ -101,14 +102,22 @@ def _setup_demo(api: Api, profile: LocalProfile) -> dict[str, Any]:
     return result
 
 
-def _wait_registered(api: Api, profile: LocalProfile, supervisor: Supervisor) -> None:
+def _wait_registered(
+    api: Api, profile: LocalProfile, supervisor: Supervisor, since: datetime
+) -> None:
+    """Wait for the report of the worker just started (not a record left by an earlier run)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if supervisor.exited():
             name, code = supervisor.exited()[0]
             raise UpError(f"{name} exited with status {code} while starting")
         workers = api.call("GET", f"/workers?environment={profile.environment}")
-        if any(w["state"] == "up" and w["id"] == "local-worker" for w in workers):
+        if any(
+            w["state"] == "up"
+            and w["id"] == WORKER_ID
+            and datetime.fromisoformat(w["started_at"]) >= since
+            for w in workers
+        ):
             return
         time.sleep(0.2)
     raise UpError("the worker did not register with the manager within 30s")
@@ -118,7 +127,9 @@ def run_up(profile: LocalProfile) -> int:
     busy = [(n, p) for n, p, _ in profile.ports() if port_in_use(profile.host, p)]
     if busy:
         for name, port in busy:
-            print(f"error: port {port} ({name}) is already in use on {profile.host}", file=sys.stderr)
+            print(
+                f"error: port {port} ({name}) is already in use on {profile.host}", file=sys.stderr
+            )
         return 2
     load_or_create_secret(profile.secret_file)
     python = [sys.executable, "-m", "portway"]
@@ -143,9 +154,18 @@ def run_up(profile: LocalProfile) -> int:
         supervisor.start(
             "manager",
             [
-                *python, "manager", "--host", profile.host, "--port", str(profile.manager_port),
-                "--store", f"sqlite:///{data}/manager.db", "--data-dir", data,
-                "--secret-file", str(profile.secret_file),
+                *python,
+                "manager",
+                "--host",
+                profile.host,
+                "--port",
+                str(profile.manager_port),
+                "--store",
+                f"sqlite:///{data}/manager.db",
+                "--data-dir",
+                data,
+                "--secret-file",
+                str(profile.secret_file),
             ],
         )
         _wait_http(profile.backend_url + "/", "demo backend", supervisor)
@@ -153,31 +173,54 @@ def run_up(profile: LocalProfile) -> int:
         token, created = _admin_token(profile)
         api = Api(profile.manager_url, token)
         api.call("POST", "/environments", {"name": profile.environment, "type": "dev"}, ok=(409,))
+        worker_started = datetime.now(UTC)
         supervisor.start(
             "worker",
             [
-                *python, "worker", "--environment", profile.environment,
-                "--manager", profile.manager_url, "--host", profile.host,
-                "--port", str(profile.worker_port), "--processes", "1",
-                "--worker-id", "local-worker", "--state-dir", f"{data}/worker",
-                "--secret-file", str(profile.secret_file),
+                *python,
+                "worker",
+                "--environment",
+                profile.environment,
+                "--manager",
+                profile.manager_url,
+                "--host",
+                profile.host,
+                "--port",
+                str(profile.worker_port),
+                "--processes",
+                "1",
+                "--worker-id",
+                WORKER_ID,
+                "--state-dir",
+                f"{data}/worker",
+                "--secret-file",
+                str(profile.secret_file),
             ],
         )
-        _wait_registered(api, profile, supervisor)
+        _wait_registered(api, profile, supervisor, worker_started)
         deployment = _setup_demo(api, profile)
         served = [r for r in deployment["results"] if r.get("success")]
-        print(f"\nDeployed demo API revision {deployment['api_revision']} to "
-              f"{profile.environment} (environment revision {deployment['env_revision']}, "
-              f"{len(served)}/{len(deployment['results'])} worker(s) acknowledged).")
+        print(
+            f"\nDeployed demo API revision {deployment['api_revision']} to "
+            f"{profile.environment} (environment revision {deployment['env_revision']}, "
+            f"{len(served)}/{len(deployment['results'])} worker(s) acknowledged)."
+        )
         print("\nTry:")
-        print(f"  curl {profile.worker_url}/demo/echo?x=1      # through the worker to the demo backend")
+        print(
+            f"  curl {profile.worker_url}/demo/echo?x=1      "
+            "# through the worker to the demo backend"
+        )
         print(f"  curl {profile.worker_url}/_portway/health    # the worker's health probe")
-        print(f"  curl -H \"Authorization: Bearer $(cat {profile.token_file})\" "
-              f"{profile.manager_url}/api/v1/workers")
+        print(
+            f'  curl -H "Authorization: Bearer $(cat {profile.token_file})" '
+            f"{profile.manager_url}/api/v1/workers"
+        )
         print(f"  open {profile.manager_url}/api/v1/docs            # the management API")
         if created:
-            print(f"\nFirst admin (shown once): user {created['username']}, "
-                  f"password {created['password']}")
+            print(
+                f"\nFirst admin (shown once): user {created['username']}, "
+                f"password {created['password']}"
+            )
             print(f"Its API token is kept in {profile.token_file} (mode 0600).")
         else:
             print(f"\nAdmin API token: {profile.token_file}")

@@ -1,12 +1,22 @@
-"""The worker registry: what each worker reported, what it should serve, whether it is alive."""
+"""The worker registry: what each worker reported, what it should serve, whether it is alive.
+
+Two signals: the worker's own periodic status reports (stored, so every manager replica sees them)
+and the manager's health probes of each worker (kept in this process). A worker whose reports stop
+turns ``down`` after ``down_after`` intervals and is never shown with its last data as if alive; a
+worker that reports but does not answer the manager's probes for ``down_after`` probes in a row is
+``unreachable`` (pushes will fail; it still converges by pulling).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from portway.cluster.messages import StatusReport
+from portway.errors import Conflict, NotFound
+from portway.manager.worker_client import WorkerClient
 from portway.stores.config_store import ConfigStore, Document
 
 
@@ -24,10 +34,29 @@ class Liveness:
         return "up"
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    ok: bool
+    at: datetime
+    failures: int
+    last_ok_at: datetime | None
+    error: str | None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "at": self.at.isoformat(),
+            "consecutive_failures": self.failures,
+            "last_ok_at": self.last_ok_at.isoformat() if self.last_ok_at else None,
+            "error": self.error,
+        }
+
+
 class WorkerRegistry:
     def __init__(self, store: ConfigStore, liveness: Liveness) -> None:
         self.store = store
         self.liveness = liveness
+        self.probes: dict[str, ProbeResult] = {}
 
     async def report(self, worker_id: str, report: StatusReport, desired: int | None) -> None:
         """Record a status report (registration on first contact); retried on a racing write."""
@@ -46,23 +75,21 @@ class WorkerRegistry:
                 "last_report": now,
             }
             data.setdefault("registered_at", now)
-            if report.served_revision is not None and report.served_revision == desired:
-                if old.get("served_revision") != desired or "converged_at" not in old:
-                    data["converged_at"] = now
-            from portway.errors import Conflict
-
+            converged = report.served_revision is not None and report.served_revision == desired
+            if converged and (old.get("served_revision") != desired or "converged_at" not in old):
+                data["converged_at"] = now
             try:
                 if doc is None:
                     await self.store.insert("workers", worker_id, data)
                 else:
-                    await self.store.replace("workers", worker_id, data, expected_version=doc.version)
+                    await self.store.replace(
+                        "workers", worker_id, data, expected_version=doc.version
+                    )
                 return
             except Conflict:
                 continue
 
     async def mark_desired(self, worker_id: str, revision: int, at: datetime) -> None:
-        from portway.errors import Conflict
-
         for _ in range(5):
             doc = await self.store.get("workers", worker_id)
             if doc is None:
@@ -75,12 +102,58 @@ class WorkerRegistry:
                 continue
 
     async def workers(self, environment: str | None = None) -> list[Document]:
-        return await self.store.find("workers", {"environment": environment} if environment else None)
+        return await self.store.find(
+            "workers", {"environment": environment} if environment else None
+        )
 
-    def view(self, doc: Document, desired: int | None, now: datetime | None = None) -> dict[str, Any]:
+    async def forget(self, worker_id: str) -> Document:
+        """Remove a decommissioned worker (it registers again if it ever reports)."""
+        doc = await self.store.get("workers", worker_id)
+        if doc is None:
+            raise NotFound("workers", worker_id)
+        await self.store.delete("workers", worker_id)
+        self.probes.pop(worker_id, None)
+        return doc
+
+    # probes -------------------------------------------------------------------------------
+    def record_probe(self, worker_id: str, ok: bool, error: str | None, at: datetime) -> None:
+        previous = self.probes.get(worker_id)
+        failures = 0 if ok else (previous.failures if previous else 0) + 1
+        last_ok = at if ok else (previous.last_ok_at if previous else None)
+        self.probes[worker_id] = ProbeResult(ok, at, failures, last_ok, None if ok else error)
+
+    async def probe_all(self, client: WorkerClient) -> None:
+        """Probe every registered worker once, concurrently."""
+        docs = await self.workers()
+
+        async def one(doc: Document) -> None:
+            address = doc.data.get("address")
+            if not address:
+                return
+            answer = await client.probe_status(str(address))
+            self.record_probe(doc.id, answer.ok, answer.error, datetime.now(UTC))
+
+        await asyncio.gather(*(one(d) for d in docs))
+        known = {d.id for d in docs}
+        for gone in set(self.probes) - known:
+            self.probes.pop(gone, None)
+
+    def state(self, doc: Document, now: datetime) -> str:
+        state = self.liveness.state(doc.data.get("last_report"), now)
+        probe = self.probes.get(doc.id)
+        if state == "up" and probe is not None and probe.failures >= self.liveness.down_after:
+            return "unreachable"
+        return state
+
+    def view(
+        self, doc: Document, desired: int | None, now: datetime | None = None
+    ) -> dict[str, Any]:
         """A registry row; a worker that stopped reporting is shown ``down``, not as it last was."""
         data = doc.data
-        state = self.liveness.state(data.get("last_report"), now or datetime.now(UTC))
+        moment = now or datetime.now(UTC)
+        state = self.state(doc, moment)
+        alive = state in ("up", "unreachable")
+        probe = self.probes.get(doc.id)
         converge_seconds = None
         if data.get("converged_at") and data.get("desired_at"):
             delta = datetime.fromisoformat(data["converged_at"]) - datetime.fromisoformat(
@@ -92,12 +165,16 @@ class WorkerRegistry:
             "environment": data.get("environment"),
             "address": data.get("address"),
             "state": state,
-            "served_revision": data.get("served_revision") if state == "up" else None,
+            "served_revision": data.get("served_revision") if alive else None,
             "last_served_revision": data.get("served_revision"),
             "desired_revision": desired,
-            "in_sync": state == "up" and data.get("served_revision") == desired,
+            "in_sync": alive and data.get("served_revision") == desired,
             "converge_seconds": converge_seconds,
             "last_report": data.get("last_report"),
-            "healthy": bool(data.get("healthy")) and state == "up",
+            "healthy": bool(data.get("healthy"))
+            and state == "up"
+            and (probe is None or probe.ok),
+            "probe": probe.view() if probe else None,
             "started_at": data.get("started_at"),
+            "registered_at": data.get("registered_at"),
         }

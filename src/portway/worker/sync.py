@@ -1,10 +1,10 @@
 """Configuration sync: the worker's side of the cluster protocol.
 
 At start the worker asks the manager whether its environment exists (a wrong name exits loudly),
-then pulls the desired revision. Afterwards three paths lead to the same ``_converge``: a deploy push,
-the answer to a periodic status report (the pull fallback), and a start-up with the manager away, in
-which case the last good revision is read from disk. Every revision that compiled is written to disk
-atomically before it is served, so a restart serves it without the manager.
+then pulls the desired revision. Afterwards three paths lead to the same ``_converge``: a deploy
+push, the answer to a periodic status report (the pull fallback), and a start-up with the
+manager away, in which case the last good revision is read from disk. Every revision that compiled
+is written to disk atomically before it is served, so a restart serves it without the manager.
 """
 
 from __future__ import annotations
@@ -23,7 +23,13 @@ from typing import Any
 
 import httpx
 
-from portway.cluster.messages import DeployAck, DeployNotice, EnvironmentInfo, StatusAnswer, StatusReport
+from portway.cluster.messages import (
+    DeployAck,
+    DeployNotice,
+    EnvironmentInfo,
+    StatusAnswer,
+    StatusReport,
+)
 from portway.cluster.signing import sign
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ClusterError, Unauthenticated, UnknownEnvironment
@@ -44,6 +50,9 @@ class SyncSettings:
     state_dir: Path
     poll_interval: float = 5.0
     request_timeout: float = 10.0
+    watch_disk: bool = False
+    """Follow revisions that sibling processes write to the shared state directory."""
+    watch_interval: float = 0.25
 
 
 @dataclass(slots=True)
@@ -59,7 +68,9 @@ class ManagerUnreachable(ClusterError):
 
 
 class ConfigSync:
-    def __init__(self, settings: SyncSettings, apply: Apply, counters: Counters | None = None) -> None:
+    def __init__(
+        self, settings: SyncSettings, apply: Apply, counters: Counters | None = None
+    ) -> None:
         self.settings = settings
         self._apply = apply
         self._counters = counters or dict
@@ -71,6 +82,7 @@ class ConfigSync:
             trust_env=False,
         )
         self._task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def cache_file(self) -> Path:
@@ -93,7 +105,9 @@ class ConfigSync:
         return response
 
     async def environment_info(self) -> EnvironmentInfo:
-        response = await self._call("GET", f"/_portway/cluster/environments/{self.settings.environment}")
+        response = await self._call(
+            "GET", f"/_portway/cluster/environments/{self.settings.environment}"
+        )
         if response.status_code == 404:
             raise UnknownEnvironment(self.settings.environment)
         if response.status_code != 200:
@@ -102,7 +116,9 @@ class ConfigSync:
 
     async def pull(self, number: int) -> EnvironmentRevision:
         env = self.settings.environment
-        response = await self._call("GET", f"/_portway/cluster/environments/{env}/revisions/{number}")
+        response = await self._call(
+            "GET", f"/_portway/cluster/environments/{env}/revisions/{number}"
+        )
         if response.status_code != 200:
             raise ClusterError(f"pulling revision {number} failed: {response.status_code}")
         revision = EnvironmentRevision.model_validate_json(response.content)
@@ -163,21 +179,32 @@ class ConfigSync:
             await self._apply(revision)
         except Exception as exc:
             self.state.last_error = f"revision {revision.revision}: {exc}"
-            log.exception("revision %d refused; still serving %s", revision.revision, self.state.served_revision)
+            log.exception(
+                "revision %d refused; still serving %s",
+                revision.revision,
+                self.state.served_revision,
+            )
             raise
         self._save(revision)
         self.state.served_revision = revision.revision
         self.state.last_error = None
         log.info("serving %s@%d", revision.environment, revision.revision)
 
-    async def start(self) -> None:
-        """Join the environment; raises ``UnknownEnvironment`` / ``Unauthenticated`` loudly."""
+    async def join(self) -> None:
+        """Join the environment and serve its desired (or cached) revision.
+
+        Raises ``UnknownEnvironment`` / ``Unauthenticated`` loudly; a manager that cannot be
+        reached is not an error: the cached revision is served and reports retry later.
+        """
         try:
             info = await self.environment_info()
         except ManagerUnreachable as exc:
             cached = self.load_cached()
-            log.warning("manager unreachable (%s); serving the cached revision %s", exc,
-                        cached.revision if cached else None)
+            log.warning(
+                "manager unreachable (%s); serving the cached revision %s",
+                exc,
+                cached.revision if cached else None,
+            )
             if cached is not None:
                 async with self._lock:
                     await self._install(cached)
@@ -187,7 +214,35 @@ class ConfigSync:
                 async with self._lock:
                     await self._install(cached)
             await self._converge(info.desired_revision)
-        self._task = asyncio.create_task(self._loop(), name="portway-config-sync")
+
+    def start_reporting(self) -> None:
+        """Report status every ``poll_interval``; each answer may bring a revision to pull."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="portway-config-sync")
+        if self.settings.watch_disk and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch(), name="portway-revision-watch")
+
+    async def _watch(self) -> None:
+        """Install revisions a sibling process wrote, without asking the manager again."""
+        seen: int | None = None
+        while True:
+            await asyncio.sleep(self.settings.watch_interval)
+            try:
+                mtime = self.cache_file.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            if mtime == seen:
+                continue
+            seen = mtime
+            cached = self.load_cached()
+            if cached is None or cached.revision == self.state.served_revision:
+                continue
+            async with self._lock:
+                if cached.revision != self.state.served_revision:
+                    try:
+                        await self._install(cached)
+                    except Exception:
+                        continue
 
     async def on_push(self, notice: DeployNotice) -> DeployAck:
         if notice.environment != self.settings.environment:
@@ -199,7 +254,7 @@ class ConfigSync:
             )
         try:
             await self._converge(notice.revision)
-        except Exception as exc:  # noqa: BLE001 - the answer carries the failure to the manager
+        except Exception as exc:
             return DeployAck(
                 worker_id=self.settings.worker_id,
                 served_revision=self.state.served_revision,
@@ -228,13 +283,14 @@ class ConfigSync:
             if answer is not None:
                 try:
                     await self._converge(answer.desired_revision)
-                except Exception as exc:  # noqa: BLE001 - retried on the next interval
+                except Exception as exc:
                     log.warning("converging to %s failed: %s", answer.desired_revision, exc)
             await asyncio.sleep(self.settings.poll_interval)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._client.aclose()

@@ -1,0 +1,162 @@
+"""``portway worker``: one gateway worker of one environment.
+
+Each process builds its handler in ``setup``: the data plane (``GatewayHandler``), the control
+endpoints and the config sync with the manager. The sync joins the environment before the worker
+listens, so a worker started for an environment the manager does not know exits at once with an
+error naming it. With several processes (``--processes N``, SO_REUSEPORT) each process is its own
+registry entry (``ID/0``, ``ID/1`` …) and they share the on-disk revision: a process that receives
+a push writes the new revision, and its siblings, which watch that file, install it straight away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portway.cluster.signing import read_secret
+from portway.config.revision import EnvironmentRevision
+from portway.errors import ClusterError, DeploymentError
+from portway.http import Handler, Request
+from portway.worker.control import ControlHandler
+from portway.worker.errors import new_correlation_id
+from portway.worker.headers import incoming_correlation_id
+from portway.worker.proxy import GatewayHandler
+from portway.worker.runtime import compile_runtime
+from portway.worker.server import WorkerProcess, run_worker_server
+from portway.worker.settings import WorkerSettings
+from portway.worker.sync import ConfigSync, ManagerUnreachable, SyncSettings
+
+log = logging.getLogger("portway.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    environment: str
+    manager_url: str
+    host: str = "0.0.0.0"
+    port: int = 8080
+    processes: int = 0
+    worker_id: str | None = None
+    advertise_url: str | None = None
+    secret_file: Path = Path("var/portway/cluster.secret")
+    state_dir: Path = Path("var/portway/worker")
+    poll_interval: float = 5.0
+
+    def base_id(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}-{self.port}"
+
+    def advertised(self) -> str:
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        return f"http://{host}:{self.port}"
+
+
+def _correlation_id(request: Request) -> str:
+    return incoming_correlation_id(request) or new_correlation_id()
+
+
+async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -> Handler:
+    """Build one process's handler; raises ``ClusterError`` when it must not serve at all."""
+    handler = GatewayHandler()
+    settings = process.settings
+
+    async def apply(revision: EnvironmentRevision) -> None:
+        runtime = compile_runtime(revision, settings)
+        await runtime.start()
+        handler.swap(runtime)
+
+    def counters() -> dict[str, Any]:
+        runtime = handler.runtime
+        return {"process": process.index, "inflight": runtime.inflight if runtime else 0}
+
+    several = settings.processes > 1
+    sync = ConfigSync(
+        SyncSettings(
+            manager_url=options.manager_url,
+            environment=options.environment,
+            worker_id=f"{options.base_id()}/{process.index}" if several else options.base_id(),
+            advertise_url=options.advertised(),
+            secret=secret,
+            state_dir=options.state_dir,
+            poll_interval=options.poll_interval,
+            watch_disk=several,
+        ),
+        apply,
+        counters,
+    )
+
+    def status() -> dict[str, Any]:
+        return {
+            "worker_id": sync.settings.worker_id,
+            "environment": options.environment,
+            "served_revision": sync.state.served_revision,
+            "last_error": sync.state.last_error,
+            "started_at": sync.state.started_at.isoformat(),
+            "counters": counters(),
+        }
+
+    handler.control = ControlHandler(secret, sync, status, _correlation_id)
+    await sync.join()
+    sync.start_reporting()
+    process.on_shutdown.append(sync.close)
+    process.on_shutdown.append(handler.close)
+    return handler
+
+
+async def _preflight(options: WorkerOptions, secret: bytes) -> None:
+    """Refuse to start for an unknown environment or a wrong secret, before any process spawns.
+    A manager that cannot be reached is fine: the worker serves its cached revision."""
+    probe = ConfigSync(
+        SyncSettings(
+            manager_url=options.manager_url,
+            environment=options.environment,
+            worker_id=options.base_id(),
+            advertise_url=options.advertised(),
+            secret=secret,
+            state_dir=options.state_dir,
+        ),
+        _refuse,
+    )
+    try:
+        await probe.environment_info()
+    except ManagerUnreachable as exc:
+        log.warning("%s; starting from the cached revision", exc)
+    finally:
+        await probe.close()
+
+
+async def _refuse(revision: EnvironmentRevision) -> None:
+    raise AssertionError("the preflight probe installs nothing")
+
+
+def run(options: WorkerOptions) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit status (2 when the worker may not start)."""
+    try:
+        secret = read_secret(options.secret_file)
+    except (OSError, ValueError) as exc:
+        print(f"error: cluster secret {options.secret_file}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_preflight(options, secret))
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = WorkerSettings(
+        host=options.host,
+        port=options.port,
+        processes=options.processes or os.cpu_count() or 1,
+    )
+    try:
+        return run_worker_server(functools.partial(setup, options, secret), settings)
+    except (ClusterError, DeploymentError) as exc:
+        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
