@@ -1,0 +1,1 @@
+"""``portway audit``: prove a live deployment against the matrix from where the audit runs."""

@@ -1,0 +1,1 @@
+"""Firewall generators: the effective matrix as nftables, iptables, NetworkPolicy, AWS rules."""

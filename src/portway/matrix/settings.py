@@ -1,0 +1,219 @@
+"""``MatrixSettings``: the ports and options of an installation that shape its matrix.
+
+Loaded from YAML (``--config``). Unknown fields are rejected and every error names the field by
+its dotted path (``ports.mongodb.port``, ``extra_flows[0].destination``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from portway.errors import ConfigError
+from portway.matrix.standard import COMPONENTS, FLOW_IDS
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+_COMPONENT_IDS = tuple(c.id for c in COMPONENTS)
+_FLOW_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoadBalancerPorts(_Strict):
+    https: Port = Field(443, description="HTTPS listener open to the Internet")
+    http: Port = Field(80, description="plain HTTP listener; only redirects to HTTPS")
+
+
+class HttpPort(_Strict):
+    http: Port = Field(8080, description="HTTP port (cluster calls and, for the manager, UI/API)")
+
+
+class MongoPorts(_Strict):
+    port: Port = 25080
+
+
+class ElasticsearchPorts(_Strict):
+    http: Port = Field(9200, description="HTTP API (workers send logs, manager queries)")
+    transport: Port = Field(9300, description="transport protocol between cluster nodes")
+
+
+class CachePorts(_Strict):
+    port: Port = Field(5701, description="Hazelcast member port (clients and cluster)")
+
+
+class SmtpPorts(_Strict):
+    ports: tuple[Port, ...] = Field((25, 587), min_length=1, description="SMTP relay ports")
+
+    @field_validator("ports")
+    @classmethod
+    def _unique(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"ports repeat: {list(value)}")
+        return value
+
+
+class SinglePort(_Strict):
+    port: Port
+
+
+class BackendPorts(_Strict):
+    https: Port = 443
+    http: Port = 80
+
+
+class ExternalPorts(_Strict):
+    https: Port = 443
+
+
+class Ports(_Strict):
+    load_balancer: LoadBalancerPorts = LoadBalancerPorts()
+    worker: HttpPort = HttpPort()
+    manager: HttpPort = HttpPort()
+    mongodb: MongoPorts = MongoPorts()
+    elasticsearch: ElasticsearchPorts = ElasticsearchPorts()
+    cache: CachePorts = CachePorts()
+    smtp: SmtpPorts = SmtpPorts()
+    dns: SinglePort = SinglePort(port=53)
+    kubernetes_api: SinglePort = SinglePort(port=6443)
+    ssh: SinglePort = SinglePort(port=22)
+    backend_api: BackendPorts = BackendPorts()
+    external_services: ExternalPorts = ExternalPorts()
+
+
+class OptionalFlows(_Strict):
+    """One switch per optional flow of the seed; a flow switched off must be closed."""
+
+    ssh_from_internet: bool = Field(
+        False, description="SSH to the load balancer straight from the Internet (in-lb-ssh)"
+    )
+    vpn_ssh: bool = Field(True, description="SSH from the VPN (vpn-lb-ssh, vpn-manager-ssh)")
+    backend_http: bool = Field(True, description="plain HTTP backends (out-worker-backend-http)")
+    worker_external_services: bool = Field(
+        True, description="worker integrations over HTTPS (out-worker-external-https)"
+    )
+    manager_external_services: bool = Field(
+        True, description="monitoring and webhooks from the manager (out-manager-external-https)"
+    )
+    smtp: bool = Field(True, description="e-mail from the manager (out-manager-smtp)")
+
+
+class KubernetesSettings(_Strict):
+    enabled: bool = Field(True, description="the platform runs on Kubernetes (adds its flows)")
+    dmz_namespace: str = Field("portway-dmz", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    lan_namespace: str = Field("portway-lan", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class ExtraFlow(_Strict):
+    """A flow the installation adds to the standard ones (checked by the same rules)."""
+
+    id: str
+    source: str
+    destination: str
+    ports: tuple[Port, ...] = Field(min_length=1)
+    transport: Literal["tcp", "udp", "tcp+udp"] = "tcp"
+    protocol: Literal["HTTPS", "HTTP", "SSH", "SMTP", "DNS", "TCP"] = "TCP"
+    description: str = Field(min_length=1)
+    required: bool = True
+    bidirectional: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _FLOW_ID.match(value):
+            raise ValueError(f"{value!r} is not a flow id (lowercase letters, digits and '-')")
+        if value in FLOW_IDS:
+            raise ValueError(f"{value!r} is already a standard flow")
+        return value
+
+    @field_validator("source", "destination")
+    @classmethod
+    def _component(cls, value: str) -> str:
+        if value not in _COMPONENT_IDS:
+            raise ValueError(f"unknown component {value!r}; known: {', '.join(_COMPONENT_IDS)}")
+        return value
+
+
+class MatrixSettings(_Strict):
+    """What an installation configures that changes its network connection matrix."""
+
+    layout: Literal["distributed", "single-host"] = Field(
+        "distributed", description="single-host puts every Portway component on one machine"
+    )
+    ports: Ports = Ports()
+    optional_flows: OptionalFlows = OptionalFlows()
+    kubernetes: KubernetesSettings = KubernetesSettings()
+    extra_flows: tuple[ExtraFlow, ...] = ()
+
+    @field_validator("extra_flows")
+    @classmethod
+    def _unique_ids(cls, value: tuple[ExtraFlow, ...]) -> tuple[ExtraFlow, ...]:
+        seen: set[str] = set()
+        for flow in value:
+            if flow.id in seen:
+                raise ValueError(f"flow id {flow.id!r} is used twice")
+            seen.add(flow.id)
+        return value
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """``("extra_flows", 0, "destination")`` -> ``extra_flows[0].destination``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def config_error_from(exc: ValidationError, prefix: str = "") -> ConfigError:
+    """The first error of a pydantic ValidationError as a ConfigError naming its field."""
+    messages = []
+    for err in exc.errors():
+        path = field_path(err["loc"])
+        path = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (not allowed here)"
+        messages.append(f"{path}: {msg}" if path else msg)
+    return ConfigError("; ".join(messages))
+
+
+def settings_from_mapping(data: Any) -> MatrixSettings:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the matrix settings must be a mapping, not {type(data).__name__}")
+    try:
+        return MatrixSettings.model_validate(data)
+    except ValidationError as exc:
+        raise config_error_from(exc) from exc
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}") from exc
+
+
+def load_settings(path: Path | None) -> MatrixSettings:
+    """Settings from a YAML file; the standard installation when ``path`` is None."""
+    if path is None:
+        return MatrixSettings()
+    try:
+        return settings_from_mapping(load_yaml(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
