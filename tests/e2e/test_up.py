@@ -81,6 +81,22 @@ def test_up_twice_with_clean_stops(tmp_path: Path) -> None:
     for port in ports:
         assert port_is_free(port)
     assert processes_mentioning(str(data_dir)) == []
+    checked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "portway",
+            "matrix",
+            "check",
+            "--config",
+            str(data_dir / "matrix.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "0 violation(s)" in checked.stdout
     secret = data_dir / "cluster.secret"
     assert oct(secret.stat().st_mode & 0o777) == "0o600"
 

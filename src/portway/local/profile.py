@@ -44,6 +44,33 @@ class LocalProfile:
     def bootstrap_file(self) -> Path:
         return self.data_dir / "bootstrap-admin.json"
 
+    @property
+    def matrix_file(self) -> Path:
+        return self.data_dir / "matrix.yaml"
+
+    @property
+    def inventory_file(self) -> Path:
+        return self.data_dir / "inventory.yaml"
+
+    def matrix_settings(self) -> dict[str, object]:
+        """The effective matrix settings of this profile (``portway matrix --config``)."""
+        return {
+            "layout": "single-host",
+            "ports": {
+                "worker": {"http": self.worker_port},
+                "manager": {"http": self.manager_port},
+            },
+            "kubernetes": {"enabled": False},
+        }
+
+    def inventory(self) -> dict[str, object]:
+        """This machine as the audit's inventory: one host carrying worker and manager."""
+        return {
+            "hosts": [
+                {"name": "local", "address": self.host, "components": ["worker", "manager"]},
+            ]
+        }
+
     def ports(self) -> list[tuple[str, int, str]]:
         return [
             ("worker", self.worker_port, "client traffic + deployment calls (matrix: worker 8080)"),

@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any
 
 import httpx
+import yaml
 
 from portway.cluster.signing import load_or_create_secret
 from portway.local.profile import LocalProfile
@@ -132,6 +133,8 @@ def run_up(profile: LocalProfile) -> int:
             )
         return 2
     load_or_create_secret(profile.secret_file)
+    _write_private(profile.matrix_file, yaml.safe_dump(profile.matrix_settings(), sort_keys=False))
+    _write_private(profile.inventory_file, yaml.safe_dump(profile.inventory(), sort_keys=False))
     python = [sys.executable, "-m", "portway"]
     data = str(profile.data_dir)
     supervisor = Supervisor()
@@ -216,6 +219,11 @@ def run_up(profile: LocalProfile) -> int:
             f"{profile.manager_url}/api/v1/workers"
         )
         print(f"  open {profile.manager_url}/api/v1/docs            # the management API")
+        print(f"  portway matrix --config {profile.matrix_file}      # this installation's matrix")
+        print(
+            f"  portway audit --config {profile.matrix_file} "
+            f"--inventory {profile.inventory_file} --from local"
+        )
         if created:
             print(
                 f"\nFirst admin (shown once): user {created['username']}, "
