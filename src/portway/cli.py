@@ -41,6 +41,7 @@ def _worker(args: argparse.Namespace) -> int:
             secret_file=args.secret_file,
             state_dir=args.state_dir,
             poll_interval=args.poll_interval,
+            cache_url=args.cache,
         )
     )
 
@@ -116,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--secret-file", type=Path, default=Path("var/portway/cluster.secret"))
     worker.add_argument("--state-dir", type=Path, default=Path("var/portway/worker"))
     worker.add_argument("--poll-interval", type=float, default=5.0)
+    worker.add_argument(
+        "--cache",
+        default="local://",
+        help="shared cache URL: local:// (per process), redis://HOST:PORT/0, "
+        "hazelcast://HOST:PORT/CLUSTER",
+    )
     worker.set_defaults(func=_worker)
 
     demo = sub.add_parser("demo-backend", help="run the demo echo backend")

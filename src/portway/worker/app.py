@@ -24,6 +24,10 @@ from portway.cluster.signing import read_secret
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ClusterError, DeploymentError
 from portway.http import Handler, Request
+from portway.policies.factory import route_pipelines
+from portway.policies.services import PolicyServices
+from portway.stores.cache import open_cache
+from portway.stores.cache_local import LocalCache
 from portway.worker.control import ControlHandler
 from portway.worker.errors import new_correlation_id
 from portway.worker.headers import incoming_correlation_id
@@ -48,6 +52,8 @@ class WorkerOptions:
     secret_file: Path = Path("var/portway/cluster.secret")
     state_dir: Path = Path("var/portway/worker")
     poll_interval: float = 5.0
+    cache_url: str = "local://"
+    """Counters and cached responses: ``local://`` (per process), ``redis://``, ``hazelcast://``."""
 
     def base_id(self) -> str:
         return self.worker_id or f"{socket.gethostname()}-{self.port}"
@@ -67,15 +73,30 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
     """Build one process's handler; raises ``ClusterError`` when it must not serve at all."""
     handler = GatewayHandler()
     settings = process.settings
+    cache = open_cache(options.cache_url)
+    await cache.open()
+    local_cache = LocalCache()
+    await local_cache.open()
+    services = PolicyServices(environment=options.environment, cache=cache, local_cache=local_cache)
+    pipelines = route_pipelines(services)
 
     async def apply(revision: EnvironmentRevision) -> None:
-        runtime = compile_runtime(revision, settings)
+        runtime = compile_runtime(revision, settings, pipelines)
         await runtime.start()
         handler.swap(runtime)
 
     def counters() -> dict[str, Any]:
         runtime = handler.runtime
-        return {"process": process.index, "inflight": runtime.inflight if runtime else 0}
+        return {
+            "process": process.index,
+            "inflight": runtime.inflight if runtime else 0,
+            "policies": services.stats.snapshot(),
+        }
+
+    async def close_stores() -> None:
+        await services.aclose()
+        await local_cache.close()
+        await cache.close()
 
     several = settings.processes > 1
     sync = ConfigSync(
@@ -106,6 +127,7 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
     handler.control = ControlHandler(secret, sync, status, _correlation_id)
     await sync.join()
     sync.start_reporting()
+    process.on_shutdown.append(close_stores)
     process.on_shutdown.append(sync.close)
     process.on_shutdown.append(handler.close)
     return handler

@@ -1,0 +1,173 @@
+"""The consumer index a revision carries, and the checks every authentication policy shares."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from portway.config.revision import (
+    ConsumerSnapshot,
+    CredentialSnapshot,
+    EnvironmentRevision,
+    GrantSnapshot,
+)
+from portway.policies._headers import check_header_name, clean_header_value
+from portway.policies.api import PolicyContext
+from portway.policies.base import Deny, ErrorSpec, PolicyConfig
+
+
+def api_key_lookup(key: str) -> str:
+    """How an API key is stored: the sha256 hex of its UTF-8 bytes."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerIndex:
+    """Immutable lookups built once per revision."""
+
+    by_key_hash: dict[str, tuple[ConsumerSnapshot, CredentialSnapshot]] = field(
+        default_factory=dict
+    )
+    by_username: dict[str, tuple[ConsumerSnapshot, CredentialSnapshot]] = field(
+        default_factory=dict
+    )
+    by_name: dict[str, ConsumerSnapshot] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, consumers: Sequence[ConsumerSnapshot]) -> ConsumerIndex:
+        index = cls()
+        for consumer in consumers:
+            index.by_name[consumer.name] = consumer
+            for cred in consumer.credentials:
+                target = index.by_key_hash if cred.kind == "api_key" else index.by_username
+                target[cred.lookup] = (consumer, cred)
+        return index
+
+    @classmethod
+    def for_revision(cls, revision: EnvironmentRevision) -> ConsumerIndex:
+        return cls.build(revision.consumers)
+
+
+AUTH_ERRORS: dict[str, ErrorSpec] = {
+    "missing_credentials": ErrorSpec(401, "credentials are required"),
+    "invalid_credentials": ErrorSpec(401, "the credentials are not valid"),
+    "expired_credentials": ErrorSpec(401, "the credentials have expired"),
+    "consumer_disabled": ErrorSpec(403, "the consumer is disabled"),
+    "access_denied": ErrorSpec(403, "the consumer has no access to this API"),
+    "grant_expired": ErrorSpec(403, "the consumer's access to this API has expired"),
+    "environment_not_allowed": ErrorSpec(
+        403, "the consumer's access does not include this environment"
+    ),
+    "missing_role": ErrorSpec(403, "the consumer lacks a required role"),
+}
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def check_consumer(
+    ctx: PolicyContext,
+    consumer: ConsumerSnapshot,
+    credential: CredentialSnapshot | None,
+    now: float,
+    *,
+    require_grant: bool,
+) -> GrantSnapshot | None:
+    """Raise ``Deny`` unless the consumer (and credential) may call this API here and now."""
+    moment = datetime.fromtimestamp(now, UTC)
+    if credential is not None:
+        if credential.disabled:
+            raise Deny("invalid_credentials")
+        if credential.expires_at is not None and _aware(credential.expires_at) <= moment:
+            raise Deny("expired_credentials")
+    if consumer.disabled:
+        raise Deny("consumer_disabled")
+    if not require_grant:
+        return None
+    grants = [g for g in consumer.grants if g.api == ctx.api and g.project == ctx.project]
+    if not grants:
+        raise Deny("access_denied")
+    live = [g for g in grants if g.expires_at is None or _aware(g.expires_at) > moment]
+    if not live:
+        raise Deny("grant_expired")
+    for grant in live:
+        if not grant.environments or ctx.environment in grant.environments:
+            return grant
+    raise Deny("environment_not_allowed")
+
+
+def grant_for(index: ConsumerIndex, ctx: PolicyContext, now: float) -> GrantSnapshot | None:
+    """The live grant of the authenticated consumer for this API and environment, if any."""
+    consumer = index.by_name.get(ctx.consumer) if ctx.consumer else None
+    if consumer is None:
+        return None
+    moment = datetime.fromtimestamp(now, UTC)
+    for grant in consumer.grants:
+        if (
+            grant.api == ctx.api
+            and grant.project == ctx.project
+            and (not grant.environments or ctx.environment in grant.environments)
+            and (grant.expires_at is None or _aware(grant.expires_at) > moment)
+        ):
+            return grant
+    return None
+
+
+class AuthOptions(PolicyConfig):
+    """Options shared by authentication policies."""
+
+    strip_credential: Annotated[
+        bool, Field(description="remove the credential before forwarding to the backend")
+    ] = True
+    consumer_header: Annotated[
+        str | None,
+        Field(description="header that carries the authenticated consumer to the backend"),
+    ] = "X-Consumer"
+    roles_header: Annotated[
+        str | None, Field(description="header that carries the consumer's roles (comma-separated)")
+    ] = None
+    required_roles: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=100)]],
+        Field(max_length=50, description="roles the consumer must hold"),
+    ] = Field(default_factory=list)
+    roles_mode: Annotated[
+        Literal["all", "any"], Field(description="whether all or any of required_roles suffice")
+    ] = "all"
+
+    @field_validator("consumer_header", "roles_header")
+    @classmethod
+    def _header(cls, value: str | None) -> str | None:
+        return None if value is None else check_header_name(value)
+
+
+def apply_identity(
+    ctx: PolicyContext, options: AuthOptions, consumer: str, roles: Sequence[str]
+) -> None:
+    """Record the authenticated consumer, check roles and pass identity headers downstream.
+
+    Identity headers are always removed from the incoming request first, so a client can never
+    forge them, whatever the outcome."""
+    if options.required_roles:
+        held = set(roles)
+        wanted = set(options.required_roles)
+        ok = wanted <= held if options.roles_mode == "all" else bool(wanted & held)
+        if not ok:
+            raise Deny("missing_role")
+    ctx.consumer = consumer
+    ctx.roles = tuple(roles)
+    if options.consumer_header:
+        ctx.request.headers.set(options.consumer_header, clean_header_value(consumer))
+    if options.roles_header:
+        ctx.request.headers.set(options.roles_header, clean_header_value(",".join(roles)))
+
+
+def scrub_identity_headers(ctx: PolicyContext, options: AuthOptions) -> None:
+    for name in (options.consumer_header, options.roles_header):
+        if name:
+            ctx.request.headers.remove(name)

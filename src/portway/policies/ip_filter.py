@@ -1,0 +1,119 @@
+"""IP allow and deny lists (IPv4/IPv6 addresses and CIDRs).
+
+The client address is the socket peer, unless the peer is a trusted proxy: then
+X-Forwarded-For is read from the right, skipping trusted proxies, and the first address that is
+not one is the client. Entries a client wrote to the left of that are never believed."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+
+from portway.policies.api import PolicyContext, Reply
+from portway.policies.base import Build, Deny, ErrorSpec, Policy, PolicyConfig
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_FORWARDED_ENTRIES = 64
+
+
+def parse_networks(values: Sequence[str]) -> list[IpNetwork]:
+    out: list[IpNetwork] = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(value.strip(), strict=True))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or CIDR network") from None
+    return out
+
+
+def parse_address(value: str) -> IpAddress | None:
+    text = value.strip(" \t")  # optional whitespace only: CR/LF make the entry invalid
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]  # "[2001:db8::1]:443"
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]  # "192.0.2.1:5000"
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _within(address: IpAddress, networks: Sequence[IpNetwork]) -> bool:
+    return any(address.version == n.version and address in n for n in networks)
+
+
+def client_address(
+    peer: str, forwarded: Sequence[str], trusted: Sequence[IpNetwork]
+) -> IpAddress | None:
+    """The client address; ``None`` when it cannot be determined (a malformed forwarded entry
+    from a trusted proxy)."""
+    address = parse_address(peer)
+    if address is None or not trusted or not _within(address, trusted):
+        return address
+    entries = [e for value in forwarded for e in value.split(",") if e.strip(" \t")]
+    for entry in reversed(entries[-MAX_FORWARDED_ENTRIES:]):
+        hop = parse_address(entry)
+        if hop is None:
+            return None
+        address = hop
+        if not _within(hop, trusted):
+            return hop
+    return address
+
+
+class IpFilterConfig(PolicyConfig):
+    allow: Annotated[
+        list[str], Field(max_length=10000, description="addresses/CIDRs allowed (empty: all)")
+    ] = Field(default_factory=list)
+    deny: Annotated[
+        list[str], Field(max_length=10000, description="addresses/CIDRs refused (wins over allow)")
+    ] = Field(default_factory=list)
+    trusted_proxies: Annotated[
+        list[str],
+        Field(max_length=1000, description="proxies whose X-Forwarded-For is believed"),
+    ] = Field(default_factory=list)
+
+    @field_validator("allow", "deny", "trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
+
+    @model_validator(mode="after")
+    def _rules(self) -> IpFilterConfig:
+        if not self.allow and not self.deny:
+            raise ValueError("set allow or deny (or both)")
+        return self
+
+
+class IpFilterPolicy(Policy[IpFilterConfig]):
+    type_name = "ip_filter"
+    summary = "Allow or deny clients by IP address or CIDR (X-Forwarded-For from trusted proxies)."
+    config_model = IpFilterConfig
+    errors = {"ip_denied": ErrorSpec(403, "your address is not allowed")}
+    __slots__ = ("_allow", "_deny", "_trusted")
+
+    def __init__(self, config: IpFilterConfig, build: Build) -> None:
+        super().__init__(config, build)
+        self._allow = parse_networks(config.allow)
+        self._deny = parse_networks(config.deny)
+        self._trusted = parse_networks(config.trusted_proxies)
+
+    async def on_request(self, ctx: PolicyContext) -> Reply | None:
+        forwarded = ctx.request.headers.get_all("x-forwarded-for")
+        address = client_address(ctx.client_ip, forwarded, self._trusted)
+        if address is None:
+            raise Deny("ip_denied")
+        ctx.variables["client.address"] = str(address)
+        if _within(address, self._deny):
+            raise Deny("ip_denied")
+        if self._allow and not _within(address, self._allow):
+            raise Deny("ip_denied")
+        return None

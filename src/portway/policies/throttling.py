@@ -1,0 +1,83 @@
+"""Throttling: at most N requests per interval per identity, FIXED or SLIDING window, counters
+in the shared cache (atomic increments), 429 with Retry-After, fail-open/closed explicit."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from portway.errors import StoreUnavailable
+from portway.policies._counting import (
+    STORE_ERRORS,
+    CountingConfig,
+    Limits,
+    counter_key,
+    rate_headers,
+    retry_after,
+)
+from portway.policies.api import PolicyContext, Reply
+from portway.policies.base import Build, Deny, ErrorSpec, Policy
+from portway.policies.consumers import grant_for
+
+
+class ThrottlingConfig(CountingConfig):
+    interval_seconds: Annotated[
+        int, Field(ge=1, le=86400, description="length of the window in seconds")
+    ] = 60
+    window: Annotated[
+        Literal["fixed", "sliding"],
+        Field(description="fixed windows, or a sliding estimate over the previous window"),
+    ] = "fixed"
+
+
+class ThrottlingPolicy(Policy[ThrottlingConfig]):
+    type_name = "throttling"
+    summary = "Limit each client to N requests per interval (429 with Retry-After beyond)."
+    config_model = ThrottlingConfig
+    errors = {**STORE_ERRORS, "rate_limited": ErrorSpec(429, "too many requests")}
+    __slots__ = ("_limits",)
+
+    def __init__(self, config: ThrottlingConfig, build: Build) -> None:
+        super().__init__(config, build)
+        self._limits = Limits(config)
+
+    async def _count(self, key: str, now: float, interval: float) -> tuple[float, float]:
+        """(requests counted in the window including this one, seconds until it resets)."""
+        cfg = self.config
+        cache = self.services.cache
+        if cfg.window == "fixed":
+            counted = await cache.increment(key, window=interval)
+            return counted.count, counted.reset_after
+        index = math.floor(now / interval)
+        elapsed = now - index * interval
+        current = await cache.increment(f"{key}:{index}", window=2 * interval)
+        previous = await cache.increment(f"{key}:{index - 1}", window=2 * interval, amount=0)
+        weight = 1.0 - elapsed / interval
+        return previous.count * weight + current.count, interval - elapsed
+
+    async def on_request(self, ctx: PolicyContext) -> Reply | None:
+        cfg = self.config
+        now = self.services.clock()
+        grant = grant_for(self.build.consumers, ctx, now) if cfg.use_grant_limits else None
+        interval: float = cfg.interval_seconds
+        if grant is not None and grant.throttling is not None and ctx.consumer:
+            identity = f"grant:{ctx.consumer}"
+            limit, interval = grant.throttling.limit, grant.throttling.interval
+        else:
+            identity = await self._limits.identify(ctx, now)
+            limit = self._limits.limit_for(identity)
+        key = counter_key("throttle", self.build.label, self.name, cfg.counter_name, identity)
+        try:
+            count, reset = await self._count(key, now, interval)
+        except StoreUnavailable:
+            if cfg.on_store_unavailable == "fail":
+                raise Deny("store_unavailable") from None
+            return None
+        used = math.ceil(count)
+        if cfg.headers:
+            rate_headers(ctx, limit, limit - used, reset)
+        if count > limit:
+            raise Deny("rate_limited", headers=retry_after(reset))
+        return None
