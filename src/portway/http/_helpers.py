@@ -1,0 +1,74 @@
+"""Small ready-made pieces: the HTTPS redirect handler, TLS contexts and a tunnel pump."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from portway.http._messages import Handler, Request, Response, Stream
+
+
+def redirect_to_https(https_port: int | None = 443) -> Handler:
+    """A handler answering every request with 308 to the same URL over HTTPS."""
+
+    async def redirect(request: Request) -> Response:
+        host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+        if not host:
+            return Response(400, [(b"content-type", b"text/plain")], b"missing Host\n")
+        if https_port not in (None, 443):
+            host = f"{host}:{https_port}"
+        location = b"https://" + host.encode("ascii") + request.target
+        return Response(
+            308,
+            [(b"location", location), (b"content-type", b"text/plain")],
+            b"redirecting to HTTPS\n",
+        )
+
+    return redirect
+
+
+def server_tls_context(
+    certfile: str,
+    keyfile: str | None = None,
+    *,
+    client_ca_file: str | None = None,
+    require_client_cert: bool = False,
+) -> ssl.SSLContext:
+    """A TLS 1.2+ server context; with ``client_ca_file`` client certificates are verified
+    (required when ``require_client_cert``) and reach handlers as ``Request.tls_peer_cert``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, keyfile)
+    context.set_alpn_protocols(["http/1.1"])
+    if client_ca_file:
+        context.load_verify_locations(client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    return context
+
+
+def client_tls_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:
+    """A client context for upstream HTTPS: verification and host names checked unless
+    ``verify`` is explicitly false."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.set_alpn_protocols(["http/1.1"])
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def pump(a: Stream, b: Stream) -> None:
+    """Copy bytes both ways between two upgraded streams until both directions ended."""
+
+    async def one_way(src: Stream, dst: Stream) -> None:
+        try:
+            while data := await src.read():
+                await dst.write(data)
+            dst.write_eof()
+        except Exception:
+            src.close()
+            dst.close()
+
+    await asyncio.gather(one_way(a, b), one_way(b, a))
+    a.close()
+    b.close()

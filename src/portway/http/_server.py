@@ -1,0 +1,895 @@
+"""The HTTP/1.1 server protocol: httptools parsing, strict framing rules, keep-alive, pipelining,
+streaming bodies with backpressure, upgrades, limits, timeouts and graceful drain.
+
+One asyncio ``Protocol`` per connection. Requests of a connection are answered strictly in order by
+one task at a time; a pipelined request waits in a short queue (reading pauses when it is full).
+Timeouts are enforced by one watchdog per server that visits every connection on a tick, so the hot
+path never creates or cancels timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl as ssl_module
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, cast
+
+import httptools
+
+from portway.http._body import Body, empty_body
+from portway.http._errors import ClientDisconnected, ClientError, RequestTimeout
+from portway.http._messages import Handler, Headers, Outcome, Request, Response, Stream
+
+log = logging.getLogger("portway.http")
+
+_STATUS_LINES: dict[int, bytes] = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in HTTPStatus
+}
+_METHODS: dict[bytes, str] = {}
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
+_SPECIAL = frozenset(
+    {b"content-length", b"transfer-encoding", b"host", b"expect", b"upgrade", b"connection"}
+)
+_HOST_RE = re.compile(
+    rb"(?:[a-z0-9._~!$&'()*+,;=%-]*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.IGNORECASE
+)
+_EMPTY = empty_body()
+
+# why a connection's reading is paused (a bit mask: reading resumes when all are clear)
+_P_BODY = 1
+_P_PIPELINE = 2
+_P_DONE = 4
+
+# what the connection's deadline guards
+_D_NONE = 0
+_D_IDLE = 1
+_D_HEADERS = 2
+
+ErrorRenderer = Callable[[int, str], tuple[Headers, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Per-connection limits of a served listener (sizes in bytes, times in seconds)."""
+
+    max_header_bytes: int = 32 * 1024
+    """Total size of the header fields of one request (431 past it)."""
+    max_headers: int = 100
+    """Number of header fields of one request (431 past it)."""
+    max_url_bytes: int = 8 * 1024
+    """Length of the request target (414 past it)."""
+    max_body_bytes: int | None = 1 << 30
+    """Request body size (413 past it); ``None`` for no limit."""
+    header_timeout: float = 10.0
+    """Time to receive a request's header block, from its first byte or the connection (408)."""
+    body_timeout: float = 30.0
+    """Time between two pieces of a request body while the handler waits for it (408)."""
+    keepalive_timeout: float = 75.0
+    """Idle time between requests before the connection is closed."""
+    max_connections: int = 10_000
+    """Open connections of the listener; more are answered 503 and closed."""
+    max_pipelined: int = 32
+    """Requests parsed ahead of the one being answered before reading pauses."""
+    high_water: int = 256 * 1024
+    """Unread body bytes buffered per stream before the sender is paused."""
+
+
+def _plain_error(status: int, reason: str) -> tuple[Headers, bytes]:
+    body = f"{status} {reason}\n".encode()
+    return [(b"content-type", b"text/plain; charset=utf-8")], body
+
+
+class _Reject(Exception):
+    """Raised inside parser callbacks: answer ``status`` and close."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _State:
+    """What every connection of one listener shares."""
+
+    __slots__ = (
+        "connections",
+        "draining",
+        "empty",
+        "handler",
+        "limits",
+        "loop",
+        "render_error",
+        "scheme",
+        "tick",
+        "watchdog",
+    )
+
+    def __init__(
+        self,
+        handler: Handler,
+        limits: ServerLimits,
+        scheme: str,
+        render_error: ErrorRenderer,
+    ) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.scheme = scheme
+        self.render_error = render_error
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[HttpServerProtocol] = set()
+        self.draining = False
+        self.empty = asyncio.Event()
+        self.empty.set()
+        smallest = min(limits.header_timeout, limits.body_timeout, limits.keepalive_timeout)
+        self.tick = max(0.05, min(1.0, smallest / 4))
+        self.watchdog: asyncio.TimerHandle | None = self.loop.call_later(self.tick, self._on_tick)
+
+    def _on_tick(self) -> None:
+        now = self.loop.time()
+        for conn in list(self.connections):
+            conn._check_deadline(now)
+        self.watchdog = self.loop.call_later(self.tick, self._on_tick)
+
+    def add(self, conn: HttpServerProtocol) -> None:
+        self.connections.add(conn)
+        self.empty.clear()
+
+    def discard(self, conn: HttpServerProtocol) -> None:
+        self.connections.discard(conn)
+        if not self.connections:
+            self.empty.set()
+
+
+class HttpServerProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, state: _State) -> None:
+        self._state = state
+        self._limits = state.limits
+        self._loop = state.loop
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._client: tuple[str, int] = ("", 0)
+        self._server: tuple[str, int] = ("", 0)
+        self._scheme = state.scheme
+        self._peer_cert: dict[str, Any] | None = None
+        # the message being parsed
+        self._url = b""
+        self._headers: Headers = []
+        self._header_bytes = 0
+        self._header_count = 0
+        self._raw_header_bytes = 0
+        self._in_headers = False
+        self._cl: bytes | None = None
+        self._te: bytes | None = None
+        self._host: bytes | None = None
+        self._host_count = 0
+        self._expect: bytes | None = None
+        self._upgrade: bytes | None = None
+        self._reparse_after_upgrade = False
+        self._body: Body | None = None
+        self._body_activity = 0.0
+        self._expect_body: Body | None = None
+        # answering
+        self._queue: deque[Request | _Reject] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._upgrade_body: Body | None = None
+        self._response_started = False
+        self._failed = False
+        self._eof = False
+        self._closed = False
+        self._paused = 0
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._deadline = 0.0
+        self._deadline_kind = _D_NONE
+
+    # -- connection events -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        state = self._state
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self._client = (str(peer[0]), int(peer[1]))
+        sock = transport.get_extra_info("sockname")
+        if isinstance(sock, tuple):
+            self._server = (str(sock[0]), int(sock[1]))
+        ssl_object = transport.get_extra_info("ssl_object")
+        if isinstance(ssl_object, ssl_module.SSLObject):
+            cert = ssl_object.getpeercert()
+            self._peer_cert = dict(cert) if cert else None
+        if len(state.connections) >= self._limits.max_connections or state.draining:
+            self._closed = True
+            headers, body = state.render_error(503, "too many connections")
+            self._write_simple(503, headers, body)
+            transport.close()
+            return
+        state.add(self)
+        self._set_deadline(_D_HEADERS, self._limits.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._state.discard(self)
+        self._deadline_kind = _D_NONE
+        if self._body is not None:
+            self._body.fail(ClientDisconnected("client closed the connection"))
+        if self._upgrade_body is not None:
+            self._upgrade_body.finish()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ClientDisconnected("client closed the connection"))
+            waiter.exception()  # mark retrieved: a writer may not be waiting any more
+        self._drain_waiter = None
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        if self._failed and self._task is None:
+            return False
+        if self._upgrade_body is not None:
+            self._upgrade_body.finish()
+            return True
+        if self._body is not None:
+            self._body.fail(ClientDisconnected("client closed its side before the body ended"))
+        # keep the write side open while an answer is due
+        return self._task is not None or bool(self._queue)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _drain(self) -> None:
+        if self._closed:
+            raise ClientDisconnected("client closed the connection")
+        if not self._write_paused:
+            return
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = self._loop.create_future()
+        await waiter
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if not self._paused and self._transport is not None and not self._closed:
+            self._transport.resume_reading()
+
+    # Flow (for request bodies and upgraded streams)
+    def pause_feeding(self) -> None:
+        self._pause(_P_BODY)
+
+    def resume_feeding(self) -> None:
+        self._resume(_P_BODY)
+
+    def on_consumer_wait(self) -> None:
+        self._body_activity = self._loop.time()
+        expect = self._expect_body
+        if expect is not None:
+            self._expect_body = None
+            if not self._response_started and not expect.complete and self._transport:
+                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        if self._upgrade_body is not None:
+            self._upgrade_body.feed(data)
+            return
+        if self._failed:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._on_parser_upgrade(data, int(exc.args[0]))
+            return
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Reject):
+                self._fail(cause.status, cause.reason)
+            else:
+                self._fail(400, str(exc) or "malformed request")
+            return
+        if self._in_headers:
+            self._raw_header_bytes += len(data)
+            limits = self._limits
+            if self._raw_header_bytes > limits.max_header_bytes + limits.max_url_bytes + 65536:
+                self._fail(431, "request header block too large")
+
+    def _on_parser_upgrade(self, data: bytes, offset: int) -> None:
+        rest = data[offset:]
+        if self._reparse_after_upgrade:
+            # an Upgrade we do not tunnel (h2c, ...): carry on as plain HTTP/1.1
+            self._reparse_after_upgrade = False
+            self._parser = httptools.HttpRequestParser(self)
+            if rest:
+                self.data_received(rest)
+            return
+        body = Body(self, None, high_water=self._limits.high_water)
+        if rest:
+            body.feed(rest)
+        self._upgrade_body = body
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        self._header_count = 0
+        self._raw_header_bytes = 0
+        self._in_headers = True
+        self._cl = self._te = self._host = self._expect = self._upgrade = None
+        self._host_count = 0
+        if self._deadline_kind != _D_HEADERS:
+            self._set_deadline(_D_HEADERS, self._limits.header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._limits.max_url_bytes:
+            raise _Reject(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        limits = self._limits
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > limits.max_header_bytes:
+            raise _Reject(431, "request header fields too large")
+        if not self._in_headers:
+            return  # a trailer field: counted, never forwarded
+        self._header_count += 1
+        if self._header_count > limits.max_headers:
+            raise _Reject(431, "too many request header fields")
+        lname = name.lower()
+        if lname in _SPECIAL:
+            if lname == b"content-length":
+                if self._cl is not None:
+                    raise _Reject(400, "duplicate Content-Length")
+                self._cl = value
+            elif lname == b"transfer-encoding":
+                if self._te is not None:
+                    raise _Reject(400, "duplicate Transfer-Encoding")
+                self._te = value
+            elif lname == b"host":
+                self._host_count += 1
+                self._host = value
+            elif lname == b"expect":
+                self._expect = value
+            elif lname == b"upgrade":
+                self._upgrade = value
+        self._headers.append((lname, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._deadline_kind = _D_NONE
+        parser = self._parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise _Reject(505 if version >= "2" else 400, "unsupported HTTP version")
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method)
+        if method is None:
+            method = _METHODS.setdefault(raw_method, raw_method.decode("ascii"))
+        if method == "CONNECT":
+            raise _Reject(405, "CONNECT is not supported")
+        # framing: exactly one way to know where the body ends
+        te = self._te
+        cl = self._cl
+        if te is not None:
+            if cl is not None:
+                raise _Reject(400, "both Content-Length and Transfer-Encoding")
+            if version == "1.0":
+                raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
+            if te.strip().lower() != b"chunked":
+                raise _Reject(400, "unsupported Transfer-Encoding")
+        limits = self._limits
+        length: int | None = None
+        if cl is not None:
+            length = int(cl)  # llhttp accepted digits only
+            if limits.max_body_bytes is not None and length > limits.max_body_bytes:
+                raise _Reject(413, "request body too large")
+        # target and host
+        url = self._url
+        host = self._host
+        if self._host_count > 1:
+            raise _Reject(400, "more than one Host header")
+        if url[:1] != b"/":
+            if url == b"*" and method == "OPTIONS":
+                pass
+            elif url[:7].lower() == b"http://" or url[:8].lower() == b"https://":
+                rest = url.split(b"://", 1)[1]
+                cut = len(rest)
+                for sep in (b"/", b"?"):
+                    idx = rest.find(sep)
+                    if idx != -1 and idx < cut:
+                        cut = idx
+                host = rest[:cut]
+                url = rest[cut:] or b"/"
+                if url[:1] == b"?":
+                    url = b"/" + url
+            else:
+                raise _Reject(400, "invalid request target")
+        elif host is None and version == "1.1":
+            raise _Reject(400, "missing Host header")
+        if host is None:
+            host = b""
+        elif not _HOST_RE.fullmatch(host):
+            raise _Reject(400, "invalid Host header")
+        expect_continue = False
+        if self._expect is not None:
+            if self._expect.strip().lower() != b"100-continue":
+                raise _Reject(417, "unsupported Expect")
+            expect_continue = version == "1.1"
+        upgrade: bytes | None = None
+        has_body = te is not None or (length is not None and length > 0)
+        if parser.should_upgrade():
+            token = (self._upgrade or b"").strip().lower()
+            if token == b"websocket" and method == "GET" and not has_body:
+                upgrade = b"websocket"
+            elif has_body:
+                raise _Reject(400, "an Upgrade request with a body")
+            else:
+                self._reparse_after_upgrade = True
+        if has_body:
+            body = Body(self, length, high_water=limits.high_water, limit=limits.max_body_bytes)
+            self._body = body
+            self._body_activity = self._loop.time()
+            if expect_continue:
+                self._expect_body = body
+        else:
+            body = _EMPTY
+        request = Request(
+            method,
+            url,
+            self._headers,
+            body,
+            host=host.lower().decode("ascii"),
+            http_version=version,
+            keep_alive=parser.should_keep_alive(),
+            client=self._client,
+            server=self._server,
+            scheme=self._scheme,
+            tls_peer_cert=self._peer_cert,
+            upgrade=upgrade,
+            expect_continue=expect_continue,
+        )
+        if self._task is None:
+            self._task = self._loop.create_task(self._run(request))
+        else:
+            self._queue.append(request)
+            if len(self._queue) >= limits.max_pipelined:
+                self._pause(_P_PIPELINE)
+
+    def on_body(self, data: bytes) -> None:
+        body = self._body
+        if body is not None:
+            body.feed(data)
+            self._body_activity = self._loop.time()
+
+    def on_message_complete(self) -> None:
+        body = self._body
+        if body is not None:
+            self._body = None
+            body.finish()
+
+    # -- failures and deadlines ------------------------------------------------------------
+
+    def _fail(self, status: int, reason: str) -> None:
+        """A request that cannot be parsed: answer it in turn, then close; read nothing more."""
+        self._failed = True
+        self._pause(_P_DONE)
+        self._deadline_kind = _D_NONE
+        if self._body is not None:
+            self._body.fail(ClientError(reason))
+            self._body = None
+        if self._task is None:
+            self._write_error(status, reason)
+            self._close_lingering()
+        else:
+            self._queue.append(_Reject(status, reason))
+
+    def _set_deadline(self, kind: int, seconds: float) -> None:
+        self._deadline_kind = kind
+        self._deadline = self._loop.time() + seconds
+
+    def _check_deadline(self, now: float) -> None:
+        kind = self._deadline_kind
+        if kind != _D_NONE and now >= self._deadline:
+            self._deadline_kind = _D_NONE
+            if kind == _D_IDLE:
+                self._close()
+            else:
+                self._fail(408, "request header timeout")
+            return
+        body = self._body
+        if (
+            body is not None
+            and body.waiting
+            and now - self._body_activity > self._limits.body_timeout
+        ):
+            body.fail(RequestTimeout("request body timeout"))
+
+    def _begin_drain(self) -> None:
+        if self._task is None and not self._queue and not self._in_headers:
+            self._close()
+
+    def _close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def _close_lingering(self) -> None:
+        """Close without losing the answer when unread request bytes may still arrive: a plain
+        close with unread input makes the kernel send RST, which can drop the response."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._failed = True
+        self._upgrade_body = None
+        self._resume(_P_BODY | _P_PIPELINE | _P_DONE)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._loop.call_later(2.0, self._close)
+
+    # -- answering -------------------------------------------------------------------------
+
+    async def _run(self, item: Request | _Reject) -> None:
+        try:
+            while True:
+                if isinstance(item, _Reject):
+                    self._response_started = False
+                    self._write_error(item.status, item.reason)
+                    self._close_lingering()
+                    return
+                keep = await self._respond(item)
+                if not keep or self._closed:
+                    if item.body.complete or self._closed:
+                        self._close()
+                    else:
+                        self._close_lingering()
+                    return
+                if not self._queue:
+                    break
+                item = self._queue.popleft()
+                if self._paused & _P_PIPELINE and len(self._queue) < self._limits.max_pipelined:
+                    self._resume(_P_PIPELINE)
+        finally:
+            self._task = None
+        if self._eof or self._state.draining:
+            self._close()
+        elif not self._in_headers:
+            self._set_deadline(_D_IDLE, self._limits.keepalive_timeout)
+
+    async def _respond(self, request: Request) -> bool:
+        self._response_started = False
+        try:
+            response = await self._state.handler(request)
+        except asyncio.CancelledError:
+            raise
+        except ClientDisconnected:
+            return False
+        except ClientError as exc:
+            self._write_error(exc.status, str(exc) or "bad request")
+            return False
+        except Exception:
+            log.exception("handler failed for %r", request)
+            self._write_error(500, "internal error")
+            return False
+        try:
+            return await self._send(request, response)
+        except asyncio.CancelledError:
+            raise
+        except ClientDisconnected:
+            return False
+        except ClientError as exc:
+            # the handler's body iterator failed on the request side (e.g. a too large body)
+            if not self._response_started:
+                self._write_error(exc.status, str(exc) or "bad request")
+            return False
+        except Exception:
+            log.exception("sending the response failed for %r", request)
+            if not self._response_started:
+                self._write_error(500, "internal error")
+            return False
+
+    def _write_error(self, status: int, reason: str) -> None:
+        if self._transport is None or self._transport.is_closing() or self._response_started:
+            return
+        headers, body = self._state.render_error(status, reason)
+        self._write_simple(status, headers, body)
+
+    def _write_simple(self, status: int, headers: Headers, body: bytes) -> None:
+        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Error\r\n" % status]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        parts.append(body)
+        assert self._transport is not None
+        self._response_started = True
+        self._transport.write(b"".join(parts))
+
+    async def _send(self, request: Request, response: Response) -> bool:
+        transport = self._transport
+        assert transport is not None
+        status = response.status
+        sent = 0
+        completed = False
+        try:
+            keep = (
+                request.keep_alive
+                and not self._state.draining
+                and not (self._eof and not self._queue)
+            )
+            if request.upgrade is not None and status != 101:
+                keep = False  # the parser treated the rest of the connection as upgraded
+            parts: list[bytes] = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
+            is_upgrade = status == 101
+            if response.checked:
+                for name, value in response.headers:
+                    parts += (name, b": ", value, b"\r\n")
+            else:
+                for name, value in response.headers:
+                    if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+                        raise ValueError(f"invalid response header {name!r}")
+                    if not is_upgrade:
+                        lname = name.lower()
+                        if lname in _FRAMING:
+                            if lname == b"connection" and b"close" in value.lower():
+                                keep = False
+                            continue
+                    parts += (name, b": ", value, b"\r\n")
+            if is_upgrade:
+                return await self._send_upgrade(request, response, parts)
+            body = response.body
+            no_body = request.method == "HEAD" or status < 200 or status == 204 or status == 304
+            if isinstance(body, bytes):
+                if not no_body:
+                    parts.append(b"content-length: %d\r\n" % len(body))
+                elif status != 204 and status >= 200:
+                    length = response.content_length
+                    if length is None and body:
+                        length = len(body)
+                    if length is not None:
+                        parts.append(b"content-length: %d\r\n" % length)
+                if not request.body.complete and request.body is not _EMPTY:
+                    keep = False
+                parts.append(_connection_header(keep, request.http_version))
+                if not no_body and body:
+                    parts.append(body)
+                data = b"".join(parts)
+                self._response_started = True
+                transport.write(data)
+                sent = len(data)
+                if self._write_paused:
+                    await self._drain()
+                completed = True
+                return keep
+            length = response.content_length
+            if no_body:
+                await _aclose(body)
+                if length is not None and status != 204 and status >= 200:
+                    parts.append(b"content-length: %d\r\n" % length)
+                mode = 0
+            elif length is not None:
+                parts.append(b"content-length: %d\r\n" % length)
+                mode = 1
+            elif request.http_version == "1.1":
+                parts.append(b"transfer-encoding: chunked\r\n")
+                mode = 2
+            else:
+                keep = False
+                mode = 3
+            # the header block waits for the first chunk, so small bodies leave in one write
+            head_keep = keep
+            head = parts
+            if mode == 0:
+                if not request.body.complete and request.body is not _EMPTY:
+                    keep = False
+                parts.append(_connection_header(keep, request.http_version))
+                data = b"".join(parts)
+                self._response_started = True
+                transport.write(data)
+                sent = len(data)
+                completed = True
+                return keep
+            remaining = length if length is not None else -1
+            iterator = body.__aiter__()
+            try:
+                async for chunk in iterator:
+                    if not chunk:
+                        continue
+                    if mode == 1:
+                        if len(chunk) > remaining:
+                            chunk = chunk[:remaining]
+                        remaining -= len(chunk)
+                    if head is not None:
+                        head_keep = keep and (request.body.complete or request.body is _EMPTY)
+                        head.append(_connection_header(head_keep, request.http_version))
+                        if mode == 2:
+                            head += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+                        else:
+                            head.append(chunk)
+                        data = b"".join(head)
+                        head = None  # type: ignore[assignment]
+                    elif mode == 2:
+                        data = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+                    else:
+                        data = chunk
+                    self._response_started = True
+                    transport.write(data)
+                    sent += len(data)
+                    if self._write_paused:
+                        await self._drain()
+                    if mode == 1 and remaining == 0:
+                        break
+            finally:
+                await _aclose(iterator)
+            if head is not None:  # an empty body
+                head_keep = keep and (request.body.complete or request.body is _EMPTY)
+                head.append(_connection_header(head_keep, request.http_version))
+                if mode == 2:
+                    head.append(b"0\r\n\r\n")
+                data = b"".join(head)
+                self._response_started = True
+                transport.write(data)
+                sent += len(data)
+                completed = mode != 1 or remaining == 0
+                return head_keep and completed
+            if mode == 2:
+                transport.write(b"0\r\n\r\n")
+                sent += 5
+            elif mode == 1 and remaining != 0:
+                return False  # shorter than announced: the client must see the connection end
+            if self._write_paused:
+                await self._drain()
+            completed = True
+            return head_keep and (request.body.complete or request.body is _EMPTY)
+        finally:
+            if response.on_finish is not None:
+                try:
+                    response.on_finish(Outcome(status, sent, completed))
+                except Exception:
+                    log.exception("on_finish callback failed")
+
+    async def _send_upgrade(self, request: Request, response: Response, parts: list[bytes]) -> bool:
+        transport = self._transport
+        assert transport is not None
+        upgrade_body = self._upgrade_body
+        if response.tunnel is None or request.upgrade is None or upgrade_body is None:
+            raise ValueError("a 101 response needs an Upgrade request and a tunnel")
+        parts.append(b"\r\n")
+        self._response_started = True
+        transport.write(b"".join(parts))
+        self._deadline_kind = _D_NONE
+        stream = Stream(transport, upgrade_body, self._drain)
+        try:
+            await response.tunnel(stream)
+        finally:
+            stream.close()
+        return False
+
+
+def _connection_header(keep: bool, version: str) -> bytes:
+    if not keep:
+        return b"connection: close\r\n\r\n"
+    if version == "1.0":
+        return b"connection: keep-alive\r\n\r\n"
+    return b"\r\n"
+
+
+async def _aclose(body: object) -> None:
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            log.debug("closing a response body failed", exc_info=True)
+
+
+class Server:
+    """A listening HTTP/1.1 server (one or more sockets sharing a handler and limits)."""
+
+    def __init__(self, state: _State, servers: list[asyncio.Server]) -> None:
+        self._state = state
+        self._servers = servers
+        self._port = int(servers[0].sockets[0].getsockname()[1]) if servers[0].sockets else 0
+
+    @property
+    def sockets(self) -> list[Any]:
+        return [sock for server in self._servers for sock in server.sockets]
+
+    @property
+    def port(self) -> int:
+        """The port of the first socket (useful after binding port 0)."""
+        return self._port
+
+    @property
+    def connections(self) -> int:
+        return len(self._state.connections)
+
+    @property
+    def draining(self) -> bool:
+        return self._state.draining
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Stop accepting, let in-flight requests finish for up to ``grace`` seconds (idle
+        keep-alive connections close at once, busy ones after their current response), then
+        abort whatever is left."""
+        state = self._state
+        state.draining = True
+        for server in self._servers:
+            server.close()
+        for conn in list(state.connections):
+            conn._begin_drain()
+        if state.connections:
+            try:
+                await asyncio.wait_for(state.empty.wait(), grace)
+            except TimeoutError:
+                for conn in list(state.connections):
+                    if conn._transport is not None:
+                        conn._transport.abort()
+        if state.watchdog is not None:
+            state.watchdog.cancel()
+            state.watchdog = None
+        for server in self._servers:
+            await server.wait_closed()
+        await asyncio.sleep(0)
+
+
+async def serve(
+    handler: Handler,
+    host: str | None = "127.0.0.1",
+    port: int = 0,
+    *,
+    sock: Any = None,
+    ssl: ssl_module.SSLContext | None = None,
+    limits: ServerLimits | None = None,
+    reuse_port: bool = False,
+    backlog: int = 1024,
+    render_error: ErrorRenderer | None = None,
+) -> Server:
+    """Listen on ``host:port`` (or ``sock``) and answer every request with ``handler``.
+
+    ``render_error(status, reason) -> (headers, body)`` shapes the answers the server gives by
+    itself (malformed requests, limits, last-resort 500s).
+    """
+    loop = asyncio.get_running_loop()
+    state = _State(
+        handler,
+        limits or ServerLimits(),
+        "https" if ssl is not None else "http",
+        render_error or _plain_error,
+    )
+    if sock is not None:
+        server = await loop.create_server(
+            lambda: HttpServerProtocol(state), sock=sock, ssl=ssl, backlog=backlog
+        )
+    else:
+        server = await loop.create_server(
+            lambda: HttpServerProtocol(state),
+            host,
+            port,
+            ssl=ssl,
+            reuse_port=reuse_port or None,
+            backlog=backlog,
+        )
+    return Server(state, [server])

@@ -1,0 +1,69 @@
+"""Errors the worker answers by itself: a small JSON body with the correlation id, never a trace."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from portway.http import Headers, Response
+
+JSON = b"application/json"
+
+REASONS: dict[int, str] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    417: "expectation_failed",
+    431: "request_header_fields_too_large",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+    505: "http_version_not_supported",
+}
+
+
+_bits = random.SystemRandom(None).getrandbits(64)
+_random = random.Random(_bits)
+
+
+def new_correlation_id() -> str:
+    """128 random bits as 32 hex digits (unique, not secret: no system call per request)."""
+    return f"{_random.getrandbits(128):032x}"
+
+
+def error_body(code: str, message: str, correlation_id: str) -> bytes:
+    return json.dumps(
+        {"error": code, "message": message, "correlation_id": correlation_id},
+        separators=(",", ":"),
+    ).encode()
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    correlation_id: str,
+    headers: Headers | None = None,
+) -> Response:
+    out: Headers = [
+        (b"content-type", JSON),
+        (b"x-correlation-id", correlation_id.encode("ascii")),
+        (b"cache-control", b"no-store"),
+    ]
+    if headers:
+        out.extend(headers)
+    return Response(status, out, error_body(code, message, correlation_id))
+
+
+def render_protocol_error(status: int, reason: str) -> tuple[Headers, bytes]:
+    """For ``portway.http.serve``: the answer to a request the server refused by itself."""
+    correlation_id = new_correlation_id()
+    code = REASONS.get(status, "error")
+    return (
+        [(b"content-type", JSON), (b"x-correlation-id", correlation_id.encode("ascii"))],
+        error_body(code, reason, correlation_id),
+    )

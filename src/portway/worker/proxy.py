@@ -1,0 +1,443 @@
+"""The gateway's request handler: route, run the pipeline, call the backend, stream the answer.
+
+``GatewayHandler`` serves every request from the runtime that is current when the request
+arrives; ``swap`` replaces it atomically. A request keeps the runtime it started with until its
+response has been sent (``Runtime.enter``/``leave``), and the old runtime is closed once no
+request uses it: no request fails or sees two revisions during a swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from portway.http import (
+    BodyTooLarge,
+    ClientDisconnected,
+    ConnectError,
+    Handler,
+    Headers,
+    Outcome,
+    Request,
+    RequestTimeout,
+    Response,
+    Stream,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+    pump,
+)
+from portway.policies.api import (
+    NO_PIPELINE,
+    GatewayError,
+    HeaderMap,
+    Pipeline,
+    PolicyContext,
+    Reply,
+    RequestView,
+    ResponseView,
+)
+from portway.worker.errors import error_response, new_correlation_id
+from portway.worker.headers import incoming_correlation_id, request_headers, response_headers
+from portway.worker.routing import NotAllowed
+from portway.worker.runtime import Route, Runtime
+from portway.worker.upstream import Address, NoHealthyUpstream
+
+log = logging.getLogger("portway.worker")
+
+CONTROL_PREFIX = "/_portway"
+
+
+class GatewayHandler:
+    """The ``portway.http`` handler of a worker."""
+
+    def __init__(self, runtime: Runtime | None = None, *, control: Handler | None = None) -> None:
+        self._runtime = runtime
+        self.control = control
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    @property
+    def runtime(self) -> Runtime | None:
+        return self._runtime
+
+    def swap(self, runtime: Runtime) -> Runtime | None:
+        """Serve new requests from ``runtime`` (started already); the previous one is closed in
+        the background once its last request has finished. Returns the previous runtime."""
+        old = self._runtime
+        self._runtime = runtime
+        if old is not None and old is not runtime:
+            task = asyncio.get_running_loop().create_task(self._retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        return old
+
+    async def _retire(self, runtime: Runtime) -> None:
+        await runtime.wait_idle()
+        await runtime.close()
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Close the current runtime (after its requests) and those being retired."""
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            await runtime.wait_idle(grace)
+            await runtime.close()
+        if self._retiring:
+            await asyncio.wait(list(self._retiring), timeout=grace)
+
+    async def __call__(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith(CONTROL_PREFIX) and (
+            len(path) == len(CONTROL_PREFIX) or path[len(CONTROL_PREFIX)] == "/"
+        ):
+            if self.control is not None:
+                return await self.control(request)
+            cid = incoming_correlation_id(request) or new_correlation_id()
+            return error_response(404, "not_found", "no such control endpoint", cid)
+        runtime = self._runtime
+        if runtime is None:
+            cid = incoming_correlation_id(request) or new_correlation_id()
+            return error_response(503, "no_configuration", "the worker has no configuration", cid)
+        runtime.enter()
+        try:
+            response = await _proxy(runtime, request)
+        except BaseException:
+            runtime.leave()
+            raise
+        finish = response.on_finish
+        if finish is None:
+            response.on_finish = _Leave(runtime)
+        else:
+            response.on_finish = _Chain(finish, runtime)
+        return response
+
+
+class _Leave:
+    __slots__ = ("_runtime",)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def __call__(self, outcome: Outcome) -> None:
+        self._runtime.leave()
+
+
+class _Chain:
+    __slots__ = ("_first", "_runtime")
+
+    def __init__(self, first: Any, runtime: Runtime) -> None:
+        self._first = first
+        self._runtime = runtime
+
+    def __call__(self, outcome: Outcome) -> None:
+        try:
+            self._first(outcome)
+        finally:
+            self._runtime.leave()
+
+
+class _Finish:
+    """Runs when the response has been sent: releases an unfinished upstream, logs."""
+
+    __slots__ = ("address", "ctx", "pipeline", "started", "upstream")
+
+    def __init__(
+        self,
+        upstream: UpstreamResponse | None,
+        ctx: PolicyContext | None = None,
+        pipeline: Pipeline = NO_PIPELINE,
+        started: float = 0.0,
+        address: Address | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.ctx = ctx
+        self.pipeline = pipeline
+        self.started = started
+        self.address = address
+
+    def __call__(self, outcome: Outcome) -> None:
+        if self.upstream is not None and not outcome.completed:
+            self.upstream.close()
+        ctx = self.ctx
+        if ctx is not None:
+            ctx.log.update(
+                status=outcome.status,
+                bytes_sent=outcome.bytes_sent,
+                completed=outcome.completed,
+                duration_ms=round((time.monotonic() - self.started) * 1000, 3),
+                upstream=self.address.url if self.address is not None else None,
+            )
+            try:
+                self.pipeline.on_log(ctx)
+            except Exception:
+                log.exception("the log hook failed")
+
+
+def _error_for(exc: BaseException) -> tuple[int, str, str]:
+    if isinstance(exc, NoHealthyUpstream):
+        return 503, "no_healthy_upstream", "no healthy backend address is available"
+    if isinstance(exc, UpstreamTimeout):
+        return 504, "gateway_timeout", f"the backend did not answer in time ({exc.phase})"
+    if isinstance(exc, ConnectError):
+        return 502, "bad_gateway", "the backend cannot be reached"
+    if isinstance(exc, UpstreamError):
+        return 502, "bad_gateway", "the backend sent an invalid or incomplete response"
+    if isinstance(exc, BodyTooLarge):
+        return 413, "payload_too_large", "the request body is too large"
+    if isinstance(exc, RequestTimeout):
+        return 408, "request_timeout", "the request body arrived too slowly"
+    return 500, "internal_error", "the gateway failed to handle the request"
+
+
+def _reply_response(reply: Reply, cid: str) -> Response:
+    headers: Headers = [(b"content-type", reply.content_type.encode("latin-1"))]
+    for name, value in reply.headers:
+        headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    headers.append((b"x-correlation-id", cid.encode("ascii")))
+    return Response(reply.status, headers, reply.body)
+
+
+def _forward_path(route: Route, request: Request, rest: str) -> bytes:
+    # a stripped path may be empty: the backend's base path alone
+    path = rest.encode("ascii") if route.api.strip_base_path else request.path.encode("ascii")
+    if request.query:
+        return path + b"?" + request.query.encode("ascii")
+    return path
+
+
+async def _proxy(runtime: Runtime, request: Request) -> Response:
+    cid = incoming_correlation_id(request) or new_correlation_id()
+    match = runtime.router.match(request.host, request.method, request.path)
+    if match is None:
+        return error_response(404, "not_found", "no API matches this request", cid)
+    if isinstance(match, NotAllowed):
+        allow = ", ".join(sorted(match.allowed)).encode("ascii")
+        return error_response(
+            405, "method_not_allowed", "method not allowed", cid, [(b"allow", allow)]
+        )
+    route = match.value
+    upstream = route.upstream
+    if route.api.maintenance or upstream is None:
+        return error_response(503, "maintenance", "the API is under maintenance", cid)
+    if route.pipeline is not NO_PIPELINE:
+        return await _proxy_with_pipeline(runtime, request, route, match.params, match.rest, cid)
+    cid_b = cid.encode("ascii")
+    websocket = request.upgrade is not None
+    headers = request_headers(
+        request,
+        trusted=request.client[0] in runtime.trusted,
+        via=runtime.via,
+        correlation_id=cid_b,
+        websocket=websocket,
+    )
+    body = request.body
+    data = body.take()
+    try:
+        response, _ = await upstream.send(
+            request.method,
+            _forward_path(route, request, match.rest),
+            headers,
+            data if data is not None else body,
+            content_length=body.length,
+            client_ip=request.client[0],
+        )
+    except ClientDisconnected:
+        raise
+    except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout) as exc:
+        status, code, message = _error_for(exc)
+        return error_response(status, code, message, cid)
+    out = response_headers(
+        response.headers,
+        via=runtime.via,
+        version=response.http_version,
+        correlation_id=cid_b,
+        websocket=websocket and response.status == 101,
+    )
+    if response.status == 101:
+        if not websocket:
+            response.close()
+            return error_response(502, "bad_gateway", "unexpected upgrade from backend", cid)
+        return Response(101, out, tunnel=_Tunnel(response))
+    taken = response.body.take()
+    if taken is not None:
+        return Response(
+            response.status, out, taken, content_length=response.content_length, checked=True
+        )
+    return Response(
+        response.status,
+        out,
+        response,
+        content_length=response.content_length,
+        on_finish=_Finish(response),
+        checked=True,
+    )
+
+
+class _Tunnel:
+    __slots__ = ("_upstream",)
+
+    def __init__(self, upstream: UpstreamResponse) -> None:
+        self._upstream = upstream
+
+    async def __call__(self, client: Stream) -> None:
+        await pump(client, self._upstream.stream())
+
+
+async def _proxy_with_pipeline(
+    runtime: Runtime,
+    request: Request,
+    route: Route,
+    params: dict[str, str],
+    rest: str,
+    cid: str,
+) -> Response:
+    started = time.monotonic()
+    pipeline = route.pipeline
+    max_body = runtime.max_body
+    body = request.body
+
+    async def read_request_body() -> bytes:
+        return await body.read_all(max_body)
+
+    query = parse_qsl(request.query, keep_blank_values=True)
+    view = RequestView(
+        method=request.method,
+        path=request.path,
+        query=list(query),
+        headers=HeaderMap((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers),
+        read_body=read_request_body,
+    )
+    ctx = PolicyContext(
+        request=view,
+        client_ip=request.client[0],
+        correlation_id=cid,
+        environment=runtime.revision.environment,
+        project=route.api.project,
+        api=route.api.name,
+        endpoint=route.endpoint.path if route.endpoint is not None else None,
+        path_params=params,
+        scheme=request.scheme,
+        tls_peer_cert=request.tls_peer_cert,
+    )
+
+    async def fail(status: int, code: str, message: str) -> Response:
+        ctx.error = GatewayError(status, code, message)
+        reply = await pipeline.on_error(ctx)
+        if reply is not None:
+            out = _reply_response(reply, cid)
+        else:
+            out = error_response(status, code, message, cid)
+        out.on_finish = _Finish(None, ctx, pipeline, started)
+        return out
+
+    try:
+        reply = await pipeline.on_request(ctx)
+    except (BodyTooLarge, RequestTimeout) as exc:
+        return await fail(*_error_for(exc))
+    if reply is not None:
+        response = _reply_response(reply, cid)
+        response.on_finish = _Finish(None, ctx, pipeline, started)
+        return response
+    # what the policies changed goes to the backend
+    request.headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in view.headers.items()
+    ]
+    if view.path != request.path:
+        path = view.path.encode("ascii")
+        forward = path + (b"?" + request.query.encode("ascii") if request.query else b"")
+    else:
+        forward = _forward_path(route, request, rest)
+    if view.query != query:
+        base = forward.split(b"?", 1)[0]
+        forward = base + (b"?" + urlencode(view.query).encode("ascii") if view.query else b"")
+    cid_b = cid.encode("ascii")
+    websocket = request.upgrade is not None
+    headers = request_headers(
+        request,
+        trusted=request.client[0] in runtime.trusted,
+        via=runtime.via,
+        correlation_id=cid_b,
+        websocket=websocket,
+    )
+    payload: bytes | Any
+    if view.body_override is not None:
+        payload, length = view.body_override, None
+    else:
+        taken = body.take()
+        payload, length = (taken, None) if taken is not None else (body, body.length)
+    assert route.upstream is not None
+    try:
+        upstream, address = await route.upstream.send(
+            view.method,
+            forward,
+            headers,
+            payload,
+            content_length=length,
+            client_ip=request.client[0],
+        )
+    except ClientDisconnected:
+        raise
+    except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout) as exc:
+        return await fail(*_error_for(exc))
+    if upstream.status == 101 and websocket:
+        out = response_headers(
+            upstream.headers,
+            via=runtime.via,
+            version=upstream.http_version,
+            correlation_id=cid_b,
+            websocket=True,
+        )
+        return Response(
+            101, out, tunnel=_Tunnel(upstream), on_finish=_Finish(None, ctx, pipeline, started)
+        )
+
+    async def read_response_body() -> bytes:
+        return await upstream.read_all(None)
+
+    ctx.response = ResponseView(
+        status=upstream.status,
+        headers=HeaderMap((k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.headers),
+        read_body=read_response_body,
+    )
+    try:
+        reply = await pipeline.on_response(ctx)
+    except UpstreamError as exc:
+        upstream.close()
+        return await fail(*_error_for(exc))
+    finish = _Finish(upstream, ctx, pipeline, started, address)
+    if reply is not None:
+        upstream.close()
+        response = _reply_response(reply, cid)
+        response.on_finish = finish
+        return response
+    view_response = ctx.response
+    out = response_headers(
+        [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in view_response.headers.items()
+        ],
+        via=runtime.via,
+        version=upstream.http_version,
+        correlation_id=cid_b,
+    )
+    if view_response.body_override is not None:
+        upstream.close()
+        return Response(view_response.status, out, view_response.body_override, on_finish=finish)
+    taken_body = upstream.body.take()
+    if taken_body is not None:
+        return Response(
+            view_response.status,
+            out,
+            taken_body,
+            content_length=upstream.content_length,
+            on_finish=finish,
+        )
+    return Response(
+        view_response.status,
+        out,
+        upstream,
+        content_length=upstream.content_length,
+        on_finish=finish,
+    )

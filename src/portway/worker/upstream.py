@@ -1,0 +1,257 @@
+"""The backend addresses of one API: pools, balancing, passive health, circuit breakers, retries.
+
+``Upstream.send`` picks an available primary address with the API's balancer and sends the
+request. Transport failures are retried (after a backoff) on another primary when the request
+may be sent again: always when it never left (connect errors), otherwise only for idempotent
+methods (or when ``retry_non_idempotent``) and a body that can be replayed. When the primaries
+are exhausted or none is available, the failover addresses are tried in their configured order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterable, Callable
+from urllib.parse import urlsplit
+
+from portway.config.models import ApiProxy, Backend, BackendKind, ConnectionSettings
+from portway.http import (
+    IDEMPOTENT_METHODS,
+    ConnectionPool,
+    Headers,
+    UpstreamError,
+    UpstreamResponse,
+)
+from portway.worker.balancing import make_balancer
+from portway.worker.breaker import Breaker
+from portway.worker.dns import DnsCache
+
+PoolFactory = Callable[[Backend, ConnectionSettings], ConnectionPool]
+"""Gives the connection pool of a backend address (shared by the APIs that use the same address
+with the same connection settings)."""
+
+
+class PoolCache:
+    """One pool per (address, TLS and pool settings) in a runtime."""
+
+    def __init__(
+        self,
+        dns: DnsCache,
+        tls_context: Callable[[bool, str | None], ssl.SSLContext],
+        idle_timeout: float,
+    ) -> None:
+        self._dns = dns
+        self._tls_context = tls_context
+        self._idle_timeout = idle_timeout
+        self.pools: dict[tuple[object, ...], ConnectionPool] = {}
+
+    def __call__(self, backend: Backend, conn: ConnectionSettings) -> ConnectionPool:
+        parts = urlsplit(backend.url)
+        https = parts.scheme == "https"
+        host = parts.hostname or ""
+        port = parts.port or (443 if https else 80)
+        key = (
+            https,
+            host,
+            port,
+            conn.tls_verify if https else None,
+            conn.ca_bundle if https else None,
+            conn.pool_size,
+            conn.connect_timeout,
+            conn.dns_ttl,
+        )
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = ConnectionPool(
+                host,
+                port,
+                ssl=self._tls_context(conn.tls_verify, conn.ca_bundle) if https else None,
+                server_hostname=host if https else None,
+                max_idle=conn.pool_size,
+                connect_timeout=conn.connect_timeout,
+                idle_timeout=self._idle_timeout,
+                resolve=self._dns.resolver(conn.dns_ttl),
+            )
+        return pool
+
+    async def close(self) -> None:
+        for pool in self.pools.values():
+            await pool.close()
+
+
+class NoHealthyUpstream(Exception):
+    """Every address of the API is unhealthy, ejected or behind an open circuit breaker."""
+
+
+class Address:
+    """One backend address with its pool and health state."""
+
+    __slots__ = (
+        "backend",
+        "base_path",
+        "breaker",
+        "current_weight",
+        "ejected_until",
+        "failures",
+        "healthy",
+        "host_header",
+        "kind",
+        "pool",
+        "url",
+        "weight",
+    )
+
+    def __init__(self, backend: Backend, pool: ConnectionPool, breaker: Breaker | None) -> None:
+        parts = urlsplit(backend.url)
+        self.backend = backend
+        self.url = backend.url
+        self.kind = backend.kind
+        self.weight = backend.weight
+        self.current_weight = 0
+        self.pool = pool
+        self.breaker = breaker
+        self.base_path = parts.path.rstrip("/").encode("ascii")
+        default_port = 443 if parts.scheme == "https" else 80
+        hostname = parts.hostname or ""
+        shown = f"[{hostname}]" if ":" in hostname else hostname
+        self.host_header = (
+            shown if (parts.port or default_port) == default_port else f"{shown}:{parts.port}"
+        ).encode("ascii")
+        self.healthy = True
+        """Active health checks' verdict."""
+        self.failures = 0
+        """Consecutive failures (passive health)."""
+        self.ejected_until = 0.0
+
+    @property
+    def active(self) -> int:
+        return self.pool.active
+
+    def available(self, now: float) -> bool:
+        if not self.healthy or self.ejected_until > now:
+            return False
+        return self.breaker is None or self.breaker.allows(now)
+
+    def __repr__(self) -> str:
+        return f"<Address {self.url}>"
+
+
+class Upstream:
+    """All addresses of one API proxy."""
+
+    def __init__(self, api: ApiProxy, pool_for: PoolFactory) -> None:
+        self.api = api
+        self._loop: asyncio.AbstractEventLoop | None = None
+        conn = api.connection
+        self.connection: ConnectionSettings = conn
+        self._balancer = make_balancer(api.balancing)
+        self._passive = api.passive_health
+        self._error_statuses = frozenset(conn.error_statuses)
+        self.primaries: list[Address] = []
+        self.failovers: list[Address] = []
+        for backend in api.backends:
+            breaker = Breaker(api.circuit_breaker) if api.circuit_breaker.enabled else None
+            address = Address(backend, pool_for(backend, conn), breaker)
+            (self.primaries if backend.kind == BackendKind.PRIMARY else self.failovers).append(
+                address
+            )
+        self.addresses = self.primaries + self.failovers
+
+    def is_error(self, status: int) -> bool:
+        if self._error_statuses:
+            return status in self._error_statuses
+        return status >= 500
+
+    def record(self, address: Address, ok: bool, now: float) -> None:
+        if ok:
+            address.failures = 0
+        else:
+            address.failures += 1
+            passive = self._passive
+            if passive.enabled and address.failures >= passive.max_failures:
+                address.ejected_until = now + passive.eject_seconds
+                address.failures = 0
+        if address.breaker is not None:
+            address.breaker.record(ok, now)
+
+    def _pick(self, client_ip: str, tried: list[Address], now: float) -> Address | None:
+        primaries = self.primaries
+        if len(primaries) == 1:
+            only = primaries[0]
+            return only if only.available(now) else None
+        candidates = [a for a in primaries if a not in tried and a.available(now)]
+        if not candidates:
+            candidates = [a for a in primaries if a.available(now)]
+            if not candidates:
+                return None
+        return candidates[self._balancer.pick(candidates, client_ip)]
+
+    def _delay(self, retry: int) -> float:
+        delay = self.connection.retry_delay
+        if delay.kind == "fixed":
+            return min(delay.initial, delay.maximum)
+        return min(delay.initial * delay.multiplier ** (retry - 1), delay.maximum)
+
+    async def send(
+        self,
+        method: str,
+        path: bytes,
+        headers: Headers,
+        body: bytes | AsyncIterable[bytes] | None,
+        *,
+        content_length: int | None,
+        client_ip: str,
+    ) -> tuple[UpstreamResponse, Address]:
+        """Send with balancing, retries and failover; ``path`` includes the query string."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        conn = self.connection
+        replayable = body is None or isinstance(body, bytes)
+        may_resend = replayable and (method in IDEMPOTENT_METHODS or conn.retry_non_idempotent)
+        tried: list[Address] = []
+        last: UpstreamError | None = None
+        attempt = 0
+        plan: list[Address | None] = [None] * (1 + conn.retries)
+        for failover in self.failovers:
+            plan.extend([failover] * (1 + conn.failover_retries))
+        for fixed in plan:
+            now = loop.time()
+            if fixed is None:
+                address = self._pick(client_ip, tried, now)
+                if address is None:
+                    continue  # no primary left: go on with the failovers
+            else:
+                address = fixed
+                if not address.available(now):
+                    continue
+            if attempt:
+                await asyncio.sleep(self._delay(attempt))
+            attempt += 1
+            tried.append(address)
+            if address.breaker is not None:
+                address.breaker.on_attempt()
+            target = address.base_path + path if address.base_path else path
+            if target[:1] != b"/":
+                target = b"/" + target
+            try:
+                response = await address.pool.request(
+                    method,
+                    target,
+                    [(b"host", address.host_header), *headers],
+                    body,
+                    content_length=content_length,
+                    read_timeout=conn.read_timeout,
+                    total_timeout=conn.total_timeout,
+                )
+            except UpstreamError as exc:
+                self.record(address, False, loop.time())
+                last = exc
+                if exc.request_sent and not may_resend:
+                    raise
+                continue
+            self.record(address, not self.is_error(response.status), loop.time())
+            return response, address
+        if last is not None:
+            raise last
+        raise NoHealthyUpstream(f"no healthy address for {self.api.name}")

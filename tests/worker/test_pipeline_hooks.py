@@ -1,0 +1,96 @@
+"""The pipeline seam: request, response, error and log hooks around the backend call."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+
+from portway.config.models import ApiProxy, Endpoint
+from portway.config.revision import EnvironmentRevision
+from portway.policies.api import NO_PIPELINE, Pipeline, PolicyContext, Reply
+from tests.worker.support import api, backends, gateway, revision, seen_header
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.logged: list[dict[str, object]] = []
+        self.errors: list[str] = []
+
+    async def on_request(self, ctx: PolicyContext) -> Reply | None:
+        if ctx.request.headers.get("x-block"):
+            return Reply(403, b'{"blocked":true}', [("X-Policy", "block")])
+        ctx.request.headers.set("X-Added", ctx.path_params.get("id", "none"))
+        ctx.request.headers.remove("X-Remove-Me")
+        if ctx.request.query_get("rewrite") == "1":
+            ctx.request.query = [("rewritten", "yes")]
+        if ctx.request.method == "POST":
+            body = await ctx.request.body()
+            ctx.request.set_body(body.upper())
+        return None
+
+    async def on_response(self, ctx: PolicyContext) -> Reply | None:
+        assert ctx.response is not None
+        ctx.response.headers.set("X-Seen-Status", str(ctx.response.status))
+        if ctx.request.query_get("replace") == "1":
+            ctx.response.set_body(b"replaced")
+        return None
+
+    async def on_error(self, ctx: PolicyContext) -> Reply | None:
+        assert ctx.error is not None
+        self.errors.append(ctx.error.code)
+        return Reply(ctx.error.status, b'{"custom":"' + ctx.error.code.encode() + b'"}')
+
+    def on_log(self, ctx: PolicyContext) -> None:
+        self.logged.append(dict(ctx.log, api=ctx.api, endpoint=ctx.endpoint))
+
+
+async def test_hooks_shape_the_request_and_the_response() -> None:
+    recording = Recording()
+
+    def factory(a: ApiProxy, endpoint: Endpoint | None, rev: EnvironmentRevision) -> Pipeline:
+        return recording if a.name == "svc" else NO_PIPELINE
+
+    async with backends("b") as (b,):
+        rev = revision(
+            api("svc", "/svc", [b.url], endpoints=[{"path": "/items/{id}"}]),
+            api("plain", "/plain", [b.url]),
+        )
+        async with gateway(rev, pipelines=factory) as gw, httpx.AsyncClient() as client:
+            r = await client.get(f"{gw.url}/svc/items/7?rewrite=1", headers={"X-Remove-Me": "x"})
+            seen = r.json()
+            assert seen_header(seen, "x-added") == "7"
+            assert seen_header(seen, "x-remove-me") is None
+            assert seen["target"] == "/items/7?rewritten=yes"
+            assert r.headers["x-seen-status"] == "200"
+            r = await client.post(f"{gw.url}/svc/items/8", content=b"hello")
+            assert b.bodies[-1] == b"HELLO"
+            r = await client.get(f"{gw.url}/svc/x?replace=1")
+            assert r.content == b"replaced"
+            r = await client.get(f"{gw.url}/svc/x", headers={"X-Block": "1"})
+            assert r.status_code == 403
+            assert r.headers["x-policy"] == "block"
+            assert r.headers["x-correlation-id"]
+            hits = b.hits()
+            r = await client.get(f"{gw.url}/plain/x")
+            assert r.status_code == 200
+            assert "x-seen-status" not in r.headers
+            assert b.hits() == hits + 1
+        await asyncio.sleep(0.05)
+    assert [entry["status"] for entry in recording.logged] == [200, 200, 200, 403]
+    assert recording.logged[0]["endpoint"] == "/items/{id}"
+    assert recording.logged[2]["endpoint"] is None
+
+
+async def test_error_hook_renders_backend_failures() -> None:
+    recording = Recording()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    rev = revision(api("svc", "/", [dead], connection={"retries": 0}))
+    async with gateway(rev, pipelines=lambda a, e, r: recording) as gw, httpx.AsyncClient() as c:
+        r = await c.get(f"{gw.url}/x")
+    assert r.status_code == 502
+    assert r.json() == {"custom": "bad_gateway"}
+    assert recording.errors == ["bad_gateway"]
