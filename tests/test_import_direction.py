@@ -1,7 +1,8 @@
 """The import direction of DESIGN.md, enforced on the source (AST), so a violation fails here first.
 
 http -> nothing of Portway; worker never imports manager; policies reach requests through their
-facade (never worker/manager); stores, config, cluster and matrix stay below everything that uses them.
+facade (never worker/manager); stores, config, cluster and matrix stay below everything that
+uses them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "demo": set(),
     "deploy": {"config", "errors", "matrix"},
     "local": {"cluster", "errors"},
+    "client": {"config", "errors"},
 }
 TOP_LEVEL_MODULES = {"cli", "__main__", "__init__"}
 

@@ -5,9 +5,10 @@
     ├── StoreError                    a backend failed; driver errors are mapped here with ``from``
     │   ├── StoreUnavailable          the engine cannot be reached or timed out
     │   ├── NotFound                  no document with that id
-    │   └── Conflict                  the write would break a rule of the store
-    │       ├── DuplicateKey          a unique constraint (id or declared fields) is taken
-    │       └── StaleVersion          optimistic concurrency: the document changed meanwhile
+    │   ├── Conflict                  the write would break a rule of the store
+    │   │   ├── DuplicateKey          a unique constraint (id or declared fields) is taken
+    │   │   └── StaleVersion          optimistic concurrency: the document changed meanwhile
+    │   └── RejectedRecords           a log sink refused records for good (the rest were stored)
     ├── ClusterError                  manager <-> worker protocol failures
     │   ├── Unauthenticated           a cluster call without a valid signature
     │   └── UnknownEnvironment        a worker started for an environment the manager lacks
@@ -76,6 +77,19 @@ class StaleVersion(Conflict):
         self.key = key
         self.expected = expected
         self.actual = actual
+
+
+class RejectedRecords(StoreError):
+    """A traffic sink stored a batch except ``rejected``: records it can never accept (malformed).
+
+    Retrying them is pointless; the shipper counts them and moves on.
+    """
+
+    def __init__(self, rejected: Sequence[tuple[str, str]]) -> None:
+        shown = "; ".join(f"{rid or '?'}: {why}" for rid, why in rejected[:5])
+        more = f" (+{len(rejected) - 5} more)" if len(rejected) > 5 else ""
+        super().__init__(f"{len(rejected)} record(s) rejected: {shown}{more}")
+        self.rejected = list(rejected)
 
 
 class ClusterError(PortwayError):

@@ -42,8 +42,9 @@ def test_tampering_fails(method: str, target: str, body: bytes) -> None:
 
 def test_other_secret_and_old_timestamp_fail() -> None:
     headers = sign(SECRET, "GET", "/x")
-    assert not verify(b"t" * 64, "GET", "/x", b"", headers[TIMESTAMP_HEADER],
-                      headers[SIGNATURE_HEADER])
+    assert not verify(
+        b"t" * 64, "GET", "/x", b"", headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
+    )
     assert not check("GET", "/x", b"", headers, now=int(headers[TIMESTAMP_HEADER]) + 3600)
     assert not verify(SECRET, "GET", "/x", b"", None, None)
     assert not verify(SECRET, "GET", "/x", b"", "abc", headers[SIGNATURE_HEADER])

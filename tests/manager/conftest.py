@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,9 @@ from fastapi.testclient import TestClient
 
 from portway.manager.app import create_app
 from portway.manager.settings import ManagerSettings
+
+ROLES = ("admin", "api_manager", "deployer", "security_officer", "viewer")
+PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
@@ -18,6 +22,8 @@ def settings(tmp_path: Path) -> ManagerSettings:
         secret_file=tmp_path / "cluster.secret",
         bootstrap_file=tmp_path / "bootstrap.json",
         push_timeout=2.0,
+        probe_interval=0,  # tests drive probes explicitly
+        login_failure_delay=0,
     )
 
 
@@ -29,9 +35,50 @@ def manager(settings: ManagerSettings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def admin(manager: TestClient, settings: ManagerSettings) -> TestClient:
-    import json
-
     assert settings.bootstrap_file is not None
     token = json.loads(settings.bootstrap_file.read_text())["token"]
     manager.headers["Authorization"] = f"Bearer {token}"
     return manager
+
+
+def browser_for(client: TestClient) -> TestClient:
+    """Another client of the same running app (its own cookies, no token, no second lifespan)."""
+    return TestClient(client.app, raise_server_exceptions=False)
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
+    """Log in with a password; returns the CSRF token (the cookies stay in the client)."""
+    response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    csrf: str = response.json()["csrf_token"]
+    return csrf
+
+
+@pytest.fixture
+def role_tokens(admin: TestClient, settings: ManagerSettings) -> dict[str, str]:
+    """A personal access token per role, each made by that user after a password login."""
+    tokens: dict[str, str] = {}
+    for role in ROLES:
+        username = f"{role.replace('_', '-')}-user"
+        created = admin.post(
+            "/api/v1/users", json={"username": username, "role": role, "password": PASSWORD}
+        )
+        assert created.status_code == 201, created.text
+        browser = browser_for(admin)
+        csrf = login(browser, username)
+        made = browser.post(
+            "/api/v1/tokens", json={"name": "tests"}, headers={"X-CSRF-Token": csrf}
+        )
+        assert made.status_code == 201, made.text
+        tokens[role] = made.json()["token"]
+    return tokens
+
+
+@pytest.fixture
+def as_role(admin: TestClient, role_tokens: dict[str, str]) -> Callable[[str], dict[str, str]]:
+    """Headers that authenticate as the user of one role."""
+
+    def headers(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {role_tokens[role]}"}
+
+    return headers

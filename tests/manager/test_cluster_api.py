@@ -12,9 +12,11 @@ from portway.manager.settings import ManagerSettings
 
 
 def report_body() -> bytes:
-    return StatusReport(
-        environment="dev", address="http://127.0.0.1:1", started_at=datetime.now(UTC)
-    ).model_dump_json().encode()
+    return (
+        StatusReport(environment="dev", address="http://127.0.0.1:1", started_at=datetime.now(UTC))
+        .model_dump_json()
+        .encode()
+    )
 
 
 def test_unsigned_status_report_is_401_and_registers_nothing(admin: TestClient) -> None:
@@ -42,7 +44,9 @@ def test_signed_status_report_registers_the_worker(
     assert response.status_code == 200, response.text
     assert response.json() == {"desired_revision": None}
     [worker] = admin.get("/api/v1/workers").json()
-    assert worker["id"] == "w1" and worker["state"] == "up" and worker["environment"] == "dev"
+    assert worker["id"] == "w1"
+    assert worker["state"] == "up"
+    assert worker["environment"] == "dev"
 
 
 def test_unknown_environment_is_404(admin: TestClient, settings: ManagerSettings) -> None:

@@ -38,7 +38,9 @@ def test_create_and_read_api(project: TestClient) -> None:
     assert created.status_code == 201, created.text
     assert created.headers["ETag"] == '"1"'
     got = project.get("/api/v1/projects/default/apis/orders").json()
-    assert got["base_path"] == "/orders" and got["version"] == 1 and got["project"] == "default"
+    assert got["base_path"] == "/orders"
+    assert got["version"] == 1
+    assert got["project"] == "default"
 
 
 @pytest.mark.parametrize(
@@ -80,7 +82,8 @@ def test_stale_version_is_refused(project: TestClient) -> None:
         json=API | {"description": "v2"},
         headers={"If-Match": '"1"'},
     )
-    assert first.status_code == 200 and first.json()["version"] == 2
+    assert first.status_code == 200
+    assert first.json()["version"] == 2
     stale = project.put(
         "/api/v1/projects/default/apis/orders",
         json=API | {"description": "lost update"},
@@ -117,12 +120,15 @@ def test_deploy_without_workers_records_the_revision(project: TestClient) -> Non
     deployed = project.post("/api/v1/environments/dev/deployments", json={"api": "orders"})
     assert deployed.status_code == 201, deployed.text
     body = deployed.json()
-    assert body["env_revision"] == 1 and body["api_revision"] == 1 and body["results"] == []
+    assert body["env_revision"] == 1
+    assert body["api_revision"] == 1
+    assert body["results"] == []
     revision = project.get("/api/v1/environments/dev/revision").json()
     assert [d["api"]["name"] for d in revision["apis"]] == ["orders"]
     # an unchanged working copy is not a new API revision; a changed one is
     again = project.post("/api/v1/environments/dev/deployments", json={"api": "orders"}).json()
-    assert again["api_revision"] == 1 and again["env_revision"] == 2
+    assert again["api_revision"] == 1
+    assert again["env_revision"] == 2
     project.put("/api/v1/projects/default/apis/orders", json=API | {"description": "x"})
     third = project.post("/api/v1/environments/dev/deployments", json={"api": "orders"}).json()
     assert third["api_revision"] == 2

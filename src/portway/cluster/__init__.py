@@ -5,6 +5,6 @@ All calls travel on port 8080 of the callee and are signed with the cluster secr
 - retrieval (pull):   worker -> manager  GET  /_portway/cluster/environments/{env}/revisions/{N}
 - status reporting:   worker -> manager  POST /_portway/cluster/workers/{id}/status
                       (the answer carries the desired revision, so polling converges a missed push)
-- health check:       manager -> worker  GET  /_portway/status (signed; /_portway/health is the plain
-                      load-balancer probe and reveals nothing)
+- health check:       manager -> worker  GET  /_portway/status (signed;
+                      /_portway/health is the plain load-balancer probe, it reveals nothing)
 """

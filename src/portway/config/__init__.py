@@ -1,1 +1,1 @@
-"""Typed models of everything an operator configures, validated on write and compiled once for workers."""
+"""Typed models of everything an operator configures: validated on write, compiled once."""

@@ -1,8 +1,8 @@
 """Configuration models: environments, projects, API proxies and their policies.
 
 These are the documents the manager validates on write and stores, and the pieces of the revision a
-worker pulls. Policy *configs* stay plain mappings here; each policy validates its own config with its
-own model (``portway.policies``), called by the manager before anything is stored.
+worker pulls. Policy *configs* stay plain mappings here; each policy validates its own config
+with its own model (``portway.policies``), called by the manager before anything is stored.
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ class Balancing(StrEnum):
 
 class RetryDelay(Model):
     kind: Annotated[str, Field(pattern=r"^(fixed|exponential)$")] = "exponential"
-    initial: Annotated[float, Field(ge=0, le=60, description="seconds before the first retry")] = 0.05
+    initial: Annotated[float, Field(ge=0, le=60, description="seconds before the first retry")] = (
+        0.05
+    )
     maximum: Annotated[float, Field(ge=0, le=300, description="cap on one delay, seconds")] = 2.0
     multiplier: Annotated[float, Field(ge=1, le=10)] = 2.0
 
@@ -115,7 +117,9 @@ class ConnectionSettings(Model):
     connect_timeout: Annotated[float, Field(gt=0, le=300, description="seconds")] = 5.0
     read_timeout: Annotated[float, Field(gt=0, le=3600, description="seconds between bytes")] = 30.0
     total_timeout: Annotated[float, Field(gt=0, le=86400, description="seconds per attempt")] = 60.0
-    pool_size: Annotated[int, Field(ge=1, le=10000, description="idle connections per address")] = 64
+    pool_size: Annotated[int, Field(ge=1, le=10000, description="idle connections per address")] = (
+        64
+    )
     retries: Annotated[int, Field(ge=0, le=10, description="extra tries on primary addresses")] = 1
     failover_retries: Annotated[int, Field(ge=0, le=10)] = 1
     retry_non_idempotent: Annotated[

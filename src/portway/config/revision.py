@@ -1,8 +1,9 @@
 """What a worker pulls: the complete configuration of one environment at one revision.
 
-The manager builds an ``EnvironmentRevision`` on every deploy, undeploy or rollback, numbers it with a
-monotonically increasing ``revision`` per environment, and keeps it immutable. A worker swaps its whole
-routing table to a new revision at once, so no request ever sees two revisions mixed.
+The manager builds an ``EnvironmentRevision`` on every deploy, undeploy or rollback, numbers
+it with a monotonically increasing ``revision`` per environment, and keeps it immutable. A
+worker swaps its whole routing table to a new revision at once, so no request ever sees two
+revisions mixed.
 """
 
 from __future__ import annotations
@@ -32,11 +33,31 @@ class CredentialSnapshot(Model):
     disabled: bool = False
 
 
+class GrantQuota(Model):
+    """A consumer's quota on one API in one environment."""
+
+    limit: Annotated[int, Field(ge=1, le=10**12, description="requests per period")]
+    period: Annotated[str, Field(pattern=r"^(hour|day|week|month)$")] = "day"
+
+
+class GrantThrottle(Model):
+    """A consumer's throttling on one API in one environment."""
+
+    limit: Annotated[int, Field(ge=1, le=10**9, description="requests per interval")]
+    interval: Annotated[float, Field(gt=0, le=86400, description="seconds")] = 1.0
+
+
 class GrantSnapshot(Model):
     api: Slug
     project: Slug = "default"
     expires_at: datetime | None = None
     environments: list[str] = Field(default_factory=list)
+    quota: Annotated[
+        GrantQuota | None, Field(description="this environment's quota for the consumer")
+    ] = None
+    throttling: Annotated[
+        GrantThrottle | None, Field(description="this environment's throttling for the consumer")
+    ] = None
 
 
 class ConsumerSnapshot(Model):

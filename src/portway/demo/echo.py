@@ -1,7 +1,8 @@
 """An echo service: answers every request with a JSON description of what it received.
 
 It is a plain ASGI application served by uvicorn — a stand-in for the operator's backend API in
-the single-host demo, and the backend that end-to-end tests inspect to see what the worker forwarded.
+the single-host demo, and the backend that end-to-end tests inspect to see what the worker
+forwarded.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -14,8 +16,9 @@ from fastapi.responses import PlainTextResponse
 
 from portway.cluster.signing import load_or_create_secret
 from portway.manager import api, cluster_api, problems
-from portway.manager.auth import bootstrap_admin
+from portway.manager.auth import LoginGuard, bootstrap_admin
 from portway.manager.catalog import Catalog
+from portway.manager.consumers import Consumers
 from portway.manager.context import Services
 from portway.manager.deployments import Deployer
 from portway.manager.registry import Liveness, WorkerRegistry
@@ -29,27 +32,53 @@ log = logging.getLogger("portway.manager")
 async def build_services(settings: ManagerSettings, store: ConfigStore) -> Services:
     secret = load_or_create_secret(settings.secret_file)
     catalog = Catalog(store)
+    consumers = Consumers(store)
     registry = WorkerRegistry(store, Liveness(settings.report_interval, settings.down_after))
-    client = WorkerClient(secret, settings.push_timeout)
-    deployer = Deployer(store, catalog, registry, client, settings.push_timeout)
-    return Services(settings, store, secret, catalog, registry, deployer, client)
+    client = WorkerClient(
+        secret, settings.push_timeout, probe_timeout=min(settings.push_timeout, 5.0)
+    )
+    deployer = Deployer(
+        store, catalog, registry, client, settings.push_timeout, consumers=consumers.snapshot
+    )
+    guard = LoginGuard(
+        max_user_failures=settings.login_max_failures_user,
+        max_ip_failures=settings.login_max_failures_ip,
+        window=settings.login_window,
+        lockout=settings.login_lockout,
+        base_delay=settings.login_failure_delay,
+        max_delay=settings.login_failure_delay_max,
+    )
+    return Services(settings, store, secret, catalog, registry, deployer, client, consumers, guard)
 
 
 async def _bootstrap(settings: ManagerSettings, store: ConfigStore) -> None:
-    """Create the first admin on an empty store and hand its credentials over once, in a 0600 file."""
+    """Create the first admin on an empty store; hand its credentials over once, in a 0600 file."""
     created = await bootstrap_admin(store)
     if created is None:
         return
     username, password, token = created
     if settings.bootstrap_file is None:
-        log.warning("first admin %r created; no bootstrap_file set, its credentials are lost", username)
+        log.warning(
+            "first admin %r created; no bootstrap_file set, its credentials are lost", username
+        )
         return
     settings.bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(settings.bootstrap_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump({"username": username, "password": password, "token": token}, handle)
-    log.warning("first admin %r created; credentials written once to %s", username,
-                settings.bootstrap_file)
+    log.warning(
+        "first admin %r created; credentials written once to %s", username, settings.bootstrap_file
+    )
+
+
+async def probe_workers(services: Services) -> None:
+    """The manager's health checks: probe every registered worker each ``probe_interval``."""
+    while True:
+        await asyncio.sleep(services.settings.effective_probe_interval)
+        try:
+            await services.registry.probe_all(services.client)
+        except Exception:
+            log.exception("probing workers failed")
 
 
 def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> FastAPI:
@@ -58,17 +87,30 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await config_store.open()
-        app.state.services = await build_services(settings, config_store)
+        services = await build_services(settings, config_store)
+        app.state.services = services
         await _bootstrap(settings, config_store)
+        prober = (
+            asyncio.create_task(probe_workers(services), name="portway-probes")
+            if settings.effective_probe_interval > 0
+            else None
+        )
         try:
             yield
         finally:
-            await app.state.services.client.close()
+            if prober is not None:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await prober
+            await services.client.close()
             await config_store.close()
 
     app = FastAPI(
         title="Portway management API",
         version="1",
+        description="Configuration, deployments, consumers and access control of Portway. "
+        "Authenticate with a personal access token (`Authorization: Bearer pwt_…`) or a "
+        "browser session from `POST /api/v1/auth/login`.",
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,

@@ -1,13 +1,15 @@
-"""Environments, projects and API proxies: validated on write, versioned, audited."""
+"""Environments, projects, API proxies and global policies: validated, versioned, audited."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from portway.config.models import ApiProxy, Environment, Project
-from portway.errors import NotFound
+from portway.config.declarative import GlobalPolicy
+from portway.config.models import ApiProxy, Environment, PolicySpec, Project
+from portway.errors import ConfigError, Conflict, NotFound
 from portway.manager import audit
-from portway.manager.validation import validate_api
+from portway.manager.validation import policy_entries, specs, validate_api, validate_policy
 from portway.stores.config_store import ConfigStore, Document
 
 
@@ -23,7 +25,9 @@ class Catalog:
     async def create_environment(self, env: Environment, actor: str) -> Document:
         data = env.model_dump(mode="json") | {"desired_revision": None}
         doc = await self.store.insert("environments", env.name, data)
-        await audit.record(self.store, actor, "environment.create", f"environments/{env.name}", None, data)
+        await audit.record(
+            self.store, actor, "environment.create", f"environments/{env.name}", None, data
+        )
         return doc
 
     async def environment(self, name: str) -> Document:
@@ -35,24 +39,81 @@ class Catalog:
     async def environments(self) -> list[Document]:
         return await self.store.find("environments")
 
+    async def update_environment(
+        self, name: str, env: Environment, expected_version: int | None, actor: str
+    ) -> Document:
+        old = await self.environment(name)
+        if env.name != name:
+            raise ConfigError("cannot be changed; create a new environment instead", "body.name")
+        data = {**env.model_dump(mode="json"), "desired_revision": old.data.get("desired_revision")}
+        doc = await self.store.replace(
+            "environments", name, data, expected_version=expected_version or old.version
+        )
+        await audit.record(
+            self.store, actor, "environment.update", f"environments/{name}", old.data, data
+        )
+        return doc
+
+    async def delete_environment(
+        self, name: str, expected_version: int | None, actor: str, deployed: list[str]
+    ) -> None:
+        old = await self.environment(name)
+        if deployed:
+            raise Conflict(
+                f"environment {name} still serves {len(deployed)} API(s) "
+                f"({', '.join(deployed[:5])}); undeploy them first"
+            )
+        await self.store.delete("environments", name, expected_version=expected_version)
+        await audit.record(
+            self.store, actor, "environment.delete", f"environments/{name}", old.data, None
+        )
+
     # projects -----------------------------------------------------------------------------
     async def create_project(self, project: Project, actor: str) -> Document:
         data = project.model_dump(mode="json")
         doc = await self.store.insert("projects", project.name, data)
-        await audit.record(self.store, actor, "project.create", f"projects/{project.name}", None, data)
+        await audit.record(
+            self.store, actor, "project.create", f"projects/{project.name}", None, data
+        )
+        return doc
+
+    async def project(self, name: str) -> Document:
+        doc = await self.store.get("projects", name)
+        if doc is None:
+            raise NotFound("projects", name)
         return doc
 
     async def ensure_project(self, name: str) -> None:
-        if await self.store.get("projects", name) is None:
-            raise NotFound("projects", name)
+        await self.project(name)
 
     async def projects(self) -> list[Document]:
         return await self.store.find("projects")
 
+    async def update_project(
+        self, name: str, project: Project, expected_version: int | None, actor: str
+    ) -> Document:
+        old = await self.project(name)
+        if project.name != name:
+            raise ConfigError("cannot be changed; create a new project instead", "body.name")
+        data = project.model_dump(mode="json")
+        doc = await self.store.replace(
+            "projects", name, data, expected_version=expected_version or old.version
+        )
+        await audit.record(self.store, actor, "project.update", f"projects/{name}", old.data, data)
+        return doc
+
+    async def delete_project(self, name: str, expected_version: int | None, actor: str) -> None:
+        old = await self.project(name)
+        apis = await self.apis(name)
+        if apis:
+            raise Conflict(f"project {name} still holds {len(apis)} API proxies; delete them first")
+        await self.store.delete("projects", name, expected_version=expected_version)
+        await audit.record(self.store, actor, "project.delete", f"projects/{name}", old.data, None)
+
     # API proxies --------------------------------------------------------------------------
     async def create_api(self, api: ApiProxy, actor: str) -> Document:
         await self.ensure_project(api.project)
-        validate_api(api)
+        validate_api(api, await self.global_specs())
         data = api.model_dump(mode="json")
         key = api_key(api.project, api.name)
         doc = await self.store.insert("apis", key, data)
@@ -72,19 +133,135 @@ class Catalog:
         self, project: str, name: str, api: ApiProxy, expected_version: int, actor: str
     ) -> Document:
         old = await self.api(project, name)
-        validate_api(api)
         if api.project != project or api.name != name:
-            from portway.errors import ConfigError
-
             raise ConfigError("cannot be changed; create a new API proxy instead", "body.name")
+        validate_api(api, await self.global_specs())
         data: dict[str, Any] = api.model_dump(mode="json")
-        doc = await self.store.replace(
-            "apis", old.id, data, expected_version=expected_version
-        )
+        if data == old.data:
+            return old
+        doc = await self.store.replace("apis", old.id, data, expected_version=expected_version)
         await audit.record(self.store, actor, "api.update", f"apis/{old.id}", old.data, data)
         return doc
 
-    async def delete_api(self, project: str, name: str, expected_version: int | None, actor: str) -> None:
+    async def modify_api(
+        self,
+        project: str,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        expected_version: int | None,
+        actor: str,
+    ) -> Document:
+        """Apply ``change`` to a copy of the stored API, validate the result whole, store it."""
         old = await self.api(project, name)
+        if expected_version is not None and expected_version != old.version:
+            raise Conflict(
+                f"apis/{old.id}: version {expected_version} is stale (current: {old.version})"
+            )
+        api = ApiProxy.model_validate(change(_deep_copy(old.data)))
+        return await self.update_api(project, name, api, old.version, actor)
+
+    async def delete_api(
+        self,
+        project: str,
+        name: str,
+        expected_version: int | None,
+        actor: str,
+        deployed_in: list[str] | None = None,
+    ) -> None:
+        old = await self.api(project, name)
+        if deployed_in:
+            raise Conflict(f"{old.id} is deployed to {', '.join(deployed_in)}; undeploy it first")
         await self.store.delete("apis", old.id, expected_version=expected_version)
         await audit.record(self.store, actor, "api.delete", f"apis/{old.id}", old.data, None)
+
+    # global policies ----------------------------------------------------------------------
+    async def global_policies(self) -> list[Document]:
+        return await self.store.find("global_policies")
+
+    async def global_specs(self) -> dict[str, PolicySpec]:
+        return specs([d.data for d in await self.global_policies()])
+
+    async def global_policy(self, name: str) -> Document:
+        doc = await self.store.get("global_policies", name)
+        if doc is None:
+            raise NotFound("global_policies", name)
+        return doc
+
+    async def users_of_global(self, name: str) -> list[dict[str, str]]:
+        """API proxies (working copies) whose policies refer to global policy ``name``."""
+        users = []
+        for doc in await self.apis():
+            api = ApiProxy.model_validate(doc.data)
+            for scope, spec in policy_entries(api):
+                if spec.global_ref == name:
+                    users.append(
+                        {
+                            "project": api.project,
+                            "api": api.name,
+                            "scope": scope,
+                            "entry": spec.name,
+                        }
+                    )
+        return users
+
+    @staticmethod
+    def check_global_policy(policy: GlobalPolicy) -> None:
+        if policy.global_ref is not None:
+            raise ConfigError("a global policy cannot refer to another one", "body.global_ref")
+        validate_policy(policy, "body")
+
+    async def create_global_policy(self, policy: GlobalPolicy, actor: str) -> Document:
+        self.check_global_policy(policy)
+        data = policy.model_dump(mode="json")
+        doc = await self.store.insert("global_policies", policy.name, data)
+        await audit.record(
+            self.store, actor, "global_policy.create", f"global_policies/{policy.name}", None, data
+        )
+        return doc
+
+    async def update_global_policy(
+        self, name: str, policy: GlobalPolicy, expected_version: int | None, actor: str
+    ) -> Document:
+        old = await self.global_policy(name)
+        if policy.name != name:
+            raise ConfigError("cannot be changed; create a new global policy instead", "body.name")
+        self.check_global_policy(policy)
+        if policy.type != old.data["type"]:
+            users = await self.users_of_global(name)
+            if users:
+                raise ConfigError(
+                    f"cannot change the type while {len(users)} policy entries refer to it",
+                    "body.type",
+                )
+        data = policy.model_dump(mode="json")
+        if data == old.data:
+            return old
+        doc = await self.store.replace(
+            "global_policies", name, data, expected_version=expected_version or old.version
+        )
+        await audit.record(
+            self.store, actor, "global_policy.update", f"global_policies/{name}", old.data, data
+        )
+        return doc
+
+    async def delete_global_policy(
+        self, name: str, expected_version: int | None, actor: str
+    ) -> None:
+        """Refused while a working copy refers to it; deployed revisions keep their snapshot."""
+        old = await self.global_policy(name)
+        users = await self.users_of_global(name)
+        if users:
+            shown = ", ".join(f"{u['project']}/{u['api']}" for u in users[:5])
+            raise Conflict(f"global policy {name} is used by {shown}; remove those entries first")
+        await self.store.delete("global_policies", name, expected_version=expected_version)
+        await audit.record(
+            self.store, actor, "global_policy.delete", f"global_policies/{name}", old.data, None
+        )
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value

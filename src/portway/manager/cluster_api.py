@@ -55,10 +55,12 @@ async def environment_revision(environment: str, number: int, _: Signed, svc: Sv
     return Response(snapshot.model_dump_json(), media_type="application/json")
 
 
-@router.post("/workers/{worker_id}/status")
+@router.post("/workers/{worker_id:path}/status")
 async def worker_status(worker_id: str, body: Signed, svc: Svc) -> dict[str, Any]:
     if not 0 < len(worker_id) <= 200:
-        raise ApiError(422, "validation_error", "worker id must have 1..200 characters", "worker_id")
+        raise ApiError(
+            422, "validation_error", "worker id must have 1..200 characters", "worker_id"
+        )
     report = StatusReport.model_validate(json.loads(body or b"{}"))
     env = await svc.catalog.environment(report.environment)
     desired = env.data.get("desired_revision")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from portway.manager.auth import LoginGuard
 from portway.manager.catalog import Catalog
+from portway.manager.consumers import Consumers
 from portway.manager.deployments import Deployer
 from portway.manager.registry import WorkerRegistry
 from portway.manager.settings import ManagerSettings
@@ -21,3 +23,5 @@ class Services:
     registry: WorkerRegistry
     deployer: Deployer
     client: WorkerClient
+    consumers: Consumers
+    login_guard: LoginGuard

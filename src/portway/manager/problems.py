@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from portway.errors import (
@@ -27,12 +27,43 @@ CORRELATION_HEADER = "X-Correlation-ID"
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers or {}
+
+
+class ProblemDetail(BaseModel):
+    field: str | None = None
+    message: str
+
+
+class Problem(BaseModel):
+    """Every error answer of the management API."""
+
+    error: str
+    message: str
+    correlation_id: str
+    details: list[ProblemDetail] | None = None
+
+
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no valid token or session"},
+    403: {"model": Problem, "description": "the role lacks the permission, or CSRF failed"},
+    404: {"model": Problem, "description": "no such resource"},
+    409: {"model": Problem, "description": "duplicate, stale version or resource in use"},
+    422: {"model": Problem, "description": "invalid input; details name the field"},
+}
 
 
 def correlation_id(request: Request) -> str:
@@ -52,7 +83,9 @@ def problem(
     body: dict[str, Any] = {"error": code, "message": message, "correlation_id": cid}
     if details:
         body["details"] = details
-    return JSONResponse(body, status_code=status, headers={CORRELATION_HEADER: cid, **(headers or {})})
+    return JSONResponse(
+        body, status_code=status, headers={CORRELATION_HEADER: cid, **(headers or {})}
+    )
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -62,7 +95,9 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def validation_details(exc: ValidationError | RequestValidationError, prefix: str = "") -> list[dict[str, Any]]:
+def validation_details(
+    exc: ValidationError | RequestValidationError, prefix: str = ""
+) -> list[dict[str, Any]]:
     details = []
     for err in exc.errors():
         loc = tuple(err.get("loc", ()))
@@ -85,7 +120,9 @@ def install(app: FastAPI) -> None:
             response = await call_next(request)
         except Exception:
             log.exception("unhandled error (correlation id %s)", request.state.correlation_id)
-            response = problem(request, 500, "internal_error", "internal error; see the manager log")
+            response = problem(
+                request, 500, "internal_error", "internal error; see the manager log"
+            )
         response.headers[CORRELATION_HEADER] = request.state.correlation_id
         return response
 
@@ -130,8 +167,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
         details = [{"field": exc.field, "message": exc.message}] if exc.field else None
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return problem(request, exc.status, exc.code, exc.message, details, headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return problem(request, exc.status, exc.code, exc.message, details, headers | exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

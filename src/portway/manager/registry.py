@@ -171,9 +171,7 @@ class WorkerRegistry:
             "in_sync": alive and data.get("served_revision") == desired,
             "converge_seconds": converge_seconds,
             "last_report": data.get("last_report"),
-            "healthy": bool(data.get("healthy"))
-            and state == "up"
-            and (probe is None or probe.ok),
+            "healthy": bool(data.get("healthy")) and state == "up" and (probe is None or probe.ok),
             "probe": probe.view() if probe else None,
             "started_at": data.get("started_at"),
             "registered_at": data.get("registered_at"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -10,10 +12,18 @@ from portway.cluster.messages import DeployAck, DeployNotice
 from portway.cluster.signing import sign
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeAnswer:
+    ok: bool
+    error: str | None = None
+    status: dict[str, Any] | None = None
+
+
 class WorkerClient:
-    def __init__(self, secret: bytes, timeout: float) -> None:
+    def __init__(self, secret: bytes, timeout: float, probe_timeout: float = 5.0) -> None:
         self._secret = secret
         self._client = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self._probe_timeout = probe_timeout
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -23,7 +33,9 @@ class WorkerClient:
         target = "/_portway/deploy"
         headers = sign(self._secret, "POST", target, body)
         headers["Content-Type"] = "application/json"
-        response = await self._client.post(address.rstrip("/") + target, content=body, headers=headers)
+        response = await self._client.post(
+            address.rstrip("/") + target, content=body, headers=headers
+        )
         if response.status_code != 200:
             raise httpx.HTTPStatusError(
                 f"worker answered {response.status_code}: {response.text[:200]}",
@@ -32,12 +44,24 @@ class WorkerClient:
             )
         return DeployAck.model_validate(json.loads(response.content))
 
-    async def probe(self, address: str) -> bool:
+    async def probe_status(self, address: str) -> ProbeAnswer:
+        """The manager's health probe: the worker's signed ``GET /_portway/status``."""
         target = "/_portway/status"
         try:
             response = await self._client.get(
-                address.rstrip("/") + target, headers=sign(self._secret, "GET", target)
+                address.rstrip("/") + target,
+                headers=sign(self._secret, "GET", target),
+                timeout=self._probe_timeout,
             )
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        except httpx.HTTPError as exc:
+            return ProbeAnswer(False, f"{type(exc).__name__}: {exc}"[:300])
+        if response.status_code != 200:
+            return ProbeAnswer(False, f"status answered {response.status_code}")
+        try:
+            status = response.json()
+        except ValueError:
+            return ProbeAnswer(False, "status answer is not JSON")
+        return ProbeAnswer(True, None, status if isinstance(status, dict) else None)
+
+    async def probe(self, address: str) -> bool:
+        return (await self.probe_status(address)).ok

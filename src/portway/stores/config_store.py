@@ -3,8 +3,8 @@
 Every document has an ``id`` (unique in its collection), a ``version`` that starts at 1 and grows by
 one on every write, and ``data`` (a JSON object). Writes are optimistic: ``replace`` and ``delete``
 name the version they expect and are refused with ``StaleVersion`` when it moved on. Collections
-declare unique field tuples (e.g. an API's ``(project, base_path)``); a write that would duplicate one
-is refused with ``DuplicateKey`` and nothing is written.
+declare unique field tuples (e.g. an API's ``(project, base_path)``); a write that would
+duplicate one is refused with ``DuplicateKey`` and nothing is written.
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ COLLECTIONS: Mapping[str, Collection] = {
         Collection("consumers", unique=(("name",),)),
         Collection("credentials", unique=(("lookup",),), indexed=("consumer_id",)),
         Collection("env_revisions", indexed=("environment",)),
+        Collection("env_revision_parts", indexed=("environment",)),
         Collection("deployments", indexed=("environment", "api_id")),
         Collection("workers", indexed=("environment",)),
         Collection("users", unique=(("username",),)),
         Collection("tokens", unique=(("lookup",),), indexed=("user_id",)),
+        Collection("sessions", unique=(("lookup",),), indexed=("user_id",)),
         Collection("audit", indexed=("target",)),
         Collection("meta"),
     )
@@ -78,7 +80,9 @@ class ConfigStore(Protocol):
     ) -> Document:
         """Overwrite at ``expected_version``; ``StaleVersion`` / ``NotFound`` / ``DuplicateKey``."""
 
-    async def delete(self, collection: str, key: str, *, expected_version: int | None = None) -> None:
+    async def delete(
+        self, collection: str, key: str, *, expected_version: int | None = None
+    ) -> None:
         """Remove; ``NotFound`` if absent, ``StaleVersion`` if the version moved on."""
 
     async def next_sequence(self, name: str) -> int:
@@ -92,7 +96,9 @@ def collection(name: str) -> Collection:
         raise ValueError(f"unknown collection {name!r}") from None
 
 
-def unique_values(coll: Collection, data: Mapping[str, Any]) -> list[tuple[tuple[str, ...], tuple[Any, ...]]]:
+def unique_values(
+    coll: Collection, data: Mapping[str, Any]
+) -> list[tuple[tuple[str, ...], tuple[Any, ...]]]:
     """The unique tuples a document claims (tuples with a missing field claim nothing)."""
     claims = []
     for fields in coll.unique:

@@ -2,7 +2,9 @@
 
 Documents live as JSON in ``documents``; unique claims live in ``uniques`` (one row per claimed
 tuple) so a duplicate is refused by the primary key inside the same transaction as the write.
-Calls run in one worker thread, serialised, so the event loop never blocks on disk.
+Calls run in one worker thread, serialised, so the event loop never blocks on disk. Every write runs
+in ``BEGIN IMMEDIATE``: the version check and the write happen under SQLite's write lock, so two
+processes sharing the file cannot both pass the same ``expected_version``.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from portway.errors import DuplicateKey, NotFound, StaleVersion, StoreUnavailable
+from portway.errors import DuplicateKey, NotFound, StaleVersion, StoreError, StoreUnavailable
+from portway.stores._validate import canonical_json, check_key, check_where, json_type
 from portway.stores.config_store import Document, collection, unique_values
+from portway.stores.migrations import MIGRATIONS, Migration, run_migrations
 
 T = TypeVar("T")
 
@@ -46,12 +50,13 @@ def _dumps(value: Any) -> str:
 
 
 class SqliteConfigStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._migrations = tuple(migrations)
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
         conn = self._conn
         if conn is None:
             raise StoreUnavailable("config store is not open")
@@ -59,10 +64,20 @@ class SqliteConfigStore:
         def call() -> T:
             with self._lock:
                 try:
-                    with conn:
+                    if not write:
                         return fn(conn)
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = fn(conn)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                    return result
                 except sqlite3.OperationalError as exc:
                     raise StoreUnavailable(f"sqlite: {exc}") from exc
+                except sqlite3.Error as exc:
+                    raise StoreError(f"sqlite: {exc}") from exc
 
         return await asyncio.to_thread(call)
 
@@ -74,24 +89,35 @@ class SqliteConfigStore:
             conn = sqlite3.connect(
                 self._path or ":memory:", check_same_thread=False, isolation_level=None
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_SCHEMA)
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    f"database schema {row[0]} is newer than this Portway ({SCHEMA_VERSION})"
-                )
-            conn.isolation_level = "DEFERRED"
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=5000")
+                conn.executescript(_SCHEMA)
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute("SELECT version FROM schema_version").fetchone()
+                if row is None:
+                    conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                conn.execute("COMMIT")
+                if row is not None and row[0] > SCHEMA_VERSION:
+                    raise StoreUnavailable(
+                        f"database schema {row[0]} is newer than this Portway ({SCHEMA_VERSION})"
+                    )
+            except BaseException:
+                conn.close()
+                raise
+            # Autocommit mode: writes open their own BEGIN IMMEDIATE transaction (see _run).
             return conn
 
         try:
             self._conn = await asyncio.to_thread(connect)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite {self._path}: {exc}") from exc
+        try:
+            await run_migrations(self, self._migrations)
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -120,11 +146,19 @@ class SqliteConfigStore:
         collection(collection_name)
         sql = "SELECT id, version, data FROM documents WHERE collection=?"
         args: list[Any] = [collection_name]
-        for field, value in (where or {}).items():
-            if not field.replace("_", "").isalnum():
-                raise ValueError(f"invalid field name {field!r}")
-            sql += f" AND json_extract(data, '$.{field}') IS ?"  # noqa: S608 - field checked above
-            args.append(value if not isinstance(value, bool) else int(value))
+        # Fields are checked identifiers; the JSON type is compared too, so True never equals 1 and
+        # None matches a missing field or null, exactly as on MongoDB.
+        for field, value in check_where(where).items():
+            path = f"'$.{field}'"
+            if value is None:
+                sql += f" AND coalesce(json_type(data, {path}), 'null') = 'null'"
+            elif isinstance(value, bool):
+                sql += f" AND json_type(data, {path}) = ?"
+                args.append(json_type(value))
+            else:
+                kinds = "('integer','real')" if isinstance(value, int | float) else "('text')"
+                sql += f" AND json_type(data, {path}) IN {kinds} AND json_extract(data, {path}) = ?"
+                args.append(value)
         sql += " ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
@@ -149,7 +183,8 @@ class SqliteConfigStore:
 
     async def insert(self, collection_name: str, key: str, data: Mapping[str, Any]) -> Document:
         collection(collection_name)
-        body = _dumps(dict(data))
+        check_key(key)
+        body = canonical_json(data)
 
         def fn(conn: sqlite3.Connection) -> Document:
             try:
@@ -161,13 +196,14 @@ class SqliteConfigStore:
             self._claim(conn, collection_name, key, data)
             return Document(key, 1, json.loads(body))
 
-        return await self._run(fn)
+        return await self._run(fn, write=True)
 
     async def replace(
         self, collection_name: str, key: str, data: Mapping[str, Any], *, expected_version: int
     ) -> Document:
         collection(collection_name)
-        body = _dumps(dict(data))
+        check_key(key)
+        body = canonical_json(data)
 
         def fn(conn: sqlite3.Connection) -> Document:
             row = conn.execute(
@@ -186,7 +222,7 @@ class SqliteConfigStore:
             )
             return Document(key, expected_version + 1, json.loads(body))
 
-        return await self._run(fn)
+        return await self._run(fn, write=True)
 
     async def delete(
         self, collection_name: str, key: str, *, expected_version: int | None = None
@@ -202,10 +238,12 @@ class SqliteConfigStore:
                 raise NotFound(collection_name, key)
             if expected_version is not None and row[0] != expected_version:
                 raise StaleVersion(collection_name, key, expected_version, row[0])
-            conn.execute("DELETE FROM documents WHERE collection=? AND id=?", (collection_name, key))
+            conn.execute(
+                "DELETE FROM documents WHERE collection=? AND id=?", (collection_name, key)
+            )
             conn.execute("DELETE FROM uniques WHERE collection=? AND id=?", (collection_name, key))
 
-        await self._run(fn)
+        await self._run(fn, write=True)
 
     async def next_sequence(self, name: str) -> int:
         def fn(conn: sqlite3.Connection) -> int:
@@ -217,4 +255,4 @@ class SqliteConfigStore:
             row = conn.execute("SELECT value FROM sequences WHERE name=?", (name,)).fetchone()
             return int(row[0])
 
-        return await self._run(fn)
+        return await self._run(fn, write=True)

@@ -3,6 +3,12 @@
 A record is one request through a worker (see ``TrafficRecord``). ``write`` is idempotent by the
 record's ``id`` (the correlation id): writing the same batch twice stores each record once, which is
 what lets the shipper retry after a failure without duplicating anything.
+
+Backends are chosen by URL with ``open_traffic_sink``:
+
+- ``sqlite:///var/portway/traffic.db?retention_days=30`` — embedded (``traffic_sqlite``);
+- ``elasticsearch://host:9200,host2:9200?stream=portway-traffic&retention=30d`` (or ``http://`` /
+  ``https://`` URLs) — ``traffic_elasticsearch``, which documents its options.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypedDict
+from urllib.parse import urlsplit
 
 
 class TrafficRecord(TypedDict, total=False):
@@ -77,3 +84,17 @@ class TrafficSink(Protocol):
         """Store a batch; idempotent by ``id``; raises ``StoreUnavailable`` when unreachable."""
 
     async def query(self, query: AnalyticsQuery) -> AnalyticsResult: ...
+
+
+def open_traffic_sink(url: str) -> TrafficSink:
+    """Build a sink from a URL (see the module docstring); call ``await sink.open()`` next."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from portway.stores.traffic_sqlite import SqliteTrafficSink
+
+        return SqliteTrafficSink.from_url(url)
+    if scheme in ("elasticsearch", "elasticsearch+https", "http", "https"):
+        from portway.stores.traffic_elasticsearch import ElasticsearchTrafficSink
+
+        return ElasticsearchTrafficSink.from_url(url)
+    raise ValueError(f"traffic sink URL scheme {scheme!r} is not one of sqlite, elasticsearch")

@@ -1,0 +1,437 @@
+"""Consumers, their credentials and their access grants.
+
+API keys are 256-bit random strings (``pwk_…``) shown once at creation; only their SHA-256 is
+stored, which is also how workers look them up (``CredentialSnapshot.lookup``). Basic credentials
+keep an argon2 hash of the password. Rotation creates a new key and lets the old one live until the
+end of a grace period. Grants (consumer → API proxy) live inside the consumer document, so one
+versioned write changes a consumer and its grants together.
+
+Workers learn about all of this through ``EnvironmentRevision.consumers``: every change here is
+followed by ``Deployer.republish`` (see ``docs/decisions.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from portway.config.base import Model
+from portway.config.declarative import ConsumerSpec, GrantSpec
+from portway.config.revision import ConsumerSnapshot, CredentialSnapshot, GrantSnapshot
+from portway.errors import ConfigError, NotFound
+from portway.manager import audit
+from portway.manager.auth import hash_password
+from portway.stores.config_store import ConfigStore, Document
+
+API_KEY_PREFIX = "pwk_"
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$"
+MAX_GRACE = 90 * 86400
+
+
+def api_key_lookup(key: str) -> str:
+    """How an API key is stored and looked up by workers: the sha256 hex of its UTF-8 bytes."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """Naive timestamps are taken as UTC."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    found = aware(moment)
+    return found.isoformat() if found else None
+
+
+class CredentialCreate(Model):
+    """A new credential; the API key or password is returned once in ``secret``."""
+
+    kind: Literal["api_key", "basic"] = "api_key"
+    label: Annotated[str, Field(max_length=200)] = ""
+    expires_at: datetime | None = None
+    key: Annotated[
+        str | None,
+        Field(
+            min_length=24,
+            max_length=512,
+            pattern=r"^[\x21-\x7e]+$",
+            description="bring your own API key (e.g. when migrating); generated when absent",
+        ),
+    ] = None
+    username: Annotated[
+        str | None, Field(pattern=USERNAME_PATTERN, description="basic credentials only")
+    ] = None
+    password: Annotated[
+        str | None,
+        Field(min_length=12, max_length=1024, description="basic only; generated when absent"),
+    ] = None
+
+    @model_validator(mode="after")
+    def _by_kind(self) -> CredentialCreate:
+        if self.kind == "api_key" and (self.username is not None or self.password is not None):
+            raise ValueError("username and password belong to basic credentials")
+        if self.kind == "basic":
+            if self.username is None:
+                raise ValueError("basic credentials need a username")
+            if self.key is not None:
+                raise ValueError("key belongs to api_key credentials")
+        return self
+
+
+class CredentialUpdate(Model):
+    """Fields to change; ``expires_at: null`` removes an expiry."""
+
+    label: Annotated[str | None, Field(max_length=200)] = None
+    expires_at: datetime | None = None
+    disabled: bool | None = None
+    password: Annotated[
+        str | None, Field(min_length=12, max_length=1024, description="basic only")
+    ] = None
+
+
+class RotateRequest(Model):
+    grace_seconds: Annotated[
+        int, Field(ge=0, le=MAX_GRACE, description="how long the old key stays valid")
+    ] = 86400
+    expires_at: Annotated[datetime | None, Field(description="expiry of the new key")] = None
+
+
+def credential_view(doc: Document, now: datetime | None = None) -> dict[str, Any]:
+    data = doc.data
+    moment = now or datetime.now(UTC)
+    expires = data.get("expires_at")
+    expired = bool(expires) and datetime.fromisoformat(str(expires)) <= moment
+    return {
+        "id": doc.id,
+        "kind": data["kind"],
+        "label": data.get("label", ""),
+        "key_prefix": data.get("key_prefix"),
+        "username": data.get("username"),
+        "created_at": data.get("created_at"),
+        "expires_at": expires,
+        "disabled": bool(data.get("disabled")),
+        "active": not data.get("disabled") and not expired,
+        "rotated_from": data.get("rotated_from"),
+        "replaced_by": data.get("replaced_by"),
+        "version": doc.version,
+    }
+
+
+def consumer_view(doc: Document) -> dict[str, Any]:
+    return {**doc.data, "version": doc.version}
+
+
+def _audit_credential(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the audit log keeps of a credential: metadata, never the key, hash or password."""
+    if data is None:
+        return None
+    keep = ("kind", "label", "key_prefix", "username", "expires_at", "disabled", "consumer_id")
+    return {k: data.get(k) for k in keep}
+
+
+def spec_data(spec: ConsumerSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json")
+
+
+class Consumers:
+    def __init__(self, store: ConfigStore) -> None:
+        self.store = store
+
+    # consumers ----------------------------------------------------------------------------
+    async def all(self) -> list[Document]:
+        return await self.store.find("consumers")
+
+    async def get(self, name: str) -> Document:
+        found = await self.store.find("consumers", {"name": name}, limit=1)
+        if not found:
+            raise NotFound("consumers", name)
+        return found[0]
+
+    async def check_grants(
+        self,
+        grants: Iterable[GrantSpec],
+        where: str,
+        *,
+        apis: set[str] | None = None,
+        environments: set[str] | None = None,
+    ) -> None:
+        """Each grant must name an existing API proxy and existing environments."""
+        if apis is None:
+            apis = {d.id for d in await self.store.find("apis")}
+        if environments is None:
+            environments = {d.id for d in await self.store.find("environments")}
+        for index, grant in enumerate(grants):
+            if f"{grant.project}/{grant.api}" not in apis:
+                raise ConfigError(
+                    f"no API proxy {grant.project}/{grant.api}", f"{where}[{index}].api"
+                )
+            for j, env in enumerate(grant.environments):
+                if env not in environments:
+                    raise ConfigError(
+                        f"no environment {env}", f"{where}[{index}].environments[{j}]"
+                    )
+            for env in grant.limits:
+                if env not in environments:
+                    raise ConfigError(f"no environment {env}", f"{where}[{index}].limits.{env}")
+
+    async def create(self, spec: ConsumerSpec, actor: str, *, check: bool = True) -> Document:
+        if check:
+            await self.check_grants(spec.grants, "body.grants")
+        data = spec_data(spec) | {"created_at": datetime.now(UTC).isoformat()}
+        doc = await self.store.insert("consumers", uuid.uuid4().hex, data)
+        await audit.record(
+            self.store, actor, "consumer.create", f"consumers/{spec.name}", None, data
+        )
+        return doc
+
+    async def replace(
+        self,
+        name: str,
+        spec: ConsumerSpec,
+        expected_version: int | None,
+        actor: str,
+        *,
+        check: bool = True,
+    ) -> Document:
+        old = await self.get(name)
+        if spec.name != name:
+            raise ConfigError("cannot be changed; create a new consumer instead", "body.name")
+        if check:
+            await self.check_grants(spec.grants, "body.grants")
+        data = spec_data(spec) | {"created_at": old.data.get("created_at")}
+        if data == old.data:
+            return old
+        doc = await self.store.replace(
+            "consumers", old.id, data, expected_version=expected_version or old.version
+        )
+        await audit.record(
+            self.store, actor, "consumer.update", f"consumers/{name}", old.data, data
+        )
+        return doc
+
+    async def delete(self, name: str, expected_version: int | None, actor: str) -> None:
+        old = await self.get(name)
+        await self.store.delete("consumers", old.id, expected_version=expected_version)
+        for cred in await self.store.find("credentials", {"consumer_id": old.id}):
+            await self.store.delete("credentials", cred.id)
+        await audit.record(
+            self.store, actor, "consumer.delete", f"consumers/{name}", old.data, None
+        )
+
+    # grants -------------------------------------------------------------------------------
+    async def put_grant(
+        self, name: str, grant: GrantSpec, expected_version: int | None, actor: str
+    ) -> tuple[Document, GrantSpec]:
+        old = await self.get(name)
+        await self.check_grants([grant], "body")
+        spec = ConsumerSpec.model_validate(_spec(old))
+        grants = [g for g in spec.grants if (g.project, g.api) != (grant.project, grant.api)]
+        grants.append(grant)
+        grants.sort(key=lambda g: (g.project, g.api))
+        updated = ConsumerSpec.model_validate(spec.model_dump() | {"grants": grants})
+        doc = await self.replace(name, updated, expected_version, actor, check=False)
+        return doc, grant
+
+    async def delete_grant(
+        self, name: str, project: str, api: str, expected_version: int | None, actor: str
+    ) -> Document:
+        old = await self.get(name)
+        spec = ConsumerSpec.model_validate(_spec(old))
+        grants = [g for g in spec.grants if (g.project, g.api) != (project, api)]
+        if len(grants) == len(spec.grants):
+            raise NotFound("grants", f"{name}/{project}/{api}")
+        updated = ConsumerSpec.model_validate(spec.model_dump() | {"grants": grants})
+        return await self.replace(name, updated, expected_version, actor, check=False)
+
+    # credentials --------------------------------------------------------------------------
+    async def credentials(self, name: str) -> list[Document]:
+        consumer = await self.get(name)
+        return await self.store.find("credentials", {"consumer_id": consumer.id})
+
+    async def credential(self, name: str, credential_id: str) -> tuple[Document, Document]:
+        consumer = await self.get(name)
+        doc = await self.store.get("credentials", credential_id)
+        if doc is None or doc.data.get("consumer_id") != consumer.id:
+            raise NotFound("credentials", f"{name}/{credential_id}")
+        return consumer, doc
+
+    async def add_credential(
+        self, name: str, body: CredentialCreate, actor: str, *, rotated_from: str | None = None
+    ) -> tuple[Document, str]:
+        """Create a credential; returns it and its secret (shown to the caller once)."""
+        consumer = await self.get(name)
+        now = datetime.now(UTC)
+        data: dict[str, Any] = {
+            "consumer_id": consumer.id,
+            "kind": body.kind,
+            "label": body.label,
+            "created_at": now.isoformat(),
+            "expires_at": _iso(body.expires_at),
+            "disabled": False,
+            "rotated_from": rotated_from,
+            "replaced_by": None,
+        }
+        if body.kind == "api_key":
+            secret = body.key or API_KEY_PREFIX + secrets.token_urlsafe(32)
+            data |= {"lookup": api_key_lookup(secret), "key_prefix": secret[:8]}
+        else:
+            secret = body.password or secrets.token_urlsafe(18)
+            assert body.username is not None
+            data |= {
+                "lookup": body.username,
+                "username": body.username,
+                "secret_hash": hash_password(secret),
+            }
+        doc = await self.store.insert("credentials", uuid.uuid4().hex, data)
+        await audit.record(
+            self.store,
+            actor,
+            "credential.create",
+            f"consumers/{name}/credentials/{doc.id}",
+            None,
+            _audit_credential(data),
+        )
+        return doc, secret
+
+    async def update_credential(
+        self,
+        name: str,
+        credential_id: str,
+        body: CredentialUpdate,
+        actor: str,
+        expected_version: int | None = None,
+    ) -> Document:
+        _, old = await self.credential(name, credential_id)
+        data = dict(old.data)
+        given = body.model_fields_set
+        if "label" in given and body.label is not None:
+            data["label"] = body.label
+        if "expires_at" in given:
+            data["expires_at"] = _iso(body.expires_at)
+        if "disabled" in given and body.disabled is not None:
+            data["disabled"] = body.disabled
+        if "password" in given and body.password is not None:
+            if old.data["kind"] != "basic":
+                raise ConfigError("only basic credentials have a password", "body.password")
+            data["secret_hash"] = hash_password(body.password)
+        doc = await self.store.replace(
+            "credentials", old.id, data, expected_version=expected_version or old.version
+        )
+        changes = _audit_credential(data) or {}
+        if "password" in given:
+            changes["changed"] = "password"
+        await audit.record(
+            self.store,
+            actor,
+            "credential.update",
+            f"consumers/{name}/credentials/{old.id}",
+            _audit_credential(old.data),
+            changes,
+        )
+        return doc
+
+    async def rotate_credential(
+        self, name: str, credential_id: str, body: RotateRequest, actor: str
+    ) -> tuple[Document, str]:
+        """A new API key; the old one stays valid for the grace period, then expires."""
+        _, old = await self.credential(name, credential_id)
+        if old.data["kind"] != "api_key":
+            raise ConfigError(
+                "only API keys rotate; change a basic password with PATCH", "credential_id"
+            )
+        if old.data.get("replaced_by"):
+            raise ConfigError(
+                f"already rotated (replaced by {old.data['replaced_by']})", "credential_id"
+            )
+        new, secret = await self.add_credential(
+            name,
+            CredentialCreate(
+                kind="api_key", label=old.data.get("label", ""), expires_at=body.expires_at
+            ),
+            actor,
+            rotated_from=old.id,
+        )
+        grace_end = datetime.now(UTC) + timedelta(seconds=body.grace_seconds)
+        current_expiry = old.data.get("expires_at")
+        if current_expiry and datetime.fromisoformat(current_expiry) < grace_end:
+            grace_end = datetime.fromisoformat(current_expiry)
+        data = {**old.data, "expires_at": grace_end.isoformat(), "replaced_by": new.id}
+        await self.store.replace("credentials", old.id, data, expected_version=old.version)
+        await audit.record(
+            self.store,
+            actor,
+            "credential.rotate",
+            f"consumers/{name}/credentials/{old.id}",
+            _audit_credential(old.data),
+            _audit_credential(data),
+        )
+        return new, secret
+
+    async def delete_credential(self, name: str, credential_id: str, actor: str) -> None:
+        _, old = await self.credential(name, credential_id)
+        await self.store.delete("credentials", old.id)
+        await audit.record(
+            self.store,
+            actor,
+            "credential.delete",
+            f"consumers/{name}/credentials/{old.id}",
+            _audit_credential(old.data),
+            None,
+        )
+
+    # what workers see ---------------------------------------------------------------------
+    async def snapshot(self, environment: str) -> list[ConsumerSnapshot]:
+        """Every consumer as workers of ``environment`` see it: hashes only, this env's limits."""
+        creds: dict[str, list[CredentialSnapshot]] = {}
+        for doc in await self.store.find("credentials"):
+            data = doc.data
+            creds.setdefault(str(data["consumer_id"]), []).append(
+                CredentialSnapshot(
+                    id=doc.id,
+                    kind=data["kind"],
+                    lookup=data["lookup"],
+                    secret_hash=data.get("secret_hash"),
+                    expires_at=data.get("expires_at"),
+                    disabled=bool(data.get("disabled")),
+                )
+            )
+        out = []
+        for doc in sorted(await self.all(), key=lambda d: str(d.data["name"])):
+            spec = ConsumerSpec.model_validate(_spec(doc))
+            grants = []
+            for grant in spec.grants:
+                limits = grant.limits.get(environment)
+                grants.append(
+                    GrantSnapshot(
+                        api=grant.api,
+                        project=grant.project,
+                        expires_at=aware(grant.expires_at),
+                        environments=list(grant.environments),
+                        quota=limits.quota if limits else None,
+                        throttling=limits.throttling if limits else None,
+                    )
+                )
+            out.append(
+                ConsumerSnapshot(
+                    id=doc.id,
+                    name=spec.name,
+                    disabled=spec.disabled,
+                    roles=list(spec.roles),
+                    credentials=sorted(creds.get(doc.id, []), key=lambda c: c.id),
+                    grants=grants,
+                )
+            )
+        return out
+
+
+def _spec(doc: Document) -> dict[str, Any]:
+    """The consumer document without the fields the manager adds."""
+    return {k: v for k, v in doc.data.items() if k != "created_at"}

@@ -1,0 +1,330 @@
+"""Declarative configuration: export the whole configuration, plan the difference to a file, apply.
+
+``plan`` compares the file with the store section by section and checks, before anything is
+written, that the result holds together (projects of APIs exist, global policies referred to exist,
+grants name existing APIs and environments, nothing deployed is deleted). ``apply`` then writes in
+dependency order (environments, projects, global policies, APIs, consumers; deletions in reverse)
+through the same code as the API routes, so every write is validated and audited. The store has no
+multi-document transactions: a write refused half-way (a concurrent change: 409) leaves the earlier
+writes in place; running ``apply`` again converges.
+
+Consumers changed by an apply are published to workers once, at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from portway.config.declarative import ConsumerSpec, DeclarativeConfig, GlobalPolicy
+from portway.config.models import ApiProxy, Environment, PolicySpec, Project
+from portway.errors import ConfigError
+from portway.manager.audit import diff, mask
+from portway.manager.catalog import Catalog, api_key
+from portway.manager.consumers import Consumers
+from portway.manager.deployments import Deployer
+from portway.manager.validation import global_refs, validate_api
+from portway.stores.config_store import Document
+
+KINDS = ("environments", "projects", "global_policies", "apis", "consumers")
+
+
+@dataclass(slots=True)
+class Change:
+    kind: str
+    name: str
+    action: str  # create | update | delete | unchanged
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    version: int | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "action": self.action, "diff": self.changes}
+
+
+@dataclass(slots=True)
+class Plan:
+    changes: list[Change]
+    errors: list[dict[str, str]]
+
+    def kinds_changed(self) -> set[str]:
+        return {c.kind for c in self.changes if c.action != "unchanged"}
+
+    def summary(self) -> dict[str, int]:
+        counts = {"create": 0, "update": 0, "delete": 0, "unchanged": 0}
+        for change in self.changes:
+            counts[change.action] += 1
+        return counts
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    data: dict[str, Any] = model.model_dump(mode="json")
+    return data
+
+
+def _normalized(kind: str, doc: Document) -> dict[str, Any]:
+    data = doc.data
+    if kind == "environments":
+        return _dump(
+            Environment.model_validate({k: v for k, v in data.items() if k != "desired_revision"})
+        )
+    if kind == "projects":
+        return _dump(Project.model_validate(data))
+    if kind == "global_policies":
+        return _dump(GlobalPolicy.model_validate(data))
+    if kind == "apis":
+        return _dump(ApiProxy.model_validate(data))
+    return _dump(ConsumerSpec.model_validate({k: v for k, v in data.items() if k != "created_at"}))
+
+
+def _key(kind: str, item: BaseModel) -> str:
+    if isinstance(item, ApiProxy):
+        return api_key(item.project, item.name)
+    name: str = getattr(item, "name")  # noqa: B009 - every section item has a name
+    return name
+
+
+class Declarative:
+    def __init__(self, catalog: Catalog, consumers: Consumers, deployer: Deployer) -> None:
+        self.catalog = catalog
+        self.consumers = consumers
+        self.deployer = deployer
+
+    async def _current(self) -> dict[str, dict[str, Document]]:
+        return {
+            "environments": {d.id: d for d in await self.catalog.environments()},
+            "projects": {d.id: d for d in await self.catalog.projects()},
+            "global_policies": {d.id: d for d in await self.catalog.global_policies()},
+            "apis": {d.id: d for d in await self.catalog.apis()},
+            "consumers": {str(d.data["name"]): d for d in await self.consumers.all()},
+        }
+
+    async def export(self) -> dict[str, Any]:
+        """The whole configuration as a declarative file (defaults left out, for readability)."""
+        current = await self._current()
+        out: dict[str, Any] = {"portway": 1}
+        for kind in KINDS:
+            items = []
+            for key in sorted(current[kind]):
+                normalized = _normalized(kind, current[kind][key])
+                model = _MODELS[kind].model_validate(normalized)
+                items.append(model.model_dump(mode="json", exclude_defaults=True))
+            out[kind] = items
+        return out
+
+    async def plan(self, config: DeclarativeConfig, prune: bool) -> Plan:
+        current = await self._current()
+        changes: list[Change] = []
+        final: dict[str, set[str]] = {}
+        for kind in KINDS:
+            items: Sequence[BaseModel] | None = getattr(config, kind)
+            existing = current[kind]
+            if items is None:
+                final[kind] = set(existing)
+                continue
+            wanted = {_key(kind, item): item for item in items}
+            for key, item in wanted.items():
+                doc = existing.get(key)
+                new = _dump(item)
+                if doc is None:
+                    changes.append(Change(kind, key, "create", diff({}, mask(new))))
+                    continue
+                old = _normalized(kind, doc)
+                delta = diff(mask(old), mask(new))
+                action = "update" if old != new else "unchanged"
+                changes.append(Change(kind, key, action, delta, doc.version))
+            kept = set(existing) & set(wanted) if prune else set(existing)
+            if prune:
+                for key in sorted(set(existing) - set(wanted)):
+                    old = _normalized(kind, existing[key])
+                    changes.append(
+                        Change(kind, key, "delete", diff(mask(old), {}), existing[key].version)
+                    )
+            final[kind] = kept | set(wanted)
+        errors = await self._check(config, current, changes, final)
+        return Plan(changes, errors)
+
+    async def _check(
+        self,
+        config: DeclarativeConfig,
+        current: dict[str, dict[str, Document]],
+        changes: list[Change],
+        final: dict[str, set[str]],
+    ) -> list[dict[str, str]]:
+        """Does the configuration after the plan hold together? Errors name the file's fields."""
+        errors: list[dict[str, str]] = []
+
+        # global policies as they will be, for validating APIs
+        globals_after: dict[str, PolicySpec] = {
+            name: PolicySpec.model_validate(current["global_policies"][name].data)
+            for name in final["global_policies"]
+            if name in current["global_policies"]
+        }
+        for policy in config.global_policies or []:
+            globals_after[policy.name] = policy
+
+        for index, policy in enumerate(config.global_policies or []):
+            try:
+                self.catalog.check_global_policy(policy)
+            except ConfigError as exc:
+                errors.append(_error(exc, f"body.global_policies[{index}]"))
+        apis_after: dict[str, ApiProxy] = {
+            key: ApiProxy.model_validate(current["apis"][key].data)
+            for key in final["apis"]
+            if key in current["apis"]
+        }
+        for index, api in enumerate(config.apis or []):
+            apis_after[api_key(api.project, api.name)] = api
+            if api.project not in final["projects"]:
+                errors.append(
+                    {"field": f"body.apis[{index}].project", "message": f"no project {api.project}"}
+                )
+            try:
+                validate_api(api, globals_after)
+            except ConfigError as exc:
+                errors.append(_error(exc, f"body.apis[{index}]"))
+        for change in changes:
+            if change.action != "delete":
+                continue
+            if change.kind == "apis":
+                project, name = change.name.split("/", 1)
+                deployed = await self.deployer.deployed_in(project, name)
+                if deployed:
+                    errors.append(
+                        {
+                            "field": "body.apis",
+                            "message": f"{change.name} is deployed to {', '.join(deployed)}; "
+                            "undeploy it before pruning it",
+                        }
+                    )
+            elif change.kind == "projects":
+                holders = sorted(k for k, a in apis_after.items() if a.project == change.name)
+                if holders:
+                    errors.append(
+                        {
+                            "field": "body.projects",
+                            "message": f"project {change.name} still holds "
+                            f"{', '.join(holders[:5])}",
+                        }
+                    )
+            elif change.kind == "global_policies":
+                users = sorted(k for k, a in apis_after.items() if change.name in global_refs(a))
+                if users:
+                    errors.append(
+                        {
+                            "field": "body.global_policies",
+                            "message": f"global policy {change.name} is used by "
+                            f"{', '.join(users[:5])}",
+                        }
+                    )
+            elif change.kind == "environments":
+                revision = await self.deployer.current(change.name)
+                if revision is not None and revision.apis:
+                    errors.append(
+                        {
+                            "field": "body.environments",
+                            "message": f"environment {change.name} still serves "
+                            f"{len(revision.apis)} API(s); undeploy them before pruning it",
+                        }
+                    )
+        for index, consumer in enumerate(config.consumers or []):
+            try:
+                await self.consumers.check_grants(
+                    consumer.grants,
+                    f"body.consumers[{index}].grants",
+                    apis=set(apis_after),
+                    environments=final["environments"],
+                )
+            except ConfigError as exc:
+                errors.append(_error(exc, None))
+        return errors
+
+    async def apply(
+        self,
+        config: DeclarativeConfig,
+        *,
+        prune: bool,
+        actor: str,
+        authorize: Callable[[set[str]], None],
+    ) -> tuple[Plan, list[dict[str, Any]]]:
+        """Plan, authorize the kinds it changes, write; returns the plan and what was published."""
+        plan = await self.plan(config, prune)
+        if plan.errors:
+            return plan, []
+        authorize(plan.kinds_changed())
+        items: dict[tuple[str, str], BaseModel] = {}
+        for kind in KINDS:
+            for item in getattr(config, kind) or []:
+                items[(kind, _key(kind, item))] = item
+        todo = [c for c in plan.changes if c.action in ("create", "update")]
+        for kind in KINDS:
+            for change in (c for c in todo if c.kind == kind):
+                await self._write(change, items[(kind, change.name)], actor)
+        deletions = [c for c in plan.changes if c.action == "delete"]
+        for kind in reversed(KINDS):
+            for change in (c for c in deletions if c.kind == kind):
+                await self._delete(change, actor)
+        published: list[dict[str, Any]] = []
+        if "consumers" in plan.kinds_changed():
+            published = await self.deployer.republish(actor, "declarative apply: consumers")
+        return plan, published
+
+    async def _write(self, change: Change, item: BaseModel, actor: str) -> None:
+        create = change.action == "create"
+        if isinstance(item, Environment):
+            if create:
+                await self.catalog.create_environment(item, actor)
+            else:
+                await self.catalog.update_environment(change.name, item, change.version, actor)
+        elif isinstance(item, Project):
+            if create:
+                await self.catalog.create_project(item, actor)
+            else:
+                await self.catalog.update_project(change.name, item, change.version, actor)
+        elif isinstance(item, GlobalPolicy):
+            if create:
+                await self.catalog.create_global_policy(item, actor)
+            else:
+                await self.catalog.update_global_policy(change.name, item, change.version, actor)
+        elif isinstance(item, ApiProxy):
+            if create:
+                await self.catalog.create_api(item, actor)
+            else:
+                assert change.version is not None
+                await self.catalog.update_api(item.project, item.name, item, change.version, actor)
+        elif isinstance(item, ConsumerSpec):
+            if create:
+                await self.consumers.create(item, actor, check=False)
+            else:
+                await self.consumers.replace(change.name, item, change.version, actor, check=False)
+
+    async def _delete(self, change: Change, actor: str) -> None:
+        if change.kind == "environments":
+            await self.catalog.delete_environment(change.name, change.version, actor, [])
+        elif change.kind == "projects":
+            await self.catalog.delete_project(change.name, change.version, actor)
+        elif change.kind == "global_policies":
+            await self.catalog.delete_global_policy(change.name, change.version, actor)
+        elif change.kind == "apis":
+            project, name = change.name.split("/", 1)
+            await self.catalog.delete_api(project, name, change.version, actor)
+        else:
+            await self.consumers.delete(change.name, change.version, actor)
+
+
+_MODELS: dict[str, type[BaseModel]] = {
+    "environments": Environment,
+    "projects": Project,
+    "global_policies": GlobalPolicy,
+    "apis": ApiProxy,
+    "consumers": ConsumerSpec,
+}
+
+
+def _error(exc: ConfigError, prefix: str | None) -> dict[str, str]:
+    found = exc.field or "body"
+    if prefix is not None:
+        found = prefix + found.removeprefix("body")
+    return {"field": found, "message": exc.message}

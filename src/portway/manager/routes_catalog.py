@@ -1,0 +1,690 @@
+"""Routes: environments, projects, API proxies (and import), endpoints, policies, globals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from pydantic import Field
+
+from portway.config.base import Model
+from portway.config.declarative import GlobalPolicy
+from portway.config.models import ApiProxy, Endpoint, Environment, PolicySpec, Project
+from portway.errors import ConfigError
+from portway.manager import editing, openapi_import
+from portway.manager.catalog import api_key
+from portway.manager.deps import (
+    ApiWriter,
+    EnvManager,
+    IfMatch,
+    Reader,
+    Svc,
+    if_match,
+    versioned,
+)
+from portway.manager.editing import Phase
+from portway.manager.problems import ApiError
+from portway.manager.validation import validate_policy
+from portway.stores.config_store import Document
+
+router = APIRouter()
+
+Name = Annotated[str, Path(max_length=200)]
+Position = Annotated[
+    int | None, Query(ge=0, le=100000, description="insert before this index; default: at the end")
+]
+
+
+def _rows(docs: list[Document]) -> list[dict[str, Any]]:
+    return [{**d.data, "version": d.version} for d in docs]
+
+
+# environments ------------------------------------------------------------------------------
+@router.get("/environments", tags=["environments"])
+async def list_environments(svc: Svc, _: Reader) -> list[dict[str, Any]]:
+    return _rows(await svc.catalog.environments())
+
+
+@router.post("/environments", status_code=201, tags=["environments"])
+async def create_environment(
+    body: Environment, svc: Svc, who: EnvManager, response: Response
+) -> dict[str, Any]:
+    return versioned(await svc.catalog.create_environment(body, who.username), response)
+
+
+@router.get("/environments/{environment}", tags=["environments"])
+async def get_environment(
+    environment: Name, svc: Svc, _: Reader, response: Response
+) -> dict[str, Any]:
+    return versioned(await svc.catalog.environment(environment), response)
+
+
+@router.put("/environments/{environment}", tags=["environments"])
+async def update_environment(
+    environment: Name,
+    body: Environment,
+    svc: Svc,
+    who: EnvManager,
+    response: Response,
+    match: IfMatch = None,
+) -> dict[str, Any]:
+    doc = await svc.catalog.update_environment(environment, body, if_match(match), who.username)
+    return versioned(doc, response)
+
+
+@router.delete("/environments/{environment}", status_code=204, tags=["environments"])
+async def delete_environment(
+    environment: Name, svc: Svc, who: EnvManager, match: IfMatch = None
+) -> Response:
+    current = await svc.deployer.current(environment)
+    deployed = [f"{d.api.project}/{d.api.name}" for d in (current.apis if current else [])]
+    await svc.catalog.delete_environment(environment, if_match(match), who.username, deployed)
+    return Response(status_code=204)
+
+
+# projects ----------------------------------------------------------------------------------
+@router.get("/projects", tags=["projects"])
+async def list_projects(svc: Svc, _: Reader) -> list[dict[str, Any]]:
+    return _rows(await svc.catalog.projects())
+
+
+@router.post("/projects", status_code=201, tags=["projects"])
+async def create_project(
+    body: Project, svc: Svc, who: ApiWriter, response: Response
+) -> dict[str, Any]:
+    return versioned(await svc.catalog.create_project(body, who.username), response)
+
+
+@router.get("/projects/{project}", tags=["projects"])
+async def get_project(project: Name, svc: Svc, _: Reader, response: Response) -> dict[str, Any]:
+    return versioned(await svc.catalog.project(project), response)
+
+
+@router.put("/projects/{project}", tags=["projects"])
+async def update_project(
+    project: Name,
+    body: Project,
+    svc: Svc,
+    who: ApiWriter,
+    response: Response,
+    match: IfMatch = None,
+) -> dict[str, Any]:
+    doc = await svc.catalog.update_project(project, body, if_match(match), who.username)
+    return versioned(doc, response)
+
+
+@router.delete("/projects/{project}", status_code=204, tags=["projects"])
+async def delete_project(
+    project: Name, svc: Svc, who: ApiWriter, match: IfMatch = None
+) -> Response:
+    await svc.catalog.delete_project(project, if_match(match), who.username)
+    return Response(status_code=204)
+
+
+# API proxies -------------------------------------------------------------------------------
+def _in_project(project: str, body: ApiProxy) -> ApiProxy:
+    if "project" in body.model_fields_set and body.project != project:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"must equal the project in the path ({project})",
+            "body.project",
+        )
+    return body.model_copy(update={"project": project})
+
+
+def _summary(doc: Document, deployments: list[dict[str, Any]]) -> dict[str, Any]:
+    data = doc.data
+    return {
+        "project": data["project"],
+        "name": data["name"],
+        "description": data.get("description", ""),
+        "base_path": data["base_path"],
+        "hosts": data.get("hosts", []),
+        "backends": len(data.get("backends", [])),
+        "endpoints": len(data.get("endpoints", [])),
+        "maintenance": bool(data.get("maintenance")),
+        "version": doc.version,
+        "deployments": [
+            {
+                "environment": d["environment"],
+                "api_revision": d["api_revision"],
+                "redeploy_required": d["redeploy_required"],
+            }
+            for d in deployments
+        ],
+        "redeploy_required": any(d["redeploy_required"] for d in deployments),
+    }
+
+
+@router.get("/apis", tags=["apis"])
+async def search_apis(
+    svc: Svc,
+    _: Reader,
+    project: Annotated[str | None, Query(max_length=63)] = None,
+    name_contains: Annotated[str | None, Query(max_length=100)] = None,
+    base_path_prefix: Annotated[str | None, Query(max_length=2000)] = None,
+    environment: Annotated[
+        str | None, Query(max_length=63, description="deployed to this environment")
+    ] = None,
+    redeploy_required: Annotated[bool | None, Query()] = None,
+) -> list[dict[str, Any]]:
+    """API proxies of every project as summaries, with where each is deployed."""
+    docs = await svc.catalog.apis(project)
+    if name_contains:
+        docs = [d for d in docs if name_contains in d.data["name"]]
+    if base_path_prefix:
+        docs = [d for d in docs if str(d.data["base_path"]).startswith(base_path_prefix)]
+    status = await svc.deployer.api_status(docs, await svc.catalog.global_specs())
+    rows = [_summary(d, status[d.id]) for d in docs]
+    if environment is not None:
+        rows = [r for r in rows if any(x["environment"] == environment for x in r["deployments"])]
+    if redeploy_required is not None:
+        rows = [r for r in rows if r["redeploy_required"] == redeploy_required]
+    return rows
+
+
+@router.get("/projects/{project}/apis", tags=["apis"])
+async def list_apis(
+    project: Name,
+    svc: Svc,
+    _: Reader,
+    name_contains: Annotated[str | None, Query(max_length=100)] = None,
+) -> list[dict[str, Any]]:
+    await svc.catalog.project(project)
+    docs = await svc.catalog.apis(project)
+    if name_contains:
+        docs = [d for d in docs if name_contains in d.data["name"]]
+    return _rows(docs)
+
+
+@router.post("/projects/{project}/apis", status_code=201, tags=["apis"])
+async def create_api(
+    project: Name, body: ApiProxy, svc: Svc, who: ApiWriter, response: Response
+) -> dict[str, Any]:
+    doc = await svc.catalog.create_api(_in_project(project, body), who.username)
+    response.headers["Location"] = f"/api/v1/projects/{project}/apis/{body.name}"
+    return versioned(doc, response)
+
+
+@router.post("/projects/{project}/apis/import", status_code=201, tags=["apis"])
+async def import_api(
+    project: Name,
+    body: openapi_import.ImportRequest,
+    svc: Svc,
+    who: ApiWriter,
+    response: Response,
+    dry_run: Annotated[bool, Query(description="build and validate, store nothing")] = False,
+) -> dict[str, Any]:
+    """Create an API proxy from an OpenAPI 3.x / Swagger 2.0 document (given or at a URL)."""
+    await svc.catalog.project(project)
+    settings = svc.settings
+    if body.url is not None:
+        raw: Any = await openapi_import.fetch_document(
+            body.url,
+            max_bytes=settings.import_max_bytes,
+            seconds=settings.import_timeout,
+            allow_private=settings.import_allow_private_hosts,
+        )
+        field = "body.url"
+    else:
+        raw = body.document
+        if isinstance(raw, str) and len(raw.encode()) > settings.import_max_bytes:
+            raise ConfigError(
+                f"the document is larger than {settings.import_max_bytes} bytes", "body.document"
+            )
+        field = "body.document"
+    document = openapi_import.parse_document(raw, field)
+    api, warnings = openapi_import.build_api(document, body, project)
+    if dry_run:
+        response.status_code = 200
+        return {**api.model_dump(mode="json"), "version": None, "warnings": warnings}
+    doc = await svc.catalog.create_api(api, who.username)
+    response.headers["Location"] = f"/api/v1/projects/{project}/apis/{api.name}"
+    return {**versioned(doc, response), "warnings": warnings}
+
+
+@router.get("/projects/{project}/apis/{name}", tags=["apis"])
+async def get_api(
+    project: Name, name: Name, svc: Svc, _: Reader, response: Response
+) -> dict[str, Any]:
+    return versioned(await svc.catalog.api(project, name), response)
+
+
+@router.put("/projects/{project}/apis/{name}", tags=["apis"])
+async def update_api(
+    project: Name,
+    name: Name,
+    body: ApiProxy,
+    svc: Svc,
+    who: ApiWriter,
+    response: Response,
+    match: IfMatch = None,
+) -> dict[str, Any]:
+    expected = if_match(match)
+    if expected is None:
+        expected = (await svc.catalog.api(project, name)).version
+    doc = await svc.catalog.update_api(
+        project, name, _in_project(project, body), expected, who.username
+    )
+    return versioned(doc, response)
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
+
+
+@router.patch("/projects/{project}/apis/{name}", tags=["apis"])
+async def patch_api(
+    project: Name,
+    name: Name,
+    svc: Svc,
+    who: ApiWriter,
+    response: Response,
+    body: Annotated[
+        dict[str, Any],
+        Body(description='JSON merge patch (RFC 7396), e.g. {"maintenance": true}'),
+    ],
+    match: IfMatch = None,
+) -> dict[str, Any]:
+    for fixed in ("name", "project"):
+        if fixed in body:
+            raise ConfigError("cannot be changed; create a new API proxy instead", f"body.{fixed}")
+
+    def change(data: dict[str, Any]) -> dict[str, Any]:
+        patched: dict[str, Any] = _merge_patch(data, body)
+        return patched
+
+    doc = await svc.catalog.modify_api(project, name, change, if_match(match), who.username)
+    return versioned(doc, response)
+
+
+@router.delete("/projects/{project}/apis/{name}", status_code=204, tags=["apis"])
+async def delete_api(
+    project: Name, name: Name, svc: Svc, who: ApiWriter, match: IfMatch = None
+) -> Response:
+    deployed = await svc.deployer.deployed_in(project, name)
+    await svc.catalog.delete_api(project, name, if_match(match), who.username, deployed)
+    return Response(status_code=204)
+
+
+@router.get("/projects/{project}/apis/{name}/revisions", tags=["apis"])
+async def api_revisions(project: Name, name: Name, svc: Svc, _: Reader) -> list[dict[str, Any]]:
+    await svc.catalog.api(project, name)
+    return await svc.deployer.api_revisions(project, name)
+
+
+@router.get("/projects/{project}/apis/{name}/revisions/{revision}", tags=["apis"])
+async def api_revision(
+    project: Name,
+    name: Name,
+    revision: Annotated[int, Path(ge=1, le=10**9)],
+    svc: Svc,
+    _: Reader,
+) -> dict[str, Any]:
+    return await svc.deployer.api_revision_document(project, name, revision)
+
+
+@router.get("/projects/{project}/apis/{name}/status", tags=["apis"])
+async def api_status(project: Name, name: Name, svc: Svc, _: Reader) -> dict[str, Any]:
+    """Where the API is deployed and whether each environment needs a redeploy (and why)."""
+    doc = await svc.catalog.api(project, name)
+    status = await svc.deployer.api_status([doc], await svc.catalog.global_specs())
+    deployments = status[doc.id]
+    return {
+        "project": project,
+        "name": name,
+        "version": doc.version,
+        "deployments": deployments,
+        "redeploy_required": any(d["redeploy_required"] for d in deployments),
+    }
+
+
+# endpoints ---------------------------------------------------------------------------------
+Index = Annotated[int, Path(ge=0, le=100000, description="position in the proxy's endpoints")]
+
+
+def _endpoint_view(doc: Document, index: int, response: Response) -> dict[str, Any]:
+    response.headers["ETag"] = f'"{doc.version}"'
+    return {"index": index, **doc.data["endpoints"][index], "api_version": doc.version}
+
+
+@router.get("/projects/{project}/apis/{name}/endpoints", tags=["endpoints"])
+async def list_endpoints(
+    project: Name, name: Name, svc: Svc, _: Reader, response: Response
+) -> list[dict[str, Any]]:
+    doc = await svc.catalog.api(project, name)
+    response.headers["ETag"] = f'"{doc.version}"'
+    return [{"index": i, **e} for i, e in enumerate(doc.data.get("endpoints", []))]
+
+
+@router.post("/projects/{project}/apis/{name}/endpoints", status_code=201, tags=["endpoints"])
+async def add_endpoint(
+    project: Name,
+    name: Name,
+    body: Endpoint,
+    svc: Svc,
+    who: ApiWriter,
+    response: Response,
+    position: Position = None,
+    match: IfMatch = None,
+) -> dict[str, Any]:
+    doc = await svc.catalog.modify_api(
+        project,
+        name,
+        lambda data: editing.add_endpoint(data, body, position),
+        if_match(match),
+        who.username,
+    )
+    count = len(doc.data["endpoints"])
+    index = count - 1 if position is None else min(position, count - 1)
+    return _endpoint_view(doc, index, response)
+
+
+@router.get("/projects/{project}/apis/{name}/endpoints/{index}", tags=["endpoints"])
+async def get_endpoint(
+    project: Name, name: Name, index: Index, svc: Svc, _: Reader, response: Response
+) -> dict[str, Any]:
+    doc = await svc.catalog.api(project, name)
+    editing.endpoint_at(dict(doc.data), index)
+    return _endpoint_view(doc, index, response)
+
+
+@router.put("/projects/{project}/apis/{name}/endpoints/{index}", tags=["endpoints"])
+async def replace_endpoint(
+    project: Name,
+    name: Name,
+    index: Index,
+    body: Endpoint,
+    svc: Svc,
+    who: ApiWriter,
+    response: Response,
+    match: IfMatch = None,
+) -> dict[str, Any]:
+    doc = await svc.catalog.modify_api(
+        project,
+        name,
+        lambda data: editing.replace_endpoint(data, index, body),
+        if_match(match),
+        who.username,
+    )
+    return _endpoint_view(doc, index, response)
+
+
+@router.delete(
+    "/projects/{project}/apis/{name}/endpoints/{index}", status_code=204, tags=["endpoints"]
+)
+async def delete_endpoint(
+    project: Name, name: Name, index: Index, svc: Svc, who: ApiWriter, match: IfMatch = None
+) -> Response:
+    await svc.catalog.modify_api(
+        project,
+        name,
+        lambda data: editing.remove_endpoint(data, index),
+        if_match(match),
+        who.username,
+    )
+    return Response(status_code=204)
+
+
+# policies ----------------------------------------------------------------------------------
+class PolicyOrder(Model):
+    names: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=100)]],
+        Field(max_length=1000, description="every policy of the list, in the new order"),
+    ]
+
+
+def _proxy_scope() -> int | None:
+    return None
+
+
+def _endpoint_scope(index: Index) -> int | None:
+    return index
+
+
+def _policy_routes(prefix: str, scope_dependency: Callable[..., int | None], label: str) -> None:
+    """Register the policy routes of one scope (the proxy, or one endpoint)."""
+    Scope = Annotated[int | None, Depends(scope_dependency)]
+    base = f"/projects/{{project}}/apis/{{name}}{prefix}"
+    tags: list[str | Any] = ["policies"]
+
+    async def list_policies(
+        project: Name, name: Name, scope: Scope, svc: Svc, _: Reader, response: Response
+    ) -> dict[str, Any]:
+        doc = await svc.catalog.api(project, name)
+        response.headers["ETag"] = f'"{doc.version}"'
+        lists = editing.policy_lists(dict(doc.data), scope)
+        return {phase: lists[phase] for phase in editing.PHASES}
+
+    async def add_policy(
+        project: Name,
+        name: Name,
+        phase: Phase,
+        scope: Scope,
+        body: PolicySpec,
+        svc: Svc,
+        who: ApiWriter,
+        response: Response,
+        position: Position = None,
+        match: IfMatch = None,
+    ) -> dict[str, Any]:
+        validate_policy(body, "body", phase=phase, global_policies=await svc.catalog.global_specs())
+        doc = await svc.catalog.modify_api(
+            project,
+            name,
+            lambda data: editing.add_policy(data, scope, phase, body, position),
+            if_match(match),
+            who.username,
+        )
+        response.headers["ETag"] = f'"{doc.version}"'
+        return editing.get_policy(dict(doc.data), scope, phase, body.name)
+
+    async def get_policy(
+        project: Name,
+        name: Name,
+        phase: Phase,
+        policy: Name,
+        scope: Scope,
+        svc: Svc,
+        _: Reader,
+        response: Response,
+    ) -> dict[str, Any]:
+        doc = await svc.catalog.api(project, name)
+        response.headers["ETag"] = f'"{doc.version}"'
+        return editing.get_policy(dict(doc.data), scope, phase, policy)
+
+    async def replace_policy(
+        project: Name,
+        name: Name,
+        phase: Phase,
+        policy: Name,
+        scope: Scope,
+        body: PolicySpec,
+        svc: Svc,
+        who: ApiWriter,
+        response: Response,
+        match: IfMatch = None,
+    ) -> dict[str, Any]:
+        validate_policy(body, "body", phase=phase, global_policies=await svc.catalog.global_specs())
+        doc = await svc.catalog.modify_api(
+            project,
+            name,
+            lambda data: editing.replace_policy(data, scope, phase, policy, body),
+            if_match(match),
+            who.username,
+        )
+        response.headers["ETag"] = f'"{doc.version}"'
+        return editing.get_policy(dict(doc.data), scope, phase, body.name)
+
+    async def delete_policy(
+        project: Name,
+        name: Name,
+        phase: Phase,
+        policy: Name,
+        scope: Scope,
+        svc: Svc,
+        who: ApiWriter,
+        match: IfMatch = None,
+    ) -> Response:
+        await svc.catalog.modify_api(
+            project,
+            name,
+            lambda data: editing.remove_policy(data, scope, phase, policy),
+            if_match(match),
+            who.username,
+        )
+        return Response(status_code=204)
+
+    async def reorder_policies(
+        project: Name,
+        name: Name,
+        phase: Phase,
+        scope: Scope,
+        body: PolicyOrder,
+        svc: Svc,
+        who: ApiWriter,
+        response: Response,
+        match: IfMatch = None,
+    ) -> list[dict[str, Any]]:
+        doc = await svc.catalog.modify_api(
+            project,
+            name,
+            lambda data: editing.reorder_policies(data, scope, phase, body.names),
+            if_match(match),
+            who.username,
+        )
+        response.headers["ETag"] = f'"{doc.version}"'
+        result: list[dict[str, Any]] = editing.policy_lists(dict(doc.data), scope)[phase]
+        return result
+
+    # the annotations are strings (future import); give FastAPI this scope's real dependency
+    for handler in (
+        list_policies,
+        add_policy,
+        get_policy,
+        replace_policy,
+        delete_policy,
+        reorder_policies,
+    ):
+        handler.__annotations__["scope"] = Scope
+
+    router.add_api_route(
+        f"{base}/policies",
+        list_policies,
+        methods=["GET"],
+        tags=tags,
+        name=f"list_{label}_policies",
+    )
+    router.add_api_route(
+        f"{base}/policies/{{phase}}",
+        add_policy,
+        methods=["POST"],
+        status_code=201,
+        tags=tags,
+        name=f"add_{label}_policy",
+    )
+    router.add_api_route(
+        f"{base}/policies/{{phase}}/{{policy}}",
+        get_policy,
+        methods=["GET"],
+        tags=tags,
+        name=f"get_{label}_policy",
+    )
+    router.add_api_route(
+        f"{base}/policies/{{phase}}/{{policy}}",
+        replace_policy,
+        methods=["PUT"],
+        tags=tags,
+        name=f"replace_{label}_policy",
+    )
+    router.add_api_route(
+        f"{base}/policies/{{phase}}/{{policy}}",
+        delete_policy,
+        methods=["DELETE"],
+        status_code=204,
+        tags=tags,
+        name=f"delete_{label}_policy",
+    )
+    router.add_api_route(
+        f"{base}/policy-order/{{phase}}",
+        reorder_policies,
+        methods=["PUT"],
+        tags=tags,
+        name=f"reorder_{label}_policies",
+    )
+
+
+_policy_routes("", _proxy_scope, "proxy")
+_policy_routes("/endpoints/{index}", _endpoint_scope, "endpoint")
+
+
+# global policies ---------------------------------------------------------------------------
+async def _global_view(svc: Svc, doc: Document) -> dict[str, Any]:
+    users = await svc.catalog.users_of_global(doc.id)
+    keys = {api_key(u["project"], u["api"]) for u in users}
+    docs = [await svc.catalog.api(*key.split("/", 1)) for key in sorted(keys)]
+    status = await svc.deployer.api_status(docs, await svc.catalog.global_specs())
+    stale = [
+        {
+            "project": key.split("/", 1)[0],
+            "api": key.split("/", 1)[1],
+            "environment": d["environment"],
+        }
+        for key, rows in status.items()
+        for d in rows
+        if doc.id in d["changed_global_policies"]
+    ]
+    return {**doc.data, "version": doc.version, "used_by": users, "redeploy_required": stale}
+
+
+@router.get("/global-policies", tags=["global policies"])
+async def list_global_policies(svc: Svc, _: Reader) -> list[dict[str, Any]]:
+    return _rows(await svc.catalog.global_policies())
+
+
+@router.post("/global-policies", status_code=201, tags=["global policies"])
+async def create_global_policy(
+    body: GlobalPolicy, svc: Svc, who: ApiWriter, response: Response
+) -> dict[str, Any]:
+    return versioned(await svc.catalog.create_global_policy(body, who.username), response)
+
+
+@router.get("/global-policies/{name}", tags=["global policies"])
+async def get_global_policy(name: Name, svc: Svc, _: Reader, response: Response) -> dict[str, Any]:
+    """The policy, the entries that refer to it, and where its users need a redeploy."""
+    doc = await svc.catalog.global_policy(name)
+    response.headers["ETag"] = f'"{doc.version}"'
+    return await _global_view(svc, doc)
+
+
+@router.put("/global-policies/{name}", tags=["global policies"])
+async def update_global_policy(
+    name: Name,
+    body: GlobalPolicy,
+    svc: Svc,
+    who: ApiWriter,
+    response: Response,
+    match: IfMatch = None,
+) -> dict[str, Any]:
+    doc = await svc.catalog.update_global_policy(name, body, if_match(match), who.username)
+    response.headers["ETag"] = f'"{doc.version}"'
+    return await _global_view(svc, doc)
+
+
+@router.delete("/global-policies/{name}", status_code=204, tags=["global policies"])
+async def delete_global_policy(
+    name: Name, svc: Svc, who: ApiWriter, match: IfMatch = None
+) -> Response:
+    await svc.catalog.delete_global_policy(name, if_match(match), who.username)
+    return Response(status_code=204)

@@ -1,0 +1,204 @@
+"""Routes: consumers, their credentials (shown once) and their access grants.
+
+Every change is published to the workers at once: a new revision of each deployed environment
+with the same APIs and the new consumers. The answer's ``X-Portway-Published`` header names the
+revisions (``dev@7, prod@3``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response
+
+from portway.config.declarative import ConsumerSpec, GrantSpec, GrantTerms
+from portway.manager.auth import Principal
+from portway.manager.consumers import (
+    CredentialCreate,
+    CredentialUpdate,
+    RotateRequest,
+    consumer_view,
+    credential_view,
+)
+from portway.manager.deps import ConsumerManager, IfMatch, Reader, Svc, if_match
+
+router = APIRouter()
+PUBLISHED_HEADER = "X-Portway-Published"
+
+ConsumerName = Annotated[str, Path(max_length=100)]
+CredentialId = Annotated[str, Path(max_length=64)]
+Slug = Annotated[str, Path(max_length=63)]
+
+
+async def _publish(svc: Svc, who: Principal, note: str, response: Response) -> None:
+    published = await svc.deployer.republish(who.username, note)
+    response.headers[PUBLISHED_HEADER] = ", ".join(
+        f"{p['environment']}@{p['env_revision']}" for p in published
+    )
+
+
+@router.get("/consumers", tags=["consumers"])
+async def list_consumers(svc: Svc, _: Reader) -> list[dict[str, Any]]:
+    return [consumer_view(d) for d in await svc.consumers.all()]
+
+
+@router.post("/consumers", status_code=201, tags=["consumers"])
+async def create_consumer(
+    body: ConsumerSpec, svc: Svc, who: ConsumerManager, response: Response
+) -> dict[str, Any]:
+    doc = await svc.consumers.create(body, who.username)
+    await _publish(svc, who, f"consumer {body.name} created", response)
+    response.headers["ETag"] = f'"{doc.version}"'
+    return consumer_view(doc)
+
+
+@router.get("/consumers/{consumer}", tags=["consumers"])
+async def get_consumer(
+    consumer: ConsumerName, svc: Svc, _: Reader, response: Response
+) -> dict[str, Any]:
+    doc = await svc.consumers.get(consumer)
+    response.headers["ETag"] = f'"{doc.version}"'
+    return consumer_view(doc)
+
+
+@router.put("/consumers/{consumer}", tags=["consumers"])
+async def replace_consumer(
+    consumer: ConsumerName,
+    body: ConsumerSpec,
+    svc: Svc,
+    who: ConsumerManager,
+    response: Response,
+    match: IfMatch = None,
+) -> dict[str, Any]:
+    doc = await svc.consumers.replace(consumer, body, if_match(match), who.username)
+    await _publish(svc, who, f"consumer {consumer} changed", response)
+    response.headers["ETag"] = f'"{doc.version}"'
+    return consumer_view(doc)
+
+
+@router.delete("/consumers/{consumer}", status_code=204, tags=["consumers"])
+async def delete_consumer(
+    consumer: ConsumerName, svc: Svc, who: ConsumerManager, match: IfMatch = None
+) -> Response:
+    await svc.consumers.delete(consumer, if_match(match), who.username)
+    response = Response(status_code=204)
+    await _publish(svc, who, f"consumer {consumer} deleted", response)
+    return response
+
+
+# grants ------------------------------------------------------------------------------------
+@router.get("/consumers/{consumer}/grants", tags=["consumers"])
+async def list_grants(consumer: ConsumerName, svc: Svc, _: Reader) -> list[dict[str, Any]]:
+    grants: list[dict[str, Any]] = (await svc.consumers.get(consumer)).data.get("grants", [])
+    return grants
+
+
+@router.put("/consumers/{consumer}/grants/{project}/{api}", tags=["consumers"])
+async def put_grant(
+    consumer: ConsumerName,
+    project: Slug,
+    api: Slug,
+    body: GrantTerms,
+    svc: Svc,
+    who: ConsumerManager,
+    response: Response,
+    match: IfMatch = None,
+) -> dict[str, Any]:
+    """Grant the consumer access to one API proxy (or change the grant's terms)."""
+    grant = GrantSpec.model_validate({**body.model_dump(), "project": project, "api": api})
+    doc, stored = await svc.consumers.put_grant(consumer, grant, if_match(match), who.username)
+    await _publish(svc, who, f"grant {consumer} -> {project}/{api}", response)
+    response.headers["ETag"] = f'"{doc.version}"'
+    return stored.model_dump(mode="json")
+
+
+@router.delete("/consumers/{consumer}/grants/{project}/{api}", status_code=204, tags=["consumers"])
+async def delete_grant(
+    consumer: ConsumerName,
+    project: Slug,
+    api: Slug,
+    svc: Svc,
+    who: ConsumerManager,
+    match: IfMatch = None,
+) -> Response:
+    await svc.consumers.delete_grant(consumer, project, api, if_match(match), who.username)
+    response = Response(status_code=204)
+    await _publish(svc, who, f"grant {consumer} -> {project}/{api} removed", response)
+    return response
+
+
+# credentials -------------------------------------------------------------------------------
+@router.get("/consumers/{consumer}/credentials", tags=["consumers"])
+async def list_credentials(consumer: ConsumerName, svc: Svc, _: Reader) -> list[dict[str, Any]]:
+    return [credential_view(d) for d in await svc.consumers.credentials(consumer)]
+
+
+@router.post("/consumers/{consumer}/credentials", status_code=201, tags=["consumers"])
+async def create_credential(
+    consumer: ConsumerName,
+    body: CredentialCreate,
+    svc: Svc,
+    who: ConsumerManager,
+    response: Response,
+) -> dict[str, Any]:
+    """A new API key or basic credential; ``secret`` holds the key or password, shown once."""
+    doc, secret = await svc.consumers.add_credential(consumer, body, who.username)
+    await _publish(svc, who, f"credential for {consumer}", response)
+    response.headers["Cache-Control"] = "no-store"
+    return {**credential_view(doc), "secret": secret}
+
+
+@router.get("/consumers/{consumer}/credentials/{credential_id}", tags=["consumers"])
+async def get_credential(
+    consumer: ConsumerName, credential_id: CredentialId, svc: Svc, _: Reader
+) -> dict[str, Any]:
+    _owner, found = await svc.consumers.credential(consumer, credential_id)
+    return credential_view(found)
+
+
+@router.patch("/consumers/{consumer}/credentials/{credential_id}", tags=["consumers"])
+async def update_credential(
+    consumer: ConsumerName,
+    credential_id: CredentialId,
+    body: CredentialUpdate,
+    svc: Svc,
+    who: ConsumerManager,
+    response: Response,
+    match: IfMatch = None,
+) -> dict[str, Any]:
+    """Disable or re-enable, set or clear the expiry, relabel, or change a basic password."""
+    doc = await svc.consumers.update_credential(
+        consumer, credential_id, body, who.username, if_match(match)
+    )
+    await _publish(svc, who, f"credential {credential_id} of {consumer} changed", response)
+    return credential_view(doc)
+
+
+@router.post(
+    "/consumers/{consumer}/credentials/{credential_id}/rotate", status_code=201, tags=["consumers"]
+)
+async def rotate_credential(
+    consumer: ConsumerName,
+    credential_id: CredentialId,
+    body: RotateRequest,
+    svc: Svc,
+    who: ConsumerManager,
+    response: Response,
+) -> dict[str, Any]:
+    """A new API key (``secret``, shown once); the old key stays valid for ``grace_seconds``."""
+    doc, secret = await svc.consumers.rotate_credential(consumer, credential_id, body, who.username)
+    await _publish(svc, who, f"credential {credential_id} of {consumer} rotated", response)
+    response.headers["Cache-Control"] = "no-store"
+    return {**credential_view(doc), "secret": secret}
+
+
+@router.delete(
+    "/consumers/{consumer}/credentials/{credential_id}", status_code=204, tags=["consumers"]
+)
+async def delete_credential(
+    consumer: ConsumerName, credential_id: CredentialId, svc: Svc, who: ConsumerManager
+) -> Response:
+    await svc.consumers.delete_credential(consumer, credential_id, who.username)
+    response = Response(status_code=204)
+    await _publish(svc, who, f"credential {credential_id} of {consumer} deleted", response)
+    return response

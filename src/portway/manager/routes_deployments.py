@@ -1,0 +1,205 @@
+"""Routes: deployments (deploy / redeploy / undeploy / rollback, one API or a batch), their
+history with the per-worker result, the environment's current revision, workers, audit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import Field, model_validator
+
+from portway.config.base import Model, Slug
+from portway.manager import audit
+from portway.manager.deps import AuditReader, DeployerRole, EnvManager, Reader, Svc
+from portway.manager.problems import ApiError
+
+router = APIRouter()
+
+EnvName = Annotated[str, Path(max_length=63)]
+Action = Literal["deploy", "undeploy", "rollback"]
+
+
+class DeploymentRequest(Model):
+    project: Slug = "default"
+    api: Slug
+    action: Action = "deploy"
+    api_revision: Annotated[int | None, Field(ge=1, le=10**9, description="for rollback")] = None
+    note: Annotated[str, Field(max_length=1000)] = ""
+
+
+class BatchItem(Model):
+    project: Slug = "default"
+    api: Slug
+    action: Action = "deploy"
+    api_revision: Annotated[int | None, Field(ge=1, le=10**9, description="for rollback")] = None
+
+
+class BatchRequest(Model):
+    """Several APIs deployed, rolled back or undeployed as one environment revision."""
+
+    items: Annotated[list[BatchItem], Field(min_length=1, max_length=10000)]
+    note: Annotated[str, Field(max_length=1000)] = ""
+
+    @model_validator(mode="after")
+    def _unique(self) -> BatchRequest:
+        keys = [(i.project, i.api) for i in self.items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("items: an API appears twice")
+        return self
+
+
+def _check(action: str, api_revision: int | None, field: str) -> None:
+    if action == "rollback" and api_revision is None:
+        raise ApiError(422, "validation_error", "rollback needs an api_revision", field)
+    if action != "rollback" and api_revision is not None:
+        raise ApiError(422, "validation_error", "only a rollback names an api_revision", field)
+
+
+@router.post("/environments/{environment}/deployments", status_code=201, tags=["deployments"])
+async def deploy(
+    environment: EnvName, body: DeploymentRequest, svc: Svc, who: DeployerRole
+) -> dict[str, Any]:
+    """Deploy (or redeploy) the working copy, roll back to an earlier API revision, or undeploy.
+    The answer carries each worker's result of the push."""
+    await svc.catalog.environment(environment)
+    _check(body.action, body.api_revision, "body.api_revision")
+    return await svc.deployer.batch(
+        environment,
+        [(body.project, body.api, body.action, body.api_revision)],
+        who.username,
+        body.note,
+    )
+
+
+@router.post("/environments/{environment}/deployments/batch", status_code=201, tags=["deployments"])
+async def deploy_batch(
+    environment: EnvName, body: BatchRequest, svc: Svc, who: DeployerRole
+) -> dict[str, Any]:
+    await svc.catalog.environment(environment)
+    for index, item in enumerate(body.items):
+        _check(item.action, item.api_revision, f"body.items[{index}].api_revision")
+    return await svc.deployer.batch(
+        environment,
+        [(i.project, i.api, i.action, i.api_revision) for i in body.items],
+        who.username,
+        body.note,
+    )
+
+
+@router.get("/environments/{environment}/deployments", tags=["deployments"])
+async def deployment_history(
+    environment: EnvName,
+    svc: Svc,
+    _: Reader,
+    project: Annotated[str | None, Query(max_length=63)] = None,
+    api: Annotated[str | None, Query(max_length=63)] = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+) -> list[dict[str, Any]]:
+    """Newest first: who, when, what, the note and each worker's result."""
+    await svc.catalog.environment(environment)
+    return await svc.deployer.history(environment, project=project, api=api, limit=limit)
+
+
+def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The revision as the management API shows it: credential hashes are not handed out."""
+    consumers = []
+    for consumer in snapshot.get("consumers", []):
+        credentials = [
+            {
+                **c,
+                "lookup": "***" if c.get("kind") == "api_key" else c.get("lookup"),
+                "secret_hash": "***" if c.get("secret_hash") else None,
+            }
+            for c in consumer.get("credentials", [])
+        ]
+        consumers.append({**consumer, "credentials": credentials})
+    return {**snapshot, "consumers": consumers}
+
+
+@router.get("/environments/{environment}/revision", tags=["deployments"])
+async def current_revision(environment: EnvName, svc: Svc, _: Reader) -> dict[str, Any]:
+    current = await svc.deployer.current(environment)
+    if current is None:
+        raise ApiError(404, "not_found", f"nothing is deployed to {environment}")
+    return _redacted(current.model_dump(mode="json"))
+
+
+@router.get("/environments/{environment}/revisions/{revision}", tags=["deployments"])
+async def environment_revision(
+    environment: EnvName,
+    revision: Annotated[int, Path(ge=1, le=10**9)],
+    svc: Svc,
+    _: Reader,
+) -> dict[str, Any]:
+    await svc.catalog.environment(environment)
+    snapshot = await svc.deployer.revision(environment, revision)
+    return _redacted(snapshot.model_dump(mode="json"))
+
+
+# workers -----------------------------------------------------------------------------------
+async def _desired(svc: Svc) -> dict[str, int | None]:
+    return {d.id: d.data.get("desired_revision") for d in await svc.catalog.environments()}
+
+
+@router.get("/workers", tags=["workers"])
+async def list_workers(
+    svc: Svc, _: Reader, environment: Annotated[str | None, Query(max_length=63)] = None
+) -> list[dict[str, Any]]:
+    """Per worker: environment, address, state (up / down / unreachable / unknown), served and
+    desired revision, time to converge, last report and the manager's last probe."""
+    now = datetime.now(UTC)
+    desired = await _desired(svc)
+    return [
+        svc.registry.view(doc, desired.get(str(doc.data.get("environment"))), now)
+        for doc in await svc.registry.workers(environment)
+    ]
+
+
+@router.get("/workers/{worker_id:path}", tags=["workers"])
+async def get_worker(worker_id: str, svc: Svc, _: Reader) -> dict[str, Any]:
+    doc = await svc.store.get("workers", worker_id)
+    if doc is None:
+        raise ApiError(404, "not_found", f"workers/{worker_id} not found")
+    desired = await _desired(svc)
+    return svc.registry.view(doc, desired.get(str(doc.data.get("environment"))))
+
+
+@router.delete("/workers/{worker_id:path}", status_code=204, tags=["workers"])
+async def forget_worker(worker_id: str, svc: Svc, who: EnvManager) -> Response:
+    """Forget a decommissioned worker (it registers again if it ever reports)."""
+    doc = await svc.registry.forget(worker_id)
+    await audit.record(
+        svc.store,
+        who.username,
+        "worker.forget",
+        f"workers/{worker_id}",
+        {"environment": doc.data.get("environment"), "address": doc.data.get("address")},
+        None,
+    )
+    return Response(status_code=204)
+
+
+# audit -------------------------------------------------------------------------------------
+@router.get("/audit", tags=["audit"])
+async def audit_log(
+    svc: Svc,
+    _: AuditReader,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    actor: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    target_prefix: Annotated[str | None, Query(max_length=300)] = None,
+) -> list[dict[str, Any]]:
+    """Newest first: who changed what and when, with the old/new diff (secrets masked)."""
+    where = {"actor": actor} if actor else None
+    docs = await svc.store.find("audit", where)
+    rows = []
+    for d in sorted(docs, key=lambda d: d.id, reverse=True):
+        if action and d.data.get("action") != action:
+            continue
+        if target_prefix and not str(d.data.get("target", "")).startswith(target_prefix):
+            continue
+        rows.append({"id": d.id, **d.data})
+        if len(rows) >= limit:
+            break
+    return rows

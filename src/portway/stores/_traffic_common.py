@@ -1,0 +1,113 @@
+"""What both traffic sinks share: record checks, time handling, buckets and percentiles.
+
+Analytics semantics, identical on every backend:
+- a record belongs to ``[start, end)`` by its ``timestamp``; ``environment``/``api``/``consumer``
+  filters compare equal;
+- an *error* is a record with ``status >= 400``;
+- buckets are ``bucket_seconds`` wide, aligned on the Unix epoch, and every bucket that overlaps
+  ``[start, end)`` is returned, empty ones with zeros;
+- ``top_consumers`` orders by count, then by name; records without a consumer are not ranked;
+- latency percentiles are over ``total_ms``: exact on SQLite (linear interpolation between closest
+  ranks), estimated by t-digest on Elasticsearch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from portway.stores.traffic import AnalyticsQuery, Bucket, TrafficRecord
+
+MAX_ID_LENGTH = 256
+MAX_BUCKETS = 10_000
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0))
+
+
+def epoch_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return math.floor(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def check_record(record: Mapping[str, object]) -> tuple[str, int]:
+    """The record's id and timestamp (epoch ms); ``ValueError`` saying what is wrong."""
+    rid = record.get("id")
+    if not isinstance(rid, str) or not rid or len(rid) > MAX_ID_LENGTH:
+        raise ValueError(f"id must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    stamp = record.get("timestamp")
+    if not isinstance(stamp, str):
+        raise ValueError("timestamp must be an ISO 8601 string")
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        raise ValueError(f"timestamp {stamp!r} is not ISO 8601") from None
+    status = record.get("status")
+    if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
+        raise ValueError("status must be an integer")
+    total = record.get("total_ms")
+    if total is not None and (
+        isinstance(total, bool) or not isinstance(total, int | float) or not math.isfinite(total)
+    ):
+        raise ValueError("total_ms must be a finite number")
+    return rid, epoch_ms(moment)
+
+
+def split_records(
+    records: Sequence[TrafficRecord],
+) -> tuple[list[tuple[str, int, TrafficRecord]], list[tuple[str, str]]]:
+    """Valid records as ``(id, ms, record)``, deduplicated by id; rejected ones as ``(id, why)``."""
+    valid: dict[str, tuple[str, int, TrafficRecord]] = {}
+    rejected: list[tuple[str, str]] = []
+    for record in records:
+        try:
+            rid, ms = check_record(record)
+        except ValueError as exc:
+            raw = record.get("id")
+            rejected.append((raw if isinstance(raw, str) else "", str(exc)))
+            continue
+        valid.setdefault(rid, (rid, ms, record))
+    return list(valid.values()), rejected
+
+
+def bucket_ms(query: AnalyticsQuery) -> int:
+    if query.bucket_seconds < 1:
+        raise ValueError("bucket_seconds must be at least 1")
+    return query.bucket_seconds * 1000
+
+
+def check_query(query: AnalyticsQuery) -> tuple[int, int, int]:
+    """``(start_ms, end_ms, bucket_ms)``; refuses empty ranges and too many buckets."""
+    start, end, width = epoch_ms(query.start), epoch_ms(query.end), bucket_ms(query)
+    if end <= start:
+        raise ValueError("query end must be after its start")
+    if (end - start) // width > MAX_BUCKETS:
+        raise ValueError(f"more than {MAX_BUCKETS} buckets: widen bucket_seconds or the range")
+    if query.top_n < 1:
+        raise ValueError("top_n must be at least 1")
+    return start, end, width
+
+
+def fill_buckets(
+    start_ms: int, end_ms: int, width: int, counts: Mapping[int, tuple[int, int]]
+) -> list[Bucket]:
+    """Every epoch-aligned bucket overlapping ``[start, end)``; ``counts`` maps bucket start (ms) to
+    ``(count, errors)``."""
+    first = (start_ms // width) * width
+    return [Bucket(from_ms(b), *counts.get(b, (0, 0))) for b in range(first, end_ms, width)]
+
+
+def percentile(ordered: Sequence[float], p: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default) over sorted values."""
+    rank = (len(ordered) - 1) * p / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+
+
+def top(counts: Mapping[str, int], n: int) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]

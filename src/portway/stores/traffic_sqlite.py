@@ -1,0 +1,197 @@
+"""The embedded traffic sink: one SQLite file (WAL), one row per request.
+
+``write`` is ``INSERT OR IGNORE`` by record id in one transaction, so a retried batch stores each
+record once. The filterable fields are columns (indexed by time); the whole record is kept as JSON.
+With ``retention_days`` set, records older than that are deleted at most once an hour.
+Calls run in one worker thread, serialised, so the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from portway.errors import RejectedRecords, StoreError, StoreUnavailable
+from portway.stores._traffic_common import (
+    PERCENTILES,
+    check_query,
+    fill_buckets,
+    percentile,
+    split_records,
+    top,
+)
+from portway.stores.traffic import AnalyticsQuery, AnalyticsResult, TrafficRecord
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS traffic (
+    id TEXT PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    environment TEXT,
+    api TEXT,
+    consumer TEXT,
+    status INTEGER,
+    total_ms REAL,
+    record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS traffic_ts ON traffic (ts);
+"""
+_PURGE_EVERY = 3600.0
+
+
+class SqliteTrafficSink:
+    def __init__(self, path: str, *, retention_days: float | None = None) -> None:
+        self._path = path
+        self._retention_ms = None if retention_days is None else int(retention_days * 86_400_000)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._last_purge = 0.0
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteTrafficSink:
+        # Same spelling as the config store: sqlite:///abs/path.db or sqlite://relative.db
+        path, _, query = url.removeprefix("sqlite://").partition("?")
+        days = dict(parse_qsl(query)).get("retention_days")
+        return cls(path, retention_days=float(days) if days else None)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StoreUnavailable("traffic sink is not open")
+
+        def call() -> T:
+            with self._lock:
+                try:
+                    return fn(conn)
+                except sqlite3.OperationalError as exc:
+                    raise StoreUnavailable(f"sqlite: {exc}") from exc
+                except sqlite3.Error as exc:
+                    raise StoreError(f"sqlite: {exc}") from exc
+
+        return await asyncio.to_thread(call)
+
+    async def open(self) -> None:
+        if self._path not in ("", ":memory:"):
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(
+                self._path or ":memory:", check_same_thread=False, isolation_level=None
+            )
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=5000")
+                conn.executescript(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        try:
+            self._conn = await asyncio.to_thread(connect)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite {self._path}: {exc}") from exc
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.to_thread(conn.close)
+
+    async def write(self, records: Sequence[TrafficRecord]) -> None:
+        valid, rejected = split_records(records)
+        rows = [
+            (
+                rid,
+                ms,
+                record.get("environment"),
+                record.get("api"),
+                record.get("consumer"),
+                record.get("status"),
+                record.get("total_ms"),
+                json.dumps(record, separators=(",", ":"), default=str),
+            )
+            for rid, ms, record in valid
+        ]
+        purge_before = None
+        if self._retention_ms is not None and time.monotonic() - self._last_purge > _PURGE_EVERY:
+            self._last_purge = time.monotonic()
+            purge_before = int(time.time() * 1000) - self._retention_ms
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR IGNORE INTO traffic VALUES (?,?,?,?,?,?,?,?)", rows)
+                if purge_before is not None:
+                    conn.execute("DELETE FROM traffic WHERE ts < ?", (purge_before,))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+        if rows or purge_before is not None:
+            await self._run(fn)
+        if rejected:
+            raise RejectedRecords(rejected)
+
+    async def query(self, query: AnalyticsQuery) -> AnalyticsResult:
+        start, end, width = check_query(query)
+        where = "ts >= ? AND ts < ?"
+        args: list[Any] = [start, end]
+        for column in ("environment", "api", "consumer"):
+            value = getattr(query, column)
+            if value is not None:
+                where += f" AND {column} = ?"
+                args.append(value)
+
+        def fn(conn: sqlite3.Connection) -> AnalyticsResult:
+            def rows(sql: str, extra: Sequence[Any] = ()) -> list[Any]:
+                # Only our own clauses and an integer are formatted in; values are bound.
+                text = sql.format(where=where, width=width)
+                return conn.execute(text, [*args, *extra]).fetchall()
+
+            (total,) = rows("SELECT COUNT(*) FROM traffic WHERE {where}")[0]
+            by_status = rows(
+                "SELECT status, COUNT(*) FROM traffic WHERE {where} AND status IS NOT NULL "
+                "GROUP BY status"
+            )
+            by_api = rows(
+                "SELECT api, COUNT(*) FROM traffic WHERE {where} AND api IS NOT NULL GROUP BY api"
+            )
+            consumers = rows(
+                "SELECT consumer, COUNT(*) AS n FROM traffic "
+                "WHERE {where} AND consumer IS NOT NULL "
+                "GROUP BY consumer ORDER BY n DESC, consumer ASC LIMIT ?",
+                [query.top_n],
+            )
+            latencies = [
+                r[0]
+                for r in rows(
+                    "SELECT total_ms FROM traffic WHERE {where} AND total_ms IS NOT NULL "
+                    "ORDER BY total_ms"
+                )
+            ]
+            buckets = rows(
+                "SELECT (ts / {width}) * {width} AS b, COUNT(*), SUM(COALESCE(status, 0) >= 400) "
+                "FROM traffic WHERE {where} GROUP BY b"
+            )
+            return AnalyticsResult(
+                total=int(total),
+                by_status={int(s): int(n) for s, n in by_status},
+                by_api={str(a): int(n) for a, n in by_api},
+                top_consumers=top({str(c): int(n) for c, n in consumers}, query.top_n),
+                latency_ms=(
+                    {name: percentile(latencies, p) for name, p in PERCENTILES} if latencies else {}
+                ),
+                buckets=fill_buckets(start, end, width, {int(b): (n, e) for b, n, e in buckets}),
+            )
+
+        return await self._run(fn)

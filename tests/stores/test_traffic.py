@@ -1,0 +1,242 @@
+"""The traffic sink contract, run on SQLite and on Elasticsearch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from portway.errors import RejectedRecords, StoreUnavailable
+from portway.stores.traffic import AnalyticsQuery, TrafficRecord, TrafficSink, open_traffic_sink
+from portway.stores.traffic_elasticsearch import ElasticsearchTrafficSink, time_ms
+from portway.stores.traffic_sqlite import SqliteTrafficSink
+from tests.stores.conftest import elasticsearch_url, servers
+from tests.support.servers import Server, closed_port, silent_listener
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def record(i: int, **fields: Any) -> TrafficRecord:
+    base: dict[str, Any] = {
+        "id": f"req-{i}",
+        "timestamp": (T0 + timedelta(seconds=i)).isoformat(),
+        "environment": "prod",
+        "api": f"api-{i % 3}",
+        "status": 200,
+        "total_ms": float(i + 1),
+        "method": "GET",
+        "path": f"/orders/{i}",
+    }
+    base.update(fields)
+    return base  # type: ignore[return-value]
+
+
+def query(**fields: Any) -> AnalyticsQuery:
+    values: dict[str, Any] = {"start": T0, "end": T0 + timedelta(minutes=3), "bucket_seconds": 60}
+    values.update(fields)
+    return AnalyticsQuery(**values)
+
+
+async def test_an_empty_sink_answers_zeros(traffic_sink: TrafficSink) -> None:
+    result = await traffic_sink.query(query())
+    assert result.total == 0
+    assert (result.by_status, result.by_api, result.top_consumers) == ({}, {}, [])
+    assert result.latency_ms == {}
+    assert [(b.start, b.count, b.errors) for b in result.buckets] == [
+        (T0 + timedelta(minutes=m), 0, 0) for m in range(3)
+    ]
+
+
+async def test_aggregates(traffic_sink: TrafficSink) -> None:
+    records = [
+        record(
+            i,
+            status=503 if i % 10 == 0 else 404 if i % 10 == 1 else 200,
+            consumer=["acme", "globex", "initech"][i % 3] if i % 4 else None,
+        )
+        for i in range(100)
+    ]
+    for r in records:
+        if r.get("consumer") is None:
+            r.pop("consumer")
+    await traffic_sink.write(records)
+    result = await traffic_sink.query(query())
+    assert result.total == 100
+    assert result.by_status == {200: 80, 404: 10, 503: 10}
+    assert result.by_api == {"api-0": 34, "api-1": 33, "api-2": 33}
+    expected_consumers: dict[str, int] = {}
+    for r in records:
+        if "consumer" in r:
+            expected_consumers[r["consumer"]] = expected_consumers.get(r["consumer"], 0) + 1
+    ranked = sorted(expected_consumers.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert result.top_consumers == ranked
+    # records 0..59 fall in the first minute, 60..99 in the second; errors are status >= 400
+    assert [(b.count, b.errors) for b in result.buckets] == [(60, 12), (40, 8), (0, 0)]
+    # 1..100 ms: p50 = 50.5, p90 = 90.1, p99 = 99.01 exactly on SQLite; t-digest on Elasticsearch
+    assert result.latency_ms["p50"] == pytest.approx(50.5, abs=0.5)
+    assert result.latency_ms["p90"] == pytest.approx(90.1, abs=0.5)
+    assert result.latency_ms["p99"] == pytest.approx(99.01, abs=0.5)
+
+
+async def test_filters_and_time_range(traffic_sink: TrafficSink) -> None:
+    await traffic_sink.write(
+        [
+            record(0, consumer="a"),
+            record(1, consumer="b", environment="dev"),
+            record(2, consumer="a", api="api-9"),
+            record(3, timestamp=(T0 - timedelta(seconds=1)).isoformat()),  # before start
+            record(4, timestamp=(T0 + timedelta(minutes=3)).isoformat()),  # at end: excluded
+            record(5, timestamp="2026-03-01T13:00:30+01:00"),  # 12:00:30 UTC
+        ]
+    )
+    assert (await traffic_sink.query(query())).total == 4
+    assert (await traffic_sink.query(query(environment="prod"))).total == 3
+    assert (await traffic_sink.query(query(environment="dev"))).total == 1
+    assert (await traffic_sink.query(query(api="api-9"))).total == 1
+    only_a = await traffic_sink.query(query(consumer="a"))
+    assert (only_a.total, only_a.top_consumers) == (2, [("a", 2)])
+    top1 = await traffic_sink.query(query(top_n=1))
+    assert top1.top_consumers == [("a", 2)]
+
+
+async def test_buckets_align_on_the_epoch(traffic_sink: TrafficSink) -> None:
+    await traffic_sink.write([record(i) for i in range(0, 120, 10)])
+    result = await traffic_sink.query(
+        query(start=T0 + timedelta(seconds=25), end=T0 + timedelta(seconds=95), bucket_seconds=30)
+    )
+    # buckets 12:00:00, :30, 12:01:00, :30 overlap [12:00:25, 12:01:35)
+    assert [b.start for b in result.buckets] == [T0 + timedelta(seconds=s) for s in (0, 30, 60, 90)]
+    assert [b.count for b in result.buckets] == [0, 3, 3, 1]
+    assert result.total == 7
+
+
+async def test_writes_are_idempotent_by_id(traffic_sink: TrafficSink) -> None:
+    batch = [record(i) for i in range(20)]
+    await traffic_sink.write(batch)
+    await traffic_sink.write(batch)  # a retried batch
+    await traffic_sink.write(batch[10:] + [record(i) for i in range(20, 30)])  # overlapping
+    await traffic_sink.write([record(30), record(30, status=500)])  # same id twice in a batch
+    result = await traffic_sink.query(query())
+    assert result.total == 31
+    assert 500 not in result.by_status
+
+
+async def test_malformed_records_are_rejected_and_the_rest_stored(
+    traffic_sink: TrafficSink,
+) -> None:
+    bad: list[Any] = [
+        {"timestamp": T0.isoformat()},
+        record(1, timestamp="yesterday"),
+        record(2, status="200"),
+        record(3, total_ms=float("nan")),
+    ]
+    with pytest.raises(RejectedRecords) as caught:
+        await traffic_sink.write([record(0), *bad, record(4)])
+    assert len(caught.value.rejected) == 4
+    assert "timestamp 'yesterday' is not ISO 8601" in str(caught.value)
+    assert (await traffic_sink.query(query())).total == 2
+
+
+async def test_details_are_kept_but_not_analysed(traffic_sink: TrafficSink) -> None:
+    await traffic_sink.write([record(0, detail={"headers": {"x.y": "1", "$z": [1, {"a": None}]}})])
+    assert (await traffic_sink.query(query())).total == 1
+
+
+async def test_bad_queries_are_refused(traffic_sink: TrafficSink) -> None:
+    with pytest.raises(ValueError, match="end must be after"):
+        await traffic_sink.query(query(end=T0))
+    with pytest.raises(ValueError, match="more than 10000 buckets"):
+        await traffic_sink.query(query(end=T0 + timedelta(days=1), bucket_seconds=1))
+
+
+# --- Elasticsearch specifics ----------------------------------------------------------------------
+
+
+def es_get(server: Server, path: str) -> Any:
+    url = f"http://127.0.0.1:{server.port}{path}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@servers
+async def test_elasticsearch_installs_its_template_and_stream(elasticsearch: Server) -> None:
+    sink = open_traffic_sink(elasticsearch_url(elasticsearch))
+    assert isinstance(sink, ElasticsearchTrafficSink)
+    await sink.open()
+    try:
+        template = es_get(elasticsearch, f"/_index_template/{sink.stream}")["index_templates"][0]
+        body = template["index_template"]
+        assert body["index_patterns"] == [sink.stream]
+        assert "data_stream" in body
+        assert body["_meta"]["managed_by"] == "portway"
+        assert body["template"]["mappings"]["properties"]["status"]["type"] == "short"
+        # the integ-test distribution has no ILM: Portway applies the lifecycle itself
+        assert sink.lifecycle == "portway"
+        # a second worker starting installs the same things again
+        second = open_traffic_sink(elasticsearch_url(elasticsearch, stream=sink.stream))
+        await second.open()
+        await second.close()
+        await sink.write([record(0)])
+        resolved = es_get(elasticsearch, f"/_resolve/index/{sink.stream}")
+        assert [d["name"] for d in resolved["data_streams"]] == [sink.stream]
+    finally:
+        await sink.close()
+
+
+@servers
+async def test_elasticsearch_lifecycle_rolls_over_and_deletes(elasticsearch: Server) -> None:
+    url = elasticsearch_url(elasticsearch, rollover_age="1ms", retention="1d")
+    sink = open_traffic_sink(url)
+    assert isinstance(sink, ElasticsearchTrafficSink)
+    await sink.open()
+    try:
+        assert (await sink.maintain())["rolled_over"] is False  # nothing written yet
+        await sink.write([record(0)])
+        await asyncio.sleep(0.05)
+        assert (await sink.maintain()) == {"rolled_over": True, "deleted": []}
+        await sink.write([record(1)])
+        backing = es_get(elasticsearch, f"/_resolve/index/{sink.stream}")["data_streams"][0]
+        assert len(backing["backing_indices"]) == 2
+        assert (await sink.query(query())).total == 2
+    finally:
+        await sink.close()
+    expiring = ElasticsearchTrafficSink.from_url(
+        url.replace("retention=1d", "retention=1ms").replace("rollover_age=1ms", "rollover_age=1d")
+    )
+    await expiring.open()
+    try:
+        await asyncio.sleep(0.05)
+        report = await expiring.maintain()
+        assert report["rolled_over"] is False
+        assert len(report["deleted"]) == 1  # the rolled-over index; the write index stays
+        assert (await expiring.query(query())).total == 1
+    finally:
+        await expiring.close()
+
+
+@pytest.mark.parametrize("listener", [closed_port, silent_listener])
+async def test_an_unreachable_elasticsearch_is_unavailable(listener: Any) -> None:
+    with listener() as port:
+        sink = open_traffic_sink(f"elasticsearch://127.0.0.1:{port}?timeout=0.5")
+        async with asyncio.timeout(15):
+            with pytest.raises(StoreUnavailable):
+                await sink.open()
+        await sink.close()
+
+
+def test_traffic_urls() -> None:
+    assert isinstance(open_traffic_sink("sqlite:///tmp/t.db?retention_days=7"), SqliteTrafficSink)
+    es = open_traffic_sink("elasticsearch://u:p@a:9200,b:9200?stream=s&lifecycle=ilm")
+    assert isinstance(es, ElasticsearchTrafficSink)
+    assert es.stream == "s"
+    assert time_ms("30d") == 30 * 86_400_000
+    with pytest.raises(ValueError, match="not a time value"):
+        open_traffic_sink("elasticsearch://a:9200?retention=forever")
+    with pytest.raises(ValueError, match="not a valid data stream name"):
+        open_traffic_sink("elasticsearch://a:9200?stream=Bad")
+    with pytest.raises(ValueError, match="not one of sqlite, elasticsearch"):
+        open_traffic_sink("kafka://x")
