@@ -8,15 +8,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from portway.client.cli import register as register_client
+from portway.matrix.cli import register as register_matrix
+
 
 def _manager(args: argparse.Namespace) -> int:
     from portway.manager.app import run
     from portway.manager.settings import ManagerSettings
 
+    data = args.data_dir.resolve()
     settings = ManagerSettings(
         host=args.host,
         port=args.port,
-        store=args.store,
+        store=args.store or f"sqlite:///{data}/manager.db",
+        logs=args.logs or f"sqlite:///{data}/traffic.db",
         data_dir=args.data_dir,
         secret_file=args.secret_file or args.data_dir / "cluster.secret",
         bootstrap_file=args.data_dir / "bootstrap-admin.json",
@@ -42,6 +47,7 @@ def _worker(args: argparse.Namespace) -> int:
             state_dir=args.state_dir,
             poll_interval=args.poll_interval,
             cache_url=args.cache,
+            logs_url=args.logs or f"sqlite:///{args.state_dir.resolve().parent}/traffic.db",
         )
     )
 
@@ -84,8 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     manager.add_argument("--port", type=int, default=8080)
     manager.add_argument(
         "--store",
-        default="sqlite:///var/portway/manager.db",
-        help="config store URL: sqlite:///PATH or mongodb://HOST:PORT/DB",
+        default=None,
+        help="config store URL: sqlite:///PATH or mongodb://HOST:PORT/DB "
+        "(default: DATA_DIR/manager.db)",
+    )
+    manager.add_argument(
+        "--logs",
+        default=None,
+        help="traffic log store for analytics: sqlite:///PATH or elasticsearch://HOST:9200 "
+        "(default: DATA_DIR/traffic.db)",
     )
     manager.add_argument("--data-dir", type=Path, default=Path("var/portway"))
     manager.add_argument(
@@ -118,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--state-dir", type=Path, default=Path("var/portway/worker"))
     worker.add_argument("--poll-interval", type=float, default=5.0)
     worker.add_argument(
+        "--logs",
+        default=None,
+        help="traffic log sink: sqlite:///PATH or elasticsearch://HOST:9200 "
+        "(default: traffic.db beside the state directory, the manager's default on one host)",
+    )
+    worker.add_argument(
         "--cache",
         default="local://",
         help="shared cache URL: local:// (per process), redis://HOST:PORT/0, "
@@ -130,12 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8082)
     demo.set_defaults(func=_demo_backend)
 
-    try:
-        from portway.matrix.cli import register as register_matrix
-    except ImportError:  # pragma: no cover - the matrix package ships with Portway
-        pass
-    else:
-        register_matrix(sub)
+    register_matrix(sub)
+    register_client(sub)
     return parser
 
 

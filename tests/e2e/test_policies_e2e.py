@@ -69,6 +69,17 @@ def test_api_key_and_throttling_end_to_end(platform: Platform) -> None:
         spoofed = client.get(url, headers={"X-Api-Key": key, "X-Consumer": "admin"})
         assert spoofed.status_code == 429  # still counted as shop, not as a forged identity
 
+    # every request reached the traffic log, and the manager's analytics read it back
+    def logged() -> dict[str, Any]:
+        result: dict[str, Any] = platform.call("GET", "/analytics?environment=dev&api=orders")
+        return result
+
+    wait_until(lambda: logged()["by_status"].get("429", 0) >= 4, "traffic records")
+    stats = logged()
+    assert stats["by_status"]["401"] == 2
+    assert stats["by_status"]["200"] >= 2
+    assert {"consumer": "shop", "count": stats["total"] - 2} in stats["top_consumers"]
+
 
 def test_an_invalid_policy_config_is_refused_with_its_path(platform: Platform) -> None:
     api = orders_api(platform)

@@ -136,7 +136,7 @@ def run_up(profile: LocalProfile) -> int:
     _write_private(profile.matrix_file, yaml.safe_dump(profile.matrix_settings(), sort_keys=False))
     _write_private(profile.inventory_file, yaml.safe_dump(profile.inventory(), sort_keys=False))
     python = [sys.executable, "-m", "portway"]
-    data = str(profile.data_dir)
+    data = str(profile.data_dir.resolve())
     supervisor = Supervisor()
     stopping = False
 

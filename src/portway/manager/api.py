@@ -12,6 +12,7 @@ from fastapi import APIRouter
 
 from portway.manager import (
     routes_access,
+    routes_analytics,
     routes_catalog,
     routes_consumers,
     routes_declarative,
@@ -26,5 +27,6 @@ for _module in (
     routes_deployments,
     routes_consumers,
     routes_declarative,
+    routes_analytics,
 ):
     router.include_router(_module.router)

@@ -16,6 +16,7 @@ from fastapi.responses import PlainTextResponse
 
 from portway.cluster.signing import load_or_create_secret
 from portway.manager import api, cluster_api, problems
+from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
 from portway.manager.catalog import Catalog
 from portway.manager.consumers import Consumers
@@ -48,7 +49,10 @@ async def build_services(settings: ManagerSettings, store: ConfigStore) -> Servi
         base_delay=settings.login_failure_delay,
         max_delay=settings.login_failure_delay_max,
     )
-    return Services(settings, store, secret, catalog, registry, deployer, client, consumers, guard)
+    analytics = Analytics(settings.logs)
+    return Services(
+        settings, store, secret, catalog, registry, deployer, client, consumers, guard, analytics
+    )
 
 
 async def _bootstrap(settings: ManagerSettings, store: ConfigStore) -> None:
@@ -103,6 +107,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
             await services.client.close()
+            await services.analytics.close()
             await config_store.close()
 
     app = FastAPI(

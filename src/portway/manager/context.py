@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard
 from portway.manager.catalog import Catalog
 from portway.manager.consumers import Consumers
@@ -25,3 +26,4 @@ class Services:
     client: WorkerClient
     consumers: Consumers
     login_guard: LoginGuard
+    analytics: Analytics

@@ -16,6 +16,9 @@ class ManagerSettings(Model):
     store: Annotated[str, Field(description="config store URL: sqlite:///path or mongodb://")] = (
         "sqlite:///var/portway/manager.db"
     )
+    logs: Annotated[
+        str, Field(description="traffic log store: sqlite:///path or elasticsearch://host:9200")
+    ] = "sqlite:///var/portway/traffic.db"
     secret_file: Path = Path("var/portway/cluster.secret")
     data_dir: Path = Path("var/portway")
     bootstrap_file: Annotated[

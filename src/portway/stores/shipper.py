@@ -110,7 +110,10 @@ class Shipper:
         max_spool_bytes: int = 256 * 1024 * 1024,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        open_sink: bool = False,
     ) -> None:
+        """``open_sink``: the shipper opens the sink itself on its first write (and retries that
+        like any write), so a worker starts while the sink is unreachable."""
         if max_queue < 1 or batch_size < 1:
             raise ValueError("max_queue and batch_size must be at least 1")
         self._sink = sink
@@ -130,6 +133,7 @@ class Shipper:
         self._drainer: asyncio.Task[None] | None = None
         self._closing = False
         self._sink_down = False
+        self._sink_open = not open_sink
         self._seq = 0
         self._overflow: IO[bytes] | None = None
         self._overflow_path: Path | None = None
@@ -252,6 +256,9 @@ class Shipper:
 
     async def _write(self, batch: list[TrafficRecord]) -> None:
         try:
+            if not self._sink_open:
+                await self._sink.open()
+                self._sink_open = True
             await self._sink.write(batch)
         except asyncio.CancelledError:
             self._spool_now(batch)  # closing mid-write: nothing in flight is ever lost

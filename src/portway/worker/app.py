@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from portway.policies.factory import route_pipelines
 from portway.policies.services import PolicyServices
 from portway.stores.cache import open_cache
 from portway.stores.cache_local import LocalCache
+from portway.stores.shipper import Shipper
+from portway.stores.traffic import open_traffic_sink
 from portway.worker.control import ControlHandler
 from portway.worker.errors import new_correlation_id
 from portway.worker.headers import incoming_correlation_id
@@ -52,6 +54,8 @@ class WorkerOptions:
     secret_file: Path = Path("var/portway/cluster.secret")
     state_dir: Path = Path("var/portway/worker")
     poll_interval: float = 5.0
+    logs_url: str = "sqlite:///var/portway/traffic.db"
+    """Where traffic records go: ``sqlite:///path`` or ``elasticsearch://host:9200``."""
     cache_url: str = "local://"
     """Counters and cached responses: ``local://`` (per process), ``redis://``, ``hazelcast://``."""
 
@@ -79,6 +83,10 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
     await local_cache.open()
     services = PolicyServices(environment=options.environment, cache=cache, local_cache=local_cache)
     pipelines = route_pipelines(services)
+    sink = open_traffic_sink(options.logs_url)
+    shipper = Shipper(sink, options.state_dir / f"spool-{process.index}", open_sink=True)
+    await shipper.start()
+    handler.traffic = shipper.submit
 
     async def apply(revision: EnvironmentRevision) -> None:
         runtime = compile_runtime(revision, settings, pipelines)
@@ -91,9 +99,12 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
             "process": process.index,
             "inflight": runtime.inflight if runtime else 0,
             "policies": services.stats.snapshot(),
+            "traffic_log": asdict(shipper.stats()),
         }
 
     async def close_stores() -> None:
+        await shipper.close()
+        await sink.close()
         await services.aclose()
         await local_cache.close()
         await cache.close()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -40,6 +42,7 @@ from portway.policies.api import (
     RequestView,
     ResponseView,
 )
+from portway.stores.traffic import TrafficRecord
 from portway.worker.errors import error_response, new_correlation_id
 from portway.worker.headers import incoming_correlation_id, request_headers, response_headers
 from portway.worker.routing import NotAllowed
@@ -54,9 +57,17 @@ CONTROL_PREFIX = "/_portway"
 class GatewayHandler:
     """The ``portway.http`` handler of a worker."""
 
-    def __init__(self, runtime: Runtime | None = None, *, control: Handler | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime | None = None,
+        *,
+        control: Handler | None = None,
+        traffic: TrafficLog | None = None,
+    ) -> None:
         self._runtime = runtime
         self.control = control
+        self.traffic = traffic
+        """Called with one record per proxied request once its response is sent (enqueue only)."""
         self._retiring: set[asyncio.Task[None]] = set()
 
     @property
@@ -101,8 +112,9 @@ class GatewayHandler:
             cid = incoming_correlation_id(request) or new_correlation_id()
             return error_response(503, "no_configuration", "the worker has no configuration", cid)
         runtime.enter()
+        note = RequestNote(time.time(), time.monotonic()) if self.traffic is not None else None
         try:
-            response = await _proxy(runtime, request)
+            response = await _proxy(runtime, request, note)
         except BaseException:
             runtime.leave()
             raise
@@ -111,7 +123,101 @@ class GatewayHandler:
             response.on_finish = _Leave(runtime)
         else:
             response.on_finish = _Chain(finish, runtime)
+        if note is not None and self.traffic is not None:
+            response.on_finish = _Record(
+                response.on_finish, self.traffic, runtime, request, note, response
+            )
         return response
+
+
+TrafficLog = Callable[[TrafficRecord], None]
+
+
+class RequestNote:
+    """What the proxy learnt about one request, for its traffic record (only when logging)."""
+
+    __slots__ = ("api", "backend", "ctx", "endpoint", "monotonic", "project", "started")
+
+    def __init__(self, started: float, monotonic: float) -> None:
+        self.started = started
+        self.monotonic = monotonic
+        self.api: str | None = None
+        self.project: str | None = None
+        self.endpoint: str | None = None
+        self.backend: str | None = None
+        self.ctx: PolicyContext | None = None
+
+
+class _Record:
+    """Chains after the other finish callbacks and enqueues the request's traffic record."""
+
+    __slots__ = ("_after", "_note", "_request", "_response", "_runtime", "_traffic")
+
+    def __init__(
+        self,
+        after: Callable[[Outcome], None],
+        traffic: TrafficLog,
+        runtime: Runtime,
+        request: Request,
+        note: RequestNote,
+        response: Response,
+    ) -> None:
+        self._after = after
+        self._traffic = traffic
+        self._runtime = runtime
+        self._request = request
+        self._note = note
+        self._response = response
+
+    def __call__(self, outcome: Outcome) -> None:
+        try:
+            self._after(outcome)
+        finally:
+            try:
+                self._traffic(
+                    traffic_record(
+                        self._runtime, self._request, self._note, self._response, outcome
+                    )
+                )
+            except Exception:
+                log.exception("the traffic log hook failed")
+
+
+def traffic_record(
+    runtime: Runtime, request: Request, note: RequestNote, response: Response, outcome: Outcome
+) -> TrafficRecord:
+    cid = b""
+    for name, value in response.headers:
+        if name.lower() == b"x-correlation-id":
+            cid = value
+            break
+    record: TrafficRecord = {
+        "id": cid.decode("ascii", "replace") or new_correlation_id(),
+        "timestamp": datetime.fromtimestamp(note.started, UTC).isoformat(),
+        "environment": runtime.revision.environment,
+        "method": request.method,
+        "path": request.path,
+        "client_ip": request.client[0],
+        "status": outcome.status,
+        "total_ms": round((time.monotonic() - note.monotonic) * 1000, 3),
+        "response_bytes": outcome.bytes_sent,
+    }
+    if not outcome.completed:
+        record["error"] = "client_disconnected"
+    if note.api is not None:
+        record["api"] = note.api
+        record["project"] = note.project or ""
+    if note.endpoint is not None:
+        record["endpoint"] = note.endpoint
+    if note.backend is not None:
+        record["backend"] = note.backend
+    ctx = note.ctx
+    if ctx is not None:
+        if ctx.consumer:
+            record["consumer"] = ctx.consumer
+        if ctx.error is not None:
+            record["error"] = ctx.error.code
+    return record
 
 
 class _Leave:
@@ -207,7 +313,7 @@ def _forward_path(route: Route, request: Request, rest: str) -> bytes:
     return path
 
 
-async def _proxy(runtime: Runtime, request: Request) -> Response:
+async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -> Response:
     cid = incoming_correlation_id(request) or new_correlation_id()
     match = runtime.router.match(request.host, request.method, request.path)
     if match is None:
@@ -219,10 +325,16 @@ async def _proxy(runtime: Runtime, request: Request) -> Response:
         )
     route = match.value
     upstream = route.upstream
+    if note is not None:
+        note.api = route.api.name
+        note.project = route.api.project
+        note.endpoint = route.endpoint.path if route.endpoint is not None else None
     if route.api.maintenance or upstream is None:
         return error_response(503, "maintenance", "the API is under maintenance", cid)
     if route.pipeline is not NO_PIPELINE:
-        return await _proxy_with_pipeline(runtime, request, route, match.params, match.rest, cid)
+        return await _proxy_with_pipeline(
+            runtime, request, route, match.params, match.rest, cid, note
+        )
     cid_b = cid.encode("ascii")
     websocket = request.upgrade is not None
     headers = request_headers(
@@ -235,7 +347,7 @@ async def _proxy(runtime: Runtime, request: Request) -> Response:
     body = request.body
     data = body.take()
     try:
-        response, _ = await upstream.send(
+        response, address = await upstream.send(
             request.method,
             _forward_path(route, request, match.rest),
             headers,
@@ -248,6 +360,8 @@ async def _proxy(runtime: Runtime, request: Request) -> Response:
     except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout) as exc:
         status, code, message = _error_for(exc)
         return error_response(status, code, message, cid)
+    if note is not None:
+        note.backend = address.url
     out = response_headers(
         response.headers,
         via=runtime.via,
@@ -292,6 +406,7 @@ async def _proxy_with_pipeline(
     params: dict[str, str],
     rest: str,
     cid: str,
+    note: RequestNote | None,
 ) -> Response:
     started = time.monotonic()
     pipeline = route.pipeline
@@ -321,6 +436,8 @@ async def _proxy_with_pipeline(
         scheme=request.scheme,
         tls_peer_cert=request.tls_peer_cert,
     )
+    if note is not None:
+        note.ctx = ctx
 
     async def fail(status: int, code: str, message: str) -> Response:
         ctx.error = GatewayError(status, code, message)
@@ -381,6 +498,8 @@ async def _proxy_with_pipeline(
         raise
     except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout) as exc:
         return await fail(*_error_for(exc))
+    if note is not None:
+        note.backend = address.url
     if upstream.status == 101 and websocket:
         out = response_headers(
             upstream.headers,

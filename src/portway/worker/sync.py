@@ -239,10 +239,9 @@ class ConfigSync:
                 continue
             async with self._lock:
                 if cached.revision != self.state.served_revision:
-                    try:
+                    # _install logs a refused revision; the watcher keeps watching
+                    with contextlib.suppress(Exception):
                         await self._install(cached)
-                    except Exception:
-                        continue
 
     async def on_push(self, notice: DeployNotice) -> DeployAck:
         if notice.environment != self.settings.environment:

@@ -1,0 +1,39 @@
+"""Traffic analytics: the manager's read side of the traffic log (SQLite or Elasticsearch).
+
+The sink is opened on the first query, not at start-up, so the manager starts and serves the rest
+of its API while the log store is unreachable; a query then answers 503 ``store_unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+from portway.stores.traffic import AnalyticsQuery, TrafficSink, open_traffic_sink
+
+
+class Analytics:
+    def __init__(self, url: str) -> None:
+        self._sink: TrafficSink = open_traffic_sink(url)
+        self._opened = False
+        self._lock = asyncio.Lock()
+
+    async def query(self, query: AnalyticsQuery) -> dict[str, Any]:
+        async with self._lock:
+            if not self._opened:
+                await self._sink.open()
+                self._opened = True
+        result = await self._sink.query(query)
+        out = asdict(result)
+        out["by_status"] = {str(k): v for k, v in result.by_status.items()}
+        out["top_consumers"] = [{"consumer": c, "count": n} for c, n in result.top_consumers]
+        out["buckets"] = [
+            {"start": b.start.isoformat(), "count": b.count, "errors": b.errors}
+            for b in result.buckets
+        ]
+        return out
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._sink.close()
