@@ -80,9 +80,12 @@ class Platform:
         port: int | None = None,
         wait: bool = True,
         advertise_url: str | None = None,
+        cache_url: str | None = None,
     ) -> tuple[Process, int]:
         port = port or free_port()
         advertise = ["--advertise-url", advertise_url] if advertise_url else []
+        if cache_url:
+            advertise += ["--cache", cache_url]
         proc = Process(
             worker_id,
             portway(

@@ -8,7 +8,7 @@ other's data.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,48 +16,9 @@ import pytest
 from portway.stores.cache import Cache, open_cache
 from portway.stores.config_store import ConfigStore, open_config_store
 from portway.stores.traffic import TrafficSink, open_traffic_sink
-from tests.support.servers import (
-    FERRETDB_REPLICA_SET,
-    HAZELCAST_CLUSTER,
-    Server,
-    ServerMissing,
-    elasticsearch_server,
-    ferretdb_server,
-    hazelcast_server,
-    redis_server,
-    skip_or_fail,
-)
+from tests.support.servers import FERRETDB_REPLICA_SET, HAZELCAST_CLUSTER, Server
 
 servers = pytest.mark.servers
-
-
-def _serve(make: Callable[[], Server]) -> Iterator[Server]:
-    try:
-        server = make()
-    except ServerMissing as exc:
-        skip_or_fail(exc)
-    with server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from _serve(lambda: redis_server(tmp_path_factory.mktemp("redis")))
-
-
-@pytest.fixture(scope="session")
-def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from _serve(lambda: ferretdb_server(tmp_path_factory.mktemp("ferretdb")))
-
-
-@pytest.fixture(scope="session")
-def hazelcast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from _serve(lambda: hazelcast_server(tmp_path_factory.mktemp("hazelcast")))
-
-
-@pytest.fixture(scope="session")
-def elasticsearch() -> Iterator[Server]:
-    yield from _serve(elasticsearch_server)
 
 
 def unique(prefix: str = "t") -> str:
