@@ -38,6 +38,8 @@ class Scenario:
     connections: int = 32
     script: str | None = None
     targets: tuple[str, ...] = ("direct", "nginx", "haproxy", "worker")
+    headers: tuple[str, ...] = ()
+    """``Name: value`` request headers, one ``wrk -H`` each."""
 
 
 SCENARIOS = [
@@ -319,6 +321,8 @@ def wrk(the_lab: Lab, scenario: Scenario, target: str) -> Sample:
     ]
     if scenario.script:
         args += ["-s", str(the_lab.root / scenario.script)]
+    for header in scenario.headers:
+        args += ["-H", header]
     args.append(f"http://127.0.0.1:{the_lab.ports[target]}{scenario.path}")
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     rps = _RPS.search(out)

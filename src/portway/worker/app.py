@@ -24,18 +24,13 @@ from portway.cluster.signing import read_secret
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ClusterError, DeploymentError
 from portway.http import Handler, Request
-from portway.policies.factory import route_pipelines
-from portway.policies.services import PolicyServices
-from portway.stores.cache import open_cache
-from portway.stores.cache_local import LocalCache
-from portway.stores.shipper import Shipper
-from portway.stores.traffic import open_traffic_sink
 from portway.worker.control import ControlHandler
 from portway.worker.errors import new_correlation_id
 from portway.worker.headers import incoming_correlation_id
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
 from portway.worker.server import WorkerProcess, run_worker_server
+from portway.worker.services import open_worker_stores
 from portway.worker.settings import WorkerSettings
 from portway.worker.sync import ConfigSync, ManagerUnreachable, SyncSettings
 
@@ -77,19 +72,18 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
     """Build one process's handler; raises ``ClusterError`` when it must not serve at all."""
     handler = GatewayHandler()
     settings = process.settings
-    cache = open_cache(options.cache_url)
-    await cache.open()
-    local_cache = LocalCache()
-    await local_cache.open()
-    services = PolicyServices(environment=options.environment, cache=cache, local_cache=local_cache)
-    pipelines = route_pipelines(services)
-    sink = open_traffic_sink(options.logs_url)
-    shipper = Shipper(sink, options.state_dir / f"spool-{process.index}", open_sink=True)
-    await shipper.start()
+    stores = await open_worker_stores(
+        options.environment,
+        options.cache_url,
+        options.logs_url,
+        options.state_dir / f"spool-{process.index}",
+    )
+    shipper = stores.shipper
+    assert shipper is not None
     handler.traffic = shipper.submit
 
     async def apply(revision: EnvironmentRevision) -> None:
-        runtime = compile_runtime(revision, settings, pipelines)
+        runtime = compile_runtime(revision, settings, stores.pipelines)
         await runtime.start()
         handler.swap(runtime)
 
@@ -98,16 +92,9 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
         return {
             "process": process.index,
             "inflight": runtime.inflight if runtime else 0,
-            "policies": services.stats.snapshot(),
+            "policies": stores.services.stats.snapshot(),
             "traffic_log": asdict(shipper.stats()),
         }
-
-    async def close_stores() -> None:
-        await shipper.close()
-        await sink.close()
-        await services.aclose()
-        await local_cache.close()
-        await cache.close()
 
     several = settings.processes > 1
     sync = ConfigSync(
@@ -138,7 +125,7 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
     handler.control = ControlHandler(secret, sync, status, _correlation_id)
     await sync.join()
     sync.start_reporting()
-    process.on_shutdown.append(close_stores)
+    process.on_shutdown.append(stores.close)
     process.on_shutdown.append(sync.close)
     process.on_shutdown.append(handler.close)
     return handler

@@ -1,8 +1,14 @@
 """Serve one fixed revision from a JSON file, without a manager (benchmarks, tests, debugging).
 
     python -m portway.worker.static revision.json --port 8080 --processes 2 [--ready-file F]
+        [--cache URL] [--logs URL] [--spool-dir DIR]
 
 ``--ready-file`` receives ``{"pid": ..., "ports": {"http": ...}}`` once a process listens.
+
+Without ``--cache`` and ``--logs`` the revision is proxied without policies. With either, each
+process builds what ``portway worker`` builds (``portway.worker.services``): the revision's policy
+pipelines on the shared cache ``--cache`` (default ``local://``) and, with ``--logs``, a traffic
+shipper to that sink, spooling under ``--spool-dir`` (default: the revision's directory).
 """
 
 from __future__ import annotations
@@ -15,12 +21,16 @@ from pathlib import Path
 from portway.config.revision import EnvironmentRevision
 from portway.http import Handler
 from portway.worker.proxy import GatewayHandler
-from portway.worker.runtime import compile_runtime
+from portway.worker.runtime import PipelineFactory, compile_runtime, no_pipeline
 from portway.worker.server import Listeners, WorkerProcess, run_worker_server
+from portway.worker.services import open_worker_stores
 from portway.worker.settings import WorkerSettings
 
 _REVISION_ENV = "PORTWAY_STATIC_REVISION"
 _READY_ENV = "PORTWAY_STATIC_READY"
+_CACHE_ENV = "PORTWAY_STATIC_CACHE"
+_LOGS_ENV = "PORTWAY_STATIC_LOGS"
+_SPOOL_ENV = "PORTWAY_STATIC_SPOOL"
 
 
 async def setup(process: WorkerProcess) -> Handler:
@@ -28,7 +38,20 @@ async def setup(process: WorkerProcess) -> Handler:
         Path(os.environ[_REVISION_ENV]).read_text()  # noqa: ASYNC240 - once, at start-up
     )
     handler = GatewayHandler()
-    runtime = compile_runtime(revision, process.settings)
+    pipelines: PipelineFactory = no_pipeline
+    cache_url = os.environ.get(_CACHE_ENV)
+    if cache_url:
+        stores = await open_worker_stores(
+            revision.environment,
+            cache_url,
+            os.environ.get(_LOGS_ENV) or None,
+            Path(os.environ[_SPOOL_ENV]) / f"spool-{process.index}",
+        )
+        process.on_shutdown.append(stores.close)
+        pipelines = stores.pipelines
+        if stores.shipper is not None:
+            handler.traffic = stores.shipper.submit
+    runtime = compile_runtime(revision, process.settings, pipelines)
     await runtime.start()
     handler.swap(runtime)
     process.on_shutdown.append(handler.close)
@@ -53,8 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--max-body-bytes", type=int, default=None)
     parser.add_argument("--ready-file", default=None, help="prefix; '.N' is added per process")
+    parser.add_argument("--cache", default=None, help="compile policies on this cache URL")
+    parser.add_argument("--logs", default=None, help="ship traffic records to this sink URL")
+    parser.add_argument("--spool-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     os.environ[_REVISION_ENV] = str(args.revision.resolve())
+    if args.cache or args.logs:
+        os.environ[_CACHE_ENV] = args.cache or "local://"
+        if args.logs:
+            os.environ[_LOGS_ENV] = args.logs
+        os.environ[_SPOOL_ENV] = str((args.spool_dir or args.revision.parent).resolve())
     if args.ready_file:
         os.environ[_READY_ENV] = args.ready_file
     limits = {"max_body_bytes": args.max_body_bytes} if args.max_body_bytes else {}
