@@ -97,7 +97,8 @@ class LocalCache:
             self._counters[key] = (count, end)
             self._counters.move_to_end(key)
             self._evict(now)
-            return WindowCount(count, end - now)
+            # (now + window) - now can exceed window by one ulp: clamp it
+            return WindowCount(count, min(end - now, window))
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, value: bytes, *, ttl: float | None = None

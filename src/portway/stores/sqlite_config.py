@@ -14,10 +14,10 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
-from portway.errors import DuplicateKey, NotFound, StaleVersion, StoreError, StoreUnavailable
+from portway.errors import DuplicateKey, NotFound, StaleVersion, StoreUnavailable
+from portway.stores._sqlite import connect_wal, mapped_errors
 from portway.stores._validate import canonical_json, check_key, check_where, json_type
 from portway.stores.config_store import Document, collection, unique_values
 from portway.stores.migrations import MIGRATIONS, Migration, run_migrations
@@ -62,38 +62,24 @@ class SqliteConfigStore:
             raise StoreUnavailable("config store is not open")
 
         def call() -> T:
-            with self._lock:
+            with self._lock, mapped_errors():
+                if not write:
+                    return fn(conn)
+                conn.execute("BEGIN IMMEDIATE")
                 try:
-                    if not write:
-                        return fn(conn)
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = fn(conn)
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
-                    conn.execute("COMMIT")
-                    return result
-                except sqlite3.OperationalError as exc:
-                    raise StoreUnavailable(f"sqlite: {exc}") from exc
-                except sqlite3.Error as exc:
-                    raise StoreError(f"sqlite: {exc}") from exc
+                    result = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
 
         return await asyncio.to_thread(call)
 
     async def open(self) -> None:
-        if self._path not in ("", ":memory:"):
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-
         def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(
-                self._path or ":memory:", check_same_thread=False, isolation_level=None
-            )
+            conn = connect_wal(self._path, _SCHEMA)
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA busy_timeout=5000")
-                conn.executescript(_SCHEMA)
                 conn.execute("BEGIN IMMEDIATE")
                 row = conn.execute("SELECT version FROM schema_version").fetchone()
                 if row is None:

@@ -14,11 +14,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-from portway.errors import RejectedRecords, StoreError, StoreUnavailable
+from portway.errors import RejectedRecords, StoreUnavailable
+from portway.stores._sqlite import connect_wal, mapped_errors
 from portway.stores._traffic_common import (
     PERCENTILES,
     check_query,
@@ -68,36 +68,14 @@ class SqliteTrafficSink:
             raise StoreUnavailable("traffic sink is not open")
 
         def call() -> T:
-            with self._lock:
-                try:
-                    return fn(conn)
-                except sqlite3.OperationalError as exc:
-                    raise StoreUnavailable(f"sqlite: {exc}") from exc
-                except sqlite3.Error as exc:
-                    raise StoreError(f"sqlite: {exc}") from exc
+            with self._lock, mapped_errors():
+                return fn(conn)
 
         return await asyncio.to_thread(call)
 
     async def open(self) -> None:
-        if self._path not in ("", ":memory:"):
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-
-        def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(
-                self._path or ":memory:", check_same_thread=False, isolation_level=None
-            )
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA busy_timeout=5000")
-                conn.executescript(_SCHEMA)
-            except BaseException:
-                conn.close()
-                raise
-            return conn
-
         try:
-            self._conn = await asyncio.to_thread(connect)
+            self._conn = await asyncio.to_thread(connect_wal, self._path, _SCHEMA)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite {self._path}: {exc}") from exc
 
