@@ -76,6 +76,17 @@ class Row:
         values = [getattr(s, attr) for s in self.samples]
         return min(values), max(values)
 
+    def result(self) -> dict[str, object]:
+        """The row as ``run()`` returns it."""
+        return {
+            "scenario": self.scenario,
+            "target": self.target,
+            "rps_median": self.median("rps"),
+            "p50_ms_median": self.median("p50_ms"),
+            "p99_ms_median": self.median("p99_ms"),
+            "rss_mb": self.rss_mb,
+        }
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -496,14 +507,4 @@ def run(results_dir: Path) -> list[dict[str, object]]:
     (results_dir / "latest.md").write_text(report)
     print()
     print(report)
-    return [
-        {
-            "scenario": row.scenario,
-            "target": row.target,
-            "rps_median": row.median("rps"),
-            "p50_ms_median": row.median("p50_ms"),
-            "p99_ms_median": row.median("p99_ms"),
-            "rss_mb": row.rss_mb,
-        }
-        for row in rows.values()
-    ]
+    return [row.result() for row in rows.values()]

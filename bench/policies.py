@@ -278,15 +278,7 @@ def run(results_dir: Path) -> list[dict[str, object]]:
     print()
     print(report)
     return [
-        {
-            "scenario": row.scenario,
-            "target": row.target,
-            "rps_median": row.median("rps"),
-            "p50_ms_median": row.median("p50_ms"),
-            "p99_ms_median": row.median("p99_ms"),
-            "rss_mb": row.rss_mb,
-            "traffic_records": logged if row.target == "worker-chain" else None,
-        }
+        row.result() | {"traffic_records": logged if row.target == "worker-chain" else None}
         for row in rows.values()
     ]
 
