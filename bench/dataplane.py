@@ -70,7 +70,7 @@ class Row:
     rss_mb: float | None = None
 
     def median(self, attr: str) -> float:
-        return statistics.median(getattr(s, attr) for s in self.samples)
+        return float(statistics.median(getattr(s, attr) for s in self.samples))
 
     def span(self, attr: str) -> tuple[float, float]:
         values = [getattr(s, attr) for s in self.samples]

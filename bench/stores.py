@@ -130,7 +130,7 @@ def records(count: int, offset: int = 0) -> list[TrafficRecord]:
             "response_bytes": 1500,
             "worker": "w1",
         }
-        out.append(r)  # type: ignore[arg-type]
+        out.append(r)
     return out  # type: ignore[return-value]
 
 
@@ -162,7 +162,7 @@ async def bench_submit(spool: Path) -> list[dict[str, Any]]:
         async def write(self, batch: Any) -> None: ...
         async def query(self, query: Any) -> Any: ...
 
-    shipper = Shipper(Null(), spool, max_queue=RECORDS + 1, batch_size=BATCH)  # type: ignore[arg-type]
+    shipper = Shipper(Null(), spool, max_queue=RECORDS + 1, batch_size=BATCH)
     await shipper.start()
     batch = records(RECORDS)
     t0 = time.perf_counter()

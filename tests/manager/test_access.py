@@ -255,7 +255,7 @@ def test_expired_tokens_are_refused(admin: TestClient) -> None:
 
     from portway.manager.auth import issue_token, user_by_name
 
-    store = admin.app.state.services.store
+    store = admin.app.state.services.store  # type: ignore[attr-defined]
     assert admin.portal is not None
     me = admin.portal.call(user_by_name, store, "admin")
     assert me is not None

@@ -147,7 +147,7 @@ def concrete(path: str) -> str:
 
 
 def call(client: TestClient, method: str, path: str, headers: dict[str, str]) -> Any:
-    body = {} if method in ("POST", "PUT", "PATCH") else None
+    body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
     return client.request(method, concrete(path), json=body, headers=headers)
 
 

@@ -100,7 +100,7 @@ def test_dry_run_shows_the_diff_and_writes_nothing(admin: TestClient) -> None:
 
 def test_absent_sections_are_left_alone_and_prune_only_listed_sections(admin: TestClient) -> None:
     apply(admin, FILE)
-    only_consumers = {"consumers": []}
+    only_consumers: dict[str, list[Any]] = {"consumers": []}
     plan = apply(admin, only_consumers, prune=True, dry_run=True).json()
     assert [(c["kind"], c["name"], c["action"]) for c in plan["changes"]] == [
         ("consumers", "mobile-app", "delete")

@@ -53,8 +53,7 @@ def test_a_batch_reaches_both_workers_and_consumers_follow(platform: Platform) -
     for worker_id in ("w1", "w2"):
         wait_until(
             lambda wid=worker_id: (
-                row(platform, wid)["served_revision"]  # type: ignore[misc]
-                == batch["env_revision"] + 1
+                row(platform, wid)["served_revision"] == batch["env_revision"] + 1
             ),
             f"{worker_id} serving the consumer revision",
         )

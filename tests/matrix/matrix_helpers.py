@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support.servers import missing_capability
 
 HERE = Path(__file__).parent
 DATA = HERE / "data"
@@ -35,10 +35,10 @@ def is_root() -> bool:
 def require_root_and(*tools: str) -> None:
     """The firewall validators talk to the kernel: root, and a throwaway namespace each."""
     if not is_root():
-        pytest.skip("needs root to validate rules against the kernel (CI runs as root)")
+        missing_capability("needs root to validate rules against the kernel (CI runs as root)")
     for tool in ("unshare", *tools):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (scripts/apt-packages.txt lists it)")
+            missing_capability(f"{tool} is not installed (scripts/apt-packages.txt lists it)")
 
 
 def run_in_fresh_netns(*command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -30,6 +30,7 @@ from portway.matrix.inventory import inventory_from_mapping
 from portway.matrix.model import Matrix
 from portway.matrix.settings import settings_from_mapping
 from tests.matrix.lab_listeners import start_listeners
+from tests.support.servers import missing_capability
 
 HOSTS = {"lb-1": "127.0.0.2", "worker-1": "127.0.0.3", "manager-1": "127.0.0.4",
          "data-1": "127.0.0.5"}  # fmt: skip
@@ -267,7 +268,7 @@ async def test_nmap_scanner_agrees_with_the_connect_scanner() -> None:
     import shutil
 
     if shutil.which("nmap") is None:
-        pytest.skip("nmap is not installed (scripts/apt-packages.txt lists it)")
+        missing_capability("nmap is not installed (scripts/apt-packages.txt lists it)")
     open_port, closed_port = free_ports(2)
     servers = await start_listeners([{"address": "127.0.0.1", "port": open_port, "kind": "tcp"}])
     try:

@@ -36,6 +36,7 @@ from portway.matrix.inventory import Inventory, inventory_from_mapping
 from portway.matrix.model import Matrix, Zone
 from portway.matrix.settings import settings_from_mapping
 from tests.matrix.matrix_helpers import REPO
+from tests.support.servers import missing_capability
 
 pytestmark = pytest.mark.netns
 
@@ -79,11 +80,11 @@ def sh(*command: str, check: bool = True, stdin: str | None = None) -> str:
 
 def _require_netns() -> None:
     if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CI runs as root)")
+        missing_capability("network namespaces need root (CI runs as root)")
     if shutil.which("ip") is None:
-        pytest.skip("`ip` (iproute2) is not installed")
+        missing_capability("`ip` (iproute2) is not installed")
     if subprocess.run(["ip", "netns", "list"], capture_output=True, check=False).returncode:
-        pytest.skip("`ip netns` is not available here")
+        missing_capability("`ip netns` is not available here")
 
 
 def _reap_abandoned() -> None:

@@ -58,12 +58,12 @@ def all_outputs(matrix: Matrix, settings: MatrixSettings, inventory: Inventory) 
             matrix, inventory, scope, header
         )
     for zone in (Zone.DMZ, Zone.LAN):
-        scope = resolve_zone(inventory, zone, "test")
-        table = nftables.build_table(matrix, inventory, scope)
+        zone_scope = resolve_zone(inventory, zone, "test")
+        table = nftables.build_table(matrix, inventory, zone_scope)
         out[f"nft-zone-{zone.value}.nft"] = nftables.render_text(table, header)
         out[f"nft-zone-{zone.value}.json"] = nftables.render_json(table, header)
         out[f"iptables-zone-{zone.value}.rules"] = iptables.render_iptables(
-            matrix, inventory, scope, header
+            matrix, inventory, zone_scope, header
         )
     out["checklist.md"] = render_checklist(checklist(check(matrix, standard_rules()), []))
     return out

@@ -43,7 +43,7 @@ def test_elasticsearch_port_forwarded_through_the_load_balancer() -> None:
 
 
 def test_manager_port_follows_the_configuration() -> None:
-    data = {"ports": {"manager": {"http": 9443}}}
+    data: dict[str, object] = {"ports": {"manager": {"http": 9443}}}
     data |= _extra("internet", "load_balancer", [9443], protocol="HTTPS")
     assert _violations(data) == [
         "[no-manager-from-internet] flow custom (Internet → Load Balancer 9443/tcp) opens port "

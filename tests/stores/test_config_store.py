@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -114,7 +114,7 @@ async def test_delete_checks_the_version(config_store: ConfigStore) -> None:
     assert await config_store.get("apis", "a2") is None
 
 
-async def _one_winner(attempts: list[Awaitable[Any]], loser: type[Exception]) -> list[Any]:
+async def _one_winner(attempts: Sequence[Awaitable[Any]], loser: type[Exception]) -> list[Any]:
     results = await asyncio.gather(*attempts, return_exceptions=True)
     winners = [r for r in results if not isinstance(r, BaseException)]
     losers = [r for r in results if isinstance(r, BaseException)]

@@ -71,12 +71,18 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
-def skip_or_fail(exc: Exception) -> NoReturn:
+def missing_capability(reason: str) -> NoReturn:
+    """A capability a test needs (root, a tool, a real server) is absent: skip on a developer
+    machine, fail under ``CI`` so that CI can never pass by skipping."""
     import pytest
 
     if in_ci():
-        pytest.fail(f"CI is set and a real server is missing: {exc}", pytrace=False)
-    pytest.skip(f"real server missing (CI would fail here): {exc}")
+        pytest.fail(f"CI is set and a capability is missing: {reason}", pytrace=False)
+    pytest.skip(f"{reason} (CI would fail here)")
+
+
+def skip_or_fail(exc: Exception) -> NoReturn:
+    missing_capability(f"real server missing: {exc}")
 
 
 def free_port() -> int:

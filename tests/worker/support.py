@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,9 @@ from portway.worker.runtime import PipelineFactory, Runtime, compile_runtime, no
 from portway.worker.settings import WorkerSettings
 
 
-def api(name: str, base_path: str, backends: list[str], **fields: Any) -> ApiProxy:
+def api(
+    name: str, base_path: str, backends: Sequence[str | dict[str, Any]], **fields: Any
+) -> ApiProxy:
     return ApiProxy.model_validate(
         {
             "name": name,
