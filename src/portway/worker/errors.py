@@ -35,11 +35,14 @@ def new_correlation_id() -> str:
     return f"{_random.getrandbits(128):032x}"
 
 
-def error_body(code: str, message: str, correlation_id: str) -> bytes:
-    return json.dumps(
-        {"error": code, "message": message, "correlation_id": correlation_id},
-        separators=(",", ":"),
-    ).encode()
+def error_body(
+    code: str, message: str, correlation_id: str, details: list[dict[str, str]] | None = None
+) -> bytes:
+    body: dict[str, object] = {"error": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    body["correlation_id"] = correlation_id
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def error_response(
@@ -48,6 +51,7 @@ def error_response(
     message: str,
     correlation_id: str,
     headers: Headers | None = None,
+    details: list[dict[str, str]] | None = None,
 ) -> Response:
     out: Headers = [
         (b"content-type", JSON),
@@ -56,7 +60,7 @@ def error_response(
     ]
     if headers:
         out.extend(headers)
-    return Response(status, out, error_body(code, message, correlation_id))
+    return Response(status, out, error_body(code, message, correlation_id, details))
 
 
 def render_protocol_error(status: int, reason: str) -> tuple[Headers, bytes]:

@@ -32,6 +32,7 @@ from portway.http import (
     UpstreamTimeout,
     pump,
 )
+from portway.http.target import BadTarget, canonical_path
 from portway.policies.api import (
     NO_PIPELINE,
     GatewayError,
@@ -99,7 +100,11 @@ class GatewayHandler:
             await asyncio.wait(list(self._retiring), timeout=grace)
 
     async def __call__(self, request: Request) -> Response:
-        path = request.path
+        # one spelling per resource before anything looks at the path (docs/dataplane.md)
+        try:
+            path = request.path = canonical_path(request.path, request.query)
+        except BadTarget as exc:
+            return _bad_path(exc, incoming_correlation_id(request) or new_correlation_id())
         if path.startswith(CONTROL_PREFIX) and (
             len(path) == len(CONTROL_PREFIX) or path[len(CONTROL_PREFIX)] == "/"
         ):
@@ -281,7 +286,15 @@ class _Finish:
                 log.exception("the log hook failed")
 
 
+def _bad_path(exc: BadTarget, cid: str) -> Response:
+    return error_response(
+        400, "invalid_path", str(exc), cid, details=[{"field": "path", "message": str(exc)}]
+    )
+
+
 def _error_for(exc: BaseException) -> tuple[int, str, str]:
+    if isinstance(exc, BadTarget):
+        return 400, "invalid_path", str(exc)
     if isinstance(exc, NoHealthyUpstream):
         return 503, "no_healthy_upstream", "no healthy backend address is available"
     if isinstance(exc, UpstreamTimeout):
@@ -357,7 +370,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
         )
     except ClientDisconnected:
         raise
-    except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout) as exc:
+    except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout, BadTarget) as exc:
         status, code, message = _error_for(exc)
         return error_response(status, code, message, cid)
     if note is not None:
@@ -462,7 +475,10 @@ async def _proxy_with_pipeline(
         (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in view.headers.items()
     ]
     if view.path != request.path:
-        path = view.path.encode("ascii")
+        try:
+            path = canonical_path(view.path).encode("ascii")
+        except BadTarget as exc:
+            return await fail(*_error_for(exc))
         forward = path + (b"?" + request.query.encode("ascii") if request.query else b"")
     else:
         forward = _forward_path(route, request, rest)
@@ -496,7 +512,7 @@ async def _proxy_with_pipeline(
         )
     except ClientDisconnected:
         raise
-    except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout) as exc:
+    except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout, BadTarget) as exc:
         return await fail(*_error_for(exc))
     if note is not None:
         note.backend = address.url

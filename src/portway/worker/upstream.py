@@ -22,6 +22,7 @@ from portway.http import (
     UpstreamError,
     UpstreamResponse,
 )
+from portway.http.target import check_forward_path
 from portway.worker.balancing import make_balancer
 from portway.worker.breaker import Breaker
 from portway.worker.dns import DnsCache
@@ -202,7 +203,9 @@ class Upstream:
         content_length: int | None,
         client_ip: str,
     ) -> tuple[UpstreamResponse, Address]:
-        """Send with balancing, retries and failover; ``path`` includes the query string."""
+        """Send with balancing, retries and failover; ``path`` includes the query string.
+        Raises ``BadTarget`` for a path that could climb above a backend's base path."""
+        check_forward_path(path)
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
