@@ -229,6 +229,13 @@ class ApiProxy(Model):
         bool, Field(description="forward the path without the base path")
     ] = True
     endpoints: list[Endpoint] = Field(default_factory=list)
+    endpoint_fallthrough: Annotated[
+        bool,
+        Field(
+            description="a method no matching endpoint lists goes to the proxy's own route "
+            "(without the endpoint's policies) instead of 405"
+        ),
+    ] = False
     backends: list[Backend] = Field(default_factory=list)
     balancing: Balancing = Balancing.ROUND_ROBIN
     connection: ConnectionSettings = ConnectionSettings()

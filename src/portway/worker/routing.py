@@ -7,9 +7,14 @@ probes per path segment whatever the number of routes. Most specific wins:
   suffix first) before mounts that name no host; the first of these tables that has a matching
   mount answers;
 * path: the deepest base path wins; at the same depth a literal segment beats a ``{param}``;
-* inside the mounted API, an endpoint whose path matches exactly (literal before param) and whose
-  methods allow the request's method gives the endpoint; otherwise the API itself answers;
+* inside the mounted API, an endpoint whose path matches exactly (literal before param; one
+  trailing ``/`` ignored) and whose methods allow the request's method (``HEAD`` where ``GET`` is
+  listed) gives the endpoint; a path that matches endpoints none of which allows the method
+  answers 405 with their methods, unless the mount opts into ``fallthrough``; a path that
+  matches no endpoint is the API's own;
 * method: a mount whose methods exclude the request's answers 405 with the allowed ones.
+
+``match`` expects the canonical path (``portway.http.target.canonical_path``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class Mount(Generic[T]):
     hosts: Sequence[str] = ()
     methods: frozenset[str] = frozenset()
     endpoints: Sequence[EndpointMount[T]] = ()
+    fallthrough: bool = False
+    """A method no matching endpoint lists goes to the API itself instead of 405."""
 
 
 @dataclass(slots=True)
@@ -73,6 +80,7 @@ class _Entry(Generic[T]):
     methods: frozenset[str]
     names: tuple[str, ...]
     endpoints: _Node[T] | None = None
+    fallthrough: bool = False
 
 
 def _segments(path: str) -> list[str]:
@@ -135,16 +143,24 @@ def _deepest_literal(root: _Node[T], segs: list[str]) -> tuple[int, _Node[T], li
     return best
 
 
-def _exact(root: _Node[T], segs: list[str], method: str) -> tuple[_Entry[T], list[str]] | None:
-    """The first (literal-first) full match whose methods allow ``method``."""
+def _allows(methods: frozenset[str], method: str) -> bool:
+    return not methods or method in methods or (method == "HEAD" and "GET" in methods)
+
+
+def _exact(
+    root: _Node[T], segs: list[str], method: str, listed: set[str]
+) -> tuple[_Entry[T], list[str]] | None:
+    """The first (literal-first) full match whose methods allow ``method``; the methods of the
+    full matches that do not are added to ``listed``."""
     values: list[str] = []
     count = len(segs)
 
     def visit(node: _Node[T], i: int) -> tuple[_Entry[T], list[str]] | None:
         if i == count:
             for entry in node.entries:
-                if not entry.methods or method in entry.methods:
+                if _allows(entry.methods, method):
                     return entry, values.copy()
+                listed.update(entry.methods)
             return None
         seg = segs[i]
         child = node.children.get(seg)
@@ -198,7 +214,9 @@ class Router(Generic[T]):
                 node, names = _insert(table, mount.base_path)
                 if names:
                     self._with_params.add(id(table))
-                node.entries.append(_Entry(mount.value, mount.methods, names, endpoints))
+                node.entries.append(
+                    _Entry(mount.value, mount.methods, names, endpoints, mount.fallthrough)
+                )
 
     def _tables(self, host: str) -> list[_Node[T]]:
         tables: list[_Node[T]] = []
@@ -224,7 +242,7 @@ class Router(Generic[T]):
         return tables
 
     def match(self, host: str, method: str, path: str) -> Match[T] | NotAllowed | None:
-        """Route a request; ``path`` is the raw (percent-encoded) path."""
+        """Route a request; ``path`` is the canonical (percent-encoded) path."""
         raw = path.split("/")[1:] if path != "/" else []
         segs = [unquote(s) for s in raw] if "%" in path else raw
         for table in self._tables(host):
@@ -245,14 +263,19 @@ class Router(Generic[T]):
                 rest = "/" + "/".join(rest_raw) if rest_raw else ""
                 if entry.endpoints is not None:
                     rel = segs[depth:]
-                    if rel == [""]:
-                        rel = []
-                    hit = _exact(entry.endpoints, rel, method)
+                    if rel and rel[-1] == "":
+                        rel = rel[:-1]
+                    listed: set[str] = set()
+                    hit = _exact(entry.endpoints, rel, method, listed)
                     if hit is not None:
                         ep, ep_values = hit
                         if ep.names:
                             params = {**params, **dict(zip(ep.names, ep_values, strict=False))}
                         return Match(ep.value, params, rest, True)
+                    if listed and not entry.fallthrough:
+                        if "GET" in listed:
+                            listed.add("HEAD")
+                        return NotAllowed(frozenset(listed))
                 return Match(entry.value, params, rest, False)
             return NotAllowed(frozenset(allowed))
         return None

@@ -81,6 +81,7 @@ def _mounts(
                 hosts=api.hosts,
                 methods=frozenset(api.methods),
                 endpoints=endpoints,
+                fallthrough=api.endpoint_fallthrough,
             )
         )
     return mounts
