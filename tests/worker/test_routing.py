@@ -66,6 +66,28 @@ def test_endpoints_inside_an_api() -> None:
     assert value(r.match("h", "GET", "/shop/other")) == "shop"
 
 
+def test_a_method_no_matching_endpoint_lists_is_405_unless_the_api_falls_through() -> None:
+    endpoints = [
+        EndpointMount("/data/{id}", frozenset({"GET"}), "get-data"),
+        EndpointMount("/data/{id}", frozenset({"PUT"}), "put-data"),
+        EndpointMount("/items/latest", frozenset({"POST"}), "post-latest"),
+        EndpointMount("/items/{id}", frozenset(), "any-item"),
+    ]
+    strict = router(Mount("/s", "api", endpoints=endpoints))
+    denied = strict.match("h", "DELETE", "/s/data/42")
+    assert isinstance(denied, NotAllowed)
+    assert denied.allowed == {"GET", "HEAD", "PUT"}
+    assert isinstance(strict.match("h", "DELETE", "/s/data/42/"), NotAllowed)
+    assert value(strict.match("h", "HEAD", "/s/data/42")) == "get-data"
+    assert value(strict.match("h", "GET", "/s/data/42/")) == "get-data"
+    # another endpoint that allows the method wins over 405
+    assert value(strict.match("h", "GET", "/s/items/latest")) == "any-item"
+    # a path no endpoint matches is the API's own
+    assert value(strict.match("h", "DELETE", "/s/data/42/x")) == "api"
+    loose = router(Mount("/s", "api", endpoints=endpoints, fallthrough=True))
+    assert value(loose.match("h", "DELETE", "/s/data/42")) == "api"
+
+
 def test_hosts_exact_then_wildcard_then_any() -> None:
     r = router(
         Mount("/", "any"),
