@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from pydantic import ValidationError
 
+from portway.cli import build_parser, manager_settings
 from portway.manager.app import create_app
 from portway.manager.settings import ManagerSettings
 from tests.manager.test_openapi_import import PETSTORE_V3
@@ -214,3 +215,33 @@ def test_an_authenticated_chunked_body_under_its_cap_still_works(manager: Manage
 def test_the_import_cap_must_hold_an_imported_document() -> None:
     with pytest.raises(ValidationError, match="max_import_body_bytes must be at least"):
         ManagerSettings(import_max_bytes=8 * MiB, max_import_body_bytes=4 * MiB)
+
+
+def test_portway_manager_flags_set_the_caps(tmp_path: Path) -> None:
+    base = ["manager", "--data-dir", str(tmp_path)]
+    defaults = manager_settings(build_parser().parse_args(base))
+    assert (
+        defaults.max_body_bytes,
+        defaults.max_import_body_bytes,
+        defaults.max_cluster_body_bytes,
+    ) == (MiB, 16 * MiB, MiB)
+    given = manager_settings(
+        build_parser().parse_args(
+            [
+                *base,
+                "--max-body-bytes",
+                "2048",
+                "--max-import-body-bytes",
+                str(64 * MiB),
+                "--max-cluster-body-bytes",
+                "4096",
+            ]
+        )
+    )
+    assert (given.max_body_bytes, given.max_import_body_bytes, given.max_cluster_body_bytes) == (
+        2048,
+        64 * MiB,
+        4096,
+    )
+    with pytest.raises(ValidationError, match="max_body_bytes"):
+        manager_settings(build_parser().parse_args([*base, "--max-body-bytes", "10"]))

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from portway.cli import build_parser, worker_limits
 from portway.http import ServerLimits
 from portway.http._server import client_key
 from portway.worker.settings import LimitSettings, WorkerSettings
@@ -193,3 +194,27 @@ def test_limits_reach_the_server_and_are_validated() -> None:
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             LimitSettings.model_validate(bad)
+
+
+def test_portway_worker_flags_set_the_limits() -> None:
+    base = ["worker", "--environment", "prod", "--manager", "http://m:8080"]
+    defaults = worker_limits(build_parser().parse_args(base))
+    assert defaults == LimitSettings()
+    given = worker_limits(
+        build_parser().parse_args(
+            [
+                *base,
+                "--max-connections-per-client",
+                "0",
+                "--body-deadline",
+                "0",
+                "--min-body-rate",
+                "0",
+            ]
+        )
+    )
+    assert given.server_limits() == ServerLimits(
+        max_connections_per_client=None, body_deadline=None, min_body_rate=0
+    )
+    with pytest.raises(ValueError, match="min_body_rate"):
+        worker_limits(build_parser().parse_args([*base, "--min-body-rate", "-5"]))
