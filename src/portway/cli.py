@@ -7,17 +7,22 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from portway.client.cli import register as register_client
 from portway.matrix.cli import register as register_matrix
 
+if TYPE_CHECKING:
+    from portway.manager.settings import ManagerSettings
+    from portway.worker.settings import LimitSettings
 
-def _manager(args: argparse.Namespace) -> int:
-    from portway.manager.app import run
+
+def manager_settings(args: argparse.Namespace) -> ManagerSettings:
+    """The settings ``portway manager`` was given."""
     from portway.manager.settings import ManagerSettings
 
     data = args.data_dir.resolve()
-    settings = ManagerSettings(
+    return ManagerSettings(
         host=args.host,
         port=args.port,
         store=args.store or f"sqlite:///{data}/manager.db",
@@ -26,14 +31,47 @@ def _manager(args: argparse.Namespace) -> int:
         secret_file=args.secret_file or args.data_dir / "cluster.secret",
         bootstrap_file=args.data_dir / "bootstrap-admin.json",
         report_interval=args.report_interval,
+        max_body_bytes=args.max_body_bytes,
+        max_import_body_bytes=args.max_import_body_bytes,
+        max_cluster_body_bytes=args.max_cluster_body_bytes,
     )
+
+
+def _manager(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from portway.manager.app import run
+
+    try:
+        settings = manager_settings(args)
+    except ValidationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     run(settings)
     return 0
 
 
+def worker_limits(args: argparse.Namespace) -> LimitSettings:
+    """The connection limits ``portway worker`` was given (0 turns a limit off)."""
+    from portway.worker.settings import LimitSettings
+
+    return LimitSettings(
+        max_connections_per_client=args.max_connections_per_client or None,
+        body_deadline=args.body_deadline or None,
+        min_body_rate=args.min_body_rate,
+    )
+
+
 def _worker(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from portway.worker.app import WorkerOptions, run
 
+    try:
+        limits = worker_limits(args)
+    except ValidationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return run(
         WorkerOptions(
             environment=args.environment,
@@ -48,6 +86,7 @@ def _worker(args: argparse.Namespace) -> int:
             poll_interval=args.poll_interval,
             cache_url=args.cache,
             logs_url=args.logs or f"sqlite:///{args.state_dir.resolve().parent}/traffic.db",
+            limits=limits,
         )
     )
 
@@ -113,6 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds between worker status reports (liveness)",
     )
+    manager.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="largest request body of the JSON API routes (413)",
+    )
+    manager.add_argument(
+        "--max-import-body-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        help="largest request body of OpenAPI import and declarative apply (413)",
+    )
+    manager.add_argument(
+        "--max-cluster-body-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="largest request body of the cluster API workers call (413)",
+    )
     manager.set_defaults(func=_manager)
 
     worker = sub.add_parser("worker", help="run a gateway worker for one environment")
@@ -141,6 +198,25 @@ def build_parser() -> argparse.ArgumentParser:
         default="local://",
         help="shared cache URL: local:// (per process), redis://HOST:PORT/0, "
         "hazelcast://HOST:PORT/CLUSTER",
+    )
+    worker.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=256,
+        help="open connections per client address (IPv6: per /64), more get 503; 0 = no cap "
+        "(e.g. behind a load balancer, which is every client's address)",
+    )
+    worker.add_argument(
+        "--body-deadline",
+        type=float,
+        default=600.0,
+        help="seconds to receive a whole request body (408 past it); 0 = none",
+    )
+    worker.add_argument(
+        "--min-body-rate",
+        type=int,
+        default=1024,
+        help="least average request body rate in bytes/s after 30 s (408); 0 = none",
     )
     worker.set_defaults(func=_worker)
 

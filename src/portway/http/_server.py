@@ -10,6 +10,7 @@ path never creates or cancels timers.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 import ssl as ssl_module
@@ -69,10 +70,19 @@ class ServerLimits:
     """Time to receive a request's header block, from its first byte or the connection (408)."""
     body_timeout: float = 30.0
     """Time between two pieces of a request body while the handler waits for it (408)."""
+    body_deadline: float | None = 600.0
+    """Total time to receive one request body, from the end of its headers, checked while the
+    handler waits for it (408); ``None`` for no limit."""
+    min_body_rate: int = 1024
+    """Least average request body rate in bytes/s, checked while the handler waits for the body
+    once it has been arriving for longer than ``body_timeout`` (408); 0 to disable."""
     keepalive_timeout: float = 75.0
     """Idle time between requests before the connection is closed."""
     max_connections: int = 10_000
     """Open connections of the listener; more are answered 503 and closed."""
+    max_connections_per_client: int | None = 256
+    """Open connections of the listener from one client address (an IPv6 client counts per
+    /64); more are answered 503 and closed. ``None`` for no limit."""
     max_pipelined: int = 32
     """Requests parsed ahead of the one being answered before reading pauses."""
     high_water: int = 256 * 1024
@@ -93,6 +103,21 @@ class _Reject(Exception):
         self.reason = reason
 
 
+def client_key(host: str) -> str:
+    """What the per-client connection cap counts by: the IPv4 address, or an IPv6 address's /64
+    (one subscriber usually owns a whole /64); an IPv4-mapped IPv6 address counts as its IPv4."""
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    mapped = address.ipv4_mapped
+    if mapped is not None:
+        return str(mapped)
+    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+
+
 class _State:
     """What every connection of one listener shares."""
 
@@ -103,6 +128,7 @@ class _State:
         "handler",
         "limits",
         "loop",
+        "per_client",
         "render_error",
         "scheme",
         "tick",
@@ -122,10 +148,16 @@ class _State:
         self.render_error = render_error
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpServerProtocol] = set()
+        self.per_client: dict[str, int] = {}
         self.draining = False
         self.empty = asyncio.Event()
         self.empty.set()
-        smallest = min(limits.header_timeout, limits.body_timeout, limits.keepalive_timeout)
+        smallest = min(
+            limits.header_timeout,
+            limits.body_timeout,
+            limits.keepalive_timeout,
+            limits.body_deadline or limits.body_timeout,
+        )
         self.tick = max(0.05, min(1.0, smallest / 4))
         self.watchdog: asyncio.TimerHandle | None = self.loop.call_later(self.tick, self._on_tick)
 
@@ -135,12 +167,30 @@ class _State:
             conn._check_deadline(now)
         self.watchdog = self.loop.call_later(self.tick, self._on_tick)
 
-    def add(self, conn: HttpServerProtocol) -> None:
+    def admit(self, conn: HttpServerProtocol, key: str) -> bool:
+        """Count a new connection in, unless the listener or its client is at the limit."""
+        limits = self.limits
+        if len(self.connections) >= limits.max_connections or self.draining:
+            return False
+        per_client = self.per_client
+        held = per_client.get(key, 0)
+        cap = limits.max_connections_per_client
+        if cap is not None and held >= cap:
+            return False
+        per_client[key] = held + 1
         self.connections.add(conn)
         self.empty.clear()
+        return True
 
-    def discard(self, conn: HttpServerProtocol) -> None:
+    def discard(self, conn: HttpServerProtocol, key: str) -> None:
+        if conn not in self.connections:
+            return
         self.connections.discard(conn)
+        left = self.per_client[key] - 1
+        if left:
+            self.per_client[key] = left
+        else:
+            del self.per_client[key]
         if not self.connections:
             self.empty.set()
 
@@ -155,6 +205,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._client: tuple[str, int] = ("", 0)
+        self._client_key = ""
         self._server: tuple[str, int] = ("", 0)
         self._scheme = state.scheme
         self._peer_cert: dict[str, Any] | None = None
@@ -174,6 +225,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._reparse_after_upgrade = False
         self._body: Body | None = None
         self._body_activity = 0.0
+        self._body_started = 0.0
         self._expect_body: Body | None = None
         # answering
         self._queue: deque[Request | _Reject] = deque()
@@ -205,18 +257,18 @@ class HttpServerProtocol(asyncio.Protocol):
         if isinstance(ssl_object, ssl_module.SSLObject):
             cert = ssl_object.getpeercert()
             self._peer_cert = dict(cert) if cert else None
-        if len(state.connections) >= self._limits.max_connections or state.draining:
+        self._client_key = client_key(self._client[0])
+        if not state.admit(self, self._client_key):
             self._closed = True
             headers, body = state.render_error(503, "too many connections")
             self._write_simple(503, headers, body)
             transport.close()
             return
-        state.add(self)
         self._set_deadline(_D_HEADERS, self._limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._state.discard(self)
+        self._state.discard(self, self._client_key)
         self._deadline_kind = _D_NONE
         if self._body is not None:
             self._body.fail(ClientDisconnected("client closed the connection"))
@@ -286,12 +338,13 @@ class HttpServerProtocol(asyncio.Protocol):
         self._resume(_P_BODY)
 
     def on_consumer_wait(self) -> None:
-        self._body_activity = self._loop.time()
+        now = self._body_activity = self._loop.time()
         expect = self._expect_body
         if expect is not None:
             self._expect_body = None
             if not self._response_started and not expect.complete and self._transport:
                 self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self._body_started = now  # the client was told to wait until now
 
     def data_received(self, data: bytes) -> None:
         if self._upgrade_body is not None:
@@ -453,7 +506,7 @@ class HttpServerProtocol(asyncio.Protocol):
         if has_body:
             body = Body(self, length, high_water=limits.high_water, limit=limits.max_body_bytes)
             self._body = body
-            self._body_activity = self._loop.time()
+            self._body_activity = self._body_started = self._loop.time()
             if expect_continue:
                 self._expect_body = body
         else:
@@ -522,12 +575,20 @@ class HttpServerProtocol(asyncio.Protocol):
                 self._fail(408, "request header timeout")
             return
         body = self._body
-        if (
-            body is not None
-            and body.waiting
-            and now - self._body_activity > self._limits.body_timeout
-        ):
-            body.fail(RequestTimeout("request body timeout"))
+        if body is not None and body.waiting:
+            limits = self._limits
+            if now - self._body_activity > limits.body_timeout:
+                body.fail(RequestTimeout("request body timeout"))
+                return
+            elapsed = now - self._body_started
+            if limits.body_deadline is not None and elapsed > limits.body_deadline:
+                body.fail(RequestTimeout("request body deadline"))
+            elif (
+                limits.min_body_rate
+                and elapsed > limits.body_timeout
+                and body.received < limits.min_body_rate * elapsed
+            ):
+                body.fail(RequestTimeout("request body too slow"))
 
     def _begin_drain(self) -> None:
         if self._task is None and not self._queue and not self._in_headers:

@@ -18,6 +18,7 @@ from portway.cluster.signing import load_or_create_secret
 from portway.manager import api, cluster_api, problems
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
+from portway.manager.body_limits import BodyCaps, BodyLimit
 from portway.manager.catalog import Catalog
 from portway.manager.consumers import Consumers
 from portway.manager.context import Services
@@ -120,6 +121,15 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         docs_url="/api/v1/docs",
         redoc_url=None,
         lifespan=lifespan,
+    )
+    # inside the correlation middleware (installed next), so a 413 carries the request's id
+    app.add_middleware(
+        BodyLimit,
+        caps=BodyCaps(
+            api=settings.max_body_bytes,
+            imports=settings.max_import_body_bytes,
+            cluster=settings.max_cluster_body_bytes,
+        ),
     )
     problems.install(app)
     app.include_router(api.router)

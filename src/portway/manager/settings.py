@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from portway.config.base import Model
 
@@ -44,6 +44,15 @@ class ManagerSettings(Model):
         ),
     ] = None
 
+    @model_validator(mode="after")
+    def _import_fits(self) -> ManagerSettings:
+        if self.max_import_body_bytes < self.import_max_bytes:
+            raise ValueError(
+                "max_import_body_bytes must be at least import_max_bytes "
+                f"({self.import_max_bytes}): an imported document travels in the body"
+            )
+        return self
+
     @property
     def effective_probe_interval(self) -> float:
         return self.report_interval if self.probe_interval is None else self.probe_interval
@@ -70,6 +79,33 @@ class ManagerSettings(Model):
         Field(ge=0, le=10, description="first delay after a failed login; doubles per failure"),
     ] = 0.25
     login_failure_delay_max: Annotated[float, Field(ge=0, le=60)] = 2.0
+
+    # request bodies (413 before authentication and before the body is read) ---------------
+    max_body_bytes: Annotated[
+        int,
+        Field(
+            ge=1024,
+            le=1 << 30,
+            description="largest request body of the JSON API routes (413)",
+        ),
+    ] = 1024 * 1024
+    max_import_body_bytes: Annotated[
+        int,
+        Field(
+            ge=1024,
+            le=1 << 30,
+            description="largest request body of OpenAPI import and declarative apply (413); "
+            "at least import_max_bytes",
+        ),
+    ] = 16 * 1024 * 1024
+    max_cluster_body_bytes: Annotated[
+        int,
+        Field(
+            ge=1024,
+            le=1 << 30,
+            description="largest request body of the cluster API workers call (413)",
+        ),
+    ] = 1024 * 1024
 
     # OpenAPI import ------------------------------------------------------------------------
     import_max_bytes: Annotated[

@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
 from portway.worker.server import WorkerProcess, run_worker_server
 from portway.worker.services import open_worker_stores
-from portway.worker.settings import WorkerSettings
+from portway.worker.settings import LimitSettings, WorkerSettings
 from portway.worker.sync import ConfigSync, ManagerUnreachable, SyncSettings
 
 log = logging.getLogger("portway.worker")
@@ -53,6 +53,8 @@ class WorkerOptions:
     """Where traffic records go: ``sqlite:///path`` or ``elasticsearch://host:9200``."""
     cache_url: str = "local://"
     """Counters and cached responses: ``local://`` (per process), ``redis://``, ``hazelcast://``."""
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    """Limits applied to every client connection."""
 
     def base_id(self) -> str:
         return self.worker_id or f"{socket.gethostname()}-{self.port}"
@@ -173,6 +175,7 @@ def run(options: WorkerOptions) -> int:
         host=options.host,
         port=options.port,
         processes=options.processes or os.cpu_count() or 1,
+        limits=options.limits,
     )
     try:
         return run_worker_server(functools.partial(setup, options, secret), settings)

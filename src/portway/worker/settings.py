@@ -43,9 +43,39 @@ class LimitSettings(Model):
         int | None, Field(ge=0, description="request body limit; null for none")
     ] = 1 << 30
     header_timeout: Annotated[float, Field(gt=0, le=3600)] = 10.0
-    body_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    body_timeout: Annotated[
+        float,
+        Field(gt=0, le=3600, description="seconds between two pieces of a request body (408)"),
+    ] = 30.0
+    body_deadline: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=86400,
+            description="seconds to receive a whole request body, from the end of its headers "
+            "(408); null for none",
+        ),
+    ] = 600.0
+    min_body_rate: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=1 << 30,
+            description="least average request body rate in bytes/s once a body has been "
+            "arriving for body_timeout seconds (408); 0 to disable",
+        ),
+    ] = 1024
     keepalive_timeout: Annotated[float, Field(gt=0, le=3600)] = 75.0
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    max_connections_per_client: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=1_000_000,
+            description="open connections per client address (IPv6: per /64), more are "
+            "answered 503 and closed; null for none (e.g. behind a load balancer)",
+        ),
+    ] = 256
     max_pipelined: Annotated[int, Field(ge=1, le=1000)] = 32
 
     def server_limits(self) -> ServerLimits:
