@@ -12,7 +12,14 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from portway.cluster.messages import StatusReport
-from portway.cluster.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
+from portway.cluster.signing import (
+    REQUEST_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    sign_answer,
+    verify,
+)
 
 
 class FakeWorker:
@@ -25,9 +32,16 @@ class FakeWorker:
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self, status: int, payload: dict[str, Any]) -> None:
+            def _answer(
+                self, status: int, payload: dict[str, Any], revision: int | None = None
+            ) -> None:
                 body = json.dumps(payload).encode()
                 self.send_response(status)
+                request_id = self.headers.get(REQUEST_ID_HEADER, "")
+                for name, value in sign_answer(
+                    fake.secret, status, request_id, body, revision
+                ).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -41,6 +55,7 @@ class FakeWorker:
                     body,
                     self.headers.get(TIMESTAMP_HEADER),
                     self.headers.get(SIGNATURE_HEADER),
+                    self.headers.get(REQUEST_ID_HEADER),
                 )
                 if not ok:
                     fake.unsigned_calls += 1
@@ -63,6 +78,7 @@ class FakeWorker:
                 self._answer(
                     200,
                     {"worker_id": fake.worker_id, "served_revision": revision, "success": True},
+                    revision,
                 )
 
             def log_message(self, *args: Any) -> None:

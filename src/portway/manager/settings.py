@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from portway.config.base import Model
 
@@ -20,6 +20,16 @@ class ManagerSettings(Model):
         str, Field(description="traffic log store: sqlite:///path or elasticsearch://host:9200")
     ] = "sqlite:///var/portway/traffic.db"
     secret_file: Path = Path("var/portway/cluster.secret")
+    tls_cert_file: Annotated[
+        Path | None, Field(description="PEM certificate chain: serve HTTPS (workers and API)")
+    ] = None
+    tls_key_file: Annotated[
+        Path | None, Field(description="PEM private key (if not in tls_cert_file)")
+    ] = None
+    cluster_ca_file: Annotated[
+        Path | None,
+        Field(description="PEM CA bundle that workers' https:// certificates must chain to"),
+    ] = None
     data_dir: Path = Path("var/portway")
     bootstrap_file: Annotated[
         Path | None,
@@ -43,6 +53,12 @@ class ManagerSettings(Model):
             "default: report_interval",
         ),
     ] = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> ManagerSettings:
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file needs tls_cert_file")
+        return self
 
     @property
     def effective_probe_interval(self) -> float:
