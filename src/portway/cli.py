@@ -26,6 +26,9 @@ def _manager(args: argparse.Namespace) -> int:
         secret_file=args.secret_file or args.data_dir / "cluster.secret",
         bootstrap_file=args.data_dir / "bootstrap-admin.json",
         report_interval=args.report_interval,
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
+        cluster_ca_file=args.cluster_ca,
     )
     run(settings)
     return 0
@@ -48,6 +51,11 @@ def _worker(args: argparse.Namespace) -> int:
             poll_interval=args.poll_interval,
             cache_url=args.cache,
             logs_url=args.logs or f"sqlite:///{args.state_dir.resolve().parent}/traffic.db",
+            cluster_ca=args.cluster_ca,
+            insecure_cluster=args.insecure_cluster,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            https_port=args.https_port,
         )
     )
 
@@ -70,6 +78,15 @@ def _up(args: argparse.Namespace) -> int:
             backend_port=args.backend_port,
             data_dir=args.data_dir,
         )
+    )
+
+
+def _tls_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--tls-cert", type=Path, default=None, help=f"PEM certificate chain: {purpose}"
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, default=None, help="PEM private key (if not in --tls-cert)"
     )
 
 
@@ -113,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds between worker status reports (liveness)",
     )
+    _tls_arguments(manager, "serve the management API and the cluster API over HTTPS")
+    manager.add_argument(
+        "--cluster-ca",
+        type=Path,
+        default=None,
+        help="PEM CA bundle that workers' https:// advertise URLs must be signed by (pinned)",
+    )
     manager.set_defaults(func=_manager)
 
     worker = sub.add_parser("worker", help="run a gateway worker for one environment")
@@ -141,6 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="local://",
         help="shared cache URL: local:// (per process), redis://HOST:PORT/0, "
         "hazelcast://HOST:PORT/CLUSTER",
+    )
+    worker.add_argument(
+        "--cluster-ca",
+        type=Path,
+        default=None,
+        help="PEM CA bundle that the https:// manager's certificate must be signed by (pinned)",
+    )
+    worker.add_argument(
+        "--insecure-cluster",
+        action="store_true",
+        help="allow a plain http:// manager URL that is not loopback (cluster calls unencrypted)",
+    )
+    _tls_arguments(worker, "serve clients and the manager's push/probe over HTTPS")
+    worker.add_argument(
+        "--https-port", type=int, default=None, help="TLS listener port (needs --tls-cert)"
     )
     worker.set_defaults(func=_worker)
 
