@@ -16,6 +16,9 @@ def _manager(args: argparse.Namespace) -> int:
     from portway.manager.app import run
     from portway.manager.settings import ManagerSettings
 
+    if args.tls_key and not args.tls_cert:
+        print("error: --tls-key needs --tls-cert", file=sys.stderr)
+        return 2
     data = args.data_dir.resolve()
     settings = ManagerSettings(
         host=args.host,
@@ -37,6 +40,9 @@ def _manager(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from portway.worker.app import WorkerOptions, run
 
+    if args.tls_key and not args.tls_cert:
+        print("error: --tls-key needs --tls-cert", file=sys.stderr)
+        return 2
     return run(
         WorkerOptions(
             environment=args.environment,
