@@ -29,6 +29,9 @@ class FakeWorker:
         self.served: int | None = None
         self.pushes: list[int] = []
         self.unsigned_calls = 0
+        self.forge: str | None = None
+        """``unsigned``: answers carry no signature; ``other-revision``: a deploy answer names
+        another revision than the one pushed; ``other-secret``: signed with another secret."""
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,10 +41,14 @@ class FakeWorker:
                 body = json.dumps(payload).encode()
                 self.send_response(status)
                 request_id = self.headers.get(REQUEST_ID_HEADER, "")
-                for name, value in sign_answer(
-                    fake.secret, status, request_id, body, revision
-                ).items():
-                    self.send_header(name, value)
+                secret = b"x" * 64 if fake.forge == "other-secret" else fake.secret
+                if fake.forge == "other-revision" and revision is not None:
+                    revision += 1
+                if fake.forge != "unsigned":
+                    for name, value in sign_answer(
+                        secret, status, request_id, body, revision
+                    ).items():
+                        self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
