@@ -34,6 +34,9 @@ def manager_settings(args: argparse.Namespace) -> ManagerSettings:
         max_body_bytes=args.max_body_bytes,
         max_import_body_bytes=args.max_import_body_bytes,
         max_cluster_body_bytes=args.max_cluster_body_bytes,
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
+        cluster_ca_file=args.cluster_ca,
     )
 
 
@@ -72,6 +75,9 @@ def _worker(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.tls_key and not args.tls_cert:
+        print("error: --tls-key needs --tls-cert", file=sys.stderr)
+        return 2
     return run(
         WorkerOptions(
             environment=args.environment,
@@ -87,6 +93,11 @@ def _worker(args: argparse.Namespace) -> int:
             cache_url=args.cache,
             logs_url=args.logs or f"sqlite:///{args.state_dir.resolve().parent}/traffic.db",
             limits=limits,
+            cluster_ca=args.cluster_ca,
+            insecure_cluster=args.insecure_cluster,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            https_port=args.https_port,
         )
     )
 
@@ -109,6 +120,15 @@ def _up(args: argparse.Namespace) -> int:
             backend_port=args.backend_port,
             data_dir=args.data_dir,
         )
+    )
+
+
+def _tls_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--tls-cert", type=Path, default=None, help=f"PEM certificate chain: {purpose}"
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, default=None, help="PEM private key (if not in --tls-cert)"
     )
 
 
@@ -170,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1024 * 1024,
         help="largest request body of the cluster API workers call (413)",
     )
+    _tls_arguments(manager, "serve the management API and the cluster API over HTTPS")
+    manager.add_argument(
+        "--cluster-ca",
+        type=Path,
+        default=None,
+        help="PEM CA bundle that workers' https:// advertise URLs must be signed by (pinned)",
+    )
     manager.set_defaults(func=_manager)
 
     worker = sub.add_parser("worker", help="run a gateway worker for one environment")
@@ -217,6 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1024,
         help="least average request body rate in bytes/s after 30 s (408); 0 = none",
+    )
+    worker.add_argument(
+        "--cluster-ca",
+        type=Path,
+        default=None,
+        help="PEM CA bundle that the https:// manager's certificate must be signed by (pinned)",
+    )
+    worker.add_argument(
+        "--insecure-cluster",
+        action="store_true",
+        help="allow a plain http:// manager URL that is not loopback (cluster calls unencrypted)",
+    )
+    _tls_arguments(worker, "serve clients and the manager's push/probe over HTTPS")
+    worker.add_argument(
+        "--https-port", type=int, default=None, help="TLS listener port (needs --tls-cert)"
     )
     worker.set_defaults(func=_worker)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import ssl
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,17 @@ class Platform:
     backend_port: int
     token: str
     processes: list[Process] = field(default_factory=list)
+    manager_args: Sequence[str] = ()
+    ca_file: Path | None = None
+    """When set, the manager serves HTTPS with a certificate from this CA."""
 
     @property
     def manager_url(self) -> str:
-        return f"http://127.0.0.1:{self.manager_port}"
+        scheme = "https" if self.ca_file else "http"
+        return f"{scheme}://127.0.0.1:{self.manager_port}"
+
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
 
     @property
     def backend_url(self) -> str:
@@ -42,6 +50,7 @@ class Platform:
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=30.0,
             trust_env=False,
+            verify=self.verify(),
         )
 
     def call(self, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
@@ -66,11 +75,12 @@ class Platform:
                 str(self.secret_file),
                 "--report-interval",
                 str(REPORT_INTERVAL),
+                *self.manager_args,
             ),
             self.root,
         )
         self.processes.append(proc)
-        wait_until(lambda: http_ok(self.manager_url + "/healthz"), "manager", proc=proc)
+        wait_until(lambda: self.manager_ok(), "manager", proc=proc)
         return proc
 
     def start_worker(
@@ -81,6 +91,8 @@ class Platform:
         wait: bool = True,
         advertise_url: str | None = None,
         cache_url: str | None = None,
+        manager_url: str | None = None,
+        extra: Sequence[str] = (),
     ) -> tuple[Process, int]:
         port = port or free_port()
         advertise = ["--advertise-url", advertise_url] if advertise_url else []
@@ -93,7 +105,7 @@ class Platform:
                 "--environment",
                 environment,
                 "--manager",
-                self.manager_url,
+                manager_url or self.manager_url,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -109,6 +121,7 @@ class Platform:
                 "--poll-interval",
                 str(REPORT_INTERVAL),
                 *advertise,
+                *extra,
             ),
             self.root,
         )
@@ -116,6 +129,10 @@ class Platform:
         if wait:
             wait_until(lambda: self.worker_state(worker_id) == "up", f"{worker_id} up", proc=proc)
         return proc, port
+
+    def manager_ok(self) -> bool:
+        url = self.manager_url + "/healthz"
+        return httpx.get(url, timeout=2.0, trust_env=False, verify=self.verify()).status_code == 200
 
     def worker_state(self, worker_id: str) -> str | None:
         for row in self.call("GET", "/workers"):
@@ -130,12 +147,22 @@ class Platform:
         return result
 
 
-@pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
+def launch(
+    tmp_path: Path, manager_args: Sequence[str] = (), ca_file: Path | None = None
+) -> Generator[Platform]:
+    """Echo backend and manager (started with ``manager_args``), an admin token, env ``dev``."""
     backend_port = free_port()
     backend = Process("backend", portway("demo-backend", "--port", str(backend_port)), tmp_path)
     wait_until(lambda: http_ok(f"http://127.0.0.1:{backend_port}/"), "echo backend", proc=backend)
-    plat = Platform(tmp_path, free_port(), backend_port, token="", processes=[backend])
+    plat = Platform(
+        tmp_path,
+        free_port(),
+        backend_port,
+        token="",
+        processes=[backend],
+        manager_args=manager_args,
+        ca_file=ca_file,
+    )
     try:
         plat.start_manager()
         plat.token = json.loads((tmp_path / "bootstrap-admin.json").read_text())["token"]
@@ -145,3 +172,8 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     finally:
         for proc in reversed(plat.processes):
             proc.stop()
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    yield from launch(tmp_path)

@@ -12,7 +12,14 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from portway.cluster.messages import StatusReport
-from portway.cluster.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
+from portway.cluster.signing import (
+    REQUEST_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    sign_answer,
+    verify,
+)
 
 
 class FakeWorker:
@@ -22,12 +29,26 @@ class FakeWorker:
         self.served: int | None = None
         self.pushes: list[int] = []
         self.unsigned_calls = 0
+        self.forge: str | None = None
+        """``unsigned``: answers carry no signature; ``other-revision``: a deploy answer names
+        another revision than the one pushed; ``other-secret``: signed with another secret."""
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self, status: int, payload: dict[str, Any]) -> None:
+            def _answer(
+                self, status: int, payload: dict[str, Any], revision: int | None = None
+            ) -> None:
                 body = json.dumps(payload).encode()
                 self.send_response(status)
+                request_id = self.headers.get(REQUEST_ID_HEADER, "")
+                secret = b"x" * 64 if fake.forge == "other-secret" else fake.secret
+                if fake.forge == "other-revision" and revision is not None:
+                    revision += 1
+                if fake.forge != "unsigned":
+                    for name, value in sign_answer(
+                        secret, status, request_id, body, revision
+                    ).items():
+                        self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -41,6 +62,7 @@ class FakeWorker:
                     body,
                     self.headers.get(TIMESTAMP_HEADER),
                     self.headers.get(SIGNATURE_HEADER),
+                    self.headers.get(REQUEST_ID_HEADER),
                 )
                 if not ok:
                     fake.unsigned_calls += 1
@@ -63,6 +85,7 @@ class FakeWorker:
                 self._answer(
                     200,
                     {"worker_id": fake.worker_id, "served_revision": revision, "success": True},
+                    revision,
                 )
 
             def log_message(self, *args: Any) -> None:

@@ -192,6 +192,29 @@ def test_probes_show_health_and_a_silent_worker_turns_unreachable(
     assert row["probe"]["last_ok_at"] is not None
 
 
+@pytest.mark.parametrize(
+    ("forge", "reason"),
+    [
+        ("unsigned", "no cluster signature"),
+        ("other-secret", "signature does not match"),
+        ("other-revision", "asked for revision 1, the answer carries 2"),
+    ],
+)
+def test_a_worker_answer_that_does_not_verify_is_not_believed(
+    env: TestClient, worker: FakeWorker, forge: str, reason: str
+) -> None:
+    worker.forge = forge
+    response = env.post("/api/v1/environments/dev/deployments", json={"api": "a"})
+    assert response.status_code == 201, response.text
+    [pushed] = response.json()["results"]
+    assert pushed["success"] is False
+    assert reason in pushed["error"]
+    if forge != "other-revision":  # a probe answer names no revision
+        probe(env)
+        assert worker_row(env)["probe"]["ok"] is False
+        assert reason in worker_row(env)["probe"]["error"]
+
+
 def test_a_worker_that_stops_reporting_is_down_without_stale_data(
     env: TestClient, worker: FakeWorker
 ) -> None:

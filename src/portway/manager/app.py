@@ -14,7 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
-from portway.cluster.signing import load_or_create_secret
+from portway.cluster.signing import ReplayGuard, load_or_create_secret
 from portway.manager import api, cluster_api, problems
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
@@ -37,7 +37,10 @@ async def build_services(settings: ManagerSettings, store: ConfigStore) -> Servi
     consumers = Consumers(store)
     registry = WorkerRegistry(store, Liveness(settings.report_interval, settings.down_after))
     client = WorkerClient(
-        secret, settings.push_timeout, probe_timeout=min(settings.push_timeout, 5.0)
+        secret,
+        settings.push_timeout,
+        probe_timeout=min(settings.push_timeout, 5.0),
+        ca_file=settings.cluster_ca_file,
     )
     deployer = Deployer(
         store, catalog, registry, client, settings.push_timeout, consumers=consumers.snapshot
@@ -132,6 +135,8 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         ),
     )
     problems.install(app)
+    app.state.replay_guard = ReplayGuard()
+    app.add_middleware(cluster_api.SignedAnswers)
     app.include_router(api.router)
     app.include_router(cluster_api.router)
 
@@ -152,5 +157,7 @@ def run(settings: ManagerSettings) -> None:
         access_log=False,
         server_header=False,
         lifespan="on",
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
     )
     uvicorn.Server(config).run()

@@ -20,6 +20,16 @@ class ManagerSettings(Model):
         str, Field(description="traffic log store: sqlite:///path or elasticsearch://host:9200")
     ] = "sqlite:///var/portway/traffic.db"
     secret_file: Path = Path("var/portway/cluster.secret")
+    tls_cert_file: Annotated[
+        Path | None, Field(description="PEM certificate chain: serve HTTPS (workers and API)")
+    ] = None
+    tls_key_file: Annotated[
+        Path | None, Field(description="PEM private key (if not in tls_cert_file)")
+    ] = None
+    cluster_ca_file: Annotated[
+        Path | None,
+        Field(description="PEM CA bundle that workers' https:// certificates must chain to"),
+    ] = None
     data_dir: Path = Path("var/portway")
     bootstrap_file: Annotated[
         Path | None,
@@ -51,6 +61,12 @@ class ManagerSettings(Model):
                 "max_import_body_bytes must be at least import_max_bytes "
                 f"({self.import_max_bytes}): an imported document travels in the body"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tls(self) -> ManagerSettings:
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file needs tls_cert_file")
         return self
 
     @property

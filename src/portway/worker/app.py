@@ -20,7 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from portway.cluster.signing import read_secret
+from portway.cluster.transport import plain_http_refusal
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ClusterError, DeploymentError
 from portway.http import Handler, Request
@@ -31,7 +34,7 @@ from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
 from portway.worker.server import WorkerProcess, run_worker_server
 from portway.worker.services import open_worker_stores
-from portway.worker.settings import LimitSettings, WorkerSettings
+from portway.worker.settings import LimitSettings, TlsSettings, WorkerSettings
 from portway.worker.sync import ConfigSync, ManagerUnreachable, SyncSettings
 
 log = logging.getLogger("portway.worker")
@@ -55,6 +58,15 @@ class WorkerOptions:
     """Counters and cached responses: ``local://`` (per process), ``redis://``, ``hazelcast://``."""
     limits: LimitSettings = field(default_factory=LimitSettings)
     """Limits applied to every client connection."""
+
+    cluster_ca: Path | None = None
+    """Pinned CA bundle the ``https://`` manager's certificate must chain to."""
+    insecure_cluster: bool = False
+    """Allow a plain ``http://`` manager URL that is not loopback."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    https_port: int | None = None
+    """TLS listener (with ``tls_cert``): clients and the manager's push/probe over HTTPS."""
 
     def base_id(self) -> str:
         return self.worker_id or f"{socket.gethostname()}-{self.port}"
@@ -107,6 +119,7 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
             advertise_url=options.advertised(),
             secret=secret,
             state_dir=options.state_dir,
+            ca_file=options.cluster_ca,
             poll_interval=options.poll_interval,
             watch_disk=several,
         ),
@@ -144,6 +157,7 @@ async def _preflight(options: WorkerOptions, secret: bytes) -> None:
             advertise_url=options.advertised(),
             secret=secret,
             state_dir=options.state_dir,
+            ca_file=options.cluster_ca,
         ),
         _refuse,
     )
@@ -161,6 +175,10 @@ async def _refuse(revision: EnvironmentRevision) -> None:
 
 def run(options: WorkerOptions) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit status (2 when the worker may not start)."""
+    refusal = plain_http_refusal(options.manager_url, insecure=options.insecure_cluster)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     try:
         secret = read_secret(options.secret_file)
     except (OSError, ValueError) as exc:
@@ -171,12 +189,24 @@ def run(options: WorkerOptions) -> int:
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings = WorkerSettings(
-        host=options.host,
-        port=options.port,
-        processes=options.processes or os.cpu_count() or 1,
-        limits=options.limits,
-    )
+
+    try:
+        settings = WorkerSettings(
+            host=options.host,
+            port=options.port,
+            https_port=options.https_port,
+            tls=TlsSettings(
+                cert_file=str(options.tls_cert),
+                key_file=str(options.tls_key) if options.tls_key else None,
+            )
+            if options.tls_cert
+            else None,
+            processes=options.processes or os.cpu_count() or 1,
+            limits=options.limits,
+        )
+    except ValidationError as exc:
+        print(f"error: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
     try:
         return run_worker_server(functools.partial(setup, options, secret), settings)
     except (ClusterError, DeploymentError) as exc:

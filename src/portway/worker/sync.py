@@ -30,7 +30,8 @@ from portway.cluster.messages import (
     StatusAnswer,
     StatusReport,
 )
-from portway.cluster.signing import sign
+from portway.cluster.signing import REQUEST_ID_HEADER, AnswerRefused, sign, verify_answer
+from portway.cluster.transport import tls_verification
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ClusterError, Unauthenticated, UnknownEnvironment
 
@@ -53,6 +54,8 @@ class SyncSettings:
     watch_disk: bool = False
     """Follow revisions that sibling processes write to the shared state directory."""
     watch_interval: float = 0.25
+    ca_file: Path | None = None
+    """Pinned CA bundle for an ``https://`` manager (the system's CAs when None)."""
 
 
 @dataclass(slots=True)
@@ -80,6 +83,7 @@ class ConfigSync:
             base_url=settings.manager_url.rstrip("/"),
             timeout=settings.request_timeout,
             trust_env=False,
+            verify=tls_verification(settings.ca_file),
         )
         self._task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -89,7 +93,11 @@ class ConfigSync:
         return self.settings.state_dir / f"revision-{self.settings.environment}.json"
 
     # manager calls ------------------------------------------------------------------------
-    async def _call(self, method: str, path: str, body: bytes = b"") -> httpx.Response:
+    async def _call(
+        self, method: str, path: str, body: bytes = b"", *, revision: int | None = None
+    ) -> httpx.Response:
+        """One signed call; its answer is returned only once its signature, request id,
+        timestamp and (for a 200 to a revision pull) ``revision`` number checked out."""
         headers = sign(self.settings.secret, method, path, body)
         if body:
             headers["Content-Type"] = "application/json"
@@ -97,6 +105,29 @@ class ConfigSync:
             response = await self._client.request(method, path, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise ManagerUnreachable(f"manager {self.settings.manager_url}: {exc!r}") from exc
+        try:
+            verify_answer(
+                self.settings.secret,
+                headers[REQUEST_ID_HEADER],
+                response.status_code,
+                response.content,
+                response.headers,
+                revision=revision if response.status_code == 200 else None,
+            )
+        except AnswerRefused as exc:
+            if response.status_code == 401:
+                raise Unauthenticated(
+                    "the manager refused this worker's signature: is the cluster secret the same?"
+                ) from exc
+            self.state.last_error = f"refused the manager's answer to {method} {path}: {exc}"
+            log.error(
+                "refused the manager's answer to %s %s: %s; still serving revision %s",
+                method,
+                path,
+                exc,
+                self.state.served_revision,
+            )
+            raise
         if response.status_code == 401:
             raise Unauthenticated(
                 "the manager refused this worker's signature: is the cluster secret the same?"
@@ -117,7 +148,7 @@ class ConfigSync:
     async def pull(self, number: int) -> EnvironmentRevision:
         env = self.settings.environment
         response = await self._call(
-            "GET", f"/_portway/cluster/environments/{env}/revisions/{number}"
+            "GET", f"/_portway/cluster/environments/{env}/revisions/{number}", revision=number
         )
         if response.status_code != 200:
             raise ClusterError(f"pulling revision {number} failed: {response.status_code}")
