@@ -7,9 +7,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from portway.client.cli import register as register_client
 from portway.matrix.cli import register as register_matrix
+
+if TYPE_CHECKING:
+    from portway.worker.settings import TlsSettings
 
 
 def _manager(args: argparse.Namespace) -> int:
@@ -31,6 +35,27 @@ def _manager(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_tls(args: argparse.Namespace) -> TlsSettings | None:
+    from portway.worker.settings import TlsSettings
+
+    if args.tls_cert is None:
+        if args.tls_key or args.client_ca or args.require_client_cert:
+            raise SystemExit(
+                "error: --tls-key, --client-ca and --require-client-cert need --tls-cert"
+            )
+        return None
+    try:
+        return TlsSettings(
+            cert_file=str(args.tls_cert),
+            key_file=str(args.tls_key) if args.tls_key else None,
+            client_ca_file=str(args.client_ca) if args.client_ca else None,
+            require_client_cert=args.require_client_cert,
+            reload_interval=args.tls_reload_interval,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+
+
 def _worker(args: argparse.Namespace) -> int:
     from portway.worker.app import WorkerOptions, run
 
@@ -39,8 +64,14 @@ def _worker(args: argparse.Namespace) -> int:
             environment=args.environment,
             manager_url=args.manager,
             host=args.host,
-            port=args.port,
+            port=None if args.no_http else args.port,
             processes=args.processes,
+            https_port=args.https_port,
+            redirect_port=args.redirect_port,
+            public_https_port=args.public_https_port,
+            tls=_worker_tls(args),
+            trusted_proxies=args.trusted_proxy,
+            drain_timeout=args.drain_timeout,
             worker_id=args.worker_id,
             advertise_url=args.advertise_url,
             secret_file=args.secret_file,
@@ -141,6 +172,53 @@ def build_parser() -> argparse.ArgumentParser:
         default="local://",
         help="shared cache URL: local:// (per process), redis://HOST:PORT/0, "
         "hazelcast://HOST:PORT/CLUSTER",
+    )
+    worker.add_argument(
+        "--no-http", action="store_true", help="no plain HTTP listener (serve --https-port only)"
+    )
+    worker.add_argument(
+        "--https-port", type=int, default=None, help="TLS listener port (needs --tls-cert)"
+    )
+    worker.add_argument(
+        "--redirect-port",
+        type=int,
+        default=None,
+        help="plain listener answering 308 to the HTTPS listener (needs --tls-cert)",
+    )
+    worker.add_argument(
+        "--public-https-port",
+        type=int,
+        default=None,
+        help="HTTPS port named in redirects (default: --https-port)",
+    )
+    worker.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain")
+    worker.add_argument("--tls-key", type=Path, default=None, help="PEM key (if not in the cert)")
+    worker.add_argument(
+        "--tls-reload-interval",
+        type=float,
+        default=10.0,
+        help="seconds between checks of the certificate files (0: only on SIGHUP)",
+    )
+    worker.add_argument(
+        "--client-ca", type=Path, default=None, help="PEM CAs that sign client certs (mTLS)"
+    )
+    worker.add_argument(
+        "--require-client-cert",
+        action="store_true",
+        help="refuse TLS clients without a certificate signed by --client-ca",
+    )
+    worker.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a load balancer whose X-Forwarded-* headers are trusted (repeatable)",
+    )
+    worker.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds in-flight requests get on shutdown",
     )
     worker.set_defaults(func=_worker)
 

@@ -16,9 +16,11 @@ import logging
 import os
 import socket
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from portway.cluster.signing import read_secret
 from portway.config.revision import EnvironmentRevision
@@ -31,7 +33,7 @@ from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
 from portway.worker.server import WorkerProcess, run_worker_server
 from portway.worker.services import open_worker_stores
-from portway.worker.settings import WorkerSettings
+from portway.worker.settings import TlsSettings, WorkerSettings
 from portway.worker.sync import ConfigSync, ManagerUnreachable, SyncSettings
 
 log = logging.getLogger("portway.worker")
@@ -42,8 +44,15 @@ class WorkerOptions:
     environment: str
     manager_url: str
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int | None = 8080
+    """Plain HTTP listener; ``None`` with only ``https_port``."""
     processes: int = 0
+    https_port: int | None = None
+    redirect_port: int | None = None
+    public_https_port: int | None = None
+    tls: TlsSettings | None = None
+    trusted_proxies: list[str] = field(default_factory=list)
+    drain_timeout: float = 30.0
     worker_id: str | None = None
     advertise_url: str | None = None
     secret_file: Path = Path("var/portway/cluster.secret")
@@ -55,13 +64,29 @@ class WorkerOptions:
     """Counters and cached responses: ``local://`` (per process), ``redis://``, ``hazelcast://``."""
 
     def base_id(self) -> str:
-        return self.worker_id or f"{socket.gethostname()}-{self.port}"
+        return self.worker_id or f"{socket.gethostname()}-{self.port or self.https_port}"
 
     def advertised(self) -> str:
         if self.advertise_url:
             return self.advertise_url.rstrip("/")
         host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        if self.port is None:
+            return f"https://{host}:{self.https_port}"
         return f"http://{host}:{self.port}"
+
+    def settings(self) -> WorkerSettings:
+        """The listener settings; raises ``pydantic.ValidationError`` on a bad combination."""
+        return WorkerSettings(
+            host=self.host,
+            port=self.port,
+            https_port=self.https_port,
+            redirect_port=self.redirect_port,
+            public_https_port=self.public_https_port,
+            tls=self.tls,
+            trusted_proxies=self.trusted_proxies,
+            drain_timeout=self.drain_timeout,
+            processes=self.processes or os.cpu_count() or 1,
+        )
 
 
 def _correlation_id(request: Request) -> str:
@@ -160,6 +185,13 @@ async def _refuse(revision: EnvironmentRevision) -> None:
 def run(options: WorkerOptions) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit status (2 when the worker may not start)."""
     try:
+        settings = options.settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "worker"
+            print(f"error: {where}: {error['msg']}", file=sys.stderr)
+        return 2
+    try:
         secret = read_secret(options.secret_file)
     except (OSError, ValueError) as exc:
         print(f"error: cluster secret {options.secret_file}: {exc}", file=sys.stderr)
@@ -169,11 +201,6 @@ def run(options: WorkerOptions) -> int:
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings = WorkerSettings(
-        host=options.host,
-        port=options.port,
-        processes=options.processes or os.cpu_count() or 1,
-    )
     try:
         return run_worker_server(functools.partial(setup, options, secret), settings)
     except (ClusterError, DeploymentError) as exc:
