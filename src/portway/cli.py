@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portway.client.cli import register as register_client
+from portway.deploy.cli import register as register_deploy
 from portway.matrix.cli import register as register_matrix
 
 if TYPE_CHECKING:
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_matrix(sub)
     register_client(sub)
+    register_deploy(sub)
     return parser
 
 
