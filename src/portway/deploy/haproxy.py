@@ -51,7 +51,6 @@ def render_haproxy(plan: DeploymentPlan, certificate_bundle: str | None = None) 
 # public names: {names}
 global
     log stdout format raw local0
-    maxconn 20000
     ssl-default-bind-ciphers {":".join(TLS12_CIPHERS)}
     ssl-default-bind-ciphersuites {":".join(TLS13_SUITES)}
     ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
