@@ -37,29 +37,30 @@ def _manager(args: argparse.Namespace) -> int:
 
 
 def _worker_tls(args: argparse.Namespace) -> TlsSettings | None:
+    """The worker's TLS settings from its flags; raises ``ValueError`` on a bad combination."""
     from portway.worker.settings import TlsSettings
 
     if args.tls_cert is None:
         if args.tls_key or args.client_ca or args.require_client_cert:
-            raise SystemExit(
-                "error: --tls-key, --client-ca and --require-client-cert need --tls-cert"
-            )
+            raise ValueError("--tls-key, --client-ca and --require-client-cert need --tls-cert")
         return None
-    try:
-        return TlsSettings(
-            cert_file=str(args.tls_cert),
-            key_file=str(args.tls_key) if args.tls_key else None,
-            client_ca_file=str(args.client_ca) if args.client_ca else None,
-            require_client_cert=args.require_client_cert,
-            reload_interval=args.tls_reload_interval,
-        )
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from exc
+    return TlsSettings(
+        cert_file=str(args.tls_cert),
+        key_file=str(args.tls_key) if args.tls_key else None,
+        client_ca_file=str(args.client_ca) if args.client_ca else None,
+        require_client_cert=args.require_client_cert,
+        reload_interval=args.tls_reload_interval,
+    )
 
 
 def _worker(args: argparse.Namespace) -> int:
     from portway.worker.app import WorkerOptions, run
 
+    try:
+        tls = _worker_tls(args)
+    except ValueError as exc:  # pydantic's ValidationError included
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return run(
         WorkerOptions(
             environment=args.environment,
@@ -70,7 +71,7 @@ def _worker(args: argparse.Namespace) -> int:
             https_port=args.https_port,
             redirect_port=args.redirect_port,
             public_https_port=args.public_https_port,
-            tls=_worker_tls(args),
+            tls=tls,
             trusted_proxies=args.trusted_proxy,
             drain_timeout=args.drain_timeout,
             worker_id=args.worker_id,

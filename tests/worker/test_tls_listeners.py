@@ -18,6 +18,7 @@ import pytest
 import trustme
 from cryptography import x509
 
+from portway.cli import main
 from portway.http import Handler, Request, Response
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
@@ -298,3 +299,24 @@ async def test_mtls_policy_on_a_real_tls_listener(ca: trustme.CA, tmp_path: Path
     finally:
         await handler.close(1)
         await stores.close()
+
+
+def test_worker_refuses_inconsistent_listener_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["worker", "--environment", "dev", "--manager", "http://127.0.0.1:9"]
+    base += ["--secret-file", str(tmp_path / "absent.secret"), "--state-dir", str(tmp_path)]
+    cases = [
+        (["--https-port", "8443"], "https_port and redirect_port need tls"),
+        (["--redirect-port", "8081"], "https_port and redirect_port need tls"),
+        (["--client-ca", "/x.pem"], "need --tls-cert"),
+        (["--tls-cert", "/c.pem", "--require-client-cert"], "require_client_cert needs"),
+        (["--trusted-proxy", "10.0.0.0/33"], "trusted_proxies"),
+        (["--trusted-proxy", "lb.example"], "trusted_proxies"),
+        (["--no-http"], "at least one of port and https_port"),
+        (["--https-port", "0", "--tls-cert", str(tmp_path / "absent.pem")], "absent.pem"),
+        (["--https-port", "99999", "--tls-cert", "/c.pem"], "https_port"),
+    ]
+    for flags, message in cases:
+        assert main([*base, *flags]) == 2, flags
+        assert message in capsys.readouterr().err, flags

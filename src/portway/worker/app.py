@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import socket
+import ssl
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from pydantic import ValidationError
 from portway.cluster.signing import read_secret
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ClusterError, DeploymentError
-from portway.http import Handler, Request
+from portway.http import Handler, Request, server_tls_context
 from portway.worker.control import ControlHandler
 from portway.worker.errors import new_correlation_id
 from portway.worker.headers import incoming_correlation_id
@@ -191,6 +192,18 @@ def run(options: WorkerOptions) -> int:
             where = ".".join(str(part) for part in error["loc"]) or "worker"
             print(f"error: {where}: {error['msg']}", file=sys.stderr)
         return 2
+    if settings.tls is not None:
+        tls = settings.tls
+        try:  # the files are read again per process; an unreadable one is refused here, once
+            server_tls_context(
+                tls.cert_file,
+                tls.key_file,
+                client_ca_file=tls.client_ca_file,
+                require_client_cert=tls.require_client_cert,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            print(f"error: tls: {tls.cert_file}: {exc}", file=sys.stderr)
+            return 2
     try:
         secret = read_secret(options.secret_file)
     except (OSError, ValueError) as exc:
