@@ -1,7 +1,7 @@
-"""The generated HAProxy configuration in front of two real workers, on loopback: TLS with the
-lab CA on the front port, the 80 → 443 redirect, the balancer's X-Forwarded-* (a client's own
-are not passed on), the control paths refused, and a worker SIGKILLed under load without a
-single client error (health checks, retries, redispatch)."""
+"""The generated HAProxy and nginx configurations in front of two real workers on loopback:
+TLS with the lab CA on the front port, the 80 → 443 redirect, the balancer's X-Forwarded-* (a
+client's own are not passed on), the control paths refused, and a worker SIGKILLed under load
+without a single client error (health checks, retries, redispatch)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,28 @@ def start_worker(plat: Platform, worker_id: str, port: int) -> Process:
 
 
 def test_haproxy_in_front_of_two_workers(platform: Platform, tmp_path: Path) -> None:
-    haproxy = tool("haproxy")
+    balancer_in_front_of_two_workers(platform, tmp_path, "haproxy")
+
+
+def test_nginx_in_front_of_two_workers(platform: Platform, tmp_path: Path) -> None:
+    balancer_in_front_of_two_workers(platform, tmp_path, "nginx")
+
+
+def balancer_command(target: str, config_text: str, tmp_path: Path) -> list[str]:
+    config = tmp_path / f"{target}.cfg"
+    if target == "haproxy":
+        config.write_text(config_text)
+        return [tool("haproxy"), "-db", "-f", str(config)]
+    # keep the test's files in its own directory
+    config.write_text(
+        config_text.replace("/run/portway-nginx.pid", str(tmp_path / "nginx.pid")).replace(
+            "/var/log/nginx/portway-access.log", str(tmp_path / "access.log")
+        )
+    )
+    return [tool("nginx"), "-e", "stderr", "-c", str(config), "-g", "daemon off;"]
+
+
+def balancer_in_front_of_two_workers(platform: Platform, tmp_path: Path, target: str) -> None:
     ports = [free_port(), free_port()]
     workers = [start_worker(platform, f"w{i}", port) for i, port in enumerate(ports, start=1)]
     api = {"name": "demo", "base_path": "/demo", "backends": [{"url": platform.backend_url}]}
@@ -78,9 +99,8 @@ def test_haproxy_in_front_of_two_workers(platform: Platform, tmp_path: Path) -> 
             "health_check_interval_ms": 200,
         }
     )
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(render(plan, "haproxy", tmp_path / "lab-ca")["haproxy.cfg"])
-    lb = Process("haproxy", [haproxy, "-db", "-f", str(config)], tmp_path)
+    (text,) = render(plan, target, tmp_path / "lab-ca").values()
+    lb = Process(target, balancer_command(target, text, tmp_path), tmp_path)
     platform.processes.append(lb)
     trust = ssl.create_default_context(cafile=str(tmp_path / "lab-ca" / "ca.pem"))
     base = f"https://localhost:{https_port}"
@@ -89,7 +109,7 @@ def test_haproxy_in_front_of_two_workers(platform: Platform, tmp_path: Path) -> 
         with httpx.Client(verify=trust, trust_env=False, timeout=5) as c:
             return c.get(f"{base}/demo/echo").status_code == 200
 
-    wait_until(both_up, "haproxy serving", proc=lb)
+    wait_until(both_up, f"{target} serving", proc=lb)
 
     with httpx.Client(verify=trust, trust_env=False, timeout=10) as client:
         r = client.get(
