@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portway.client.cli import register as register_client
+from portway.deploy.cli import register as register_deploy
 from portway.matrix.cli import register as register_matrix
 
 if TYPE_CHECKING:
     from portway.manager.settings import ManagerSettings
-    from portway.worker.settings import LimitSettings
+    from portway.worker.settings import LimitSettings, TlsSettings
 
 
 def manager_settings(args: argparse.Namespace) -> ManagerSettings:
@@ -65,26 +66,45 @@ def worker_limits(args: argparse.Namespace) -> LimitSettings:
     )
 
 
-def _worker(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
+def _worker_tls(args: argparse.Namespace) -> TlsSettings | None:
+    """The worker's TLS settings from its flags; raises ``ValueError`` on a bad combination."""
+    from portway.worker.settings import TlsSettings
 
+    if args.tls_cert is None:
+        if args.tls_key or args.client_ca or args.require_client_cert:
+            raise ValueError("--tls-key, --client-ca and --require-client-cert need --tls-cert")
+        return None
+    return TlsSettings(
+        cert_file=str(args.tls_cert),
+        key_file=str(args.tls_key) if args.tls_key else None,
+        client_ca_file=str(args.client_ca) if args.client_ca else None,
+        require_client_cert=args.require_client_cert,
+        reload_interval=args.tls_reload_interval,
+    )
+
+
+def _worker(args: argparse.Namespace) -> int:
     from portway.worker.app import WorkerOptions, run
 
     try:
         limits = worker_limits(args)
-    except ValidationError as exc:
+        tls = _worker_tls(args)
+    except ValueError as exc:  # pydantic's ValidationError included
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.tls_key and not args.tls_cert:
-        print("error: --tls-key needs --tls-cert", file=sys.stderr)
         return 2
     return run(
         WorkerOptions(
             environment=args.environment,
             manager_url=args.manager,
             host=args.host,
-            port=args.port,
+            port=None if args.no_http else args.port,
             processes=args.processes,
+            https_port=args.https_port,
+            redirect_port=args.redirect_port,
+            public_https_port=args.public_https_port,
+            tls=tls,
+            trusted_proxies=args.trusted_proxy,
+            drain_timeout=args.drain_timeout,
             worker_id=args.worker_id,
             advertise_url=args.advertise_url,
             secret_file=args.secret_file,
@@ -95,9 +115,6 @@ def _worker(args: argparse.Namespace) -> int:
             limits=limits,
             cluster_ca=args.cluster_ca,
             insecure_cluster=args.insecure_cluster,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            https_port=args.https_port,
         )
     )
 
@@ -256,9 +273,52 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a plain http:// manager URL that is not loopback (cluster calls unencrypted)",
     )
-    _tls_arguments(worker, "serve clients and the manager's push/probe over HTTPS")
+    worker.add_argument(
+        "--no-http", action="store_true", help="no plain HTTP listener (serve --https-port only)"
+    )
     worker.add_argument(
         "--https-port", type=int, default=None, help="TLS listener port (needs --tls-cert)"
+    )
+    worker.add_argument(
+        "--redirect-port",
+        type=int,
+        default=None,
+        help="plain listener answering 308 to the HTTPS listener (needs --tls-cert)",
+    )
+    worker.add_argument(
+        "--public-https-port",
+        type=int,
+        default=None,
+        help="HTTPS port named in redirects (default: --https-port)",
+    )
+    worker.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain")
+    worker.add_argument("--tls-key", type=Path, default=None, help="PEM key (if not in the cert)")
+    worker.add_argument(
+        "--tls-reload-interval",
+        type=float,
+        default=10.0,
+        help="seconds between checks of the certificate files (0: only on SIGHUP)",
+    )
+    worker.add_argument(
+        "--client-ca", type=Path, default=None, help="PEM CAs that sign client certs (mTLS)"
+    )
+    worker.add_argument(
+        "--require-client-cert",
+        action="store_true",
+        help="refuse TLS clients without a certificate signed by --client-ca",
+    )
+    worker.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a load balancer whose X-Forwarded-* headers are trusted (repeatable)",
+    )
+    worker.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds in-flight requests get on shutdown",
     )
     worker.set_defaults(func=_worker)
 
@@ -269,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_matrix(sub)
     register_client(sub)
+    register_deploy(sub)
     return parser
 
 

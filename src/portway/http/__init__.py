@@ -46,7 +46,13 @@ from portway.http._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from portway.http._helpers import client_tls_context, pump, redirect_to_https, server_tls_context
+from portway.http._helpers import (
+    client_tls_context,
+    pump,
+    redirect_to_https,
+    reload_server_certificate,
+    server_tls_context,
+)
 from portway.http._messages import Handler, Headers, Outcome, Request, Response, Stream, Tunnel
 from portway.http._server import ErrorRenderer, Server, ServerLimits, serve
 
@@ -79,6 +85,7 @@ __all__ = [
     "client_tls_context",
     "pump",
     "redirect_to_https",
+    "reload_server_certificate",
     "serve",
     "server_tls_context",
 ]

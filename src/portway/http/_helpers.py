@@ -27,6 +27,11 @@ def redirect_to_https(https_port: int | None = 443) -> Handler:
     return redirect
 
 
+MODERN_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""TLS 1.2 suites a server offers: forward secrecy (ECDHE) with an AEAD cipher only; TLS 1.3
+suites are all AEAD and stay OpenSSL's defaults."""
+
+
 def server_tls_context(
     certfile: str,
     keyfile: str | None = None,
@@ -34,16 +39,36 @@ def server_tls_context(
     client_ca_file: str | None = None,
     require_client_cert: bool = False,
 ) -> ssl.SSLContext:
-    """A TLS 1.2+ server context; with ``client_ca_file`` client certificates are verified
-    (required when ``require_client_cert``) and reach handlers as ``Request.tls_peer_cert``."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    """The one server TLS context: TLS 1.2+ (1.3 preferred by OpenSSL), ECDHE with AES-GCM or
+    ChaCha20 only, server cipher order, no compression, no renegotiation, ALPN ``http/1.1``.
+    With ``client_ca_file`` client certificates are verified (required when
+    ``require_client_cert``) and reach handlers as ``Request.tls_peer_cert``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(MODERN_TLS12_CIPHERS)
+    context.options |= (
+        ssl.OP_NO_COMPRESSION
+        | ssl.OP_NO_RENEGOTIATION
+        | ssl.OP_CIPHER_SERVER_PREFERENCE
+        | ssl.OP_SINGLE_ECDH_USE
+    )
     context.load_cert_chain(certfile, keyfile)
     context.set_alpn_protocols(["http/1.1"])
     if client_ca_file:
         context.load_verify_locations(client_ca_file)
         context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     return context
+
+
+def reload_server_certificate(
+    context: ssl.SSLContext, certfile: str, keyfile: str | None = None
+) -> None:
+    """Load a new certificate chain into a live server context: handshakes that start afterwards
+    present it, established connections keep theirs. The pair is checked in a scratch context
+    first, so a half-written or mismatched file raises ``ssl.SSLError``/``OSError`` and leaves
+    ``context`` serving the old certificate."""
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+    context.load_cert_chain(certfile, keyfile)
 
 
 def client_tls_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:

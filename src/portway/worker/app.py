@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import socket
+import ssl
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from portway.cluster.signing import read_secret
 from portway.cluster.transport import plain_http_refusal
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ClusterError, DeploymentError
-from portway.http import Handler, Request
+from portway.http import Handler, Request, server_tls_context
 from portway.worker.control import ControlHandler
 from portway.worker.errors import new_correlation_id
 from portway.worker.headers import incoming_correlation_id
@@ -45,8 +46,15 @@ class WorkerOptions:
     environment: str
     manager_url: str
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int | None = 8080
+    """Plain HTTP listener; ``None`` with only ``https_port``."""
     processes: int = 0
+    https_port: int | None = None
+    redirect_port: int | None = None
+    public_https_port: int | None = None
+    tls: TlsSettings | None = None
+    trusted_proxies: list[str] = field(default_factory=list)
+    drain_timeout: float = 30.0
     worker_id: str | None = None
     advertise_url: str | None = None
     secret_file: Path = Path("var/portway/cluster.secret")
@@ -58,24 +66,36 @@ class WorkerOptions:
     """Counters and cached responses: ``local://`` (per process), ``redis://``, ``hazelcast://``."""
     limits: LimitSettings = field(default_factory=LimitSettings)
     """Limits applied to every client connection."""
-
     cluster_ca: Path | None = None
     """Pinned CA bundle the ``https://`` manager's certificate must chain to."""
     insecure_cluster: bool = False
     """Allow a plain ``http://`` manager URL that is not loopback."""
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    https_port: int | None = None
-    """TLS listener (with ``tls_cert``): clients and the manager's push/probe over HTTPS."""
 
     def base_id(self) -> str:
-        return self.worker_id or f"{socket.gethostname()}-{self.port}"
+        return self.worker_id or f"{socket.gethostname()}-{self.port or self.https_port}"
 
     def advertised(self) -> str:
         if self.advertise_url:
             return self.advertise_url.rstrip("/")
         host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        if self.port is None:
+            return f"https://{host}:{self.https_port}"
         return f"http://{host}:{self.port}"
+
+    def settings(self) -> WorkerSettings:
+        """The listener settings; raises ``pydantic.ValidationError`` on a bad combination."""
+        return WorkerSettings(
+            host=self.host,
+            port=self.port,
+            https_port=self.https_port,
+            redirect_port=self.redirect_port,
+            public_https_port=self.public_https_port,
+            tls=self.tls,
+            trusted_proxies=self.trusted_proxies,
+            drain_timeout=self.drain_timeout,
+            processes=self.processes or os.cpu_count() or 1,
+            limits=self.limits,
+        )
 
 
 def _correlation_id(request: Request) -> str:
@@ -180,6 +200,25 @@ def run(options: WorkerOptions) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
     try:
+        settings = options.settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "worker"
+            print(f"error: {where}: {error['msg']}", file=sys.stderr)
+        return 2
+    if settings.tls is not None:
+        tls = settings.tls
+        try:  # the files are read again per process; an unreadable one is refused here, once
+            server_tls_context(
+                tls.cert_file,
+                tls.key_file,
+                client_ca_file=tls.client_ca_file,
+                require_client_cert=tls.require_client_cert,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            print(f"error: tls: {tls.cert_file}: {exc}", file=sys.stderr)
+            return 2
+    try:
         secret = read_secret(options.secret_file)
     except (OSError, ValueError) as exc:
         print(f"error: cluster secret {options.secret_file}: {exc}", file=sys.stderr)
@@ -188,24 +227,6 @@ def run(options: WorkerOptions) -> int:
         asyncio.run(_preflight(options, secret))
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    try:
-        settings = WorkerSettings(
-            host=options.host,
-            port=options.port,
-            https_port=options.https_port,
-            tls=TlsSettings(
-                cert_file=str(options.tls_cert),
-                key_file=str(options.tls_key) if options.tls_key else None,
-            )
-            if options.tls_cert
-            else None,
-            processes=options.processes or os.cpu_count() or 1,
-            limits=options.limits,
-        )
-    except ValidationError as exc:
-        print(f"error: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 2
     try:
         return run_worker_server(functools.partial(setup, options, secret), settings)

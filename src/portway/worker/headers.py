@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 
 from portway.http import Headers, Request
+from portway.policies.ip_filter import client_address
 
 # hop-by-hop (RFC 9110 7.6.1) plus the framing and routing fields the proxy writes itself
 HOP_BY_HOP = frozenset(
@@ -61,6 +62,17 @@ class TrustedProxies:
             self._cache.clear()
         self._cache[ip] = trusted
         return trusted
+
+    def client_ip(self, request: Request) -> str:
+        """Who the client is: the peer, or, when the peer is a trusted proxy, the nearest
+        ``X-Forwarded-For`` hop that is not itself trusted (the peer if an entry is malformed).
+        IP filters, per-IP limits, ``ip_hash`` balancing and the traffic log use this."""
+        peer = request.client[0]
+        if peer not in self:
+            return peer
+        forwarded = [v.decode("latin-1") for n, v in request.headers if n == b"x-forwarded-for"]
+        address = client_address(peer, forwarded, self._networks)
+        return peer if address is None else str(address)
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade", b"Keep-Alive", b"Close"})

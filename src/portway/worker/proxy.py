@@ -202,7 +202,7 @@ def traffic_record(
         "environment": runtime.revision.environment,
         "method": request.method,
         "path": request.path,
-        "client_ip": request.client[0],
+        "client_ip": runtime.trusted.client_ip(request),
         "status": outcome.status,
         "total_ms": round((time.monotonic() - note.monotonic) * 1000, 3),
         "response_bytes": outcome.bytes_sent,
@@ -366,7 +366,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
             headers,
             data if data is not None else body,
             content_length=body.length,
-            client_ip=request.client[0],
+            client_ip=runtime.trusted.client_ip(request),
         )
     except ClientDisconnected:
         raise
@@ -439,7 +439,7 @@ async def _proxy_with_pipeline(
     )
     ctx = PolicyContext(
         request=view,
-        client_ip=request.client[0],
+        client_ip=runtime.trusted.client_ip(request),
         correlation_id=cid,
         environment=runtime.revision.environment,
         project=route.api.project,
@@ -508,7 +508,7 @@ async def _proxy_with_pipeline(
             headers,
             payload,
             content_length=length,
-            client_ip=request.client[0],
+            client_ip=ctx.client_ip,
         )
     except ClientDisconnected:
         raise

@@ -1,6 +1,6 @@
 """Listeners and processes of a worker: plain HTTP, HTTPS (TLS termination) and the HTTP->HTTPS
 redirect, on N processes sharing the ports through SO_REUSEPORT, with a graceful drain on
-SIGTERM/SIGINT."""
+SIGTERM/SIGINT and a certificate reload on SIGHUP (forwarded to every process)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from portway.http import Handler, Server, redirect_to_https, serve, server_tls_context
+from portway.worker.certificates import CertificateReloader
 from portway.worker.errors import render_protocol_error
 from portway.worker.settings import WorkerSettings
 
@@ -28,12 +29,16 @@ class Listeners:
     """The running listeners of one process, by name: ``http``, ``https``, ``redirect``."""
 
     servers: dict[str, Server]
+    certificates: CertificateReloader | None = None
+    """Reloads the HTTPS listener's certificate (SIGHUP, file change); ``None`` without TLS."""
 
     def port(self, name: str = "http") -> int:
         return self.servers[name].port
 
     async def close(self, grace: float = 30.0) -> None:
         """Stop accepting everywhere, then drain all listeners together up to ``grace`` seconds."""
+        if self.certificates is not None:
+            await self.certificates.close()
         await asyncio.gather(*(server.close(grace) for server in self.servers.values()))
 
 
@@ -41,6 +46,7 @@ async def start_listeners(handler: Handler, settings: WorkerSettings) -> Listene
     """Start the listeners ``settings`` ask for in the running loop (port 0 picks a free port)."""
     limits = settings.limits.server_limits()
     servers: dict[str, Server] = {}
+    certificates: CertificateReloader | None = None
     common = {
         "limits": limits,
         "reuse_port": settings.reuse_port,
@@ -59,6 +65,7 @@ async def start_listeners(handler: Handler, settings: WorkerSettings) -> Listene
                 client_ca_file=tls.client_ca_file,
                 require_client_cert=tls.require_client_cert,
             )
+            certificates = CertificateReloader(context, tls)
             servers["https"] = await serve(
                 handler,
                 settings.host,
@@ -78,7 +85,9 @@ async def start_listeners(handler: Handler, settings: WorkerSettings) -> Listene
         for server in servers.values():
             await server.close(0)
         raise
-    return Listeners(servers)
+    if certificates is not None:
+        certificates.start()
+    return Listeners(servers, certificates)
 
 
 @dataclass
@@ -121,6 +130,14 @@ async def serve_worker(
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    certificates = listeners.certificates
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            certificates.reload
+            if certificates is not None
+            else lambda: log.info("SIGHUP: no TLS certificate to reload"),
+        )
     log.info(
         "worker process %d listening on %s",
         index,
@@ -140,6 +157,8 @@ async def serve_worker(
 def _child(setup: Setup, settings_json: str, index: int) -> None:
     import uvloop
 
+    # a reload request forwarded before the loop installed its handler must not kill us
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = WorkerSettings.model_validate_json(settings_json)
     uvloop.run(serve_worker(setup, settings, index))
 
@@ -184,7 +203,13 @@ def run_worker_server(setup: Setup, settings: WorkerSettings) -> int:
         nonlocal stopping
         stopping = True
 
+    def forward_hangup(signum: int, frame: object) -> None:
+        for child in children.values():
+            if child.exitcode is None and child.pid is not None:
+                os.kill(child.pid, signal.SIGHUP)
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, forward_hangup)
     try:
         for index in range(settings.processes):
             start(index)

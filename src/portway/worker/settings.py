@@ -25,6 +25,15 @@ class TlsSettings(Model):
     require_client_cert: Annotated[
         bool, Field(description="refuse clients without a certificate signed by client_ca_file")
     ] = False
+    reload_interval: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=3600,
+            description="seconds between checks of the certificate files for a change (0: "
+            "only on SIGHUP)",
+        ),
+    ] = 10.0
 
     @model_validator(mode="after")
     def _mtls(self) -> TlsSettings:
