@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portway.cluster.messages import DeployAck, DeployNotice
+from portway.config.backend_tls import backend_tls_context, tls_settings
 from portway.config.models import ApiProxy, PolicySpec
 from portway.config.revision import ConsumerSnapshot, DeployedApi, EnvironmentRevision
 from portway.errors import ConfigError, Conflict, DeploymentError, NotFound
@@ -504,8 +505,9 @@ class Deployer:
         return settled
 
     def _compile_check(self, snapshot: EnvironmentRevision) -> None:
-        """Compile the revision exactly as a worker will (routing table and every route's policy
-        pipeline), so a revision that would not compile never reaches a worker.
+        """Compile the revision exactly as a worker will (routing table, the TLS context of every
+        HTTPS backend, every route's policy pipeline), so a revision that would not compile never
+        reaches a worker.
 
         An API revision is immutable, so one that compiled with the same global policies is not
         compiled again (consumer republications and one-API redeploys stay cheap)."""
@@ -513,10 +515,22 @@ class Deployer:
             environment=snapshot.environment, cache=LocalCache(), local_cache=LocalCache()
         )
         pipelines = route_pipelines(services)
+        contexts: dict[tuple[bool, str | None], str] = {}
         try:
             compile_router(snapshot)
             for deployed in snapshot.apis:
                 api = deployed.api
+                # the worker builds each HTTPS backend's TLS context when it compiles; the CA
+                # bundle is a file, so this is checked on every compile, never remembered
+                for settings in tls_settings(api):
+                    if settings not in contexts:
+                        try:
+                            backend_tls_context(*settings)
+                        except ConfigError as exc:
+                            raise ConfigError(
+                                exc.message, f"{api_key(api.project, api.name)}: {exc.field}"
+                            ) from None
+                        contexts[settings] = api_key(api.project, api.name)
                 refs = {
                     name: snapshot.global_policies[name].model_dump(mode="json")
                     for name in sorted(global_refs(api))
