@@ -16,6 +16,7 @@ from fastapi.responses import PlainTextResponse
 
 from portway.cluster.signing import load_or_create_secret
 from portway.manager import api, cluster_api, problems
+from portway.manager.addresses import BackendPolicy
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
 from portway.manager.catalog import Catalog
@@ -32,7 +33,14 @@ log = logging.getLogger("portway.manager")
 
 async def build_services(settings: ManagerSettings, store: ConfigStore) -> Services:
     secret = load_or_create_secret(settings.secret_file)
-    catalog = Catalog(store)
+    catalog = Catalog(
+        store,
+        BackendPolicy(
+            deny=settings.backend_deny_cidrs,
+            allow=settings.backend_allow_cidrs,
+            own=[(settings.host, settings.port)],
+        ),
+    )
     consumers = Consumers(store)
     registry = WorkerRegistry(store, Liveness(settings.report_interval, settings.down_after))
     client = WorkerClient(

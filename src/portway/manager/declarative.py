@@ -194,6 +194,7 @@ class Declarative:
                     {"field": f"body.apis[{index}].project", "message": f"no project {api.project}"}
                 )
             try:
+                self.catalog.check_backends(api)
                 validate_api(api, globals_after)
             except ConfigError as exc:
                 errors.append(_error(exc, f"body.apis[{index}]"))
@@ -267,7 +268,9 @@ class Declarative:
             return plan, []
         authorize(plan.kinds_changed())
         journal = UndoJournal(self.catalog.store)
-        writer = Declarative(Catalog(journal), Consumers(journal), self.deployer)
+        writer = Declarative(
+            Catalog(journal, self.catalog.backends), Consumers(journal), self.deployer
+        )
         try:
             await writer._write_all(config, plan, actor)
         except (PortwayError, OSError) as exc:
