@@ -59,11 +59,25 @@ def _revisions(entry: dict[str, Any]) -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize("crash_after", range(WRITES_PER_DEPLOY))
+CASES = [("sqlite", n) for n in range(WRITES_PER_DEPLOY)] + [
+    pytest.param("mongodb", n, marks=pytest.mark.servers) for n in (6, 7, 8, 9)
+]  # on FerretDB: the steps around the record, the audit entry and the pointer
+
+
+@pytest.mark.parametrize(("backend", "crash_after"), CASES)
 def test_a_manager_stopped_mid_deploy_settles_on_start(
-    settings: ManagerSettings, tmp_path: Path, crash_after: int
+    settings: ManagerSettings,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    backend: str,
+    crash_after: int,
 ) -> None:
-    url = f"sqlite://{tmp_path / 'crash.db'}"
+    if backend == "sqlite":
+        url = f"sqlite://{tmp_path / 'crash.db'}"
+    else:
+        from tests.stores.conftest import mongo_url
+
+        url = mongo_url(request.getfixturevalue("ferretdb"), f"c{uuid.uuid4().hex[:12]}")
     first = started(settings, open_config_store(url))
     headers = {"Authorization": f"Bearer {token(settings)}"}
     first.headers.update(headers)
