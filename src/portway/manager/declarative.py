@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from portway.config.declarative import ConsumerSpec, DeclarativeConfig, GlobalPolicy
 from portway.config.models import ApiProxy, Environment, PolicySpec, Project
-from portway.errors import ConfigError, PortwayError
+from portway.errors import ConfigError
 from portway.manager import audit
 from portway.manager.audit import diff, mask
 from portway.manager.catalog import Catalog, api_key
@@ -273,7 +273,7 @@ class Declarative:
         )
         try:
             await writer._write_all(config, plan, actor)
-        except (PortwayError, OSError) as exc:
+        except Exception as exc:  # whatever stopped the writes, undo them before answering
             undone, failed = await journal.undo()
             await audit.record(
                 self.catalog.store,
