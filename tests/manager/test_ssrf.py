@@ -249,3 +249,34 @@ def test_the_managers_own_address_is_refused_and_an_allow_list_opens(
         assert opened.post("/api/v1/projects/default/apis", json=still).status_code == 422
     finally:
         opened.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "2130706433",  # 127.0.0.1 as one number
+        "0x7f.1",
+        "127.1",
+        "localhost.",
+        "[::ffff:127.0.0.1]",
+        "[::127.0.0.1]",
+        "[::1]",
+        "[0:0:0:0:0:ffff:7f00:1]",
+        "0.0.0.0",
+    ],
+)
+def test_every_spelling_of_an_internal_host_is_refused_by_default(
+    settings: ManagerSettings, two_servers: tuple[Any, Any, int], host: str
+) -> None:
+    good_seen, internal_seen, port = two_servers
+    client = manager_with(settings)
+    try:
+        url = f"http://{host}:{port}/petstore.yaml"
+        response = client.post(IMPORT, json={"name": "pets", "url": url})
+        assert response.status_code == 422, response.text
+        assert response.json()["details"][0]["field"] == "body.url"
+        assert good_seen.seen == []
+        assert internal_seen.seen == []
+    finally:
+        client.__exit__(None, None, None)
