@@ -16,6 +16,7 @@ from fastapi.responses import PlainTextResponse
 
 from portway.cluster.signing import ReplayGuard, load_or_create_secret
 from portway.manager import api, cluster_api, problems
+from portway.manager.addresses import BackendPolicy
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
 from portway.manager.body_limits import BodyCaps, BodyLimit
@@ -33,7 +34,14 @@ log = logging.getLogger("portway.manager")
 
 async def build_services(settings: ManagerSettings, store: ConfigStore) -> Services:
     secret = load_or_create_secret(settings.secret_file)
-    catalog = Catalog(store)
+    catalog = Catalog(
+        store,
+        BackendPolicy(
+            deny=settings.backend_deny_cidrs,
+            allow=settings.backend_allow_cidrs,
+            own=[(settings.host, settings.port)],
+        ),
+    )
     consumers = Consumers(store)
     registry = WorkerRegistry(store, Liveness(settings.report_interval, settings.down_after))
     client = WorkerClient(
@@ -98,6 +106,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         services = await build_services(settings, config_store)
         app.state.services = services
         await _bootstrap(settings, config_store)
+        await services.deployer.reconcile()
         prober = (
             asyncio.create_task(probe_workers(services), name="portway-probes")
             if settings.effective_probe_interval > 0

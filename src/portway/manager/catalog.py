@@ -9,6 +9,7 @@ from portway.config.declarative import GlobalPolicy
 from portway.config.models import ApiProxy, Environment, PolicySpec, Project
 from portway.errors import ConfigError, Conflict, NotFound
 from portway.manager import audit
+from portway.manager.addresses import BackendPolicy
 from portway.manager.validation import policy_entries, specs, validate_api, validate_policy
 from portway.stores.config_store import ConfigStore, Document
 
@@ -18,8 +19,16 @@ def api_key(project: str, name: str) -> str:
 
 
 class Catalog:
-    def __init__(self, store: ConfigStore) -> None:
+    def __init__(self, store: ConfigStore, backends: BackendPolicy | None = None) -> None:
         self.store = store
+        self.backends = backends or BackendPolicy()
+
+    def check_backends(self, api: ApiProxy) -> None:
+        """The operator's backend address policy; ``ConfigError`` names the backend's URL."""
+        for index, backend in enumerate(api.backends):
+            why = self.backends.refusal(backend.url)
+            if why is not None:
+                raise ConfigError(why, f"body.backends[{index}].url")
 
     # environments -------------------------------------------------------------------------
     async def create_environment(self, env: Environment, actor: str) -> Document:
@@ -113,6 +122,7 @@ class Catalog:
     # API proxies --------------------------------------------------------------------------
     async def create_api(self, api: ApiProxy, actor: str) -> Document:
         await self.ensure_project(api.project)
+        self.check_backends(api)
         validate_api(api, await self.global_specs())
         data = api.model_dump(mode="json")
         key = api_key(api.project, api.name)
@@ -135,6 +145,7 @@ class Catalog:
         old = await self.api(project, name)
         if api.project != project or api.name != name:
             raise ConfigError("cannot be changed; create a new API proxy instead", "body.name")
+        self.check_backends(api)
         validate_api(api, await self.global_specs())
         data: dict[str, Any] = api.model_dump(mode="json")
         if data == old.data:

@@ -4,9 +4,14 @@
 written, that the result holds together (projects of APIs exist, global policies referred to exist,
 grants name existing APIs and environments, nothing deployed is deleted). ``apply`` then writes in
 dependency order (environments, projects, global policies, APIs, consumers; deletions in reverse)
-through the same code as the API routes, so every write is validated and audited. The store has no
-multi-document transactions: a write refused half-way (a concurrent change: 409) leaves the earlier
-writes in place; running ``apply`` again converges.
+through the same code as the API routes, so every write is validated and audited.
+
+``apply`` is all-or-nothing: the plan checks everything the store would refuse (unique base paths
+per project, names) so what a dry run accepts the real run writes entirely. The store has no
+multi-document transaction, so a write that still fails half-way (a concurrent change: 409, the
+store going away: 503) is compensated: the writes already made are undone newest first (see
+``undo_journal``), an audit entry ``declarative.undo`` lists them, and the error is answered. A
+manager killed in the middle of an apply cannot compensate; running ``apply`` again converges.
 
 Consumers changed by an apply are published to workers once, at the end.
 """
@@ -22,10 +27,12 @@ from pydantic import BaseModel
 from portway.config.declarative import ConsumerSpec, DeclarativeConfig, GlobalPolicy
 from portway.config.models import ApiProxy, Environment, PolicySpec, Project
 from portway.errors import ConfigError
+from portway.manager import audit
 from portway.manager.audit import diff, mask
 from portway.manager.catalog import Catalog, api_key
 from portway.manager.consumers import Consumers
 from portway.manager.deployments import Deployer
+from portway.manager.undo_journal import UndoJournal
 from portway.manager.validation import global_refs, validate_api
 from portway.stores.config_store import Document
 
@@ -175,6 +182,11 @@ class Declarative:
             for key in final["apis"]
             if key in current["apis"]
         }
+        errors.extend(_base_path_clashes(config.apis or [], apis_after))
+        try:
+            _api_order(config.apis or [], current["apis"])
+        except ConfigError as exc:
+            errors.append(_error(exc, None))
         for index, api in enumerate(config.apis or []):
             apis_after[api_key(api.project, api.name)] = api
             if api.project not in final["projects"]:
@@ -182,6 +194,7 @@ class Declarative:
                     {"field": f"body.apis[{index}].project", "message": f"no project {api.project}"}
                 )
             try:
+                self.catalog.check_backends(api)
                 validate_api(api, globals_after)
             except ConfigError as exc:
                 errors.append(_error(exc, f"body.apis[{index}]"))
@@ -254,22 +267,52 @@ class Declarative:
         if plan.errors:
             return plan, []
         authorize(plan.kinds_changed())
-        items: dict[tuple[str, str], BaseModel] = {}
-        for kind in KINDS:
-            for item in getattr(config, kind) or []:
-                items[(kind, _key(kind, item))] = item
-        todo = [c for c in plan.changes if c.action in ("create", "update")]
-        for kind in KINDS:
-            for change in (c for c in todo if c.kind == kind):
-                await self._write(change, items[(kind, change.name)], actor)
-        deletions = [c for c in plan.changes if c.action == "delete"]
-        for kind in reversed(KINDS):
-            for change in (c for c in deletions if c.kind == kind):
-                await self._delete(change, actor)
+        journal = UndoJournal(self.catalog.store)
+        writer = Declarative(
+            Catalog(journal, self.catalog.backends), Consumers(journal), self.deployer
+        )
+        try:
+            await writer._write_all(config, plan, actor)
+        except Exception as exc:  # whatever stopped the writes, undo them before answering
+            undone, failed = await journal.undo()
+            await audit.record(
+                self.catalog.store,
+                actor,
+                "declarative.undo",
+                "declarative",
+                None,
+                {"error": str(exc)[:300], "undone": undone, "not_undone": failed},
+            )
+            raise
         published: list[dict[str, Any]] = []
         if "consumers" in plan.kinds_changed():
             published = await self.deployer.republish(actor, "declarative apply: consumers")
         return plan, published
+
+    async def _write_all(self, config: DeclarativeConfig, plan: Plan, actor: str) -> None:
+        items: dict[tuple[str, str], BaseModel] = {}
+        for kind in KINDS:
+            for item in getattr(config, kind) or []:
+                items[(kind, _key(kind, item))] = item
+        deletions = [c for c in plan.changes if c.action == "delete"]
+        # an API deleted first frees its base path for one the file creates or moves there
+        for change in (c for c in deletions if c.kind == "apis"):
+            await self._delete(change, actor)
+        todo = {(c.kind, c.name): c for c in plan.changes if c.action in ("create", "update")}
+        current_apis = {d.id: d for d in await self.catalog.apis()}
+        for kind in KINDS:
+            keys = (
+                _api_order(config.apis or [], current_apis)
+                if kind == "apis"
+                else [k for (kd, k) in todo if kd == kind]
+            )
+            for key in keys:
+                write = todo.get((kind, key))
+                if write is not None:
+                    await self._write(write, items[(kind, key)], actor)
+        for kind in reversed(KINDS):
+            for deletion in (c for c in deletions if c.kind == kind and kind != "apis"):
+                await self._delete(deletion, actor)
 
     async def _write(self, change: Change, item: BaseModel, actor: str) -> None:
         create = change.action == "create"
@@ -328,3 +371,57 @@ def _error(exc: ConfigError, prefix: str | None) -> dict[str, str]:
     if prefix is not None:
         found = prefix + found.removeprefix("body")
     return {"field": found, "message": exc.message}
+
+
+def _base_path_clashes(
+    apis: Sequence[ApiProxy], after: dict[str, ApiProxy]
+) -> list[dict[str, str]]:
+    """Two APIs of one project with one base path (the store refuses the second): between the
+    file's APIs, or between one of them and a stored API the file does not replace."""
+    in_file = {api_key(a.project, a.name) for a in apis}
+    claimed: dict[tuple[str, str], str] = {
+        (a.project, a.base_path): key for key, a in after.items() if key not in in_file
+    }
+    errors = []
+    for index, api in enumerate(apis):
+        holder = claimed.setdefault((api.project, api.base_path), api_key(api.project, api.name))
+        if holder != api_key(api.project, api.name):
+            errors.append(
+                {
+                    "field": f"body.apis[{index}].base_path",
+                    "message": f"{api.base_path} is already the base path of {holder} "
+                    f"in project {api.project}",
+                }
+            )
+    return errors
+
+
+def _api_order(apis: Sequence[ApiProxy], stored: dict[str, Document]) -> list[str]:
+    """The file's APIs (keys) in an order the store accepts: one that takes over the base path
+    another API of the file gives up is written after that one. A cycle (two APIs swapping base
+    paths) has no such order; ``ConfigError`` names the field."""
+    holders = {(str(d.data["project"]), str(d.data["base_path"])): key for key, d in stored.items()}
+    wanted = {api_key(a.project, a.name): (index, a) for index, a in enumerate(apis)}
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(key: str) -> None:
+        index, api = wanted[key]
+        if state.get(key) == "done":
+            return
+        if state.get(key) == "visiting":
+            raise ConfigError(
+                f"{api.base_path} is the base path of another API of the file until that one is "
+                "written, and that one waits for this one (a swap); apply it in two steps",
+                f"body.apis[{index}].base_path",
+            )
+        state[key] = "visiting"
+        holder = holders.get((api.project, api.base_path))
+        if holder is not None and holder != key and holder in wanted:
+            visit(holder)
+        state[key] = "done"
+        order.append(key)
+
+    for key in wanted:
+        visit(key)
+    return order

@@ -1,9 +1,13 @@
 """Deployments: build an environment revision, validate it whole, push it, record the answers.
 
 Every deploy, undeploy or rollback produces a new immutable ``EnvironmentRevision`` (numbered per
-environment). The environment's ``desired_revision`` moves to it with a compare-and-set, then every
-worker of the environment is told concurrently (push); a worker that misses the push learns the
-desired revision from the answer to its next status report (pull), so the environment converges.
+environment). It is stored, then recorded (a ``pending`` deployment record and its audit entry),
+and only then does the environment's ``desired_revision`` move to it with a compare-and-set; every
+worker of the environment is told concurrently (push) and the record gets the answers
+(``published``). A worker that misses the push learns the desired revision from the answer to its
+next status report (pull), so the environment converges. A manager stopped between the steps
+leaves a pending record; ``reconcile`` settles it on start (``interrupted`` if the pointer moved,
+``failed`` if not), so no revision is ever live without a record.
 
 A revision carries, besides its APIs, the global policies they refer to and the consumers. Global
 policies are snapshotted when an API is deployed or rolled back (so a changed global policy takes
@@ -29,9 +33,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portway.cluster.messages import DeployAck, DeployNotice
+from portway.config.backend_tls import backend_tls_context, tls_settings
 from portway.config.models import ApiProxy, PolicySpec
 from portway.config.revision import ConsumerSnapshot, DeployedApi, EnvironmentRevision
-from portway.errors import ConfigError, DeploymentError, NotFound
+from portway.errors import ConfigError, Conflict, DeploymentError, NotFound
 from portway.manager import audit
 from portway.manager.catalog import Catalog, api_key
 from portway.manager.registry import WorkerRegistry
@@ -49,6 +54,13 @@ ConsumerSource = Callable[[str], Awaitable[list[ConsumerSnapshot]]]
 _CACHE_SIZE = 16
 _PART_CHARS = 512 * 1024  # base64 characters per stored part
 _COMPILED_KEYS = 100_000
+
+# a deployment record's status
+PENDING = "pending"  # recorded; the environment's desired revision not moved yet
+PUBLISHED = "published"  # desired revision moved and workers pushed
+FAILED = "failed"  # never became the desired revision
+INTERRUPTED = "interrupted"  # became desired, but the manager stopped before recording the push
+RECOVERED = "recovered"  # desired revision found without any record (settled on start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,13 +357,6 @@ class Deployer:
         self._compile_check(snapshot)
         await self._store_revision(snapshot)
         self._remember(snapshot)
-        await self.store.replace(
-            "environments",
-            environment,
-            {**env.data, "desired_revision": number},
-            expected_version=env.version,
-        )
-        results = await self.push(environment, number)
         items: list[dict[str, Any]] = [
             {
                 "project": c.project,
@@ -368,7 +373,7 @@ class Deployer:
         else:
             action = "batch"
         first = items[0] if len(items) == 1 else None
-        deployment = {
+        deployment: dict[str, Any] = {
             "environment": environment,
             "action": action,
             "project": first["project"] if first else None,
@@ -377,13 +382,17 @@ class Deployer:
             "api_revision": first["api_revision"] if first else None,
             "items": items,
             "env_revision": number,
+            "previous_revision": env.data.get("desired_revision"),
             "note": note,
             "actor": actor,
             "at": datetime.now(UTC).isoformat(),
-            "results": results,
+            "status": PENDING,
+            "results": [],
         }
+        # recorded (history and audit) before the environment's pointer moves: a manager that
+        # stops between the steps leaves a pending record that ``reconcile`` settles on start
         deployment_id = _deployment_id()
-        await self.store.insert("deployments", deployment_id, deployment)
+        record = await self.store.insert("deployments", deployment_id, deployment)
         await audit.record(
             self.store,
             actor,
@@ -392,11 +401,113 @@ class Deployer:
             {"desired_revision": env.data.get("desired_revision")},
             {"desired_revision": number, "items": items, "note": note},
         )
+        try:
+            await self.store.replace(
+                "environments",
+                environment,
+                {**env.data, "desired_revision": number},
+                expected_version=env.version,
+            )
+        except Conflict:
+            await self.store.replace(
+                "deployments",
+                deployment_id,
+                {**deployment, "status": FAILED, "error": "the environment changed meanwhile"},
+                expected_version=record.version,
+            )
+            raise
+        results = await self.push(environment, number)
+        deployment |= {"status": PUBLISHED, "results": results}
+        await self.store.replace(
+            "deployments", deployment_id, deployment, expected_version=record.version
+        )
         return {"id": deployment_id, **deployment}
 
+    async def reconcile(self, actor: str = "system") -> list[dict[str, Any]]:
+        """Settle what a manager stopped mid-deploy left behind (run at start, before serving):
+
+        - a pending record whose revision the environment points to went live: ``interrupted``
+          (its push may not have happened; workers pull the desired revision);
+        - a pending record whose revision the environment does not point to never went live:
+          ``failed``;
+        - a desired revision without any record (written before records came first):
+          a record ``recovered`` is added.
+        Each settlement is audited as ``deployment.reconcile``."""
+        settled: list[dict[str, Any]] = []
+        for env in await self.catalog.environments():
+            desired = env.data.get("desired_revision")
+            records = await self.store.find("deployments", {"environment": env.id})
+            for doc in records:
+                if doc.data.get("status") != PENDING:
+                    continue
+                went_live = doc.data.get("env_revision") == desired
+                status = INTERRUPTED if went_live else FAILED
+                note = (
+                    "the manager stopped after the revision became desired; workers pull it"
+                    if went_live
+                    else "the manager stopped before the revision became desired"
+                )
+                await self.store.replace(
+                    "deployments",
+                    doc.id,
+                    {**doc.data, "status": status, "error": note},
+                    expected_version=doc.version,
+                )
+                settled.append({"id": doc.id, "environment": env.id, "status": status})
+                await audit.record(
+                    self.store,
+                    actor,
+                    "deployment.reconcile",
+                    f"environments/{env.id}",
+                    {"deployment": doc.id, "status": PENDING},
+                    {
+                        "deployment": doc.id,
+                        "status": status,
+                        "env_revision": doc.data.get("env_revision"),
+                    },
+                )
+            if desired is None or any(d.data.get("env_revision") == desired for d in records):
+                continue
+            deployment_id = _deployment_id()
+            await self.store.insert(
+                "deployments",
+                deployment_id,
+                {
+                    "environment": env.id,
+                    "action": "recovered",
+                    "project": None,
+                    "api": None,
+                    "api_id": None,
+                    "api_revision": None,
+                    "items": [],
+                    "env_revision": desired,
+                    "previous_revision": None,
+                    "note": "desired revision found without a deployment record",
+                    "actor": actor,
+                    "at": datetime.now(UTC).isoformat(),
+                    "status": RECOVERED,
+                    "results": [],
+                },
+            )
+            settled.append({"id": deployment_id, "environment": env.id, "status": RECOVERED})
+            await audit.record(
+                self.store,
+                actor,
+                "deployment.reconcile",
+                f"environments/{env.id}",
+                None,
+                {"deployment": deployment_id, "status": RECOVERED, "env_revision": desired},
+            )
+        for item in settled:
+            log.warning(
+                "deployment %s of %s settled as %s", item["id"], item["environment"], item["status"]
+            )
+        return settled
+
     def _compile_check(self, snapshot: EnvironmentRevision) -> None:
-        """Compile the revision exactly as a worker will (routing table and every route's policy
-        pipeline), so a revision that would not compile never reaches a worker.
+        """Compile the revision exactly as a worker will (routing table, the TLS context of every
+        HTTPS backend, every route's policy pipeline), so a revision that would not compile never
+        reaches a worker.
 
         An API revision is immutable, so one that compiled with the same global policies is not
         compiled again (consumer republications and one-API redeploys stay cheap)."""
@@ -404,10 +515,22 @@ class Deployer:
             environment=snapshot.environment, cache=LocalCache(), local_cache=LocalCache()
         )
         pipelines = route_pipelines(services)
+        contexts: dict[tuple[bool, str | None], str] = {}
         try:
             compile_router(snapshot)
             for deployed in snapshot.apis:
                 api = deployed.api
+                # the worker builds each HTTPS backend's TLS context when it compiles; the CA
+                # bundle is a file, so this is checked on every compile, never remembered
+                for settings in tls_settings(api):
+                    if settings not in contexts:
+                        try:
+                            backend_tls_context(*settings)
+                        except ConfigError as exc:
+                            raise ConfigError(
+                                exc.message, f"{api_key(api.project, api.name)}: {exc.field}"
+                            ) from None
+                        contexts[settings] = api_key(api.project, api.name)
                 refs = {
                     name: snapshot.global_policies[name].model_dump(mode="json")
                     for name in sorted(global_refs(api))

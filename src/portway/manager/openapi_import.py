@@ -8,17 +8,15 @@ activating them. Backends come from the request or from the document's servers (
 use is reported in ``warnings`` rather than failing the import.
 
 Fetching a URL is bounded (size, time, no redirects) and, unless the manager allows it, refuses
-addresses that are not globally routable (loopback, private, link-local), so the import cannot be
-used to read internal services.
+internal addresses (``addresses.is_private``), so the import cannot be used to read internal
+services; the connection goes to the address that was checked (no second DNS resolution).
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -29,6 +27,7 @@ from pydantic import Field, ValidationError, model_validator
 from portway.config.base import Model, Slug
 from portway.config.models import ApiProxy, Backend
 from portway.errors import ConfigError
+from portway.manager import addresses
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 MAX_ENDPOINTS = 2000
@@ -94,13 +93,18 @@ def parse_document(
     return loaded
 
 
-def _blocked(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return not ip.is_global
+async def fetch_document(
+    url: str,
+    *,
+    max_bytes: int,
+    seconds: float,
+    allow_private: bool,
+    allowed: Sequence[addresses.IPNetwork] = (),
+) -> bytes:
+    """GET ``url`` with a size limit and a timeout; ``ConfigError`` on ``body.url`` otherwise.
 
-
-async def fetch_document(url: str, *, max_bytes: int, seconds: float, allow_private: bool) -> bytes:
-    """GET ``url`` with a size limit and a timeout; ``ConfigError`` on ``body.url`` otherwise."""
+    The host name is resolved once; the connection goes to the address that was checked (with the
+    name as ``Host`` and TLS server name), so a second DNS answer cannot redirect it."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("must be an http(s) URL with a host", "body.url")
@@ -108,22 +112,30 @@ async def fetch_document(url: str, *, max_bytes: int, seconds: float, allow_priv
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ConfigError("the port is not a number in 1..65535", "body.url") from None
-    if not allow_private:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port)
-        except OSError as exc:
-            raise ConfigError(f"cannot resolve {parts.hostname}: {exc}", "body.url") from None
-        if any(_blocked(str(info[4][0])) for info in infos):
-            raise ConfigError(
-                f"{parts.hostname} resolves to a non-public address; the manager does not fetch "
-                "from internal networks (setting import_allow_private_hosts)",
-                "body.url",
-            )
+    try:
+        found = await addresses.resolve(parts.hostname, port)
+    except (OSError, UnicodeError):
+        raise ConfigError(f"cannot resolve {parts.hostname}", "body.url") from None
+    if not found:
+        raise ConfigError(f"cannot resolve {parts.hostname}", "body.url")
+    if not allow_private and any(addresses.is_private(a, allowed) for a in found):
+        raise ConfigError(
+            f"{parts.hostname} resolves to a non-public address; the manager does not fetch "
+            "from internal networks (setting import_allow_private_hosts)",
+            "body.url",
+        )
+    address = found[0].split("%", 1)[0]
+    literal = f"[{address}]" if ":" in address else address
+    pinned = parts._replace(netloc=f"{literal}:{port}").geturl()
+    host_header = parts.netloc.rsplit("@", 1)[-1]
     try:
         async with (
             httpx.AsyncClient(timeout=seconds, follow_redirects=False, trust_env=False) as client,
             client.stream(
-                "GET", url, headers={"Accept": "application/json, application/yaml, */*"}
+                "GET",
+                pinned,
+                headers={"Accept": "application/json, application/yaml, */*", "Host": host_header},
+                extensions={"sni_hostname": parts.hostname},
             ) as response,
         ):
             if response.status_code != 200:

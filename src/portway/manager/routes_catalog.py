@@ -226,6 +226,7 @@ async def import_api(
             max_bytes=settings.import_max_bytes,
             seconds=settings.import_timeout,
             allow_private=settings.import_allow_private_hosts,
+            allowed=settings.import_allow_cidrs,
         )
         field = "body.url"
     else:
@@ -237,6 +238,7 @@ async def import_api(
         field = "body.document"
     document = openapi_import.parse_document(raw, field)
     api, warnings = openapi_import.build_api(document, body, project)
+    svc.catalog.check_backends(api)
     if dry_run:
         response.status_code = 200
         return {**api.model_dump(mode="json"), "version": None, "warnings": warnings}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, model_validator
 
 from portway.config.base import Model
+from portway.manager.addresses import DEFAULT_BACKEND_DENY
 
 
 class ManagerSettings(Model):
@@ -134,3 +136,22 @@ class ManagerSettings(Model):
         bool,
         Field(description="allow importing from loopback/private addresses (SSRF guard off)"),
     ] = False
+    import_allow_cidrs: Annotated[
+        list[IPv4Network | IPv6Network],
+        Field(
+            description="internal networks the import may fetch from (e.g. an internal registry)"
+        ),
+    ] = Field(default_factory=list)
+
+    # backend addresses of APIs ----------------------------------------------------------------
+    backend_deny_cidrs: Annotated[
+        list[IPv4Network | IPv6Network],
+        Field(description="networks an API's backend URL may not name (link-local, metadata)"),
+    ] = Field(default_factory=lambda: [ip_network(n) for n in DEFAULT_BACKEND_DENY])
+    backend_allow_cidrs: Annotated[
+        list[IPv4Network | IPv6Network],
+        Field(
+            description="networks opened for backends despite backend_deny_cidrs "
+            "or being the manager's own listen address"
+        ),
+    ] = Field(default_factory=list)

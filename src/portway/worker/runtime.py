@@ -10,10 +10,10 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from portway.config.backend_tls import backend_tls_context
 from portway.config.models import ApiProxy, Endpoint
 from portway.config.revision import EnvironmentRevision
-from portway.errors import DeploymentError
-from portway.http import client_tls_context
+from portway.errors import ConfigError, DeploymentError
 from portway.policies.api import NO_PIPELINE, Pipeline
 from portway.worker.dns import DnsCache
 from portway.worker.headers import TrustedProxies
@@ -185,6 +185,8 @@ def compile_runtime(
         if upstream is None and api.backends:
             try:
                 upstream = Upstream(api, pools)
+            except ConfigError as exc:
+                raise DeploymentError(f"API {api.name!r}: {exc}") from exc
             except (OSError, ssl.SSLError, ValueError) as exc:
                 raise DeploymentError(f"API {api.name!r}: backends: {exc}") from exc
             upstreams[id(api)] = upstream
@@ -202,4 +204,4 @@ def compile_runtime(
 
 
 def _tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    return client_tls_context(verify=verify, ca_file=ca_file)
+    return backend_tls_context(verify, ca_file)
