@@ -199,3 +199,20 @@ def test_a_jwt_secret_sent_back_as_stars_still_validates_at_the_worker(
 
     assert call(JWT_SECRET) == 200
     assert call(JWT_SECRET[::-1]) == 401
+
+
+def test_a_duplicate_api_key_is_refused_without_a_digest(admin: TestClient) -> None:
+    assert admin.post("/api/v1/consumers", json={"name": "one"}).status_code == 201
+    assert admin.post("/api/v1/consumers", json={"name": "two"}).status_code == 201
+    key = "pk_a-chosen-key-that-is-long-enough-0123"
+    body = {"kind": "api_key", "key": key}
+    assert admin.post("/api/v1/consumers/one/credentials", json=body).status_code == 201
+    for owner in ("one", "two"):
+        dup = admin.post(f"/api/v1/consumers/{owner}/credentials", json=body)
+        assert dup.status_code == 409, dup.text
+        assert dup.json()["message"] == "this API key is already in use"
+        assert "lookup" not in dup.text
+    basic = {"kind": "basic", "username": "app-user", "password": "a long enough password"}
+    assert admin.post("/api/v1/consumers/one/credentials", json=basic).status_code == 201
+    dup = admin.post("/api/v1/consumers/two/credentials", json=basic)
+    assert dup.json()["message"] == "this username is already in use"
