@@ -4,14 +4,17 @@ sends ``"***"`` back keeps the stored value; audit records never store them."""
 from __future__ import annotations
 
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 from fastapi.testclient import TestClient
 
+from portway.manager.app import create_app
 from portway.manager.settings import ManagerSettings
 from portway.policies.registry import policy_json_schemas
 from tests.e2e.conftest import Platform, platform  # noqa: F401 - the fixture
@@ -216,3 +219,22 @@ def test_a_duplicate_api_key_is_refused_without_a_digest(admin: TestClient) -> N
     assert admin.post("/api/v1/consumers/one/credentials", json=basic).status_code == 201
     dup = admin.post("/api/v1/consumers/two/credentials", json=basic)
     assert dup.json()["message"] == "this username is already in use"
+
+
+def test_data_files_are_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "fresh" / "data"
+    settings = ManagerSettings(
+        store=f"sqlite:///{data_dir}/manager.db",
+        logs=f"sqlite:///{data_dir}/traffic.db",
+        data_dir=data_dir,
+        secret_file=data_dir / "cluster.secret",
+        bootstrap_file=data_dir / "bootstrap.json",
+        probe_interval=0,
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert client.get("/healthz").status_code == 200
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        files = [p for p in data_dir.iterdir() if ".db" in p.name]
+        assert {"manager.db", "manager.db-wal", "manager.db-shm"} <= {p.name for p in files}
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
