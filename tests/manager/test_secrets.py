@@ -3,6 +3,7 @@ sends ``"***"`` back keeps the stored value; audit records never store them."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 from fastapi.testclient import TestClient
 
 from portway.manager.app import create_app
@@ -238,3 +240,65 @@ def test_data_files_are_private(tmp_path: Path) -> None:
         assert {"manager.db", "manager.db-wal", "manager.db-shm"} <= {p.name for p in files}
         for path in files:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+REFERENCES = {
+    "PORTWAY_SECRET_DEFAULT_ORDERS_AUTH_SECRET": JWT_SECRET,
+    "PORTWAY_SECRET_DEFAULT_ORDERS_E0_INTROSPECT_CLIENT_SECRET": CLIENT_SECRET,
+    "PORTWAY_SECRET_GLOBAL_SHARED_JWT_SECRET": GLOBAL_SECRET,
+}
+
+
+def stored_documents(db_path: Path, collection: str) -> list[dict[str, Any]]:
+    db = sqlite3.connect(str(db_path))
+    try:
+        rows = db.execute("SELECT data FROM documents WHERE collection = ?", (collection,))
+        return [json.loads(data) for (data,) in rows]
+    finally:
+        db.close()
+
+
+def test_export_writes_env_references_that_apply_resolves(
+    admin: TestClient,
+    as_role: Callable[[str], dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    setup_catalog(admin)
+    exported = admin.get("/api/v1/declarative/export", headers=as_role("viewer"))
+    assert exported.status_code == 200
+    for name in REFERENCES:
+        assert "${env:" + name + "}" in exported.text
+    assert not any(secret in exported.text for secret in SECRETS)
+
+    other = tmp_path / "other"
+    settings = ManagerSettings(
+        store=f"sqlite:///{other}/manager.db",
+        logs=f"sqlite:///{other}/traffic.db",
+        data_dir=other,
+        secret_file=other / "cluster.secret",
+        bootstrap_file=other / "bootstrap.json",
+        probe_interval=0,
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        token = json.loads((other / "bootstrap.json").read_text())["token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        missing = client.post("/api/v1/declarative/apply", json=exported.json())
+        assert missing.status_code == 422, missing.text
+        [detail] = missing.json()["details"]
+        assert detail["field"] == "body.global_policies[0].config.secret"
+        assert "PORTWAY_SECRET_GLOBAL_SHARED_JWT_SECRET" in detail["message"]
+        assert client.get("/api/v1/global-policies").json() == []
+        for name, value in REFERENCES.items():
+            monkeypatch.setenv(name, value)
+        applied = client.post("/api/v1/declarative/apply", json=exported.json())
+        assert applied.status_code == 200, applied.text
+        assert not any(secret in applied.text for secret in SECRETS)
+        again = client.post("/api/v1/declarative/apply", json=exported.json())
+        assert again.json()["applied"] is False, again.text
+    [api] = stored_documents(other / "manager.db", "apis")
+    assert api["policies"]["request"][0]["config"]["secret"] == JWT_SECRET
+    endpoint = api["endpoints"][0]["policies"]["request"][0]
+    assert endpoint["config"]["client_secret"] == CLIENT_SECRET
+    [shared] = stored_documents(other / "manager.db", "global_policies")
+    assert shared["config"]["secret"] == GLOBAL_SECRET

@@ -18,13 +18,15 @@ def api_key(project: str, name: str) -> str:
     return f"{project}/{name}"
 
 
-def _scoped_specs(data: dict[str, Any]) -> list[tuple[Any, str, dict[str, Any], str]]:
+def scoped_specs(
+    data: dict[str, Any], root: str = "body"
+) -> list[tuple[Any, str, dict[str, Any], str]]:
     """Each policy entry of an API document with its scope key, name and field path."""
     found = []
-    scopes: list[tuple[Any, dict[str, Any], str]] = [(None, data, "body")]
+    scopes: list[tuple[Any, dict[str, Any], str]] = [(None, data, root)]
     for index, endpoint in enumerate(data.get("endpoints") or []):
         route = (endpoint.get("path"), tuple(sorted(endpoint.get("methods") or [])))
-        scopes.append((route, endpoint, f"body.endpoints[{index}]"))
+        scopes.append((route, endpoint, f"{root}.endpoints[{index}]"))
     for scope, owner, where in scopes:
         for phase, entries in (owner.get("policies") or {}).items():
             for index, spec in enumerate(entries):
@@ -34,9 +36,9 @@ def _scoped_specs(data: dict[str, Any]) -> list[tuple[Any, str, dict[str, Any], 
 
 def keep_api_secrets(api: ApiProxy, old: dict[str, Any] | None) -> ApiProxy:
     """``api`` with every ``"***"`` secret replaced by the stored value of the same policy."""
-    stored = {(scope, name): spec for scope, name, spec, _ in _scoped_specs(old or {})}
+    stored = {(scope, name): spec for scope, name, spec, _ in scoped_specs(old or {})}
     data = api.model_dump(mode="json")
-    for scope, name, spec, where in _scoped_specs(data):
+    for scope, name, spec, where in scoped_specs(data):
         spec.update(keep_secrets(spec, stored.get((scope, name)), where))
     return ApiProxy.model_validate(data)
 

@@ -7,6 +7,8 @@ that sends ``"***"`` back keeps the value stored for the same policy (matched by
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
@@ -17,6 +19,8 @@ from portway.errors import ConfigError
 
 MASK = "***"
 WRITE_ONLY: dict[str, Any] = {"writeOnly": True}
+ENV_PREFIX = "PORTWAY_SECRET_"
+_REFERENCE = re.compile(r"^\$\{env:(" + ENV_PREFIX + r"[A-Z0-9_]{1,200})\}$")
 
 
 @cache
@@ -54,7 +58,10 @@ def _mask_spec(spec: dict[str, Any]) -> dict[str, Any]:
     config = spec["config"]
     if not fields & config.keys():
         return spec
-    masked = {k: (MASK if k in fields and v is not None else v) for k, v in config.items()}
+    masked = {
+        k: (MASK if k in fields and v is not None and not is_reference(v) else v)
+        for k, v in config.items()
+    }
     return {**spec, "config": masked}
 
 
@@ -84,3 +91,48 @@ def keep_secrets(
             )
         kept[name] = old[name]
     return {**spec, "config": kept}
+
+
+def is_reference(value: Any) -> bool:
+    """Whether ``value`` is an ``${env:PORTWAY_SECRET_…}`` reference (not a secret itself)."""
+    return isinstance(value, str) and _REFERENCE.match(value) is not None
+
+
+def env_name(*parts: str) -> str:
+    """``PORTWAY_SECRET_`` + the parts upper-cased, anything but letters and digits as ``_``."""
+    return ENV_PREFIX + "_".join(re.sub(r"[^A-Z0-9]", "_", p.upper()) for p in parts)
+
+
+def reference_secrets(spec: dict[str, Any], *owner: str) -> dict[str, Any]:
+    """``spec`` with each secret replaced by ``${env:PORTWAY_SECRET_<owner…>_<POLICY>_<FIELD>}``."""
+    fields = _fields_of(spec)
+    config = spec.get("config")
+    if not isinstance(config, dict) or not fields & config.keys():
+        return spec
+    referenced = {
+        k: (f"${{env:{env_name(*owner, str(spec['name']), k)}}}" if k in fields and v else v)
+        for k, v in config.items()
+    }
+    return {**spec, "config": referenced}
+
+
+def resolve_references(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """``spec`` with each ``${env:…}`` secret replaced by the manager's environment variable;
+    ``ConfigError`` naming the field when it is not set."""
+    fields = _fields_of(spec)
+    config = spec.get("config")
+    if not isinstance(config, dict) or not fields & config.keys():
+        return spec
+    resolved = dict(config)
+    for name in sorted(fields & config.keys()):
+        found = _REFERENCE.match(str(config[name])) if is_reference(config[name]) else None
+        if found is None:
+            continue
+        value = os.environ.get(found.group(1))
+        if not value:
+            raise ConfigError(
+                f"environment variable {found.group(1)} is not set on the manager",
+                f"{where}.config.{name}",
+            )
+        resolved[name] = value
+    return {**spec, "config": resolved}
