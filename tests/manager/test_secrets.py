@@ -3,6 +3,7 @@ sends ``"***"`` back keeps the stored value; audit records never store them."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import stat
@@ -296,9 +297,42 @@ def test_export_writes_env_references_that_apply_resolves(
         assert not any(secret in applied.text for secret in SECRETS)
         again = client.post("/api/v1/declarative/apply", json=exported.json())
         assert again.json()["applied"] is False, again.text
-    [api] = stored_documents(other / "manager.db", "apis")
-    assert api["policies"]["request"][0]["config"]["secret"] == JWT_SECRET
-    endpoint = api["endpoints"][0]["policies"]["request"][0]
-    assert endpoint["config"]["client_secret"] == CLIENT_SECRET
-    [shared] = stored_documents(other / "manager.db", "global_policies")
-    assert shared["config"]["secret"] == GLOBAL_SECRET
+    # applying the same values again changes nothing: the stored values are the variables'
+    assert not any(
+        secret.encode() in path.read_bytes()
+        for path in other.glob("manager.db*")
+        for secret in SECRETS
+    )
+
+
+def test_the_store_file_holds_secrets_sealed_and_a_new_key_reseals_them(
+    settings: ManagerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_key = "old:" + base64.urlsafe_b64encode(bytes(range(32))).decode()
+    new_key = "new:" + base64.urlsafe_b64encode(bytes(range(32, 64))).decode()
+    monkeypatch.setenv("PORTWAY_SECRETS_KEY", old_key)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        token = json.loads(settings.bootstrap_file.read_text())["token"]  # type: ignore[union-attr]
+        client.headers["Authorization"] = f"Bearer {token}"
+        setup_catalog(client)
+    files = list(settings.data_dir.glob("manager.db*"))
+    raw = b"".join(path.read_bytes() for path in files)
+    assert b"pwsealed:v1:old:" in raw
+    for secret in SECRETS:
+        assert secret.encode() not in raw
+    [api] = stored_documents(settings.data_dir / "manager.db", "apis")
+    assert api["policies"]["request"][0]["config"]["secret"].startswith("pwsealed:v1:old:")
+
+    monkeypatch.setenv("PORTWAY_SECRETS_KEY", f"{new_key},{old_key}")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        deployed = client.post("/api/v1/environments/dev/deployments", json={"api": "orders"})
+        assert deployed.status_code == 201, deployed.text
+    [api] = stored_documents(settings.data_dir / "manager.db", "apis")
+    assert api["policies"]["request"][0]["config"]["secret"].startswith("pwsealed:v1:new:")
+    # the old key alone no longer opens it: it was re-sealed, not copied
+    monkeypatch.setenv("PORTWAY_SECRETS_KEY", new_key)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        again = client.post("/api/v1/environments/dev/deployments", json={"api": "orders"})
+        assert again.status_code == 201, again.text

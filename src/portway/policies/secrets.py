@@ -33,6 +33,11 @@ def secret_fields(model: type[BaseModel]) -> frozenset[str]:
     )
 
 
+def secret_fields_of(spec: Mapping[str, Any]) -> frozenset[str]:
+    """The secret config fields of a policy spec (by its type; none for an unknown type)."""
+    return _fields_of(spec)
+
+
 def _fields_of(spec: Mapping[str, Any]) -> frozenset[str]:
     from portway.policies.registry import POLICY_TYPES
 
