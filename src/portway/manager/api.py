@@ -19,8 +19,11 @@ from portway.manager import (
     routes_deployments,
 )
 from portway.manager.problems import COMMON_RESPONSES
+from portway.manager.responses import MaskedJSONResponse
 
-router = APIRouter(prefix="/api/v1", responses=COMMON_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1", responses=COMMON_RESPONSES, default_response_class=MaskedJSONResponse
+)
 for _module in (
     routes_access,
     routes_catalog,

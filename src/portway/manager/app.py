@@ -25,6 +25,7 @@ from portway.manager.consumers import Consumers
 from portway.manager.context import Services
 from portway.manager.deployments import Deployer
 from portway.manager.registry import Liveness, WorkerRegistry
+from portway.manager.sealing import Keyring, SealedStore, load_keyring
 from portway.manager.settings import ManagerSettings
 from portway.manager.worker_client import WorkerClient
 from portway.stores.config_store import ConfigStore, open_config_store
@@ -98,11 +99,16 @@ async def probe_workers(services: Services) -> None:
 
 
 def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> FastAPI:
-    config_store = store or open_config_store(settings.store)
+    keyring: list[Keyring] = []
+    config_store = SealedStore(store or open_config_store(settings.store), lambda: keyring[0])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keyring.append(load_keyring(settings.data_dir))
         await config_store.open()
+        resealed = await config_store.reseal()
+        if resealed:
+            log.warning("re-sealed the policy secrets of %d stored documents", resealed)
         services = await build_services(settings, config_store)
         app.state.services = services
         await _bootstrap(settings, config_store)

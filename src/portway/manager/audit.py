@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from portway.policies.secrets import mask_secrets
 from portway.stores.config_store import ConfigStore
 
 _SECRET_WORDS = ("secret", "password", "token", "api_key", "apikey", "private_key", "hash")
@@ -52,6 +53,6 @@ async def record(
             "actor": actor,
             "action": action,
             "target": target,
-            "changes": diff(mask(old or {}), mask(new or {})),
+            "changes": diff(mask(mask_secrets(old or {})), mask(mask_secrets(new or {}))),
         },
     )

@@ -11,11 +11,37 @@ from portway.errors import ConfigError, Conflict, NotFound
 from portway.manager import audit
 from portway.manager.addresses import BackendPolicy
 from portway.manager.validation import policy_entries, specs, validate_api, validate_policy
+from portway.policies.secrets import keep_secrets
 from portway.stores.config_store import ConfigStore, Document
 
 
 def api_key(project: str, name: str) -> str:
     return f"{project}/{name}"
+
+
+def scoped_specs(
+    data: dict[str, Any], root: str = "body"
+) -> list[tuple[Any, str, dict[str, Any], str]]:
+    """Each policy entry of an API document with its scope key, name and field path."""
+    found = []
+    scopes: list[tuple[Any, dict[str, Any], str]] = [(None, data, root)]
+    for index, endpoint in enumerate(data.get("endpoints") or []):
+        route = (endpoint.get("path"), tuple(sorted(endpoint.get("methods") or [])))
+        scopes.append((route, endpoint, f"{root}.endpoints[{index}]"))
+    for scope, owner, where in scopes:
+        for phase, entries in (owner.get("policies") or {}).items():
+            for index, spec in enumerate(entries):
+                found.append((scope, spec["name"], spec, f"{where}.policies.{phase}[{index}]"))
+    return found
+
+
+def keep_api_secrets(api: ApiProxy, old: dict[str, Any] | None) -> ApiProxy:
+    """``api`` with every ``"***"`` secret replaced by the stored value of the same policy."""
+    stored = {(scope, name): spec for scope, name, spec, _ in scoped_specs(old or {})}
+    data = api.model_dump(mode="json")
+    for scope, name, spec, where in scoped_specs(data):
+        spec.update(keep_secrets(spec, stored.get((scope, name)), where))
+    return ApiProxy.model_validate(data)
 
 
 class Catalog:
@@ -123,6 +149,7 @@ class Catalog:
     async def create_api(self, api: ApiProxy, actor: str) -> Document:
         await self.ensure_project(api.project)
         self.check_backends(api)
+        api = keep_api_secrets(api, None)
         validate_api(api, await self.global_specs())
         data = api.model_dump(mode="json")
         key = api_key(api.project, api.name)
@@ -146,6 +173,7 @@ class Catalog:
         if api.project != project or api.name != name:
             raise ConfigError("cannot be changed; create a new API proxy instead", "body.name")
         self.check_backends(api)
+        api = keep_api_secrets(api, old.data)
         validate_api(api, await self.global_specs())
         data: dict[str, Any] = api.model_dump(mode="json")
         if data == old.data:
@@ -222,6 +250,9 @@ class Catalog:
         validate_policy(policy, "body")
 
     async def create_global_policy(self, policy: GlobalPolicy, actor: str) -> Document:
+        policy = GlobalPolicy.model_validate(
+            keep_secrets(policy.model_dump(mode="json"), None, "body")
+        )
         self.check_global_policy(policy)
         data = policy.model_dump(mode="json")
         doc = await self.store.insert("global_policies", policy.name, data)
@@ -236,6 +267,9 @@ class Catalog:
         old = await self.global_policy(name)
         if policy.name != name:
             raise ConfigError("cannot be changed; create a new global policy instead", "body.name")
+        policy = GlobalPolicy.model_validate(
+            keep_secrets(policy.model_dump(mode="json"), old.data, "body")
+        )
         self.check_global_policy(policy)
         if policy.type != old.data["type"]:
             users = await self.users_of_global(name)

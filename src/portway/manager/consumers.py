@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from portway.config.base import Model
 from portway.config.declarative import ConsumerSpec, GrantSpec
 from portway.config.revision import ConsumerSnapshot, CredentialSnapshot, GrantSnapshot
-from portway.errors import ConfigError, NotFound
+from portway.errors import ConfigError, Conflict, DuplicateKey, NotFound
 from portway.manager import audit
 from portway.manager.auth import hash_password
 from portway.stores.config_store import ConfigStore, Document
@@ -290,7 +290,11 @@ class Consumers:
                 "username": body.username,
                 "secret_hash": hash_password(secret),
             }
-        doc = await self.store.insert("credentials", uuid.uuid4().hex, data)
+        try:
+            doc = await self.store.insert("credentials", uuid.uuid4().hex, data)
+        except DuplicateKey:
+            what = "API key" if body.kind == "api_key" else "username"
+            raise Conflict(f"this {what} is already in use") from None
         await audit.record(
             self.store,
             actor,

@@ -18,6 +18,7 @@ Consumers changed by an apply are published to workers once, at the end.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,11 +30,12 @@ from portway.config.models import ApiProxy, Environment, PolicySpec, Project
 from portway.errors import ConfigError
 from portway.manager import audit
 from portway.manager.audit import diff, mask
-from portway.manager.catalog import Catalog, api_key
+from portway.manager.catalog import Catalog, api_key, scoped_specs
 from portway.manager.consumers import Consumers
 from portway.manager.deployments import Deployer
 from portway.manager.undo_journal import UndoJournal
 from portway.manager.validation import global_refs, validate_api
+from portway.policies.secrets import reference_secrets, resolve_references
 from portway.stores.config_store import Document
 
 KINDS = ("environments", "projects", "global_policies", "apis", "consumers")
@@ -86,6 +88,31 @@ def _normalized(kind: str, doc: Document) -> dict[str, Any]:
     return _dump(ConsumerSpec.model_validate({k: v for k, v in data.items() if k != "created_at"}))
 
 
+def _referenced(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An exported item with its policy secrets as ``${env:PORTWAY_SECRET_…}`` references."""
+    if kind == "global_policies":
+        return reference_secrets(data, "GLOBAL")
+    if kind == "apis":
+        for _, _, spec, where in scoped_specs(data, ""):
+            owner = [data.get("project", "default"), data["name"]]
+            endpoint = re.match(r"\.endpoints\[(\d+)\]", where)
+            if endpoint is not None:
+                owner.append(f"E{endpoint.group(1)}")
+            spec.update(reference_secrets(spec, *owner))
+    return data
+
+
+def resolve_secret_references(config: DeclarativeConfig) -> DeclarativeConfig:
+    """The file with each ``${env:PORTWAY_SECRET_…}`` secret replaced by its value."""
+    data = config.model_dump(mode="json", exclude_unset=True)
+    for index, policy in enumerate(data.get("global_policies") or []):
+        policy.update(resolve_references(policy, f"body.global_policies[{index}]"))
+    for index, api in enumerate(data.get("apis") or []):
+        for _, _, spec, where in scoped_specs(api, f"body.apis[{index}]"):
+            spec.update(resolve_references(spec, where))
+    return DeclarativeConfig.model_validate(data)
+
+
 def _key(kind: str, item: BaseModel) -> str:
     if isinstance(item, ApiProxy):
         return api_key(item.project, item.name)
@@ -117,7 +144,9 @@ class Declarative:
             for key in sorted(current[kind]):
                 normalized = _normalized(kind, current[kind][key])
                 model = _MODELS[kind].model_validate(normalized)
-                items.append(model.model_dump(mode="json", exclude_defaults=True))
+                items.append(
+                    _referenced(kind, model.model_dump(mode="json", exclude_defaults=True))
+                )
             out[kind] = items
         return out
 

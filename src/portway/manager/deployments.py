@@ -40,6 +40,7 @@ from portway.errors import ConfigError, Conflict, DeploymentError, NotFound
 from portway.manager import audit
 from portway.manager.catalog import Catalog, api_key
 from portway.manager.registry import WorkerRegistry
+from portway.manager.sealing import SealedStore
 from portway.manager.validation import global_refs, validate_environment_apis
 from portway.manager.worker_client import WorkerClient
 from portway.policies.factory import route_pipelines
@@ -117,7 +118,11 @@ class Deployer:
                     raise NotFound("env_revision_parts", f"{doc.id}#{index}")
                 parts.append(str(part.data["data"]))
             raw = zlib.decompress(base64.b64decode("".join(parts)))
-            revision = EnvironmentRevision.model_validate_json(raw)
+            if isinstance(self.store, SealedStore):
+                opened = self.store.opened("revision", json.loads(raw))
+                revision = EnvironmentRevision.model_validate(opened)
+            else:
+                revision = EnvironmentRevision.model_validate_json(raw)
         self._remember(revision)
         return revision
 
@@ -127,6 +132,9 @@ class Deployer:
         last, so a revision is either complete or invisible."""
         key = f"{snapshot.environment}@{snapshot.revision}"
         raw = snapshot.model_dump_json().encode()
+        if isinstance(self.store, SealedStore):
+            sealed = self.store.sealed("revision", snapshot.model_dump(mode="json"))
+            raw = json.dumps(sealed).encode()
         packed = base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
         chunks = [packed[i : i + _PART_CHARS] for i in range(0, len(packed), _PART_CHARS)] or [""]
         for index, chunk in enumerate(chunks):

@@ -26,6 +26,7 @@ from portway.manager.deps import (
 from portway.manager.editing import Phase
 from portway.manager.problems import ApiError
 from portway.manager.validation import validate_policy
+from portway.policies.secrets import keep_secrets
 from portway.stores.config_store import Document
 
 router = APIRouter()
@@ -481,6 +482,7 @@ def _policy_routes(prefix: str, scope_dependency: Callable[..., int | None], lab
         position: Position = None,
         match: IfMatch = None,
     ) -> dict[str, Any]:
+        body = PolicySpec.model_validate(keep_secrets(body.model_dump(mode="json"), None, "body"))
         validate_policy(body, "body", phase=phase, global_policies=await svc.catalog.global_specs())
         doc = await svc.catalog.modify_api(
             project,
@@ -518,6 +520,10 @@ def _policy_routes(prefix: str, scope_dependency: Callable[..., int | None], lab
         response: Response,
         match: IfMatch = None,
     ) -> dict[str, Any]:
+        stored = editing.get_policy(
+            dict((await svc.catalog.api(project, name)).data), scope, phase, policy
+        )
+        body = PolicySpec.model_validate(keep_secrets(body.model_dump(mode="json"), stored, "body"))
         validate_policy(body, "body", phase=phase, global_policies=await svc.catalog.global_specs())
         doc = await svc.catalog.modify_api(
             project,

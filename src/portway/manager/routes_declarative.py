@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from portway.config.declarative import DeclarativeConfig, declarative_json_schema
 from portway.manager.auth import Permission, Principal
-from portway.manager.declarative import Declarative
+from portway.manager.declarative import Declarative, resolve_secret_references
 from portway.manager.deps import Reader, Svc
 from portway.manager.problems import ApiError, problem
 
@@ -72,6 +72,7 @@ async def apply(
     answering the plan with a field diff per change. Idempotent: applying the same file again
     changes nothing. Each changed section needs its own permission (e.g. consumers need
     ``manage_consumers``); a dry run needs only ``read``."""
+    body = resolve_secret_references(body)
     service = _declarative(svc)
     if dry_run:
         plan = await service.plan(body, prune)

@@ -31,6 +31,7 @@ from portway.policies.consumers import (
     check_consumer,
     scrub_identity_headers,
 )
+from portway.policies.secrets import WRITE_ONLY
 from portway.policies.services import Memo, PolicyServices
 
 MAX_JWKS_BYTES = 1 << 20
@@ -53,6 +54,7 @@ class JwtConfig(AuthOptions):
             min_length=MIN_SECRET_LENGTH,
             max_length=4096,
             description="shared secret for HS* algorithms",
+            json_schema_extra=WRITE_ONLY,
         ),
     ] = None
     public_key: Annotated[

@@ -21,6 +21,7 @@ from portway.policies.consumers import (
     scrub_identity_headers,
 )
 from portway.policies.jwt_auth import check_url, roles_of
+from portway.policies.secrets import WRITE_ONLY
 
 MAX_ANSWER_BYTES = 256 * 1024
 
@@ -33,7 +34,13 @@ class IntrospectionConfig(AuthOptions):
         str, Field(min_length=1, max_length=200, description="the gateway's client id at the AS")
     ]
     client_secret: Annotated[
-        str, Field(min_length=1, max_length=500, description="the gateway's client secret")
+        str,
+        Field(
+            min_length=1,
+            max_length=500,
+            description="the gateway's client secret",
+            json_schema_extra=WRITE_ONLY,
+        ),
     ]
     cache_seconds: Annotated[
         float, Field(ge=0, le=3600, description="how long an answer is reused (0: never)")

@@ -25,6 +25,7 @@ from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Build, Deny, ErrorSpec, Policy, PolicyConfig
 from portway.policies.basic_auth import check_password, memo_key, parse_basic
 from portway.policies.consumers import check_consumer
+from portway.policies.secrets import WRITE_ONLY
 
 Grant = Literal["client_credentials", "password", "refresh_token"]
 MAX_FORM_BYTES = 64 * 1024
@@ -36,10 +37,20 @@ class TokenEndpointConfig(PolicyConfig):
     )
     secret: Annotated[
         str | None,
-        Field(min_length=MIN_SECRET_LENGTH, max_length=4096, description="signing secret for HS*"),
+        Field(
+            min_length=MIN_SECRET_LENGTH,
+            max_length=4096,
+            description="signing secret for HS*",
+            json_schema_extra=WRITE_ONLY,
+        ),
     ] = None
     private_key: Annotated[
-        str | None, Field(max_length=20000, description="PEM private key for RS/PS/ES/EdDSA")
+        str | None,
+        Field(
+            max_length=20000,
+            description="PEM private key for RS/PS/ES/EdDSA",
+            json_schema_extra=WRITE_ONLY,
+        ),
     ] = None
     key_id: Annotated[str | None, Field(max_length=200, description="'kid' of issued tokens")] = (
         None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +14,14 @@ from portway.errors import StoreError, StoreUnavailable
 def connect_wal(path: str, schema: str) -> sqlite3.Connection:
     """Open ``path`` (creating its folder) in WAL mode and autocommit, with ``schema`` applied.
 
+    The file is private: a folder this creates is 0700, the file is 0600 (SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's mode).
+
     Autocommit (``isolation_level=None``) leaves transactions to the caller, who opens them with
     ``BEGIN IMMEDIATE`` when several processes may write the same file.
     """
     if path not in ("", ":memory:"):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(path))
     conn = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -28,6 +32,21 @@ def connect_wal(path: str, schema: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path``'s missing folders as 0700 and the file as 0600 (an existing file is made
+    0600: it holds configuration or traffic records, nobody else's to read)."""
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.chmod(side, 0o600)
 
 
 @contextmanager
