@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import Field
+from pydantic import Field, Strict
 
 from portway.config.base import Model
 from portway.errors import NotFound
@@ -50,14 +50,14 @@ class LoginRequest(Model):
 
 class UserCreate(Model):
     username: Annotated[str, Field(pattern=USERNAME_PATTERN)]
-    role: Role
+    role: Annotated[Role, Strict(False)]
     password: Annotated[
         str | None, Field(min_length=12, max_length=1024, description="generated when absent")
     ] = None
 
 
 class UserUpdate(Model):
-    role: Role | None = None
+    role: Annotated[Role | None, Strict(False)] = None
     disabled: bool | None = None
     password: Annotated[str | None, Field(min_length=12, max_length=1024)] = None
 

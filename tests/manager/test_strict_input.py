@@ -1,0 +1,108 @@
+"""Strict input of the management API: no value changes type on the way in, unknown query
+parameters are refused, and a body the JSON parser chokes on is a 4xx naming ``body``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+API = {"name": "orders", "base_path": "/orders", "backends": [{"url": "http://127.0.0.1:9"}]}
+APIS = "/api/v1/projects/default/apis"
+
+
+@pytest.fixture
+def project(admin: TestClient) -> TestClient:
+    assert admin.post("/api/v1/projects", json={"name": "default"}).status_code == 201
+    return admin
+
+
+def assert_refused(response: Any, field: str) -> None:
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "validation_error"
+    assert field in [d["field"] for d in body["details"]], body
+    assert body["correlation_id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"maintenance": "yes"}, "body.maintenance"),
+        ({"maintenance": 1}, "body.maintenance"),
+        ({"strip_base_path": "false"}, "body.strip_base_path"),
+        ({"connection": {"retries": True}}, "body.connection.retries"),
+        ({"connection": {"retries": "2"}}, "body.connection.retries"),
+        ({"connection": {"pool_size": 2.0}}, "body.connection.pool_size"),
+        ({"connection": {"connect_timeout": "5"}}, "body.connection.connect_timeout"),
+        ({"connection": {"connect_timeout": False}}, "body.connection.connect_timeout"),
+        ({"backends": [{"url": "http://127.0.0.1:9", "weight": "3"}]}, "body.backends[0].weight"),
+        ({"description": 5}, "body.description"),
+        ({"balancing": 1}, "body.balancing"),
+        ({"backends": [{"url": "http://127.0.0.1:9", "kind": True}]}, "body.backends[0].kind"),
+    ],
+)
+def test_a_value_of_the_wrong_json_type_is_refused(
+    project: TestClient, change: dict[str, Any], field: str
+) -> None:
+    assert_refused(project.post(APIS, json=API | change), field)
+    assert project.get(f"{APIS}/orders").status_code == 404  # nothing stored
+
+
+@pytest.mark.parametrize("limit", [True, "100", 100.0, "1e2"])
+def test_a_policy_config_value_of_the_wrong_type_is_refused(
+    project: TestClient, limit: object
+) -> None:
+    policy = {"name": "t", "type": "throttling", "config": {"limit": limit}}
+    refused = project.post(APIS, json=API | {"policies": {"request": [policy]}})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["details"][0]["field"].endswith("config.limit")
+
+
+def test_enums_and_datetimes_still_come_as_json_strings(project: TestClient) -> None:
+    body = API | {
+        "balancing": "least_connections",
+        "backends": [{"url": "http://127.0.0.1:9", "kind": "primary", "weight": 2}],
+        "connection": {"connect_timeout": 2},  # a JSON integer is a valid number
+    }
+    created = project.post(APIS, json=body)
+    assert created.status_code == 201, created.text
+    read = project.get(f"{APIS}/orders").json()
+    assert read["balancing"] == "least_connections"
+    assert read["connection"]["connect_timeout"] == 2
+    # a stored document still loads: a merge patch re-validates the stored proxy
+    patched = project.patch(f"{APIS}/orders", json={"maintenance": True})
+    assert patched.status_code == 200, patched.text
+    role = project.post("/api/v1/users", json={"username": "vera", "role": "viewer"})
+    assert role.status_code == 201, role.text
+
+
+def test_a_datetime_must_be_a_string_not_an_epoch_number(admin: TestClient) -> None:
+    assert admin.post("/api/v1/consumers", json={"name": "shop"}).status_code == 201
+    url = "/api/v1/consumers/shop/credentials"
+    numeric = admin.post(url, json={"kind": "api_key", "expires_at": 1900000000})
+    assert numeric.status_code == 422, numeric.text
+    assert numeric.json()["details"][0]["field"] == "body.expires_at"
+    text = admin.post(url, json={"kind": "api_key", "expires_at": "2030-01-01T00:00:00Z"})
+    assert text.status_code == 201, text.text
+    assert text.json()["expires_at"].startswith("2030-01-01T00:00:00")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"username": "bob", "role": "viewer", "password": 123456789012345}, "body.password"),
+        ({"username": True, "role": "viewer"}, "body.username"),
+    ],
+)
+def test_identity_bodies_are_strict_too(
+    admin: TestClient, body: dict[str, Any], field: str
+) -> None:
+    assert_refused(admin.post("/api/v1/users", json=body), field)
+
+
+def test_disabled_must_be_a_json_boolean(admin: TestClient) -> None:
+    assert admin.post("/api/v1/users", json={"username": "bob", "role": "viewer"}).status_code == 201
+    assert_refused(admin.patch("/api/v1/users/bob", json={"disabled": "true"}), "body.disabled")
+    assert admin.get("/api/v1/users/bob").json()["disabled"] is False
