@@ -57,7 +57,7 @@ def test_usernames_are_one_user_in_any_letter_case(admin: TestClient) -> None:
 def test_compatibility_forms_fold_to_the_same_name(admin: TestClient) -> None:
     """NFKC: full-width letters are the ASCII name; a lookalike that is another letter is not."""
     assert make_user(admin, "alice").status_code == 201
-    assert try_login(browser_for(admin), "\uff41\uff4c\uff49\uff43\uff45") == 200  # ａｌｉｃｅ
+    assert try_login(browser_for(admin), "\uff41\uff4c\uff49\uff43\uff45") == 200  # full-width
 
 
 @pytest.mark.parametrize("spelling", ["ADM\u0130N", "adm\u0131n", "adm\u0456n", "ad\u1d0din"])
