@@ -103,6 +103,36 @@ def test_identity_bodies_are_strict_too(
 
 
 def test_disabled_must_be_a_json_boolean(admin: TestClient) -> None:
-    assert admin.post("/api/v1/users", json={"username": "bob", "role": "viewer"}).status_code == 201
+    assert (
+        admin.post("/api/v1/users", json={"username": "bob", "role": "viewer"}).status_code == 201
+    )
     assert_refused(admin.patch("/api/v1/users/bob", json={"disabled": "true"}), "body.disabled")
     assert admin.get("/api/v1/users/bob").json()["disabled"] is False
+
+
+# unknown query parameters ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("method", "url", "name"),
+    [
+        ("GET", "/api/v1/apis?projct=default", "projct"),  # a misspelt filter
+        ("GET", "/api/v1/apis?Project=default", "Project"),  # the declared one in another case
+        ("GET", "/api/v1/apis?project=default&project%00=x", "project\x00"),
+        ("GET", "/api/v1/projects?limit=1", "limit"),  # a route without query parameters
+        ("GET", "/api/v1/me?debug", "debug"),  # a key without a value
+        ("POST", "/api/v1/projects?dry_run=true", "dry_run"),
+        ("DELETE", "/api/v1/projects/default?force=1", "force"),
+    ],
+)
+def test_an_unknown_query_parameter_is_refused(
+    project: TestClient, method: str, url: str, name: str
+) -> None:
+    response = project.request(method, url, json={"name": "other"})
+    assert_refused(response, f"query.{name}")
+    assert {p["name"] for p in project.get("/api/v1/projects").json()} == {"default"}
+
+
+def test_declared_query_parameters_still_work(project: TestClient) -> None:
+    assert project.post(APIS, json=API).status_code == 201
+    found = project.get("/api/v1/apis?project=default&name_contains=ord")
+    assert found.status_code == 200, found.text
+    assert [a["name"] for a in found.json()] == ["orders"]
