@@ -136,3 +136,49 @@ def test_declared_query_parameters_still_work(project: TestClient) -> None:
     found = project.get("/api/v1/apis?project=default&name_contains=ord")
     assert found.status_code == 200, found.text
     assert [a["name"] for a in found.json()] == ["orders"]
+
+
+# bodies the JSON parser refuses ------------------------------------------------------------
+HOSTILE_BODIES = {
+    "nested arrays": b'{"name": "p", "description": ' + b"[" * 65 + b"]" * 65 + b"}",
+    "nested past the recursion limit": b"[" * 100_000 + b"]" * 100_000,
+    "nested objects": b'{"name": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}",
+    "integer beyond 64 bits": b'{"name": "p", "description": 9223372036854775808}',
+    "negative integer beyond 64 bits": b'{"name": "p", "description": -9223372036854775809}',
+    "thousands of digits": b'{"name": "p", "description": ' + b"9" * 5000 + b"}",
+    "invalid UTF-8": b'{"name": "p\xff\xfe"}',
+    "overlong UTF-8 slash": b'{"name": "p\xc0\xaf"}',
+    "UTF-8 surrogate": b'{"name": "p\xed\xa0\x80"}',
+    "truncated": b'{"name": ',
+    "trailing garbage": b'{"name": "p"} {}',
+    "NaN": b'{"name": "p", "description": NaN}',
+    "Infinity": b'{"name": "p", "description": -Infinity}',
+    "duplicate key": b'{"name": "p", "name": "q"}',
+}
+
+
+@pytest.mark.parametrize("raw", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+@pytest.mark.parametrize("content_type", ["application/json", "application/merge-patch+json", ""])
+def test_a_body_the_parser_refuses_is_a_400_naming_body(
+    admin: TestClient, raw: bytes, content_type: str
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = admin.post("/api/v1/projects", content=raw, headers=headers)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error"] == "invalid_body"
+    assert all(d["field"].startswith("body") for d in body["details"])
+    assert body["correlation_id"] == response.headers["X-Correlation-ID"]
+    assert admin.get("/api/v1/projects").json() == []
+
+
+def test_a_body_at_the_limits_is_accepted(admin: TestClient) -> None:
+    nested = b'{"name": "p", "description": ' + b"[" * 63 + b"]" * 63 + b"}"  # 64 levels
+    wrong_type = admin.post(
+        "/api/v1/projects", content=nested, headers={"Content-Type": "application/json"}
+    )
+    assert wrong_type.status_code == 422  # parsed, then refused by the model, naming the field
+    assert wrong_type.json()["details"][0]["field"] == "body.description"
+    big = admin.post("/api/v1/projects", json={"name": "c", "description": 2**63 - 1})
+    assert big.status_code == 422, big.text  # parsed; a number is not a description
+    assert big.json()["details"][0]["field"] == "body.description"

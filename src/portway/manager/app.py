@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from portway.cluster.signing import load_or_create_secret
-from portway.manager import api, cluster_api, problems
+from portway.manager import api, cluster_api, json_body, problems
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
 from portway.manager.catalog import Catalog
@@ -121,6 +121,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         redoc_url=None,
         lifespan=lifespan,
     )
+    json_body.install(app)  # inside the correlation middleware that problems installs
     problems.install(app)
     app.include_router(api.router)
     app.include_router(cluster_api.router)
