@@ -90,6 +90,12 @@ def test_users_stored_before_normalisation_keep_working(admin: TestClient) -> No
     assert try_login(browser_for(admin), "Bob") == 200
     assert make_user(admin, "BOB").status_code == 409
     assert admin.patch("/api/v1/users/bob", json={"role": "deployer"}).status_code == 200
+    # wrong current passwords of the legacy user count under the name the login uses
+    browser = browser_for(admin)
+    csrf = login(browser, "BOB")
+    for _ in range(5):
+        assert mint(browser, "wrong password!", {"X-CSRF-Token": csrf}).status_code == 422
+    assert try_login(browser_for(admin), "bob") == 429
 
 
 # passwords ---------------------------------------------------------------------------------
@@ -130,6 +136,14 @@ def test_weak_passwords_are_refused_at_change(admin: TestClient, password: str) 
     assert by_self.status_code == 422, by_self.text
     assert by_self.json()["details"][0]["field"] == "body.new_password"
     assert try_login(browser_for(admin), "carol") == 200  # the old password still works
+
+
+def test_a_short_username_does_not_refuse_every_password(admin: TestClient) -> None:
+    created = admin.post(
+        "/api/v1/users",
+        json={"username": "al", "role": "viewer", "password": "always a long passphrase"},
+    )
+    assert created.status_code == 201, created.text
 
 
 # tokens end with the password and the user -------------------------------------------------

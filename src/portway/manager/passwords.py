@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 
 MIN_LENGTH = 12
+MIN_NAME_IN_PASSWORD = 3  # a one- or two-letter username would refuse half of all passwords
 _LIST = Path(__file__).with_name("common-passwords.txt.gz")
 
 
@@ -31,6 +32,7 @@ def password_problem(password: str, username: str) -> str | None:
     folded = fold(password)
     if folded.strip() in common_passwords():
         return "is a commonly used password"
-    if fold(username) in folded:
+    name = fold(username)
+    if len(name) >= MIN_NAME_IN_PASSWORD and name in folded:
         return "must not contain the username"
     return None

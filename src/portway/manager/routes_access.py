@@ -134,7 +134,7 @@ async def _reauthenticate(
     """Check the caller's own password under the failed-login guard: a wrong one counts as a
     failed login for that username, and a locked-out username is a 429 before any check."""
     ip = _client_ip(request)
-    key = str(user.data["username"])
+    key = username_key(str(user.data["username"]))  # the key the login counts under
     wait = svc.login_guard.locked_for(key, ip)
     if wait > 0:
         raise _locked_out(wait, "password checks")
@@ -267,13 +267,14 @@ async def create_user_route(
     user_id = await create_user(svc.store, body.username, body.role, password)
     doc = await svc.store.get("users", user_id)
     assert doc is not None
+    stored_name = doc.data["username"]
     await audit.record(
         svc.store,
         who.username,
         "user.create",
-        f"users/{body.username}",
+        f"users/{stored_name}",
         None,
-        {"username": body.username, "role": body.role.value},
+        {"username": stored_name, "role": body.role.value},
     )
     response.headers["Cache-Control"] = "no-store"
     view = user_view(doc)
