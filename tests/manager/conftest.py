@@ -41,6 +41,13 @@ def admin(manager: TestClient, settings: ManagerSettings) -> TestClient:
     return manager
 
 
+def bootstrap_password(settings: ManagerSettings) -> str:
+    """The first admin's generated password (handed over once in the bootstrap file)."""
+    assert settings.bootstrap_file is not None
+    password: str = json.loads(settings.bootstrap_file.read_text())["password"]
+    return password
+
+
 def browser_for(client: TestClient) -> TestClient:
     """Another client of the same running app (its own cookies, no token, no second lifespan)."""
     return TestClient(client.app, raise_server_exceptions=False)
@@ -67,7 +74,9 @@ def role_tokens(admin: TestClient, settings: ManagerSettings) -> dict[str, str]:
         browser = browser_for(admin)
         csrf = login(browser, username)
         made = browser.post(
-            "/api/v1/tokens", json={"name": "tests"}, headers={"X-CSRF-Token": csrf}
+            "/api/v1/tokens",
+            json={"name": "tests", "current_password": PASSWORD},
+            headers={"X-CSRF-Token": csrf},
         )
         assert made.status_code == 201, made.text
         tokens[role] = made.json()["token"]

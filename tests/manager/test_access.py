@@ -8,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from portway.manager.auth import LoginGuard
-from tests.manager.conftest import PASSWORD, browser_for, login
+from portway.manager.settings import ManagerSettings
+from tests.manager.conftest import PASSWORD, bootstrap_password, browser_for, login
 
 
 def make_user(admin: TestClient, username: str = "alice", role: str = "viewer") -> None:
@@ -230,8 +231,13 @@ def test_failures_outside_the_window_are_forgotten() -> None:
     assert guard.locked_for("alice", "ip") == 0
 
 
-def test_tokens_are_shown_once_listed_without_values_and_revocable(admin: TestClient) -> None:
-    made = admin.post("/api/v1/tokens", json={"name": "ci", "expires_in_days": 7})
+def test_tokens_are_shown_once_listed_without_values_and_revocable(
+    admin: TestClient, settings: ManagerSettings
+) -> None:
+    made = admin.post(
+        "/api/v1/tokens",
+        json={"name": "ci", "expires_in_days": 7, "current_password": bootstrap_password(settings)},
+    )
     assert made.status_code == 201
     token = made.json()["token"]
     assert token.startswith("pwt_")
@@ -264,9 +270,11 @@ def test_expired_tokens_are_refused(admin: TestClient) -> None:
 
 
 def test_a_user_cannot_revoke_someone_elses_token(
-    admin: TestClient, as_role: Callable[[str], dict[str, str]]
+    admin: TestClient, as_role: Callable[[str], dict[str, str]], settings: ManagerSettings
 ) -> None:
-    mine = admin.post("/api/v1/tokens", json={"name": "mine"}).json()
+    mine = admin.post(
+        "/api/v1/tokens", json={"name": "mine", "current_password": bootstrap_password(settings)}
+    ).json()
     other = admin.delete(f"/api/v1/tokens/{mine['id']}", headers=as_role("viewer"))
     assert other.status_code == 404
     assert (

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field
 
-from portway.config.base import Model, Slug
+from portway.config.base import JsonDatetime, Model, Slug
 
 
 class DeployNotice(Model):
@@ -31,7 +30,7 @@ class StatusReport(Model):
     address: Annotated[str, Field(description="URL where the manager reaches this worker")]
     served_revision: int | None = None
     healthy: bool = True
-    started_at: datetime
+    started_at: JsonDatetime
     counters: dict[str, Any] = Field(default_factory=dict)
 
 

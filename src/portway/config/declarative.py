@@ -10,12 +10,11 @@ the API and shown once; users and tokens are not declarative either.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from portway.config.base import Model, Slug
+from portway.config.base import JsonDatetime, Model, Slug
 from portway.config.models import ApiProxy, Environment, PolicySpec, Project
 from portway.config.revision import GrantQuota, GrantThrottle
 
@@ -46,7 +45,9 @@ class GrantLimits(Model):
 class GrantTerms(Model):
     """The terms of a grant: until when, where, and with which limits."""
 
-    expires_at: Annotated[datetime | None, Field(description="no access from this moment")] = None
+    expires_at: Annotated[JsonDatetime | None, Field(description="no access from this moment")] = (
+        None
+    )
     environments: Annotated[
         list[Slug], Field(max_length=100, description="where the grant holds; empty = everywhere")
     ] = Field(default_factory=list)

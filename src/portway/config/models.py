@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, Strict, field_validator, model_validator
 
 from portway.config.base import Model, Slug
 
@@ -74,7 +74,7 @@ class Backend(Model):
 
     url: Annotated[str, Field(max_length=2000, description="http(s)://host[:port][/base-path]")]
     weight: Annotated[int, Field(ge=1, le=1000, description="share for weighted balancing")] = 1
-    kind: BackendKind = BackendKind.PRIMARY
+    kind: Annotated[BackendKind, Strict(False)] = BackendKind.PRIMARY
     health_check: Annotated[bool, Field(description="include in active health checks")] = True
 
     @field_validator("url")
@@ -237,7 +237,7 @@ class ApiProxy(Model):
         ),
     ] = False
     backends: list[Backend] = Field(default_factory=list)
-    balancing: Balancing = Balancing.ROUND_ROBIN
+    balancing: Annotated[Balancing, Strict(False)] = Balancing.ROUND_ROBIN
     connection: ConnectionSettings = ConnectionSettings()
     health_check: HealthCheck = HealthCheck()
     passive_health: PassiveHealth = PassiveHealth()

@@ -8,12 +8,11 @@ revisions mixed.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import Field
 
-from portway.config.base import Model, Slug
+from portway.config.base import JsonDatetime, Model, Slug
 from portway.config.models import ApiProxy, PolicySpec
 
 
@@ -29,7 +28,7 @@ class CredentialSnapshot(Model):
     kind: Annotated[str, Field(pattern=r"^(api_key|basic)$")]
     lookup: Annotated[str, Field(description="sha256 hex of the API key, or the basic username")]
     secret_hash: Annotated[str | None, Field(description="argon2 hash of a password")] = None
-    expires_at: datetime | None = None
+    expires_at: JsonDatetime | None = None
     disabled: bool = False
 
 
@@ -50,7 +49,7 @@ class GrantThrottle(Model):
 class GrantSnapshot(Model):
     api: Slug
     project: Slug = "default"
-    expires_at: datetime | None = None
+    expires_at: JsonDatetime | None = None
     environments: list[str] = Field(default_factory=list)
     quota: Annotated[
         GrantQuota | None, Field(description="this environment's quota for the consumer")
@@ -72,7 +71,7 @@ class ConsumerSnapshot(Model):
 class EnvironmentRevision(Model):
     environment: Slug
     revision: Annotated[int, Field(ge=0)]
-    created_at: datetime
+    created_at: JsonDatetime
     apis: list[DeployedApi] = Field(default_factory=list)
     global_policies: dict[str, PolicySpec] = Field(default_factory=dict)
     consumers: list[ConsumerSnapshot] = Field(default_factory=list)

@@ -8,7 +8,7 @@ walks for every role.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from portway.manager import (
     routes_access,
@@ -19,10 +19,14 @@ from portway.manager import (
     routes_deployments,
 )
 from portway.manager.problems import COMMON_RESPONSES
+from portway.manager.query_check import no_unknown_query
 from portway.manager.responses import MaskedJSONResponse
 
 router = APIRouter(
-    prefix="/api/v1", responses=COMMON_RESPONSES, default_response_class=MaskedJSONResponse
+    prefix="/api/v1",
+    responses=COMMON_RESPONSES,
+    default_response_class=MaskedJSONResponse,
+    dependencies=[Depends(no_unknown_query)],
 )
 for _module in (
     routes_access,

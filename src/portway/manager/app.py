@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from portway.cluster.signing import ReplayGuard, load_or_create_secret
-from portway.manager import api, cluster_api, problems
+from portway.manager import api, cluster_api, json_body, problems
 from portway.manager.addresses import BackendPolicy
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
@@ -140,6 +140,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         redoc_url=None,
         lifespan=lifespan,
     )
+    json_body.install(app)  # innermost: the body cap below runs before any parsing
     # inside the correlation middleware (installed next), so a 413 carries the request's id
     app.add_middleware(
         BodyLimit,

@@ -26,6 +26,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from portway.errors import Conflict, NotFound
+from portway.manager.passwords import fold
 from portway.stores.config_store import ConfigStore, Document
 
 _hasher = PasswordHasher()
@@ -105,6 +106,11 @@ def _expired(value: str | None, now: datetime) -> bool:
 
 
 # users -------------------------------------------------------------------------------------
+def username_key(username: str) -> str:
+    """The stored, unique form of a username: NFKC, case-folded (``Admin`` is ``admin``)."""
+    return fold(username)
+
+
 def user_view(doc: Document) -> dict[str, Any]:
     return {
         "username": doc.data["username"],
@@ -121,7 +127,7 @@ async def create_user(store: ConfigStore, username: str, role: Role, password: s
         "users",
         user_id,
         {
-            "username": username,
+            "username": username_key(username),
             "role": role.value,
             "password_hash": hash_password(password),
             "disabled": False,
@@ -132,8 +138,16 @@ async def create_user(store: ConfigStore, username: str, role: Role, password: s
 
 
 async def user_by_name(store: ConfigStore, username: str) -> Document | None:
-    found = await store.find("users", {"username": username}, limit=1)
-    return found[0] if found else None
+    """The user of this name in any letter case; users stored before names were normalised are
+    matched by their normalised name too."""
+    key = username_key(username)
+    found = await store.find("users", {"username": key}, limit=1)
+    if found:
+        return found[0]
+    return next(
+        (d for d in await store.find("users") if username_key(str(d.data["username"])) == key),
+        None,
+    )
 
 
 async def active_admins(store: ConfigStore) -> list[Document]:
@@ -195,6 +209,13 @@ async def issue_token(
         },
     )
     return token, doc
+
+
+async def revoke_user_tokens(store: ConfigStore, user_id: str) -> None:
+    """Revoke every token of a user (password changed, user disabled or deleted)."""
+    for doc in await store.find("tokens", {"user_id": user_id}):
+        with contextlib.suppress(Conflict):  # revoked concurrently: revoked either way
+            await revoke_token(store, doc)
 
 
 async def revoke_token(store: ConfigStore, doc: Document) -> Document:

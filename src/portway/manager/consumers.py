@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from portway.config.base import Model
+from portway.config.base import JsonDatetime, Model
 from portway.config.declarative import ConsumerSpec, GrantSpec
 from portway.config.revision import ConsumerSnapshot, CredentialSnapshot, GrantSnapshot
 from portway.errors import ConfigError, Conflict, DuplicateKey, NotFound
@@ -56,7 +56,7 @@ class CredentialCreate(Model):
 
     kind: Literal["api_key", "basic"] = "api_key"
     label: Annotated[str, Field(max_length=200)] = ""
-    expires_at: datetime | None = None
+    expires_at: JsonDatetime | None = None
     key: Annotated[
         str | None,
         Field(
@@ -90,7 +90,7 @@ class CredentialUpdate(Model):
     """Fields to change; ``expires_at: null`` removes an expiry."""
 
     label: Annotated[str | None, Field(max_length=200)] = None
-    expires_at: datetime | None = None
+    expires_at: JsonDatetime | None = None
     disabled: bool | None = None
     password: Annotated[
         str | None, Field(min_length=12, max_length=1024, description="basic only")
@@ -101,7 +101,7 @@ class RotateRequest(Model):
     grace_seconds: Annotated[
         int, Field(ge=0, le=MAX_GRACE, description="how long the old key stays valid")
     ] = 86400
-    expires_at: Annotated[datetime | None, Field(description="expiry of the new key")] = None
+    expires_at: Annotated[JsonDatetime | None, Field(description="expiry of the new key")] = None
 
 
 def credential_view(doc: Document, now: datetime | None = None) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import Field
+from pydantic import Field, Strict
 
 from portway.config.base import Model
-from portway.errors import NotFound
+from portway.errors import Conflict, NotFound
 from portway.manager import audit
 from portway.manager.auth import (
     CSRF_COOKIE,
@@ -26,12 +26,16 @@ from portway.manager.auth import (
     hash_password,
     issue_token,
     revoke_token,
+    revoke_user_tokens,
     token_view,
     user_by_name,
     user_view,
+    username_key,
     verify_password,
 )
+from portway.manager.context import Services
 from portway.manager.deps import Caller, IfMatch, Reader, Svc, UserManager, if_match
+from portway.manager.passwords import password_problem
 from portway.manager.problems import ApiError
 from portway.stores.config_store import ConfigStore, Document
 
@@ -50,14 +54,14 @@ class LoginRequest(Model):
 
 class UserCreate(Model):
     username: Annotated[str, Field(pattern=USERNAME_PATTERN)]
-    role: Role
+    role: Annotated[Role, Strict(False)]
     password: Annotated[
         str | None, Field(min_length=12, max_length=1024, description="generated when absent")
     ] = None
 
 
 class UserUpdate(Model):
-    role: Role | None = None
+    role: Annotated[Role | None, Strict(False)] = None
     disabled: bool | None = None
     password: Annotated[str | None, Field(min_length=12, max_length=1024)] = None
 
@@ -69,6 +73,14 @@ class PasswordChange(Model):
 
 class TokenCreate(Model):
     name: Annotated[str, Field(min_length=1, max_length=100)]
+    current_password: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=1024,
+            description="the caller's password: minting a token needs re-authentication",
+        ),
+    ]
     expires_in_days: Annotated[int, Field(ge=1, le=365, description="lifetime")] = 90
 
 
@@ -101,6 +113,41 @@ def _set_session_cookies(
     )
 
 
+def _check_password(password: str, username: str, field: str) -> None:
+    problem = password_problem(password, username)
+    if problem is not None:
+        raise ApiError(422, "validation_error", f"{field}: the password {problem}", field)
+
+
+def _locked_out(wait: float, what: str) -> ApiError:
+    return ApiError(
+        429,
+        "locked_out",
+        f"too many failed {what}; try again later",
+        headers={"Retry-After": str(math.ceil(wait))},
+    )
+
+
+async def _reauthenticate(
+    svc: Services, request: Request, user: Document, password: str, field: str
+) -> None:
+    """Check the caller's own password under the failed-login guard: a wrong one counts as a
+    failed login for that username, and a locked-out username is a 429 before any check."""
+    ip = _client_ip(request)
+    key = username_key(str(user.data["username"]))  # the key the login counts under
+    wait = svc.login_guard.locked_for(key, ip)
+    if wait > 0:
+        raise _locked_out(wait, "password checks")
+    ok = await asyncio.to_thread(verify_password, user.data.get("password_hash"), password)
+    if not ok:
+        delay = svc.login_guard.failed(key, ip)
+        log.warning("wrong current password for %r from %s", key, ip)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        raise ApiError(422, "validation_error", "the current password is wrong", field)
+    svc.login_guard.succeeded(key)
+
+
 async def _drop_sessions(store: ConfigStore, user_id: str) -> None:
     for doc in await store.find("sessions", {"user_id": user_id}):
         with contextlib.suppress(NotFound):
@@ -117,25 +164,21 @@ async def login(
     are slowed down, then locked out (429 with Retry-After) per username and per client IP."""
     ip = _client_ip(request)
     guard = svc.login_guard
-    wait = guard.locked_for(body.username, ip)
+    key = username_key(body.username)  # `Alice` and `alice` share one failure count
+    wait = guard.locked_for(key, ip)
     if wait > 0:
-        raise ApiError(
-            429,
-            "locked_out",
-            "too many failed logins; try again later",
-            headers={"Retry-After": str(math.ceil(wait))},
-        )
+        raise _locked_out(wait, "logins")
     user = await user_by_name(svc.store, body.username)
     usable = user is not None and not user.data.get("disabled")
     stored = user.data.get("password_hash") if user is not None and usable else None
     ok = await asyncio.to_thread(verify_password, stored, body.password)
     if not ok or user is None:
-        delay = guard.failed(body.username, ip)
+        delay = guard.failed(key, ip)
         log.warning("failed login for %r from %s", body.username[:100], ip)
         if delay > 0:
             await asyncio.sleep(delay)
         raise ApiError(401, "invalid_credentials", "invalid username or password")
-    guard.succeeded(body.username)
+    guard.succeeded(key)
     settings = svc.settings
     session = await create_session(svc.store, user.id, settings.session_ttl)
     _set_session_cookies(
@@ -172,20 +215,20 @@ async def me(who: Reader) -> dict[str, str]:
 
 
 @router.put("/me/password", status_code=204, tags=["auth"])
-async def change_my_password(body: PasswordChange, who: Caller, svc: Svc) -> Response:
+async def change_my_password(
+    body: PasswordChange, who: Caller, svc: Svc, request: Request
+) -> Response:
+    """Change the caller's password. A wrong current password counts as a failed login (repeated,
+    it locks the username out: 429). Every session and token of the user ends."""
     user = await svc.store.get("users", who.user_id)
     if user is None:
         raise NotFound("users", who.username)
-    ok = await asyncio.to_thread(
-        verify_password, user.data.get("password_hash"), body.current_password
-    )
-    if not ok:
-        raise ApiError(
-            422, "validation_error", "the current password is wrong", "body.current_password"
-        )
+    await _reauthenticate(svc, request, user, body.current_password, "body.current_password")
+    _check_password(body.new_password, who.username, "body.new_password")
     data = {**user.data, "password_hash": hash_password(body.new_password)}
     await svc.store.replace("users", user.id, data, expected_version=user.version)
     await _drop_sessions(svc.store, user.id)
+    await revoke_user_tokens(svc.store, user.id)
     await audit.record(
         svc.store,
         who.username,
@@ -214,18 +257,24 @@ async def list_users(svc: Svc, _: UserManager) -> list[dict[str, Any]]:
 async def create_user_route(
     body: UserCreate, svc: Svc, who: UserManager, response: Response
 ) -> dict[str, Any]:
-    """Create a user; a generated password is returned once, in ``password``."""
+    """Create a user; a generated password is returned once, in ``password``. Usernames are
+    stored case-folded: ``Alice`` and ``alice`` are one user."""
+    if body.password is not None:
+        _check_password(body.password, body.username, "body.password")
+    if await user_by_name(svc.store, body.username) is not None:
+        raise Conflict(f"username {username_key(body.username)!r} is taken")
     password = body.password or secrets.token_urlsafe(18)
     user_id = await create_user(svc.store, body.username, body.role, password)
     doc = await svc.store.get("users", user_id)
     assert doc is not None
+    stored_name = doc.data["username"]
     await audit.record(
         svc.store,
         who.username,
         "user.create",
-        f"users/{body.username}",
+        f"users/{stored_name}",
         None,
-        {"username": body.username, "role": body.role.value},
+        {"username": stored_name, "role": body.role.value},
     )
     response.headers["Cache-Control"] = "no-store"
     view = user_view(doc)
@@ -250,6 +299,7 @@ async def update_user(
     if body.disabled is not None:
         data["disabled"] = body.disabled
     if body.password is not None:
+        _check_password(body.password, str(user.data["username"]), "body.password")
         data["password_hash"] = hash_password(body.password)
     await check_keeps_an_admin(svc.store, user, data)
     doc = await svc.store.replace(
@@ -257,6 +307,7 @@ async def update_user(
     )
     if body.password is not None or body.disabled:
         await _drop_sessions(svc.store, user.id)
+        await revoke_user_tokens(svc.store, user.id)
     old_view = {k: user.data.get(k) for k in ("role", "disabled")}
     new_view = {k: data.get(k) for k in ("role", "disabled")}
     if body.password is not None:
@@ -273,8 +324,7 @@ async def delete_user(username: Username, svc: Svc, who: UserManager) -> Respons
     await check_keeps_an_admin(svc.store, user, {"role": None, "disabled": True})
     await svc.store.delete("users", user.id)
     await _drop_sessions(svc.store, user.id)
-    for token in await svc.store.find("tokens", {"user_id": user.id}):
-        await revoke_token(svc.store, token)
+    await revoke_user_tokens(svc.store, user.id)
     await audit.record(
         svc.store,
         who.username,
@@ -325,9 +375,16 @@ async def list_tokens(who: Caller, svc: Svc) -> list[dict[str, Any]]:
 
 @router.post("/tokens", status_code=201, tags=["tokens"])
 async def create_token_route(
-    body: TokenCreate, who: Caller, svc: Svc, response: Response
+    body: TokenCreate, who: Caller, svc: Svc, request: Request, response: Response
 ) -> dict[str, Any]:
-    """A personal access token with the caller's role; its value is shown once, in ``token``."""
+    """A personal access token with the caller's role; its value is shown once, in ``token``.
+    Every caller, by session or by token, re-authenticates with ``current_password`` (a stolen
+    session or token alone cannot mint a lasting credential); a wrong one counts as a failed
+    login."""
+    user = await svc.store.get("users", who.user_id)
+    if user is None:
+        raise NotFound("users", who.username)
+    await _reauthenticate(svc, request, user, body.current_password, "body.current_password")
     token, doc = await issue_token(
         svc.store, who.user_id, body.name, timedelta(days=body.expires_in_days)
     )

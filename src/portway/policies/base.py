@@ -42,9 +42,10 @@ REQUEST_ONLY = frozenset({Phase.REQUEST})
 
 
 class PolicyConfig(BaseModel):
-    """Base of every policy config: unknown fields are errors, assignments are validated."""
+    """Base of every policy config: unknown fields are errors, and strict, so no value changes
+    type on the way in (``"limit": true`` or ``"limit": "100"`` is refused, naming the field)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 @dataclass(frozen=True, slots=True)

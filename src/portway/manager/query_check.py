@@ -1,0 +1,42 @@
+"""Unknown query parameters are errors: a misspelt filter (``?projct=x``) must not silently list
+everything. Every management route depends on ``no_unknown_query``, which compares the request's
+query keys with the ones the route (and its dependencies) declare."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+_declared_by_route: dict[int, frozenset[str]] = {}
+
+
+def _declared(dependant: Dependant) -> frozenset[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared(sub)
+    return frozenset(names)
+
+
+async def no_unknown_query(request: Request) -> None:
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    declared = _declared_by_route.get(id(route))
+    if declared is None:
+        declared = _declared_by_route[id(route)] = _declared(route.dependant)
+    unknown = sorted({key for key in request.query_params if key not in declared})
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": "unknown query parameter"
+                    + (f" (this route takes: {', '.join(sorted(declared))})" if declared else ""),
+                    "input": request.query_params.get(name),
+                }
+                for name in unknown
+            ]
+        )
