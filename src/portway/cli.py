@@ -9,46 +9,136 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from portway.client.cli import register as register_client
+from portway.config.platform import PlatformConfig
+from portway.config.platform_file import (
+    Override,
+    PlatformConfigError,
+    load_platform,
+    parse_assignment,
+    platform_from_mapping,
+    summary,
+)
+from portway.errors import ConfigError
 from portway.matrix.cli import register as register_matrix
+
+
+def _absolute(text: str) -> Path:
+    """Paths given as flags are relative to the working directory, as on any command line."""
+    return Path(text).resolve()
+
+
+def _platform(args: argparse.Namespace, flags: list[tuple[str, object]]) -> PlatformConfig:
+    """The platform file (or, without ``--config``, its defaults under ./var/portway), then
+    ``PORTWAY_…`` variables, then ``--set`` assignments and the named flags."""
+    overrides = [*(parse_assignment(a) for a in args.set), *flags]
+    if args.config is not None:
+        return load_platform(args.config, overrides=overrides)
+    return platform_from_mapping(
+        {}, Path.cwd(), overrides=overrides, default_data_dir=Path("var/portway").resolve()
+    )
+
+
+def _given(prefix: str, args: argparse.Namespace, names: dict[str, str]) -> list[Override]:
+    return [
+        (f"{prefix}{key}", str(value) if isinstance(value, Path) else value)
+        for flag, key in names.items()
+        if (value := getattr(args, flag)) is not None
+    ]
 
 
 def _manager(args: argparse.Namespace) -> int:
     from portway.manager.app import run
-    from portway.manager.settings import ManagerSettings
 
-    data = args.data_dir.resolve()
-    settings = ManagerSettings(
-        host=args.host,
-        port=args.port,
-        store=args.store or f"sqlite:///{data}/manager.db",
-        logs=args.logs or f"sqlite:///{data}/traffic.db",
-        data_dir=args.data_dir,
-        secret_file=args.secret_file or args.data_dir / "cluster.secret",
-        bootstrap_file=args.data_dir / "bootstrap-admin.json",
-        report_interval=args.report_interval,
-    )
-    run(settings)
+    flags = {
+        "host": "host",
+        "port": "port",
+        "store": "store",
+        "logs": "logs",
+        "data_dir": "data_dir",
+        "secret_file": "secret_file",
+        "report_interval": "report_interval",
+    }
+    platform = _platform(args, _given("manager.", args, flags))
+    run(platform.manager)
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
     from portway.worker.app import WorkerOptions, run
 
+    env = args.environment
+    if args.processes == 0:
+        args.processes = None  # one per core: the settings' default
+    flags = {
+        "manager": "manager_url",
+        "host": "host",
+        "port": "port",
+        "processes": "processes",
+        "worker_id": "worker_id",
+        "advertise_url": "advertise_url",
+        "secret_file": "secret_file",
+        "state_dir": "state_dir",
+        "poll_interval": "poll_interval",
+        "logs": "logs",
+        "cache": "cache",
+    }
+    overrides = _given(f"workers.{env}.", args, flags)
+    if args.config is None and not overrides:
+        overrides = [(f"workers.{env}", {})]
+    platform = _platform(args, overrides)
+    worker = platform.worker(env)
+    assert worker.secret_file is not None  # settled by the loader
+    assert worker.state_dir is not None
     return run(
         WorkerOptions(
-            environment=args.environment,
-            manager_url=args.manager,
-            host=args.host,
-            port=args.port,
-            processes=args.processes,
-            worker_id=args.worker_id,
-            advertise_url=args.advertise_url,
-            secret_file=args.secret_file,
-            state_dir=args.state_dir,
-            poll_interval=args.poll_interval,
-            cache_url=args.cache,
-            logs_url=args.logs or f"sqlite:///{args.state_dir.resolve().parent}/traffic.db",
+            environment=env,
+            manager_url=platform.manager_url(env),
+            host=worker.host,
+            port=worker.port or worker.https_port or 0,
+            processes=worker.processes,
+            worker_id=worker.worker_id,
+            advertise_url=worker.advertise_url,
+            secret_file=worker.secret_file,
+            state_dir=worker.state_dir,
+            poll_interval=worker.poll_interval,
+            cache_url=worker.cache,
+            logs_url=worker.logs or platform.manager.logs,
+            settings=worker,
         )
+    )
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from portway.matrix.platform import inventory_for, matrix_for
+
+    try:
+        platform = load_platform(args.file)
+        matrix_for(platform)
+        inventory_for(platform)
+    except PlatformConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        message = str(exc)
+        shown = message if message.startswith(str(args.file)) else f"{args.file}: {message}"
+        print(shown, file=sys.stderr)
+        return 2
+    print(f"{args.file}: valid ({summary(platform)})")
+    return 0
+
+
+def _add_platform_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="PATH", help="the platform file, portway.yaml"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override one key of the platform file (after PORTWAY_… variables), e.g. "
+        "manager.port=9000; repeatable",
     )
 
 
@@ -86,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_up)
 
     manager = sub.add_parser("manager", help="run the manager (management API, deployments)")
-    manager.add_argument("--host", default="127.0.0.1")
-    manager.add_argument("--port", type=int, default=8080)
+    _add_platform_flags(manager)
+    manager.add_argument("--host", default=None, help="default: 127.0.0.1")
+    manager.add_argument("--port", type=int, default=None, help="default: 8080")
     manager.add_argument(
         "--store",
         default=None,
@@ -100,49 +191,72 @@ def build_parser() -> argparse.ArgumentParser:
         help="traffic log store for analytics: sqlite:///PATH or elasticsearch://HOST:9200 "
         "(default: DATA_DIR/traffic.db)",
     )
-    manager.add_argument("--data-dir", type=Path, default=Path("var/portway"))
+    manager.add_argument(
+        "--data-dir",
+        type=_absolute,
+        default=None,
+        help="default: the file's data_dir, $PORTWAY_HOME, the file's directory, ./var/portway",
+    )
     manager.add_argument(
         "--secret-file",
-        type=Path,
+        type=_absolute,
         default=None,
         help="cluster secret (default: DATA_DIR/cluster.secret)",
     )
     manager.add_argument(
         "--report-interval",
         type=float,
-        default=5.0,
-        help="seconds between worker status reports (liveness)",
+        default=None,
+        help="seconds between worker status reports (liveness; default 5)",
     )
     manager.set_defaults(func=_manager)
 
     worker = sub.add_parser("worker", help="run a gateway worker for one environment")
+    _add_platform_flags(worker)
     worker.add_argument("--environment", required=True, help="the environment this worker serves")
-    worker.add_argument("--manager", required=True, help="manager URL, e.g. http://manager:8080")
-    worker.add_argument("--host", default="0.0.0.0")
-    worker.add_argument("--port", type=int, default=8080)
-    worker.add_argument("--processes", type=int, default=0, help="0 = one per core")
+    worker.add_argument(
+        "--manager",
+        default=None,
+        help="manager URL, e.g. http://manager:8080 (default: "
+        "the file's workers.ENV.manager_url, else the manager's listener)",
+    )
+    worker.add_argument("--host", default=None, help="default: 0.0.0.0")
+    worker.add_argument("--port", type=int, default=None, help="default: 8080")
+    worker.add_argument("--processes", type=int, default=None, help="0 = one per core")
     worker.add_argument("--worker-id", default=None, help="default: HOSTNAME-PORT")
     worker.add_argument(
         "--advertise-url",
         default=None,
         help="URL the manager uses to reach this worker (default: from host/port)",
     )
-    worker.add_argument("--secret-file", type=Path, default=Path("var/portway/cluster.secret"))
-    worker.add_argument("--state-dir", type=Path, default=Path("var/portway/worker"))
-    worker.add_argument("--poll-interval", type=float, default=5.0)
+    worker.add_argument(
+        "--secret-file", type=_absolute, default=None, help="default: the manager's secret_file"
+    )
+    worker.add_argument(
+        "--state-dir", type=_absolute, default=None, help="default: DATA_DIR/worker-ENV"
+    )
+    worker.add_argument("--poll-interval", type=float, default=None, help="default: 5")
     worker.add_argument(
         "--logs",
         default=None,
         help="traffic log sink: sqlite:///PATH or elasticsearch://HOST:9200 "
-        "(default: traffic.db beside the state directory, the manager's default on one host)",
+        "(default: the manager's logs)",
     )
     worker.add_argument(
         "--cache",
-        default="local://",
-        help="shared cache URL: local:// (per process), redis://HOST:PORT/0, "
+        default=None,
+        help="shared cache URL: local:// (per process, the default), redis://HOST:PORT/0, "
         "hazelcast://HOST:PORT/CLUSTER",
     )
     worker.set_defaults(func=_worker)
+
+    config = sub.add_parser("config", help="the platform file, portway.yaml")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser(
+        "check", help="validate a platform file; exit 2 naming each bad key, 0 when valid"
+    )
+    check.add_argument("file", type=Path, metavar="FILE")
+    check.set_defaults(func=_config_check)
 
     demo = sub.add_parser("demo-backend", help="run the demo echo backend")
     demo.add_argument("--host", default="127.0.0.1")
@@ -163,5 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"portway: error: {exc}", file=sys.stderr)
+        return 2
     return code

@@ -53,6 +53,9 @@ class WorkerOptions:
     """Where traffic records go: ``sqlite:///path`` or ``elasticsearch://host:9200``."""
     cache_url: str = "local://"
     """Counters and cached responses: ``local://`` (per process), ``redis://``, ``hazelcast://``."""
+    settings: WorkerSettings | None = None
+    """Every listener and limit setting (from ``portway.yaml``); when None, built from
+    ``host``, ``port`` and ``processes``."""
 
     def base_id(self) -> str:
         return self.worker_id or f"{socket.gethostname()}-{self.port}"
@@ -169,7 +172,7 @@ def run(options: WorkerOptions) -> int:
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings = WorkerSettings(
+    settings = options.settings or WorkerSettings(
         host=options.host,
         port=options.port,
         processes=options.processes or os.cpu_count() or 1,
