@@ -59,7 +59,7 @@ def test_a_valid_file_gets_a_one_line_summary(
         ("load_balancer: {kind: traefik}\n",
          ["load_balancer.kind: Input should be 'haproxy', 'nginx' or 'none'"]),
         ("manager: {port: 8080}\nlayout: single-host\nworkers:\n  prod: {port: 8080}\n",
-         ["ports.worker.http: port 8080 is also ports.manager.http (manager and worker on a "
+         ["workers.prod.port: port 8080 is also manager.port (manager and worker on a "
           "single host); give each listener its own port"]),
         ("- just\n- a list\n", ["the file must be a mapping, not list"]),
     ],

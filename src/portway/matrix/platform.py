@@ -15,6 +15,7 @@ configured URL or listener:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from portway.config.platform import PlatformConfig, url_port, url_scheme
@@ -130,9 +131,40 @@ def matrix_settings_for(config: PlatformConfig) -> MatrixSettings:
         raise ConfigError(message) from exc
 
 
+def _platform_key(config: PlatformConfig, setting: str) -> str:
+    """``ports.worker.http`` (the matrix's name of a port) -> ``workers.prod.port``."""
+    env = next(iter(config.workers), "ENV")
+    keys = {
+        "ports.manager.http": "manager.port",
+        "ports.worker.http": f"workers.{env}.port",
+        "ports.mongodb.port": "manager.store",
+        "ports.elasticsearch.http": "manager.logs",
+        "ports.elasticsearch.transport": "network.elasticsearch_transport_port",
+        "ports.cache.port": f"workers.{env}.cache",
+        "ports.ssh.port": "network.ssh.port",
+        "ports.load_balancer.https": "load_balancer.https_port",
+        "ports.load_balancer.http": "load_balancer.http_port",
+        "ports.dns.port": "network.dns_port",
+        "ports.kubernetes_api.port": "kubernetes.api_port",
+        "ports.smtp.ports": "manager.smtp.ports",
+        "ports.backend_api.https": "network.backends.https",
+        "ports.backend_api.http": "network.backends.http",
+        "ports.external_services.https": "network.external_https_port",
+    }
+    return keys.get(setting, setting)
+
+
 def matrix_for(config: PlatformConfig) -> tuple[MatrixSettings, Matrix]:
+    """The matrix settings and matrix of an installation; a port clash names the file's keys."""
     settings = matrix_settings_for(config)
-    return settings, effective_matrix(settings)
+    try:
+        return settings, effective_matrix(settings)
+    except ConfigError as exc:
+        message = exc.message
+        for setting in re.findall(r"ports\.[a-z_]+\.[a-z_]+", message):
+            message = message.replace(setting, _platform_key(config, setting))
+        field = _platform_key(config, exc.field) if exc.field else None
+        raise ConfigError(message, field=field) from exc
 
 
 def inventory_for(config: PlatformConfig) -> Inventory | None:
