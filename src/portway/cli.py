@@ -83,6 +83,9 @@ def _worker(args: argparse.Namespace) -> int:
         "cache": "cache",
     }
     overrides = _given(f"workers.{env}.", args, flags)
+    if args.config is None and args.logs is None and args.state_dir is not None:
+        # without a file: traffic.db beside the state directory, the manager's on one host
+        overrides.append((f"workers.{env}.logs", f"sqlite:///{args.state_dir.parent}/traffic.db"))
     if args.config is None and not overrides:
         overrides = [(f"workers.{env}", {})]
     platform = _platform(args, overrides)
@@ -239,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--logs",
         default=None,
-        help="traffic log sink: sqlite:///PATH or elasticsearch://HOST:9200 "
-        "(default: the manager's logs)",
+        help="traffic log sink: sqlite:///PATH or elasticsearch://HOST:9200 (default: the "
+        "manager's logs; without --config, traffic.db beside --state-dir)",
     )
     worker.add_argument(
         "--cache",
