@@ -26,12 +26,12 @@ ALLOWED: dict[str, set[str]] = {
     "cluster": {"config", "errors"},
     "stores": {"config", "errors"},
     "policies": {"config", "errors", "stores", "http"},
-    "matrix": {"errors"},
+    "matrix": {"config", "errors"},
     "worker": {"config", "errors", "cluster", "stores", "policies", "http"},
     "manager": {"config", "errors", "cluster", "stores", "policies", "worker", "matrix"},
     "demo": set(),
     "deploy": {"config", "errors", "matrix"},
-    "local": {"cluster", "errors"},
+    "local": {"cluster", "config", "errors"},
     "client": {"config", "errors"},
 }
 TOP_LEVEL_MODULES = {"cli", "__main__", "__init__"}

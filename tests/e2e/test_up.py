@@ -89,7 +89,7 @@ def test_up_twice_with_clean_stops(tmp_path: Path) -> None:
             "matrix",
             "check",
             "--config",
-            str(data_dir / "matrix.yaml"),
+            str(data_dir / "portway.yaml"),
         ],
         capture_output=True,
         text=True,

@@ -19,6 +19,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from portway.cli import build_parser, manager_settings
+from portway.errors import ConfigError
 from portway.manager.app import create_app
 from portway.manager.settings import ManagerSettings
 from tests.manager.test_openapi_import import PETSTORE_V3
@@ -243,5 +244,5 @@ def test_portway_manager_flags_set_the_caps(tmp_path: Path) -> None:
         64 * MiB,
         4096,
     )
-    with pytest.raises(ValidationError, match="max_body_bytes"):
+    with pytest.raises(ConfigError, match="max_body_bytes"):
         manager_settings(build_parser().parse_args([*base, "--max-body-bytes", "10"]))

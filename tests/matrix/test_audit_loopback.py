@@ -19,16 +19,16 @@ import pytest
 import trustme
 import yaml
 
+from portway.config.platform_file import platform_from_mapping
 from portway.matrix.audit.expectations import Expect
 from portway.matrix.audit.report import AuditReport, render_report_json, render_report_table
 from portway.matrix.audit.runner import AuditOptions, run_audit
 from portway.matrix.audit.scanner import Seen, connect_scan, nmap_scan, parse_nmap_xml
 from portway.matrix.audit.tls_checks import check_redirect, check_tls
 from portway.matrix.cli import main
-from portway.matrix.effective import effective_matrix
 from portway.matrix.inventory import inventory_from_mapping
 from portway.matrix.model import Matrix
-from portway.matrix.settings import settings_from_mapping
+from portway.matrix.platform import matrix_for
 from tests.matrix.lab_listeners import start_listeners
 from tests.support.servers import missing_capability
 
@@ -63,8 +63,8 @@ class Lab:
                             **more)  # fmt: skip
 
     def files(self) -> tuple[Path, Path]:
-        config, inventory = self.tmp / "config.yaml", self.tmp / "inventory.yaml"
-        config.write_text(yaml.safe_dump(self.settings_data))
+        config, inventory = self.tmp / "portway.yaml", self.tmp / "inventory.yaml"
+        config.write_text(yaml.safe_dump(self.settings_data | self.inventory_data))
         inventory.write_text(yaml.safe_dump(self.inventory_data))
         return config, inventory
 
@@ -74,18 +74,17 @@ async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
     names = ["https", "http", "ssh", "worker", "manager", "mongodb", "es_http", "es_transport",
              "cache"]  # fmt: skip
     ports = dict(zip(names, free_ports(len(names)), strict=True))
-    settings_data = {
-        "kubernetes": {"enabled": False},
-        "ports": {
-            "load_balancer": {"https": ports["https"], "http": ports["http"]},
-            "ssh": {"port": ports["ssh"]},
-            "worker": {"http": ports["worker"]},
-            "manager": {"http": ports["manager"]},
-            "mongodb": {"port": ports["mongodb"]},
-            "elasticsearch": {"http": ports["es_http"], "transport": ports["es_transport"]},
-            "cache": {"port": ports["cache"]},
-        },
-    }
+    data_host = HOSTS["data-1"]
+    settings_data = {  # portway.yaml of the lab
+        "load_balancer": {"https_port": ports["https"], "http_port": ports["http"]},
+        "network": {"ssh": {"port": ports["ssh"]},
+                    "elasticsearch_transport_port": ports["es_transport"]},
+        "manager": {"port": ports["manager"],
+                    "store": f"mongodb://{data_host}:{ports['mongodb']}/portway",
+                    "logs": f"elasticsearch://{data_host}:{ports['es_http']}"},
+        "workers": {"prod": {"port": ports["worker"],
+                             "cache": f"hazelcast://{data_host}:{ports['cache']}/portway"}},
+    }  # fmt: skip
     inventory_data = {
         "hosts": [
             {"name": "lb-1", "address": HOSTS["lb-1"], "components": ["load_balancer"],
@@ -113,9 +112,9 @@ async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
         for p in ("mongodb", "es_http", "es_transport", "cache")
     ]  # fmt: skip
     servers = await start_listeners(specs)
-    settings = settings_from_mapping(settings_data)
+    _, matrix = matrix_for(platform_from_mapping(settings_data, tmp_path, env={}))
     try:
-        yield Lab(effective_matrix(settings), settings_data, inventory_data, ports, ca_file,
+        yield Lab(matrix, settings_data, inventory_data, ports, ca_file,
                   tmp_path)  # fmt: skip
     finally:
         for server in servers:
@@ -159,11 +158,15 @@ async def test_from_the_worker_required_flows_connect(lab: Lab) -> None:
     expected = {(r.probe.host, r.probe.port): r.probe.expect for r in report.probes}
     p = lab.ports
     assert expected[("manager-1", p["manager"])] is Expect.OPEN
-    assert expected[("data-1", p["mongodb"])] is Expect.OPEN
+    assert expected[("data-1", p["cache"])] is Expect.OPEN
     assert expected[("lb-1", p["https"])] is Expect.EITHER  # an Internet flow: not the worker's
-    assert violations(report) == [
-        ("data-1", p["es_transport"], "VIOLATION: open but not in the matrix")
-    ]
+    assert expected[("data-1", p["es_http"])] is Expect.OPEN  # the manager's logs by default
+    # workers never open the config store; 9300 is between Elasticsearch nodes only
+    unexpected = "VIOLATION: open but not in the matrix"
+    assert sorted(violations(report)) == sorted([
+        ("data-1", p["mongodb"], unexpected),
+        ("data-1", p["es_transport"], unexpected),
+    ])  # fmt: skip
     assert "worker-1" not in {r.probe.host for r in report.probes}  # not its own host
     assert {u.flow for u in report.unprobed} >= {"out-worker-dns", "out-worker-backend-https"}
 
@@ -200,9 +203,9 @@ async def test_report_json_and_table(lab: Lab) -> None:
 async def test_cli_audit_exit_code_is_the_number_of_violations(
     lab: Lab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, inventory = lab.files()
+    config, _ = lab.files()  # the hosts are in portway.yaml
     # the CLI runs its own event loop: a thread, so this loop keeps serving the listeners
-    argv = ["audit", "--config", str(config), "--inventory", str(inventory), "--from",
+    argv = ["audit", "--config", str(config), "--from",
             "internet", "--no-common-ports", "--timeout", "0.5", "--ca-file", str(lab.ca_file),
             "--format", "json"]  # fmt: skip
     code = await asyncio.to_thread(main, argv)

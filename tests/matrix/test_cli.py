@@ -46,7 +46,7 @@ def test_check_refuses_mongodb_open_to_the_internet(capsys: pytest.CaptureFixtur
         "is Internet-facing without TLS (TCP)",
         "violation: [dmz-lan-segmentation] flow mongodb-public (Internet → MongoDB 25080/tcp) "
         "reaches the LAN directly from the Internet; route it through the DMZ",
-        "3 violation(s) of 6 rules over 30 enabled flows",
+        "3 violation(s) of 6 rules over 17 enabled flows",
     ]
 
 

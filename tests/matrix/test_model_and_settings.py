@@ -6,11 +6,13 @@ import dataclasses
 
 import pytest
 
+from portway.config.platform_file import load_platform
 from portway.errors import ConfigError
 from portway.matrix.effective import effective_matrix, standard_matrix
 from portway.matrix.errors import MatrixError
 from portway.matrix.model import Category, PortSet, Zone
-from portway.matrix.settings import MatrixSettings, load_settings, settings_from_mapping
+from portway.matrix.platform import matrix_for
+from portway.matrix.settings import MatrixSettings, settings_from_mapping
 from portway.matrix.standard import FLOW_IDS, FLOWS
 from tests.matrix.matrix_helpers import DATA
 
@@ -34,7 +36,7 @@ def test_flow_ids_are_stable() -> None:
 
 
 def test_flow_ids_do_not_depend_on_ports() -> None:
-    custom = effective_matrix(load_settings(DATA / "custom.yaml"))
+    custom = effective_matrix(settings_from_mapping({"ports": {"mongodb": {"port": 27017}}}))
     assert tuple(f.id for f in custom.flows) == PINNED_IDS
 
 
@@ -87,7 +89,7 @@ def test_changing_a_port_moves_every_flow_that_uses_it() -> None:
 
 
 def test_turning_an_optional_flow_off_keeps_it_listed_but_disabled() -> None:
-    matrix = effective_matrix(load_settings(DATA / "custom.yaml"))
+    _, matrix = matrix_for(load_platform(DATA / "custom.yaml"))
     assert not matrix.flow("out-worker-backend-http").enabled
     assert matrix.flow("out-worker-backend-https").enabled
 
@@ -147,15 +149,6 @@ def test_single_host_layout_with_remapped_ports_is_accepted() -> None:
         {"layout": "single-host", "ports": {"manager": {"http": 8081}, "ssh": {"port": 2222}}}
     )
     assert effective_matrix(settings).flow("vpn-manager-http").ports.numbers == (8081,)
-
-
-def test_load_settings_names_the_file(tmp_path: object) -> None:
-    from pathlib import Path
-
-    path = Path(str(tmp_path)) / "bad.yaml"
-    path.write_text("ports: [1, 2]\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: ports: Input should be a valid dictionary"):
-        load_settings(path)
 
 
 def test_default_settings_object_is_the_standard_installation() -> None:

@@ -15,7 +15,7 @@ from portway.http import Handler, Request, Response, Server, serve
 from portway.worker.errors import render_protocol_error
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import PipelineFactory, Runtime, compile_runtime, no_pipeline
-from portway.worker.settings import WorkerSettings
+from portway.worker.settings import WorkerSettings, server_limits
 
 
 def api(
@@ -77,7 +77,7 @@ async def gateway(
         handler,
         "127.0.0.1",
         0,
-        limits=settings.limits.server_limits(),
+        limits=server_limits(settings.limits),
         render_error=render_protocol_error,
     )
     gw = Gateway(handler, server, settings)

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from portway.cli import build_parser, worker_limits
+from portway.cli import build_parser, worker_platform
+from portway.errors import ConfigError
 from portway.http import ServerLimits
 from portway.http._server import client_key
-from portway.worker.settings import LimitSettings, WorkerSettings
+from portway.worker.settings import LimitSettings, WorkerSettings, server_limits
 from tests.worker.support import Backend, api, backends, gateway, revision
 
 PATIENCE = 15.0  # an upper bound for an outcome to become observable, never asserted on
@@ -181,9 +182,9 @@ def test_connections_are_counted_per_ipv4_address_or_ipv6_64(host: str, key: str
 
 
 def test_limits_reach_the_server_and_are_validated() -> None:
-    limits = LimitSettings(
-        body_deadline=None, min_body_rate=0, max_connections_per_client=None
-    ).server_limits()
+    limits = server_limits(
+        LimitSettings(body_deadline=None, min_body_rate=0, max_connections_per_client=None)
+    )
     assert limits == ServerLimits(
         body_deadline=None, min_body_rate=0, max_connections_per_client=None
     )
@@ -198,9 +199,9 @@ def test_limits_reach_the_server_and_are_validated() -> None:
 
 def test_portway_worker_flags_set_the_limits() -> None:
     base = ["worker", "--environment", "prod", "--manager", "http://m:8080"]
-    defaults = worker_limits(build_parser().parse_args(base))
+    defaults = worker_platform(build_parser().parse_args(base))[1].limits
     assert defaults == LimitSettings()
-    given = worker_limits(
+    _, given = worker_platform(
         build_parser().parse_args(
             [
                 *base,
@@ -213,8 +214,8 @@ def test_portway_worker_flags_set_the_limits() -> None:
             ]
         )
     )
-    assert given.server_limits() == ServerLimits(
+    assert server_limits(given.limits) == ServerLimits(
         max_connections_per_client=None, body_deadline=None, min_body_rate=0
     )
-    with pytest.raises(ValueError, match="min_body_rate"):
-        worker_limits(build_parser().parse_args([*base, "--min-body-rate", "-5"]))
+    with pytest.raises(ConfigError, match="min_body_rate"):
+        worker_platform(build_parser().parse_args([*base, "--min-body-rate", "-5"]))

@@ -6,14 +6,14 @@ import pytest
 from pydantic import ValidationError
 
 from portway.http import ServerLimits
-from portway.worker.settings import WorkerSettings
+from portway.worker.settings import WorkerSettings, server_limits
 
 
 def test_defaults_and_limits() -> None:
     settings = WorkerSettings()
     assert settings.port == 8080
     assert settings.processes >= 1
-    assert settings.limits.server_limits() == ServerLimits()
+    assert server_limits(settings.limits) == ServerLimits()
 
 
 @pytest.mark.parametrize(

@@ -305,12 +305,14 @@ def _apply(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> int:
 
 def _schema(args: argparse.Namespace) -> int:
     from portway.config.declarative import declarative_json_schema
+    from portway.config.platform_file import platform_json_schema
 
+    schema = platform_json_schema() if args.which == "platform" else declarative_json_schema()
     if args.file in (None, "-"):
-        as_json(declarative_json_schema(), sys.stdout)
+        as_json(schema, sys.stdout)
     else:
         with Path(args.file).open("w") as handle:
-            as_json(declarative_json_schema(), handle)
+            as_json(schema, handle)
     return 0
 
 
@@ -406,7 +408,14 @@ def register(subparsers: Any) -> None:
     apply.set_defaults(func=_run(_apply))
 
     schema = subparsers.add_parser(
-        "schema", help="print the JSON Schema of the declarative file (for editors)"
+        "schema", help="print the JSON Schema of the declarative file or of portway.yaml"
+    )
+    schema.add_argument(
+        "which",
+        nargs="?",
+        choices=("declarative", "platform"),
+        default="declarative",
+        help="declarative (portway apply files, the default) or platform (portway.yaml)",
     )
     schema.add_argument("-f", "--file", default=None, help="write here instead of stdout")
     schema.set_defaults(func=_schema)

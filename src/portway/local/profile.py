@@ -1,14 +1,18 @@
-"""The single-host profile of the network connection matrix.
+"""The single-host profile: the ``portway.yaml`` that ``portway up`` writes and starts from.
 
 On one machine the worker and the manager cannot both listen on 8080, and ports below 1024 need
 root. The profile keeps the worker's client port (8080) and moves the manager next to it; no port
-needs root. Everything listens on loopback.
+needs root. Everything listens on loopback; the store and traffic log are SQLite files and the
+cache is in-process, so the matrix has no MongoDB, Elasticsearch or cache flows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from portway.config.platform_file import platform_from_mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,31 +49,31 @@ class LocalProfile:
         return self.data_dir / "bootstrap-admin.json"
 
     @property
-    def matrix_file(self) -> Path:
-        return self.data_dir / "matrix.yaml"
+    def config_file(self) -> Path:
+        return self.data_dir / "portway.yaml"
 
-    @property
-    def inventory_file(self) -> Path:
-        return self.data_dir / "inventory.yaml"
-
-    def matrix_settings(self) -> dict[str, object]:
-        """The effective matrix settings of this profile (``portway matrix --config``)."""
-        return {
+    def platform(self, worker_id: str) -> dict[str, Any]:
+        """This installation as ``portway.yaml``; validated with the platform model before use.
+        Paths are left out: they default to the file's directory (the data directory)."""
+        data: dict[str, Any] = {
             "layout": "single-host",
-            "ports": {
-                "worker": {"http": self.worker_port},
-                "manager": {"http": self.manager_port},
+            "data_dir": ".",
+            "environments": {self.environment: {"type": "dev"}},
+            "manager": {"host": self.host, "port": self.manager_port},
+            "workers": {
+                self.environment: {
+                    "host": self.host,
+                    "port": self.worker_port,
+                    "processes": 1,
+                    "worker_id": worker_id,
+                }
             },
-            "kubernetes": {"enabled": False},
-        }
-
-    def inventory(self) -> dict[str, object]:
-        """This machine as the audit's inventory: one host carrying worker and manager."""
-        return {
             "hosts": [
                 {"name": "local", "address": self.host, "components": ["worker", "manager"]},
-            ]
+            ],
         }
+        platform_from_mapping(data, self.data_dir, env={})  # refuse to write a bad file
+        return data
 
     def ports(self) -> list[tuple[str, int, str]]:
         return [

@@ -133,10 +133,13 @@ def run_up(profile: LocalProfile) -> int:
             )
         return 2
     load_or_create_secret(profile.secret_file)
-    _write_private(profile.matrix_file, yaml.safe_dump(profile.matrix_settings(), sort_keys=False))
-    _write_private(profile.inventory_file, yaml.safe_dump(profile.inventory(), sort_keys=False))
+    config = str(profile.config_file.resolve())
+    _write_private(
+        profile.config_file,
+        "# Written by `portway up`; every value can be overridden by PORTWAY_… variables.\n"
+        + yaml.safe_dump(profile.platform(WORKER_ID), sort_keys=False),
+    )
     python = [sys.executable, "-m", "portway"]
-    data = str(profile.data_dir.resolve())
     supervisor = Supervisor()
     stopping = False
 
@@ -154,23 +157,7 @@ def run_up(profile: LocalProfile) -> int:
             "demo backend",
             [*python, "demo-backend", "--host", profile.host, "--port", str(profile.backend_port)],
         )
-        supervisor.start(
-            "manager",
-            [
-                *python,
-                "manager",
-                "--host",
-                profile.host,
-                "--port",
-                str(profile.manager_port),
-                "--store",
-                f"sqlite:///{data}/manager.db",
-                "--data-dir",
-                data,
-                "--secret-file",
-                str(profile.secret_file),
-            ],
-        )
+        supervisor.start("manager", [*python, "manager", "--config", config])
         _wait_http(profile.backend_url + "/", "demo backend", supervisor)
         _wait_http(profile.manager_url + "/healthz", "manager", supervisor)
         token, created = _admin_token(profile)
@@ -179,26 +166,7 @@ def run_up(profile: LocalProfile) -> int:
         worker_started = datetime.now(UTC)
         supervisor.start(
             "worker",
-            [
-                *python,
-                "worker",
-                "--environment",
-                profile.environment,
-                "--manager",
-                profile.manager_url,
-                "--host",
-                profile.host,
-                "--port",
-                str(profile.worker_port),
-                "--processes",
-                "1",
-                "--worker-id",
-                WORKER_ID,
-                "--state-dir",
-                f"{data}/worker",
-                "--secret-file",
-                str(profile.secret_file),
-            ],
+            [*python, "worker", "--config", config, "--environment", profile.environment],
         )
         _wait_registered(api, profile, supervisor, worker_started)
         deployment = _setup_demo(api, profile)
@@ -219,11 +187,8 @@ def run_up(profile: LocalProfile) -> int:
             f"{profile.manager_url}/api/v1/workers"
         )
         print(f"  open {profile.manager_url}/api/v1/docs            # the management API")
-        print(f"  portway matrix --config {profile.matrix_file}      # this installation's matrix")
-        print(
-            f"  portway audit --config {profile.matrix_file} "
-            f"--inventory {profile.inventory_file} --from local"
-        )
+        print(f"  portway matrix --config {config}      # this installation's matrix")
+        print(f"  portway audit --config {config} --from local")
         if created:
             print(
                 f"\nFirst admin (shown once): user {created['username']}, "

@@ -89,14 +89,6 @@ async def resolve(host: str, port: int) -> list[str]:
     return seen
 
 
-DEFAULT_BACKEND_DENY = (
-    "169.254.0.0/16",  # link-local, cloud metadata
-    "fe80::/10",  # link-local
-    "fd00:ec2::254/128",  # AWS metadata over IPv6
-    "fec0::/10",  # site-local (deprecated)
-    "0.0.0.0/32",  # unspecified: the worker's own host
-    "::/128",
-)
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 

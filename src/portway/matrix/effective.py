@@ -26,6 +26,7 @@ _TRANSPORTS = {
     "udp": (Transport.UDP,),
     "tcp+udp": (Transport.TCP, Transport.UDP),
 }
+_HTTPS, _HTTP = AppProtocol.HTTPS, AppProtocol.HTTP
 EXTRA_TABLE = Table("extra", "Installation-specific Flows", "Installation-specific", "Required")
 
 
@@ -47,19 +48,52 @@ def effective_matrix(settings: MatrixSettings | None = None) -> Matrix:
     for flow in FLOWS:
         if flow.table == "kubernetes" and not settings.kubernetes.enabled:
             continue
+        if flow.id in settings.unused_flows:
+            continue
         changes: dict[str, object] = {}
         if flow.port_ref is not None:
             changes["ports"] = PortSet.of(*port_numbers(settings, flow.port_ref))
         if flow.toggle is not None:
             changes["enabled"] = bool(getattr(settings.optional_flows, flow.toggle))
-        flows.append(dataclasses.replace(flow, **changes))  # type: ignore[arg-type]
+        changed = _worker_tls(dataclasses.replace(flow, **changes), settings)  # type: ignore[arg-type]
+        if changed is not None:
+            flows.append(changed)
     flows.extend(_extra_flow(extra) for extra in settings.extra_flows)
     tables = TABLES + ((EXTRA_TABLE,) if settings.extra_flows else ())
-    if not settings.kubernetes.enabled:
-        tables = tuple(t for t in tables if t.id != "kubernetes")
+    used = {f.table for f in flows}
+    tables = tuple(_retitle(t, settings) for t in tables if t.id in used)
     matrix = Matrix(components=COMPONENTS, flows=tuple(flows), tables=tables)
     _check_port_collisions(matrix, settings)
     return matrix
+
+
+def _retitle(table: Table, settings: MatrixSettings) -> Table:
+    if table.id == "worker_cache" and settings.cache_product == "redis":
+        return dataclasses.replace(table, title="Worker ↔ Cache (Redis)")
+    return table
+
+
+def _worker_tls(flow: Flow, settings: MatrixSettings) -> Flow | None:
+    """TLS at the worker: the balancer reaches its HTTPS listener; without a balancer the
+    Internet reaches the worker directly (its HTTPS and redirect listeners)."""
+    worker = settings.ports.worker
+    if flow.id == "int-lb-worker":
+        if not settings.load_balancer:
+            return None
+        if worker.https is not None:
+            return dataclasses.replace(flow, ports=PortSet.of(worker.https), protocol=_HTTPS)
+        return flow
+    if settings.load_balancer or flow.destination != "load_balancer":
+        return flow
+    if flow.id == "in-lb-https":
+        if worker.https is not None:
+            return dataclasses.replace(flow, destination="worker", ports=PortSet.of(worker.https))
+        return dataclasses.replace(
+            flow, destination="worker", ports=PortSet.of(worker.http), protocol=_HTTP
+        )
+    if flow.id == "in-lb-http" and worker.redirect is not None:
+        return dataclasses.replace(flow, destination="worker", ports=PortSet.of(worker.redirect))
+    return None
 
 
 def standard_matrix() -> Matrix:

@@ -25,9 +25,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from portway.config.platform_file import read_yaml
 from portway.errors import ConfigError
 from portway.matrix.model import Zone
-from portway.matrix.settings import config_error_from, load_yaml
+from portway.matrix.settings import config_error_from
 from portway.matrix.standard import COMPONENTS
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -119,7 +120,8 @@ def inventory_from_mapping(data: Any) -> Inventory:
 
 
 def load_inventory(path: Path) -> Inventory:
+    data = read_yaml(path)
     try:
-        return inventory_from_mapping(load_yaml(path))
+        return inventory_from_mapping(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc

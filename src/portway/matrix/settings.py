@@ -1,17 +1,16 @@
 """``MatrixSettings``: the ports and options of an installation that shape its matrix.
 
-Loaded from YAML (``--config``). Unknown fields are rejected and every error names the field by
-its dotted path (``ports.mongodb.port``, ``extra_flows[0].destination``).
+Never written by hand: ``portway.matrix.platform`` computes it from the platform file
+(``portway.yaml``); ``MatrixSettings()`` is the seed's standard installation. Every error names the
+field by its dotted path (``ports.mongodb.port``, ``extra_flows[0].destination``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from portway.errors import ConfigError
@@ -34,6 +33,12 @@ class LoadBalancerPorts(_Strict):
 
 class HttpPort(_Strict):
     http: Port = Field(8080, description="HTTP port (cluster calls and, for the manager, UI/API)")
+
+
+class WorkerPorts(_Strict):
+    http: Port = Field(8080, description="the port the manager and the balancer reach")
+    https: Port | None = Field(None, description="TLS listener: the balancer reaches this one")
+    redirect: Port | None = Field(None, description="plain listener redirecting to HTTPS")
 
 
 class MongoPorts(_Strict):
@@ -75,7 +80,7 @@ class ExternalPorts(_Strict):
 
 class Ports(_Strict):
     load_balancer: LoadBalancerPorts = LoadBalancerPorts()
-    worker: HttpPort = HttpPort()
+    worker: WorkerPorts = WorkerPorts()
     manager: HttpPort = HttpPort()
     mongodb: MongoPorts = MongoPorts()
     elasticsearch: ElasticsearchPorts = ElasticsearchPorts()
@@ -151,6 +156,19 @@ class MatrixSettings(_Strict):
     optional_flows: OptionalFlows = OptionalFlows()
     kubernetes: KubernetesSettings = KubernetesSettings()
     extra_flows: tuple[ExtraFlow, ...] = ()
+    unused_flows: tuple[str, ...] = Field(
+        (), description="standard flows no configured component uses (left out of the matrix)"
+    )
+    cache_product: Literal["hazelcast", "redis"] = "hazelcast"
+    load_balancer: bool = Field(True, description="false: clients reach the workers directly")
+
+    @field_validator("unused_flows")
+    @classmethod
+    def _known_flows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for flow_id in value:
+            if flow_id not in FLOW_IDS:
+                raise ValueError(f"unknown flow {flow_id!r}")
+        return value
 
     @field_validator("extra_flows")
     @classmethod
@@ -196,24 +214,3 @@ def settings_from_mapping(data: Any) -> MatrixSettings:
         return MatrixSettings.model_validate(data)
     except ValidationError as exc:
         raise config_error_from(exc) from exc
-
-
-def load_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}") from exc
-
-
-def load_settings(path: Path | None) -> MatrixSettings:
-    """Settings from a YAML file; the standard installation when ``path`` is None."""
-    if path is None:
-        return MatrixSettings()
-    try:
-        return settings_from_mapping(load_yaml(path))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc

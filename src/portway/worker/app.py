@@ -70,6 +70,9 @@ class WorkerOptions:
     """Pinned CA bundle the ``https://`` manager's certificate must chain to."""
     insecure_cluster: bool = False
     """Allow a plain ``http://`` manager URL that is not loopback."""
+    settings: WorkerSettings | None = None
+    """Every listener and limit setting (from ``portway.yaml``); when None, built from
+    ``host``, ``port`` and ``processes``."""
 
     def base_id(self) -> str:
         return self.worker_id or f"{socket.gethostname()}-{self.port or self.https_port}"
@@ -82,8 +85,11 @@ class WorkerOptions:
             return f"https://{host}:{self.https_port}"
         return f"http://{host}:{self.port}"
 
-    def settings(self) -> WorkerSettings:
-        """The listener settings; raises ``pydantic.ValidationError`` on a bad combination."""
+    def listener_settings(self) -> WorkerSettings:
+        """The listener settings (``settings`` when given); raises ``pydantic.ValidationError``
+        on a bad combination."""
+        if self.settings is not None:
+            return self.settings
         return WorkerSettings(
             host=self.host,
             port=self.port,
@@ -200,7 +206,7 @@ def run(options: WorkerOptions) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
     try:
-        settings = options.settings()
+        settings = options.listener_settings()
     except ValidationError as exc:
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"]) or "worker"

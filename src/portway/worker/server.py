@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from portway.http import Handler, Server, redirect_to_https, serve, server_tls_context
 from portway.worker.certificates import CertificateReloader
 from portway.worker.errors import render_protocol_error
-from portway.worker.settings import WorkerSettings
+from portway.worker.settings import WorkerSettings, server_limits
 
 log = logging.getLogger("portway.worker.server")
 
@@ -44,7 +44,7 @@ class Listeners:
 
 async def start_listeners(handler: Handler, settings: WorkerSettings) -> Listeners:
     """Start the listeners ``settings`` ask for in the running loop (port 0 picks a free port)."""
-    limits = settings.limits.server_limits()
+    limits = server_limits(settings.limits)
     servers: dict[str, Server] = {}
     certificates: CertificateReloader | None = None
     common = {

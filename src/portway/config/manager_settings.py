@@ -1,0 +1,169 @@
+"""Manager settings (from the platform file ``portway.yaml``, ``PORTWAY_…`` variables or flags).
+
+Lives in ``config`` so the platform file (``config/platform.py``) composes it.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from portway.config.base import Model
+
+# Backend addresses refused by default (the manager's addresses module applies them).
+DEFAULT_BACKEND_DENY = (
+    "169.254.0.0/16",  # link-local, cloud metadata
+    "fe80::/10",  # link-local
+    "fd00:ec2::254/128",  # AWS metadata over IPv6
+    "fec0::/10",  # site-local (deprecated)
+    "0.0.0.0/32",  # unspecified: the worker's own host
+    "::/128",
+)
+
+
+class ManagerSettings(Model):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    store: Annotated[str, Field(description="config store URL: sqlite:///path or mongodb://")] = (
+        "sqlite:///var/portway/manager.db"
+    )
+    logs: Annotated[
+        str, Field(description="traffic log store: sqlite:///path or elasticsearch://host:9200")
+    ] = "sqlite:///var/portway/traffic.db"
+    secret_file: Path = Path("var/portway/cluster.secret")
+    tls_cert_file: Annotated[
+        Path | None, Field(description="PEM certificate chain: serve HTTPS (workers and API)")
+    ] = None
+    tls_key_file: Annotated[
+        Path | None, Field(description="PEM private key (if not in tls_cert_file)")
+    ] = None
+    cluster_ca_file: Annotated[
+        Path | None,
+        Field(description="PEM CA bundle that workers' https:// certificates must chain to"),
+    ] = None
+    data_dir: Path = Path("var/portway")
+    bootstrap_file: Annotated[
+        Path | None,
+        Field(description="where the first admin's credentials are written once (0600)"),
+    ] = Path("var/portway/bootstrap-admin.json")
+    push_timeout: Annotated[float, Field(gt=0, le=300, description="seconds per worker push")] = (
+        10.0
+    )
+    report_interval: Annotated[
+        float, Field(gt=0, le=3600, description="seconds between worker status reports")
+    ] = 5.0
+    down_after: Annotated[
+        int, Field(ge=1, le=100, description="missed report intervals before a worker is down")
+    ] = 3
+    probe_interval: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=3600,
+            description="seconds between health probes of workers; 0 = never; "
+            "default: report_interval",
+        ),
+    ] = None
+
+    @model_validator(mode="after")
+    def _import_fits(self) -> ManagerSettings:
+        if self.max_import_body_bytes < self.import_max_bytes:
+            raise ValueError(
+                "max_import_body_bytes must be at least import_max_bytes "
+                f"({self.import_max_bytes}): an imported document travels in the body"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tls(self) -> ManagerSettings:
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file needs tls_cert_file")
+        return self
+
+    @property
+    def effective_probe_interval(self) -> float:
+        return self.report_interval if self.probe_interval is None else self.probe_interval
+
+    # sessions and login ------------------------------------------------------------------
+    session_ttl: Annotated[float, Field(gt=0, le=30 * 86400, description="session seconds")] = (
+        8 * 3600.0
+    )
+    cookie_secure: Annotated[
+        bool, Field(description="mark session cookies Secure (set when served over HTTPS)")
+    ] = False
+    login_max_failures_user: Annotated[
+        int, Field(ge=1, le=1000, description="failed logins per username before a lockout")
+    ] = 5
+    login_max_failures_ip: Annotated[
+        int, Field(ge=1, le=100000, description="failed logins per client IP before a lockout")
+    ] = 20
+    login_window: Annotated[
+        float, Field(gt=0, le=86400, description="seconds over which failures are counted")
+    ] = 900.0
+    login_lockout: Annotated[float, Field(gt=0, le=86400, description="lockout seconds")] = 900.0
+    login_failure_delay: Annotated[
+        float,
+        Field(ge=0, le=10, description="first delay after a failed login; doubles per failure"),
+    ] = 0.25
+    login_failure_delay_max: Annotated[float, Field(ge=0, le=60)] = 2.0
+
+    # request bodies (413 before authentication and before the body is read) ---------------
+    max_body_bytes: Annotated[
+        int,
+        Field(
+            ge=1024,
+            le=1 << 30,
+            description="largest request body of the JSON API routes (413)",
+        ),
+    ] = 1024 * 1024
+    max_import_body_bytes: Annotated[
+        int,
+        Field(
+            ge=1024,
+            le=1 << 30,
+            description="largest request body of OpenAPI import and declarative apply (413); "
+            "at least import_max_bytes",
+        ),
+    ] = 16 * 1024 * 1024
+    max_cluster_body_bytes: Annotated[
+        int,
+        Field(
+            ge=1024,
+            le=1 << 30,
+            description="largest request body of the cluster API workers call (413)",
+        ),
+    ] = 1024 * 1024
+
+    # OpenAPI import ------------------------------------------------------------------------
+    import_max_bytes: Annotated[
+        int, Field(ge=1024, le=100 * 1024 * 1024, description="largest imported document")
+    ] = 5 * 1024 * 1024
+    import_timeout: Annotated[float, Field(gt=0, le=300, description="seconds to fetch a URL")] = (
+        10.0
+    )
+    import_allow_private_hosts: Annotated[
+        bool,
+        Field(description="allow importing from loopback/private addresses (SSRF guard off)"),
+    ] = False
+    import_allow_cidrs: Annotated[
+        list[IPv4Network | IPv6Network],
+        Field(
+            description="internal networks the import may fetch from (e.g. an internal registry)"
+        ),
+    ] = Field(default_factory=list)
+
+    # backend addresses of APIs ----------------------------------------------------------------
+    backend_deny_cidrs: Annotated[
+        list[IPv4Network | IPv6Network],
+        Field(description="networks an API's backend URL may not name (link-local, metadata)"),
+    ] = Field(default_factory=lambda: [ip_network(n) for n in DEFAULT_BACKEND_DENY])
+    backend_allow_cidrs: Annotated[
+        list[IPv4Network | IPv6Network],
+        Field(
+            description="networks opened for backends despite backend_deny_cidrs "
+            "or being the manager's own listen address"
+        ),
+    ] = Field(default_factory=list)
