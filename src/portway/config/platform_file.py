@@ -11,6 +11,7 @@ the file, else ``$PORTWAY_HOME``, else the file's directory.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -138,7 +139,7 @@ def platform_from_mapping(
     for path, value in [*env_overrides(env), *overrides]:
         apply_override(merged, path, value)
     try:
-        config = PlatformConfig.model_validate(merged)
+        config = PlatformConfig.model_validate_json(json.dumps(merged, default=str))
     except ValidationError as exc:
         raise PlatformConfigError(problems_of(exc), source) from exc
     home = env.get(HOME_VARIABLE)

@@ -13,7 +13,7 @@ from portway.deploy.haproxy import render_haproxy
 from portway.deploy.kubernetes import LabTls, render_kubernetes
 from portway.deploy.lab_ca import LabCertificates, lab_certificates
 from portway.deploy.nginx import render_nginx
-from portway.deploy.plan import DeploymentPlan, load_plan
+from portway.deploy.plan import DeploymentPlan, load_plan, plan_from_platform
 from portway.deploy.systemd import render_systemd
 from portway.errors import ConfigError
 
@@ -32,7 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="render a load balancer configuration, Kubernetes manifests or systemd units",
     )
     render.add_argument("--target", choices=TARGETS, required=True)
-    render.add_argument("--plan", type=Path, required=True, help="the DeploymentPlan (YAML)")
+    source = render.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config", type=Path, help="the platform file, portway.yaml (with --environment)"
+    )
+    source.add_argument("--plan", type=Path, help="a DeploymentPlan (YAML), instead of --config")
+    render.add_argument(
+        "--environment", default=None, help="with --config: the environment whose workers to use"
+    )
     render.add_argument(
         "--lab-ca",
         type=Path,
@@ -59,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     try:
-        plan = load_plan(args.plan)
+        plan = _plan(args)
         files = render(plan, args.target, args.lab_ca, args.cluster_secret)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -77,6 +84,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         args.out.write_text(next(iter(files.values())), encoding="utf-8")
     return 0
+
+
+def _plan(args: argparse.Namespace) -> DeploymentPlan:
+    if args.plan is not None:
+        return load_plan(args.plan)
+    from portway.config.platform_file import load_platform
+
+    platform = load_platform(args.config)
+    environment = args.environment
+    if environment is None:
+        if len(platform.workers) != 1:
+            raise ConfigError("name the environment with --environment", "environment")
+        environment = next(iter(platform.workers))
+    return plan_from_platform(platform, environment)
 
 
 def _cluster_secret(path: Path | None) -> str:

@@ -27,6 +27,7 @@ from portway.matrix.settings import (
     MatrixSettings,
     OptionalFlows,
     Ports,
+    WorkerPorts,
 )
 
 UID = 10001
@@ -414,7 +415,7 @@ def render_kubernetes(plan: DeploymentPlan, cluster_secret: str, lab: LabTls | N
     settings = MatrixSettings(
         ports=Ports(
             load_balancer=LoadBalancerPorts(https=plan.https_port, http=plan.http_port),
-            worker=HttpPort(http=WORKER_PORT),
+            worker=WorkerPorts(http=WORKER_PORT),
             manager=HttpPort(http=MANAGER_PORT),
         ),
         # pods have no SSH daemon: operators use kubectl through the API server

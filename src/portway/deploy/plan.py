@@ -1,10 +1,10 @@
-"""``DeploymentPlan``: what the deployment renderers need to know about one installation. The
-platform file (``portway.yaml``) is the place it will be built from; until then ``--plan FILE``
-reads it from YAML."""
+"""``DeploymentPlan``: what the deployment renderers need to know about one installation, built
+from the platform file (``portway.yaml``, ``plan_from_platform``) or read from YAML (``--plan``)."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +13,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from portway.config.base import Model, Slug
+from portway.config.platform import PlatformConfig
 from portway.errors import ConfigError
 
 _HOSTNAME = re.compile(
@@ -157,7 +158,7 @@ class DeploymentPlan(Model):
 def plan_from_mapping(data: Any) -> DeploymentPlan:
     """Validate a decoded plan; raises ``ConfigError`` naming the first field at fault."""
     try:
-        return DeploymentPlan.model_validate(data)
+        return DeploymentPlan.model_validate_json(json.dumps(data, default=str))
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or None
@@ -172,3 +173,50 @@ def load_plan(path: Path) -> DeploymentPlan:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}", field="plan") from exc
     return plan_from_mapping(data)
+
+
+def plan_from_platform(platform: PlatformConfig, environment: str) -> DeploymentPlan:
+    """The plan of one environment of ``portway.yaml``: the hosts that run a worker behind the
+    balancer's public names and ports; raises ``ConfigError`` naming the file's key."""
+    worker = platform.workers.get(environment)
+    if worker is None:
+        known = ", ".join(sorted(platform.workers)) or "none"
+        raise ConfigError(f"no such environment (configured: {known})", f"workers.{environment}")
+    port = worker.port or worker.https_port
+    workers = [f"{_host(h.address)}:{port}" for h in platform.hosts if "worker" in h.components]
+    managers = [h.address for h in platform.hosts if "manager" in h.components]
+    if not workers:
+        raise ConfigError("no host runs a worker (components: [worker])", "hosts")
+    if not managers:
+        raise ConfigError("no host runs the manager (components: [manager])", "hosts")
+    balancers = [h.address for h in platform.hosts if "load_balancer" in h.components]
+    lb = platform.load_balancer
+    certificate: dict[str, str] | None = None
+    if lb.certificates:
+        first = lb.certificates[0]
+        key = first.key_file or first.cert_file.with_name(first.cert_file.name + ".key")
+        certificate = {"cert_file": str(first.cert_file), "key_file": str(key)}
+    data: dict[str, Any] = {
+        "environment": environment,
+        "public_names": lb.public_names,
+        "https_port": lb.https_port,
+        "certificate": certificate,
+        "workers": workers,
+        "manager": f"{_host(managers[0])}:{platform.manager.port}",
+        "trusted_proxies": worker.trusted_proxies or [f"{a}/32" if ":" not in a else f"{a}/128"
+                                                      for a in balancers],
+    }  # fmt: skip
+    if lb.http_port is not None:
+        data["http_port"] = lb.http_port
+    if platform.zones.get("vpn"):
+        data["vpn_networks"] = [str(n) for n in platform.zones["vpn"]]
+    try:
+        return DeploymentPlan.model_validate_json(json.dumps(data, default=str))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise ConfigError(f"load_balancer or hosts: {where}: {error['msg']}", where) from exc
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address

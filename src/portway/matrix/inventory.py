@@ -19,6 +19,7 @@ Firewall generators read it for addresses; ``portway audit`` reads it for what t
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -114,7 +115,7 @@ def inventory_from_mapping(data: Any) -> Inventory:
     if not isinstance(data, dict):
         raise ConfigError("the inventory must be a mapping with 'zones' and 'hosts'")
     try:
-        return Inventory.model_validate(data)
+        return Inventory.model_validate_json(json.dumps(data, default=str))
     except ValidationError as exc:
         raise config_error_from(exc) from exc
 

@@ -7,6 +7,7 @@ field by its dotted path (``ports.mongodb.port``, ``extra_flows[0].destination``
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -211,6 +212,6 @@ def settings_from_mapping(data: Any) -> MatrixSettings:
     if not isinstance(data, dict):
         raise ConfigError(f"the matrix settings must be a mapping, not {type(data).__name__}")
     try:
-        return MatrixSettings.model_validate(data)
+        return MatrixSettings.model_validate_json(json.dumps(data, default=str))
     except ValidationError as exc:
         raise config_error_from(exc) from exc
