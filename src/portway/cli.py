@@ -108,10 +108,15 @@ def worker_platform(args: argparse.Namespace) -> tuple[PlatformConfig, WorkerCon
     overrides = _given(f"workers.{env}.", args, flags)
     if args.no_http:
         overrides.append((f"workers.{env}.port", None))
-    for flag in ("max_connections_per_client", "body_deadline", "min_body_rate"):
+    for flag in ("max_connections_per_client", "body_deadline"):
         value = getattr(args, flag)
         if value is not None:  # 0 turns a limit off
             overrides.append((f"workers.{env}.limits.{flag}", value or None))
+    if args.min_body_rate is not None:  # 0 is off already
+        overrides.append((f"workers.{env}.limits.min_body_rate", args.min_body_rate))
+    tls_extras = args.tls_key or args.client_ca or args.require_client_cert
+    if tls_extras and args.tls_cert is None and args.config is None:
+        raise ConfigError("--tls-key, --client-ca and --require-client-cert need --tls-cert")
     if args.config is None and args.logs is None and args.state_dir is not None:
         # without a file: traffic.db beside the state directory, the manager's on one host
         overrides.append((f"workers.{env}.logs", f"sqlite:///{args.state_dir.parent}/traffic.db"))

@@ -147,8 +147,8 @@ def test_a_rebinding_resolver_cannot_redirect_the_import(
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    opened = ManagerSettings.model_validate(
-        {**settings.model_dump(), "import_allow_cidrs": ["127.0.0.1/32"]}
+    opened = ManagerSettings.model_validate_json(
+        json.dumps({**settings.model_dump(mode="json"), "import_allow_cidrs": ["127.0.0.1/32"]})
     )
     with TestClient(create_app(opened), raise_server_exceptions=False) as client:
         assert opened.bootstrap_file is not None
@@ -179,7 +179,9 @@ DENIED_BACKENDS = [
 
 
 def manager_with(settings: ManagerSettings, **changes: Any) -> TestClient:
-    configured = ManagerSettings.model_validate({**settings.model_dump(), **changes})
+    configured = ManagerSettings.model_validate_json(
+        json.dumps({**settings.model_dump(mode="json"), **changes})
+    )
     client = TestClient(create_app(configured), raise_server_exceptions=False)
     client.__enter__()
     assert configured.bootstrap_file is not None

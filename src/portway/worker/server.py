@@ -190,7 +190,8 @@ def run_worker_server(setup: Setup, settings: WorkerSettings) -> int:
         return 0
     settings, held = _reserve_ports(settings)
     context = multiprocessing.get_context("spawn")
-    payload = settings.model_dump_json()
+    # only the listener settings travel (``settings`` may be a platform file's WorkerConfig)
+    payload = settings.model_dump_json(include=set(WorkerSettings.model_fields))
     children: dict[int, multiprocessing.process.BaseProcess] = {}
     stopping = False
 
