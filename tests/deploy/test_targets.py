@@ -125,7 +125,7 @@ def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> No
         d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "portway-worker"
     )
     container = worker["spec"]["template"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/_portway/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/_portway/ready"
     assert container["args"][container["args"].index("--trusted-proxy") + 1] == "10.244.0.0/16"
     # the worker's arguments are ones ``portway worker`` accepts
     from portway.cli import build_parser

@@ -159,9 +159,14 @@ def test_a_man_in_the_middle_cannot_change_what_the_worker_installs(
     base = f"http://127.0.0.1:{port}"
     assert get(base + "/demo/echo").status_code == 200  # the previous revision still serves
     assert get(base + "/v2/echo").status_code == 404
+    # alive and serving, but not what the manager asked for: not ready (Kubernetes readiness)
+    assert get(base + "/_portway/health").status_code == 200
+    not_ready = get(base + "/_portway/ready")
+    assert (not_ready.status_code, not_ready.text) == (503, "CONVERGING\n")
 
     mitm.attack = None  # the honest channel back: the poll converges to the new revision
     wait_until(lambda: get(base + "/v2/echo").status_code == 200, "revision 2", proc=worker)
+    wait_until(lambda: get(base + "/_portway/ready").status_code == 200, "ready", proc=worker)
 
 
 def test_a_replayed_call_is_refused_by_the_manager_and_by_the_worker(

@@ -23,6 +23,7 @@ def get(port: int, path: str) -> httpx.Response:
 def test_deploy_then_the_worker_serves_each_new_revision(platform: Platform) -> None:
     _, port = platform.start_worker("w1")
     assert get(port, "/_portway/health").status_code == 503  # nothing deployed yet
+    assert get(port, "/_portway/ready").status_code == 503
     platform.call("POST", "/projects/default/apis", demo_api(platform), expect=201)
     deployment = platform.deploy("demo", note="first")
     assert [(r["worker"], r["success"]) for r in deployment["results"]] == [("w1", True)]
@@ -32,6 +33,7 @@ def test_deploy_then_the_worker_serves_each_new_revision(platform: Platform) -> 
     assert echoed.json()["path"] == "/echo"
     assert echoed.json()["query"] == "x=1"
     assert get(port, "/_portway/health").text == "OK\n"
+    assert get(port, "/_portway/ready").text == "OK\n"
 
     platform.call("PUT", "/projects/default/apis/demo", demo_api(platform, base_path="/v2"))
     second = platform.deploy("demo", note="move to /v2")

@@ -33,6 +33,7 @@ from portway.matrix.settings import (
 UID = 10001
 CERT_DIR = "/etc/portway/tls"
 SECRET_DIR = "/etc/portway/cluster"
+READY_PATH = "/_portway/ready"
 WORKER_PORT = 8080
 MANAGER_PORT = 8080
 
@@ -268,7 +269,8 @@ def render_kubernetes(plan: DeploymentPlan, cluster_secret: str, lab: LabTls | N
                 ],
                 "ports": [{"name": "http", "containerPort": WORKER_PORT}],
                 # ready only while a revision is served; alive while it accepts connections
-                "readinessProbe": _probe(plan.worker_health_path, WORKER_PORT, 2, 2),
+                # ready only while serving the desired revision; live while the process answers
+                "readinessProbe": _probe(READY_PATH, WORKER_PORT, 2, 2),
                 "livenessProbe": _probe(None, WORKER_PORT, 10, 6),
                 "resources": _resources("500m", "256Mi", "2", "1Gi"),
                 "securityContext": _container_security(),

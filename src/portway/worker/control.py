@@ -1,6 +1,8 @@
 """The worker's control endpoints under ``/_portway/`` on its client port (8080).
 
 - ``GET /_portway/health``  plain probe for load balancers: ``OK`` while a revision is served
+- ``GET /_portway/ready``   plain readiness probe: ``OK`` while the served revision is the one the
+  manager last asked for (or the manager has not been heard from), 503 while converging
 - ``GET /_portway/status``  signed: the worker's status as the manager sees it in reports
 - ``POST /_portway/deploy`` signed: the manager's push; answers once the revision is served
 
@@ -33,6 +35,10 @@ from portway.worker.sync import ConfigSync
 
 MAX_CONTROL_BODY = 64 * 1024
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+
+def _plain(status: int, body: bytes) -> Response:
+    return Response(status, [(b"content-type", b"text/plain")], body)
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:
@@ -85,7 +91,7 @@ class ControlHandler:
 
     async def __call__(self, request: Request) -> Response:
         response, revision = await self._answer(request)
-        if request.path == "/_portway/health":
+        if request.path in ("/_portway/health", "/_portway/ready"):
             return response
         return self._sealed(request, response, revision)
 
@@ -98,6 +104,13 @@ class ControlHandler:
                     503, [(b"content-type", b"text/plain")], b"NO CONFIGURATION\n"
                 ), None
             return Response(200, [(b"content-type", b"text/plain")], b"OK\n"), None
+        if route in (("GET", "/_portway/ready"), ("HEAD", "/_portway/ready")):
+            state = self._sync.state
+            if state.served_revision is None:
+                return _plain(503, b"NO CONFIGURATION\n"), None
+            if state.desired_revision not in (None, state.served_revision):
+                return _plain(503, b"CONVERGING\n"), None
+            return _plain(200, b"OK\n"), None
         if route not in (("GET", "/_portway/status"), ("POST", "/_portway/deploy")):
             return _error(404, "not_found", f"no control endpoint {request.path}", cid), None
         try:

@@ -61,6 +61,8 @@ class SyncSettings:
 @dataclass(slots=True)
 class SyncState:
     served_revision: int | None = None
+    desired_revision: int | None = None
+    """The newest revision the manager asked for (push, report answer or join), once known."""
     last_error: str | None = None
     last_contact: float | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -199,6 +201,8 @@ class ConfigSync:
 
     # converging ---------------------------------------------------------------------------
     async def _converge(self, desired: int | None) -> None:
+        if desired is not None:
+            self.state.desired_revision = desired
         async with self._lock:
             if desired is None or desired == self.state.served_revision:
                 return
