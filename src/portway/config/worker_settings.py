@@ -15,6 +15,16 @@ from pydantic import Field, field_validator, model_validator
 from portway.config.base import Model
 
 
+def check_networks(value: list[str]) -> list[str]:
+    """``value`` when every entry is an IP network (CIDR or address); ``ValueError`` naming one."""
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{cidr!r} is not an IP network") from exc
+    return value
+
+
 class TlsSettings(Model):
     """TLS termination on the worker."""
 
@@ -134,12 +144,7 @@ class WorkerSettings(Model):
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{cidr!r} is not an IP network") from exc
-        return value
+        return check_networks(value)
 
     @model_validator(mode="after")
     def _listeners(self) -> WorkerSettings:

@@ -3,7 +3,6 @@ from the platform file (``portway.yaml``, ``plan_from_platform``) or read from Y
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from pathlib import Path
@@ -14,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from portway.config.base import Model, Slug
 from portway.config.platform import PlatformConfig
+from portway.config.worker_settings import check_networks
 from portway.errors import ConfigError
 
 _HOSTNAME = re.compile(
@@ -135,12 +135,7 @@ class DeploymentPlan(Model):
     @field_validator("trusted_proxies", "vpn_networks")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{cidr!r} is not an IP network") from exc
-        return value
+        return check_networks(value)
 
     @model_validator(mode="after")
     def _ports(self) -> DeploymentPlan:
