@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import ValidationError
 
 from portway.cli import build_parser, manager_settings
 from portway.errors import ConfigError
-from portway.manager.app import create_app
 from portway.manager.settings import ManagerSettings
+from tests.manager.live_manager import LiveManager, live_manager
 from tests.manager.test_openapi_import import PETSTORE_V3
 
 MiB = 1024 * 1024
@@ -32,45 +29,10 @@ APPLY_ROUTE = "/api/v1/declarative/apply"
 CLUSTER_ROUTE = "/_portway/cluster/workers/w1/status"
 
 
-@dataclass
-class Manager:
-    port: int
-    token: str
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 @pytest.fixture
-def manager(tmp_path: Path) -> Iterator[Manager]:
-    settings = ManagerSettings(
-        store=f"sqlite:///{tmp_path}/manager.db",
-        data_dir=tmp_path,
-        secret_file=tmp_path / "cluster.secret",
-        bootstrap_file=tmp_path / "bootstrap.json",
-        push_timeout=2.0,
-        probe_interval=0,
-        login_failure_delay=0,
-    )
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the manager did not start"
-        assert thread.is_alive(), "the manager exited"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    token = json.loads((tmp_path / "bootstrap.json").read_text())["token"]
-    try:
-        yield Manager(port, token)
-    finally:
-        server.should_exit = True
-        thread.join(30)
+def manager(tmp_path: Path) -> Iterator[LiveManager]:
+    with live_manager(tmp_path) as running:
+        yield running
 
 
 @dataclass
@@ -143,28 +105,28 @@ def assert_too_large(answer: Answer, cap: int) -> None:
     ],
 )
 def test_an_anonymous_huge_declared_body_is_413_unread(
-    manager: Manager, method: str, path: str, cap: int
+    manager: LiveManager, method: str, path: str, cap: int
 ) -> None:
     # 300 MiB announced, 64 KiB sent: the answer cannot wait for the rest
     answer = exchange(manager.port, post_head(path, 300 * MiB, method=method), b"{" * 65536)
     assert_too_large(answer, cap)
 
 
-def test_the_413_keeps_the_callers_correlation_id(manager: Manager) -> None:
+def test_the_413_keeps_the_callers_correlation_id(manager: LiveManager) -> None:
     head = post_head(API_ROUTE, 300 * MiB, "X-Correlation-ID: trace-413-abc\r\n")
     answer = exchange(manager.port, head, b"")
     assert_too_large(answer, MiB)
     assert answer.json()["correlation_id"] == "trace-413-abc"
 
 
-def test_an_authenticated_caller_gets_413_too(manager: Manager) -> None:
+def test_an_authenticated_caller_gets_413_too(manager: LiveManager) -> None:
     head = post_head(API_ROUTE, MiB + 1, f"Authorization: Bearer {manager.token}\r\n")
     assert_too_large(exchange(manager.port, head, b""), MiB)
 
 
 @pytest.mark.parametrize(("path", "cap"), [(API_ROUTE, MiB), (IMPORT_ROUTE, 16 * MiB)])
 def test_a_chunked_body_is_413_as_soon_as_it_passes_the_cap(
-    manager: Manager, path: str, cap: int
+    manager: LiveManager, path: str, cap: int
 ) -> None:
     head = (
         f"POST {path} HTTP/1.1\r\nHost: manager\r\nContent-Type: application/json\r\n"
@@ -174,14 +136,14 @@ def test_a_chunked_body_is_413_as_soon_as_it_passes_the_cap(
     assert_too_large(exchange(manager.port, head, chunked(b" " * (cap + 1))), cap)
 
 
-def test_a_body_at_the_cap_is_not_refused_for_its_size(manager: Manager) -> None:
+def test_a_body_at_the_cap_is_not_refused_for_its_size(manager: LiveManager) -> None:
     body = b'{"name": "x"}'.ljust(MiB, b" ")
     answer = exchange(manager.port, post_head(API_ROUTE, len(body)), body)
     assert answer.status == 401, answer  # read whole, then the route's authentication
 
 
 def test_an_anonymous_import_over_the_api_cap_is_judged_by_the_import_cap(
-    manager: Manager,
+    manager: LiveManager,
 ) -> None:
     body = b'{"name": "x"}'.ljust(2 * MiB, b" ")
     answer = exchange(manager.port, post_head(IMPORT_ROUTE, len(body)), body)
@@ -193,7 +155,7 @@ def big_petstore() -> str:
     return PETSTORE_V3 + "\n# " + "p" * (2 * MiB) + "\n"
 
 
-def test_an_authenticated_import_under_its_cap_still_works(manager: Manager) -> None:
+def test_an_authenticated_import_under_its_cap_still_works(manager: LiveManager) -> None:
     auth = {"Authorization": f"Bearer {manager.token}"}
     with httpx.Client(base_url=manager.url, headers=auth, timeout=PATIENCE) as client:
         assert client.post(API_ROUTE, json={"name": "default"}).status_code == 201
@@ -202,7 +164,7 @@ def test_an_authenticated_import_under_its_cap_still_works(manager: Manager) -> 
         assert client.get("/api/v1/projects/default/apis/pets").status_code == 200
 
 
-def test_an_authenticated_chunked_body_under_its_cap_still_works(manager: Manager) -> None:
+def test_an_authenticated_chunked_body_under_its_cap_still_works(manager: LiveManager) -> None:
     payload = json.dumps({"name": "default"}).encode()
     head = (
         f"POST {API_ROUTE} HTTP/1.1\r\nHost: manager\r\nContent-Type: application/json\r\n"
