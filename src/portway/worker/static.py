@@ -18,10 +18,11 @@ import json
 import os
 from pathlib import Path
 
+from portway.compile.routes import PipelineFactory, no_pipeline
 from portway.config.revision import EnvironmentRevision
 from portway.http import Handler
 from portway.worker.proxy import GatewayHandler
-from portway.worker.runtime import PipelineFactory, compile_runtime, no_pipeline
+from portway.worker.runtime import compile_runtime
 from portway.worker.server import Listeners, WorkerProcess, run_worker_server
 from portway.worker.services import open_worker_stores
 from portway.worker.settings import WorkerSettings
