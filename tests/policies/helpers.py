@@ -17,10 +17,10 @@ from portway.config.revision import (
     CredentialSnapshot,
     EnvironmentRevision,
     GrantSnapshot,
+    api_key_lookup,
 )
 from portway.errors import StoreUnavailable
 from portway.policies.api import HeaderMap, PolicyContext, RequestView, ResponseView
-from portway.policies.consumers import api_key_lookup
 from portway.policies.pipeline import CompiledPipeline, compile_pipeline
 from portway.policies.services import PolicyServices
 from portway.stores.cache import Cache, WindowCount
