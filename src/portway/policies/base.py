@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
+from portway.config.base import FrozenModel
 from portway.policies._headers import clean_header_value
 from portway.policies.api import PolicyContext, Reply
 
@@ -41,11 +40,9 @@ ALL_PHASES = frozenset(Phase)
 REQUEST_ONLY = frozenset({Phase.REQUEST})
 
 
-class PolicyConfig(BaseModel):
+class PolicyConfig(FrozenModel):
     """Base of every policy config: unknown fields are errors, and strict, so no value changes
     type on the way in (``"limit": true`` or ``"limit": "100"`` is refused, naming the field)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 @dataclass(frozen=True, slots=True)
