@@ -127,33 +127,10 @@ def worker_platform(args: argparse.Namespace) -> tuple[PlatformConfig, WorkerCon
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from portway.worker.app import WorkerOptions, run
+    from portway.worker.app import run
 
-    env = args.environment
-    platform, worker = worker_platform(args)
-    assert worker.secret_file is not None  # settled by the loader
-    assert worker.state_dir is not None
-    return run(
-        WorkerOptions(
-            environment=env,
-            manager_url=platform.manager_url(env),
-            host=worker.host,
-            port=worker.port,
-            https_port=worker.https_port,
-            tls=worker.tls,
-            processes=worker.processes,
-            worker_id=worker.worker_id,
-            advertise_url=worker.advertise_url,
-            secret_file=worker.secret_file,
-            state_dir=worker.state_dir,
-            poll_interval=worker.poll_interval,
-            cache_url=worker.cache,
-            logs_url=worker.logs or platform.manager.logs,
-            cluster_ca=worker.cluster_ca,
-            insecure_cluster=worker.insecure_cluster,
-            settings=worker,
-        )
-    )
+    platform, _ = worker_platform(args)
+    return run(args.environment, platform.settled_worker(args.environment))
 
 
 def _config_check(args: argparse.Namespace) -> int:
