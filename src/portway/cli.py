@@ -1,4 +1,9 @@
-"""The ``portway`` command: parse arguments, build settings, call the same code the tests call."""
+"""The ``portway`` command, the one command-line entry point: parse arguments, build settings,
+call the same code the tests call.
+
+Every command exits 0 when done, 1 when refused or failed, 2 on a usage or configuration error
+(argparse's own usage errors included); errors go to stderr as ``portway: error: …``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from portway.client.cli import register as register_client
@@ -20,7 +26,7 @@ from portway.config.platform_file import (
     summary,
 )
 from portway.deploy.cli import register as register_deploy
-from portway.errors import ConfigError
+from portway.errors import ConfigError, UsageError
 from portway.matrix.cli import register as register_matrix
 
 
@@ -278,13 +284,23 @@ def _worker_listener_arguments(worker: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portway", description="Portway API management platform")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"portway {version('portway')}", help="print it"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="start manager, worker and demo backend on this machine")
-    up.add_argument("--worker-port", type=int, default=8080)
-    up.add_argument("--manager-port", type=int, default=8081)
-    up.add_argument("--backend-port", type=int, default=8082)
-    up.add_argument("--data-dir", type=Path, default=Path("var/portway"))
+    up.add_argument("--worker-port", type=int, default=8080, help="the gateway (8080)")
+    up.add_argument(
+        "--manager-port", type=int, default=8081, help="the management API and cluster API (8081)"
+    )
+    up.add_argument("--backend-port", type=int, default=8082, help="the demo echo backend (8082)")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var/portway"),
+        help="stores, secrets and the admin token (var/portway)",
+    )
     up.set_defaults(func=_up)
 
     manager = sub.add_parser("manager", help="run the manager (management API, deployments)")
@@ -407,12 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser(
         "check", help="validate a platform file; exit 2 naming each bad key, 0 when valid"
     )
-    check.add_argument("file", type=Path, metavar="FILE")
+    check.add_argument("file", type=Path, metavar="FILE", help="the platform file to check")
     check.set_defaults(func=_config_check)
 
     demo = sub.add_parser("demo-backend", help="run the demo echo backend")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8082)
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8082, help="port to bind (8082)")
     demo.set_defaults(func=_demo_backend)
 
     register_matrix(sub)
@@ -432,7 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         print(f"portway: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file the command writes, a port it binds
+        print(f"portway: error: {exc}", file=sys.stderr)
+        return 1
     return code
