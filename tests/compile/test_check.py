@@ -13,7 +13,7 @@ from portway.config.models import ApiProxy
 from portway.config.revision import EnvironmentRevision
 from portway.errors import DeploymentError
 from portway.policies.factory import route_pipelines
-from portway.policies.services import PolicyServices
+from portway.policies.resources import PolicyServices
 from portway.stores.cache_local import LocalCache
 from portway.worker.runtime import compile_runtime
 from tests.worker.support import api, revision

@@ -16,7 +16,7 @@ import pytest
 from portway.compile.routes import PipelineFactory
 from portway.http.target import check_forward_path
 from portway.policies.factory import route_pipelines
-from portway.policies.services import PolicyServices
+from portway.policies.resources import PolicyServices
 from portway.stores.cache_local import LocalCache
 from portway.stores.traffic import TrafficRecord
 from tests.worker.support import Backend, api, backends, gateway, revision

@@ -17,9 +17,9 @@ from portway.config.backend_tls import backend_tls_context, tls_settings
 from portway.config.models import ApiProxy, Endpoint, global_refs
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ConfigError, DeploymentError
-from portway.policies.api import NO_PIPELINE, Pipeline
+from portway.policies.contract import NO_PIPELINE, Pipeline
 from portway.policies.factory import route_pipelines
-from portway.policies.services import PolicyServices
+from portway.policies.resources import PolicyServices
 from portway.stores.cache_local import LocalCache
 
 REMEMBERED = 100_000

@@ -16,7 +16,7 @@ from portway.compile.routing import EndpointMount, Mount, Router
 from portway.config.models import ApiProxy, Endpoint
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ConfigError, DeploymentError
-from portway.policies.api import NO_PIPELINE, Pipeline
+from portway.policies.contract import NO_PIPELINE, Pipeline
 
 U = TypeVar("U")
 

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from portway.config.base import FrozenModel
 from portway.policies._headers import clean_header_value
-from portway.policies.api import PolicyContext, Reply
+from portway.policies.contract import PolicyContext, Reply
 
 if TYPE_CHECKING:
     from portway.policies.consumers import ConsumerIndex
-    from portway.policies.services import PolicyServices
+    from portway.policies.resources import PolicyServices
 
 
 class Phase(StrEnum):

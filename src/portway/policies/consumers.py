@@ -16,8 +16,8 @@ from portway.config.revision import (
     GrantSnapshot,
 )
 from portway.policies._headers import check_header_name, clean_header_value
-from portway.policies.api import PolicyContext
 from portway.policies.base import Deny, ErrorSpec, PolicyConfig
+from portway.policies.contract import PolicyContext
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from pydantic import Field, field_validator, model_validator
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Build, Deny, ErrorSpec, Phase, Policy, PolicyConfig
+from portway.policies.contract import PolicyContext, Reply
 from portway.policies.jsonpath import compile_jsonpath, format_path, load_json
 
 _NO_REMOTE: Registry[Any] = Registry()  # $ref never fetches anything

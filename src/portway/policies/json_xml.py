@@ -9,8 +9,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from portway.policies.api import HeaderMap, PolicyContext, Reply
 from portway.policies.base import ALL_PHASES, Deny, ErrorSpec, Policy, PolicyConfig
+from portway.policies.contract import HeaderMap, PolicyContext, Reply
 from portway.policies.jsonpath import load_json
 from portway.policies.xmlsafe import (
     XmlRejected,

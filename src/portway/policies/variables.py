@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from portway.policies.api import PolicyContext
+from portway.policies.contract import PolicyContext
 from portway.policies.jsonpath import JsonPath, compile_jsonpath, load_json
 from portway.policies.xmlsafe import ElementPath, XmlRejected, compile_element_path, parse_xml
 

@@ -28,10 +28,10 @@ from portway.http import Handler, Request, server_tls_context
 from portway.worker.control import ControlHandler
 from portway.worker.errors import new_correlation_id
 from portway.worker.headers import incoming_correlation_id
+from portway.worker.process_stores import open_worker_stores
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
 from portway.worker.server import WorkerProcess, run_worker_server
-from portway.worker.services import open_worker_stores
 from portway.worker.sync import ConfigSync, ManagerUnreachable, SyncSettings
 
 log = logging.getLogger("portway.worker")

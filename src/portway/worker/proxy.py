@@ -34,7 +34,7 @@ from portway.http import (
     pump,
 )
 from portway.http.target import BadTarget, canonical_path
-from portway.policies.api import (
+from portway.policies.contract import (
     NO_PIPELINE,
     GatewayError,
     HeaderMap,

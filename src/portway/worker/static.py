@@ -6,9 +6,9 @@
 ``--ready-file`` receives ``{"pid": ..., "ports": {"http": ...}}`` once a process listens.
 
 Without ``--cache`` and ``--logs`` the revision is proxied without policies. With either, each
-process builds what ``portway worker`` builds (``portway.worker.services``): the revision's policy
-pipelines on the shared cache ``--cache`` (default ``local://``) and, with ``--logs``, a traffic
-shipper to that sink, spooling under ``--spool-dir`` (default: the revision's directory).
+process builds what ``portway worker`` builds (``portway.worker.process_stores``): the revision's
+policy pipelines on the shared cache ``--cache`` (default ``local://``) and, with ``--logs``, a
+traffic shipper to that sink, spooling under ``--spool-dir`` (default: the revision's directory).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 from portway.compile.routes import PipelineFactory, no_pipeline
 from portway.config.revision import EnvironmentRevision
 from portway.http import Handler
+from portway.worker.process_stores import open_worker_stores
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
 from portway.worker.server import Listeners, WorkerProcess, run_worker_server
-from portway.worker.services import open_worker_stores
 from portway.worker.settings import WorkerSettings
 
 _REVISION_ENV = "PORTWAY_STATIC_REVISION"
