@@ -1,8 +1,8 @@
 """``portway matrix …`` and ``portway audit``: parse arguments, call the library, print.
 
-Exit codes: ``matrix check`` exits with the number of violations, ``audit`` with the number of
-violations it found, ``matrix checklist`` with the number of failed items (all capped at 125);
-2 for an unusable configuration, inventory or request.
+Exit codes, as every ``portway`` command: 0 done; 1 when ``matrix check`` or ``audit`` finds a
+violation or ``matrix checklist`` a failed item (the count is in the output); 2 for an unusable
+configuration, inventory or request.
 """
 
 from __future__ import annotations
