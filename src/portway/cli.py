@@ -148,12 +148,12 @@ def _config_check(args: argparse.Namespace) -> int:
         inventory_for(platform)
     except PlatformConfigError as exc:
         for problem in exc.problems:
-            print(f"{args.file}: {problem}", file=sys.stderr)
+            print(f"portway: error: {args.file}: {problem}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         message = str(exc)
         shown = message if message.startswith(str(args.file)) else f"{args.file}: {message}"
-        print(shown, file=sys.stderr)
+        print(f"portway: error: {shown}", file=sys.stderr)
         return 2
     print(f"{args.file}: valid ({summary(platform)})")
     return 0
