@@ -8,7 +8,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: up test check fmt bench provision clean
+.PHONY: help up test check fmt layers bench provision clean
+
+## help: list the targets (this list; each from its `## target:` comment)
+help:
+	@sed -n 's/^## \([a-z-]*\): \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | expand -t 12
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -36,13 +40,19 @@ check: $(VENV)/.synced
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 
+## fmt: fix what ruff can fix and format the code
 fmt: $(VENV)/.synced
 	$(BIN)/ruff check --fix src tests bench scripts
 	$(BIN)/ruff format src tests bench scripts
+
+## layers: regenerate the package layer diagram in docs/decisions.md from the import test
+layers: $(VENV)/.synced
+	$(BIN)/python -m tests.test_import_direction
 
 ## bench: speed and memory, side by side with nginx and HAProxy
 bench: provision
 	$(BIN)/python -m bench
 
+## clean: remove the virtual environment, the bootstrap tools and the caches
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,9 @@
-"""The ``portway`` command: parse arguments, build settings, call the same code the tests call."""
+"""The ``portway`` command, the one command-line entry point: parse arguments, build settings,
+call the same code the tests call.
+
+Every command exits 0 when done, 1 when refused or failed, 2 on a usage or configuration error
+(argparse's own usage errors included); errors go to stderr as ``portway: error: …``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from portway.client.cli import register as register_client
@@ -20,7 +26,7 @@ from portway.config.platform_file import (
     summary,
 )
 from portway.deploy.cli import register as register_deploy
-from portway.errors import ConfigError
+from portway.errors import ConfigError, UsageError
 from portway.matrix.cli import register as register_matrix
 
 
@@ -127,33 +133,10 @@ def worker_platform(args: argparse.Namespace) -> tuple[PlatformConfig, WorkerCon
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from portway.worker.app import WorkerOptions, run
+    from portway.worker.app import run
 
-    env = args.environment
-    platform, worker = worker_platform(args)
-    assert worker.secret_file is not None  # settled by the loader
-    assert worker.state_dir is not None
-    return run(
-        WorkerOptions(
-            environment=env,
-            manager_url=platform.manager_url(env),
-            host=worker.host,
-            port=worker.port,
-            https_port=worker.https_port,
-            tls=worker.tls,
-            processes=worker.processes,
-            worker_id=worker.worker_id,
-            advertise_url=worker.advertise_url,
-            secret_file=worker.secret_file,
-            state_dir=worker.state_dir,
-            poll_interval=worker.poll_interval,
-            cache_url=worker.cache,
-            logs_url=worker.logs or platform.manager.logs,
-            cluster_ca=worker.cluster_ca,
-            insecure_cluster=worker.insecure_cluster,
-            settings=worker,
-        )
-    )
+    platform, _ = worker_platform(args)
+    return run(args.environment, platform.settled_worker(args.environment))
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -165,12 +148,12 @@ def _config_check(args: argparse.Namespace) -> int:
         inventory_for(platform)
     except PlatformConfigError as exc:
         for problem in exc.problems:
-            print(f"{args.file}: {problem}", file=sys.stderr)
+            print(f"portway: error: {args.file}: {problem}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         message = str(exc)
         shown = message if message.startswith(str(args.file)) else f"{args.file}: {message}"
-        print(shown, file=sys.stderr)
+        print(f"portway: error: {shown}", file=sys.stderr)
         return 2
     print(f"{args.file}: valid ({summary(platform)})")
     return 0
@@ -301,13 +284,23 @@ def _worker_listener_arguments(worker: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portway", description="Portway API management platform")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"portway {version('portway')}", help="print it"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="start manager, worker and demo backend on this machine")
-    up.add_argument("--worker-port", type=int, default=8080)
-    up.add_argument("--manager-port", type=int, default=8081)
-    up.add_argument("--backend-port", type=int, default=8082)
-    up.add_argument("--data-dir", type=Path, default=Path("var/portway"))
+    up.add_argument("--worker-port", type=int, default=8080, help="the gateway (8080)")
+    up.add_argument(
+        "--manager-port", type=int, default=8081, help="the management API and cluster API (8081)"
+    )
+    up.add_argument("--backend-port", type=int, default=8082, help="the demo echo backend (8082)")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var/portway"),
+        help="stores, secrets and the admin token (var/portway)",
+    )
     up.set_defaults(func=_up)
 
     manager = sub.add_parser("manager", help="run the manager (management API, deployments)")
@@ -430,12 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser(
         "check", help="validate a platform file; exit 2 naming each bad key, 0 when valid"
     )
-    check.add_argument("file", type=Path, metavar="FILE")
+    check.add_argument("file", type=Path, metavar="FILE", help="the platform file to check")
     check.set_defaults(func=_config_check)
 
     demo = sub.add_parser("demo-backend", help="run the demo echo backend")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8082)
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8082, help="port to bind (8082)")
     demo.set_defaults(func=_demo_backend)
 
     register_matrix(sub)
@@ -455,7 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         print(f"portway: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file the command writes, a port it binds
+        print(f"portway: error: {exc}", file=sys.stderr)
+        return 1
     return code

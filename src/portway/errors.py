@@ -2,6 +2,7 @@
 
     PortwayError                      base of everything Portway raises on purpose
     ├── ConfigError                   a configuration that fails validation (names the field)
+    ├── UsageError                    a command line that cannot be carried out as given
     ├── StoreError                    a backend failed; driver errors are mapped here with ``from``
     │   ├── StoreUnavailable          the engine cannot be reached or timed out
     │   ├── NotFound                  no document with that id
@@ -37,6 +38,11 @@ class ConfigError(PortwayError):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class UsageError(PortwayError):
+    """A command line that cannot be carried out as given (a missing or contradictory option, an
+    input file that cannot be read); ``portway`` prints it and exits with status 2."""
 
 
 class StoreError(PortwayError):

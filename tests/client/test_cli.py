@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from portway.client.cli import main, resolve_token
+from portway.cli import main
+from portway.client.cli import resolve_token
 from portway.config.declarative import declarative_json_schema
 from tests.client.conftest import Manager
 
@@ -236,3 +237,32 @@ def test_an_unreachable_manager_is_a_clear_error(
     code, _, err = run(capsys, "workers", "--manager", f"http://127.0.0.1:{free_port()}")
     assert code == 1
     assert "cannot reach the manager" in err
+
+
+def test_usage_errors_exit_2_without_calling_the_manager(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.processes import free_port
+
+    monkeypatch.setenv("PORTWAY_TOKEN", "pwt_x")
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens: a call would exit 1
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("apis: [unclosed\n")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    missing = tmp_path / "missing.yaml"
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    for argv, message in [
+        (["api", "create"], "give -f FILE (an API proxy) or --openapi DOCUMENT"),
+        (["api", "create", "--openapi", str(listed)], "--openapi needs --name"),
+        (["api", "create", "-f", str(listed)], f"{listed} must hold one API proxy object"),
+        (["apply", "-f", str(missing)], f"{missing}: No such file or directory\n"),
+        (["apply", "-f", str(binary)], f"{binary}: not UTF-8 text\n"),
+        (["apply", "-f", str(broken)], f"{broken}: while parsing"),
+        (["apply", "-f", str(listed)], f"{listed} must hold a mapping (the declarative file)"),
+    ]:
+        code, out, err = run(capsys, *argv, "--manager", nowhere)
+        assert (code, out) == (2, ""), (argv, err)
+        assert err.startswith(f"portway: error: {message}"), (argv, err)
+        assert "Traceback" not in err

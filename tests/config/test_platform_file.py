@@ -70,7 +70,7 @@ def test_a_bad_file_names_each_key_and_exits_2(
     path = write(tmp_path, text)
     code, out, err = run(["config", "check", str(path)], capsys)
     assert (code, out) == (2, "")
-    assert err.splitlines() == [f"{path}: {p}" for p in problems]
+    assert err.splitlines() == [f"portway: error: {path}: {p}" for p in problems]
 
 
 def test_environment_beats_the_file_and_a_flag_beats_the_environment(tmp_path: Path) -> None:

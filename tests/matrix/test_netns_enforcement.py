@@ -140,7 +140,7 @@ class Lab:
     ) -> tuple[int, dict[str, Any]]:
         inventory = self.workdir / "inventory.yaml"
         command = [
-            "ip", "netns", "exec", self.ns(short), sys.executable, "-m", "portway.matrix.cli",
+            "ip", "netns", "exec", self.ns(short), sys.executable, "-m", "portway",
             "audit", "--inventory", str(inventory), "--from", vantage, "--format", "json",
             "--timeout", "0.5", "--ca-file", str(self.ca_file),
         ]  # fmt: skip
@@ -270,7 +270,8 @@ def test_lab_is_connected_without_rules(lab: Lab) -> None:
     try:
         code, report = lab.audit("inet", "internet")
         assert ("data-1", 25080) in opened(report)
-        assert code == len(violations(report)) > 0
+        assert violations(report)
+        assert code == 1
     finally:
         _apply(lab, standard_matrix(), inventory_from_mapping(INVENTORY))
 

@@ -17,12 +17,12 @@ from portway.config.revision import (
     CredentialSnapshot,
     EnvironmentRevision,
     GrantSnapshot,
+    api_key_lookup,
 )
 from portway.errors import StoreUnavailable
-from portway.policies.api import HeaderMap, PolicyContext, RequestView, ResponseView
-from portway.policies.consumers import api_key_lookup
+from portway.policies.contract import HeaderMap, PolicyContext, RequestView, ResponseView
 from portway.policies.pipeline import CompiledPipeline, compile_pipeline
-from portway.policies.services import PolicyServices
+from portway.policies.resources import PolicyServices
 from portway.stores.cache import Cache, WindowCount
 from portway.stores.cache_local import LocalCache
 

@@ -152,7 +152,7 @@ async def test_ignore_case() -> None:
         (
             cmp("xml.order", "EQ", "x"),
             "condition.variable",
-            "XPath must be absolute (start with '/')",
+            "ElementPath must be absolute (start with '/')",
         ),
         (
             {"and": [cmp("method", "EQ", "GET")], "or": []},

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from portway.config.models import ApiProxy, Backend, Endpoint, PolicyLists, PolicySpec
-from portway.policies.api import NO_PIPELINE
+from portway.policies.contract import NO_PIPELINE
 from portway.policies.factory import route_pipelines
 from tests.policies.helpers import World, make_ctx
 

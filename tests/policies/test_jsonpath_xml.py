@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from portway.policies.jsonpath import compile_jsonpath, format_path
-from portway.policies.xmlsafe import XmlRejected, compile_xpath, element_to_data, parse_xml
+from portway.policies.xmlsafe import (
+    XmlRejected,
+    compile_element_path,
+    element_to_data,
+    parse_xml,
+)
 
 DOC = {"a": {"b": [1, 2, {"c": "x"}]}, "odd key": 5, "c": "top"}
 
@@ -32,6 +39,12 @@ def test_jsonpath_finds(path: str, found: list[object]) -> None:
         ("$.a[?(@.x)]", "bad bracket expression at position 3 of the JSONPath"),
         ("$.a b", "unexpected ' ' at position 3 of the JSONPath"),
         ("$" + ".a" * 40, "JSONPath has more than 32 steps"),
+        ("$.a[0:2]", "bad bracket expression at position 3 of the JSONPath"),
+        ("$.a['b','c']", "bad bracket expression at position 3 of the JSONPath"),
+        ("$.a[0,1]", "bad bracket expression at position 3 of the JSONPath"),
+        ("$.length()", "unexpected '(' at position 8 of the JSONPath"),
+        ("$[" + "9" * 12 + "]", "bad bracket expression at position 1 of the JSONPath"),
+        ("$." + "a" * 600, "JSONPath is longer than 500 characters"),
     ],
 )
 def test_jsonpath_rejects(path: str, message: str) -> None:
@@ -46,6 +59,17 @@ def test_jsonpath_rejects(path: str, message: str) -> None:
         + "$",
     ):
         compile_jsonpath(path)
+
+
+def test_jsonpath_on_a_hostile_document_stays_bounded() -> None:
+    """Recursive descent over the deepest document a policy reads: every node once per '..'."""
+    deep: object = "x"
+    for _ in range(255):
+        deep = [deep]
+    assert compile_jsonpath("$..*").find(deep)[-1] == "x"
+    assert len(compile_jsonpath("$..*").find(deep)) == 255
+    wide = {"k": [{"k": i} for i in range(10_000)]}
+    assert len(compile_jsonpath("$..k").find(wide)) == 10_001
 
 
 def test_format_path() -> None:
@@ -76,9 +100,65 @@ def test_xml_namespaces_and_conversion() -> None:
     assert element_to_data(root) == {"@id": "1", "i": ["a", "b"], "n": "t"}
 
 
-def test_xpath_compile() -> None:
-    assert compile_xpath("/a/b/@c").attribute == "c"
-    with pytest.raises(ValueError, match="XPath must be absolute"):
-        compile_xpath("a/b")
-    with pytest.raises(ValueError, match="not a supported XPath"):
-        compile_xpath("/a[")
+def test_element_path_compile() -> None:
+    assert compile_element_path("/a/b/@c").attribute == "c"
+    assert compile_element_path("/a/b/@c").source == "/a/b/@c"
+    with pytest.raises(ValueError, match="ElementPath must be absolute"):
+        compile_element_path("a/b")
+    with pytest.raises(ValueError, match="not a supported ElementPath expression"):
+        compile_element_path("/a[")
+
+
+ORDER = b"<o id='7'><i n='1'>a</i><i n='2'>b<x>c</x></i><t>t</t></o>"
+
+
+@pytest.mark.parametrize(
+    ("path", "values"),
+    [
+        ("/o/i", ["a", "bc"]),
+        ("/o/@id", ["7"]),
+        ("//i/@n", ["1", "2"]),
+        ("/o/i[@n='2']/x", ["c"]),
+        ("/o/i[2]/@n", ["2"]),
+        ("/o/i[last()]/@n", ["2"]),
+        ("/o/i[last()-1]/@n", ["1"]),
+        ("/o/i[x='c']/@n", ["2"]),
+        ("/o/i[.='a']/@n", ["1"]),
+        ("/o/*/text()", ["a", "bc", "t"]),
+        ("/o/i[x]/@n", ["2"]),
+        ("/o/nothing", []),
+    ],
+)
+def test_element_path_values(path: str, values: list[str]) -> None:
+    assert compile_element_path(path).values(parse_xml(ORDER)) == values
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/o/i[position()=1]", "not a supported ElementPath expression"),
+        ("count(/o/i)", "ElementPath must be absolute"),
+        ("/o/i[contains(., 'a')]", "not a supported ElementPath expression"),
+        ("/o/ancestor::x", "not a supported ElementPath expression"),
+        ("/o/i | /o/t", "ElementPath has whitespace outside quotes"),
+        ("/o/ i", "ElementPath has whitespace outside quotes"),
+        ("/o/i|/o/t", "not a supported ElementPath expression: 'i|'"),
+        ("//a//b//c", "may use '//' at most 2 times"),
+        ("/" + "a/" * 300, "longer than 500 characters"),
+        ("/o/i[@n='1' or @n='2']", "ElementPath has whitespace outside quotes"),
+        ("/o/i[@n='1'or@n='2']", "not a supported ElementPath expression"),
+    ],
+)
+def test_element_path_refuses_what_it_does_not_run(path: str, message: str) -> None:
+    """XPath 1.0 that ElementTree would run differently (or silently match nothing with) is
+    refused when the policy is saved, naming the problem, never at request time."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        compile_element_path(path)
+
+
+def test_element_path_on_a_hostile_document_stays_bounded() -> None:
+    """A chain as deep as the parser allows, searched with the two '//' a path may hold."""
+    deep = b"<a>" * 255 + b"x" + b"</a>" * 255
+    found = compile_element_path("//a//a/text()").values(parse_xml(deep))
+    assert len(found) == sum(range(255))  # every (ancestor, descendant) pair, not more
+    assert set(found) == {"x"}

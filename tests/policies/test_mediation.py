@@ -8,6 +8,7 @@ import pytest
 from portway.config.models import PolicySpec
 from portway.errors import ConfigError
 from portway.policies.registry import validate_policy_spec
+from portway.policies.variables import compile_variable
 from tests.policies.helpers import World, make_ctx, make_response
 
 
@@ -266,3 +267,24 @@ def test_mock_config_rules() -> None:
         "header values must not contain control characters (CR, LF, NUL ...) "
         "or characters outside Latin-1",
     )
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+"""Deeper than Python's parser recurses."""
+NESTED = b"[" * 300 + b"]" * 300
+"""Parses, but deeper than a policy reads (``MAX_JSON_DEPTH``)."""
+
+
+@pytest.mark.parametrize("body", [DEEP, NESTED], ids=["deeper-than-the-parser", "300-levels"])
+async def test_deeply_nested_json_is_invalid_json_not_a_500(world: World, body: bytes) -> None:
+    reply = await world.one("json_schema", {"schema": {"type": "array"}}).on_request(
+        make_ctx(body=body)
+    )
+    assert reply is not None
+    assert (reply.status, json.loads(reply.body)["error"]) == (400, "invalid_json")
+    converted = await world.one("json_to_xml", {}).on_request(
+        make_ctx(body=body, headers=[("Content-Type", "application/json")])
+    )
+    assert converted is not None
+    assert converted.status == 400
+    assert await compile_variable("body.$[0]").resolve(make_ctx(body=body), 0.0) is None

@@ -7,9 +7,9 @@ import pytest
 
 from portway.config.models import PolicyLists, PolicySpec
 from portway.errors import DeploymentError
-from portway.policies.api import GatewayError, Reply
+from portway.policies.contract import GatewayError, Reply
 from portway.policies.mock_response import MockResponsePolicy
-from portway.policies.services import ErrorRule
+from portway.policies.resources import ErrorRule
 from tests.policies.helpers import World, make_ctx, make_response
 
 

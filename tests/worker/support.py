@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from portway.compile.routes import PipelineFactory, no_pipeline
 from portway.config.models import ApiProxy
 from portway.config.revision import DeployedApi, EnvironmentRevision
 from portway.http import Handler, Request, Response, Server, serve
 from portway.worker.errors import render_protocol_error
 from portway.worker.proxy import GatewayHandler
-from portway.worker.runtime import PipelineFactory, Runtime, compile_runtime, no_pipeline
+from portway.worker.runtime import Runtime, compile_runtime
 from portway.worker.settings import WorkerSettings, server_limits
 
 

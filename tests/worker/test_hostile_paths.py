@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from portway.compile.routes import PipelineFactory
 from portway.http.target import check_forward_path
 from portway.policies.factory import route_pipelines
-from portway.policies.services import PolicyServices
+from portway.policies.resources import PolicyServices
 from portway.stores.cache_local import LocalCache
 from portway.stores.traffic import TrafficRecord
-from portway.worker.runtime import PipelineFactory
 from tests.worker.support import Backend, api, backends, gateway, revision
 
 DENY_ALL = {"request": [{"name": "deny", "type": "ip_filter", "config": {"deny": ["0.0.0.0/0"]}}]}

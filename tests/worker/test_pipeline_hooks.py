@@ -9,7 +9,7 @@ import httpx
 
 from portway.config.models import ApiProxy, Endpoint
 from portway.config.revision import EnvironmentRevision
-from portway.policies.api import NO_PIPELINE, Pipeline, PolicyContext, Reply
+from portway.policies.contract import NO_PIPELINE, Pipeline, PolicyContext, Reply
 from tests.worker.support import api, backends, gateway, revision, seen_header
 
 

@@ -20,10 +20,10 @@ from cryptography import x509
 
 from portway.cli import main
 from portway.http import Handler, Request, Response
+from portway.worker.process_stores import open_worker_stores
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
 from portway.worker.server import Listeners, WorkerProcess, serve_worker, start_listeners
-from portway.worker.services import open_worker_stores
 from portway.worker.settings import TlsSettings, WorkerSettings
 from tests.support.servers import missing_capability
 from tests.worker.support import api, backends, revision

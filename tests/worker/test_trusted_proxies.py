@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from portway.stores.traffic import TrafficRecord
-from portway.worker.services import open_worker_stores
+from portway.worker.process_stores import open_worker_stores
 from portway.worker.settings import WorkerSettings
 from tests.worker.support import api, backends, gateway, revision
 

@@ -8,8 +8,8 @@ from typing import Any, NotRequired, TypedDict, cast
 import httpx
 
 
-class ClientError(Exception):
-    """The manager refused a call (or could not be reached: ``status`` 0)."""
+class ManagementAPIError(Exception):
+    """The management API refused a call (or could not be reached: ``status`` 0)."""
 
     def __init__(
         self,
@@ -151,7 +151,7 @@ class ManagerClient:
         try:
             response = self._http.request(method, path, json=json, params=clean)
         except httpx.HTTPError as exc:
-            raise ClientError(
+            raise ManagementAPIError(
                 0, "unreachable", f"cannot reach the manager at {self.base_url}: {exc}"
             ) from exc
         if response.status_code >= 400:
@@ -161,7 +161,7 @@ class ManagerClient:
                 problem = {}
             if not isinstance(problem, dict):
                 problem = {}
-            raise ClientError(
+            raise ManagementAPIError(
                 response.status_code,
                 str(problem.get("error", "http_error")),
                 str(problem.get("message", response.text[:300] or response.reason_phrase)),

@@ -10,8 +10,9 @@
 
 Connection: ``--manager URL`` (or ``PORTWAY_MANAGER``; default the single-host profile's
 http://127.0.0.1:8081) and ``--token`` (or ``PORTWAY_TOKEN``, or the file ``--token-file``,
-default ``var/portway/admin.token``). Exit codes: 0 success, 1 refused or failed (the reason on
-stderr), 2 usage, 3 deployed but at least one worker did not confirm.
+default ``var/portway/admin.token``). Exit codes, as every ``portway`` command: 0 done, 1 refused
+or failed (the reason on stderr; a deploy that at least one worker did not confirm is 1 too), 2
+usage (an input file that cannot be read included).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from typing import Any, TextIO
 
 import yaml
 
-from portway.client.api import ApplyResult, ClientError, Deployment, ManagerClient
+from portway.client.api import ApplyResult, Deployment, ManagementAPIError, ManagerClient
 from portway.client.output import as_json, as_yaml, short, table
+from portway.errors import UsageError
 
 DEFAULT_MANAGER = "http://127.0.0.1:8081"
 DEFAULT_TOKEN_FILE = Path("var/portway/admin.token")
-PARTIAL_DEPLOY = 3
+PROJECT_HELP = "project of a NAME given without PROJECT/ (default: default)"
+NOTE_HELP = "a note kept in the deployment record and audit log"
 
 Handler = Callable[[argparse.Namespace, ManagerClient, TextIO], int]
 
@@ -49,10 +52,22 @@ def resolve_token(args: argparse.Namespace, environ: dict[str, str] | None = Non
     return None
 
 
+def read_text(path: str) -> str:
+    """A file named on the command line (``-``: standard input); ``UsageError`` when unreadable."""
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+
+
 def read_document(path: str) -> Any:
-    """A JSON or YAML file (``-`` reads standard input)."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    return yaml.safe_load(text)
+    """A JSON or YAML file (``-`` reads standard input); ``UsageError`` when it cannot be read."""
+    try:
+        return yaml.safe_load(read_text(path))
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: {exc}") from None
 
 
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
@@ -62,16 +77,13 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
         try:
             with ManagerClient(args.manager, token) as client:
                 return handler(args, client, out)
-        except ClientError as exc:
-            sys.stderr.write(f"error: {exc}\n")
+        except ManagementAPIError as exc:
+            sys.stderr.write(f"portway: error: {exc}\n")
             if exc.status == 401 and token is None:
                 sys.stderr.write(
                     "hint: give --token, set PORTWAY_TOKEN, or create "
                     f"{args.token_file} (the admin token from `portway up`)\n"
                 )
-            return 1
-        except (OSError, yaml.YAMLError) as exc:
-            sys.stderr.write(f"error: {exc}\n")
             return 1
 
     return run
@@ -131,12 +143,12 @@ def _api_get(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> in
 def _api_create(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> int:
     if args.openapi:
         if not args.name:
-            raise ClientError(0, "usage", "--openapi needs --name")
+            raise UsageError("--openapi needs --name")
         request: dict[str, Any] = {"name": args.name, "mock": args.mock}
         if args.openapi.startswith(("http://", "https://")):
             request["url"] = args.openapi
         else:
-            request["document"] = Path(args.openapi).read_text()
+            request["document"] = read_text(args.openapi)
         if args.base_path:
             request["base_path"] = args.base_path
         if args.backend:
@@ -144,10 +156,10 @@ def _api_create(args: argparse.Namespace, client: ManagerClient, out: TextIO) ->
         created = client.import_api(args.project, request, dry_run=args.dry_run)
     else:
         if not args.file:
-            raise ClientError(0, "usage", "give -f FILE (an API proxy) or --openapi DOCUMENT")
+            raise UsageError("give -f FILE (an API proxy) or --openapi DOCUMENT")
         body = read_document(args.file)
         if not isinstance(body, dict):
-            raise ClientError(0, "usage", f"{args.file} must hold one API proxy object")
+            raise UsageError(f"{args.file} must hold one API proxy object")
         created = client.create_api(str(body.get("project", args.project)), body)
     if args.output == "json":
         as_json(created, out)
@@ -191,7 +203,7 @@ def _print_deployment(result: Deployment, out: TextIO, output: str) -> int:
             ],
             out,
         )
-    return 0 if all(r["success"] for r in result["results"]) else PARTIAL_DEPLOY
+    return 0 if all(r["success"] for r in result["results"]) else 1
 
 
 def _deploy(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> int:
@@ -294,7 +306,7 @@ def print_plan(result: ApplyResult, out: TextIO) -> None:
 def _apply(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> int:
     document = read_document(args.file)
     if not isinstance(document, dict):
-        raise ClientError(0, "usage", f"{args.file} must hold a mapping (the declarative file)")
+        raise UsageError(f"{args.file} must hold a mapping (the declarative file)")
     result = client.apply(document, dry_run=args.dry_run, prune=args.prune)
     if args.output == "json":
         as_json(result, out)
@@ -330,7 +342,12 @@ def _connection(outputs: Sequence[str] = ("table", "json")) -> argparse.Argument
         default=str(DEFAULT_TOKEN_FILE),
         help=f"read the token from this file (default {DEFAULT_TOKEN_FILE})",
     )
-    common.add_argument("--output", choices=list(outputs), default=outputs[0])
+    common.add_argument(
+        "--output",
+        choices=list(outputs),
+        default=outputs[0],
+        help=f"what to print: {' or '.join(outputs)} (default {outputs[0]})",
+    )
     return common
 
 
@@ -342,15 +359,19 @@ def register(subparsers: Any) -> None:
     api = subparsers.add_parser("api", help="API proxies: list, get, create")
     api_sub = api.add_subparsers(dest="api_command", required=True, metavar="ACTION")
     listing = api_sub.add_parser("list", parents=[common], help="list API proxies")
-    listing.add_argument("--project", default=None)
-    listing.add_argument("--name-contains", default=None)
+    listing.add_argument("--project", default=None, help="only this project's (default: all)")
+    listing.add_argument("--name-contains", default=None, help="only names containing this text")
     listing.add_argument("--environment", default=None, help="deployed to this environment")
-    listing.add_argument("--redeploy-required", action="store_true")
+    listing.add_argument(
+        "--redeploy-required",
+        action="store_true",
+        help="only APIs deployed with global policies that changed since",
+    )
     listing.set_defaults(func=_run(_api_list))
 
     get = api_sub.add_parser("get", parents=[documents], help="show one API proxy")
     get.add_argument("name", help="NAME or PROJECT/NAME")
-    get.add_argument("--project", default="default")
+    get.add_argument("--project", default="default", help=PROJECT_HELP)
     get.set_defaults(func=_run(_api_get))
 
     create = api_sub.add_parser(
@@ -359,8 +380,10 @@ def register(subparsers: Any) -> None:
     create.add_argument("-f", "--file", help="an API proxy as YAML or JSON")
     create.add_argument("--openapi", help="an OpenAPI 3.x / Swagger 2.0 file or URL to import")
     create.add_argument("--name", help="name of the imported API proxy")
-    create.add_argument("--project", default="default")
-    create.add_argument("--base-path", default=None)
+    create.add_argument("--project", default="default", help=PROJECT_HELP)
+    create.add_argument(
+        "--base-path", default=None, help="client path prefix (import; default from the document)"
+    )
     create.add_argument("--backend", action="append", default=[], help="backend URL (repeatable)")
     create.add_argument("--mock", action="store_true", help="answer with the document's examples")
     create.add_argument("--dry-run", action="store_true", help="validate only (import)")
@@ -373,22 +396,22 @@ def register(subparsers: Any) -> None:
         deploy = subparsers.add_parser(command, parents=[common], help=help_text)
         deploy.add_argument("apis", nargs="+", metavar="API", help="NAME or PROJECT/NAME")
         deploy.add_argument("--env", required=True, help="environment")
-        deploy.add_argument("--project", default="default")
-        deploy.add_argument("--note", default="")
+        deploy.add_argument("--project", default="default", help=PROJECT_HELP)
+        deploy.add_argument("--note", default="", help=NOTE_HELP)
         deploy.set_defaults(func=_run(_deploy), deploy_action=command)
 
     rollback = subparsers.add_parser(
         "rollback", parents=[common], help="deploy an earlier revision of an API"
     )
     rollback.add_argument("api", help="NAME or PROJECT/NAME")
-    rollback.add_argument("--env", required=True)
+    rollback.add_argument("--env", required=True, help="environment")
     rollback.add_argument("--to", type=int, required=True, help="the API revision to deploy")
-    rollback.add_argument("--project", default="default")
-    rollback.add_argument("--note", default="")
+    rollback.add_argument("--project", default="default", help=PROJECT_HELP)
+    rollback.add_argument("--note", default="", help=NOTE_HELP)
     rollback.set_defaults(func=_run(_rollback))
 
     workers = subparsers.add_parser("workers", parents=[common], help="the worker registry")
-    workers.add_argument("--env", default=None)
+    workers.add_argument("--env", default=None, help="only this environment's (default: all)")
     workers.set_defaults(func=_run(_workers))
 
     export = subparsers.add_parser(
@@ -419,19 +442,3 @@ def register(subparsers: Any) -> None:
     )
     schema.add_argument("-f", "--file", default=None, help="write here instead of stdout")
     schema.set_defaults(func=_schema)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one management command (for tests and until ``portway`` wires ``register``)."""
-    parser = argparse.ArgumentParser(prog="portway")
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
-
-
-__all__ = ["main", "read_document", "register", "resolve_token"]

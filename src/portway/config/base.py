@@ -42,3 +42,10 @@ class Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, str_strip_whitespace=False, strict=True
     )
+
+
+class FrozenModel(Model):
+    """A ``Model`` that cannot change once validated (policy configs, the platform's matrix
+    settings and inventory): hashable, safe to share between compiled pipelines."""
+
+    model_config = ConfigDict(frozen=True)

@@ -8,6 +8,7 @@ with its own model (``portway.policies``), called by the manager before anything
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -272,3 +273,19 @@ class ApiProxy(Model):
         if len(set(paths)) != len(paths):
             raise ValueError("endpoints: the same path and methods are declared twice")
         return self
+
+
+def policy_entries(api: ApiProxy) -> Iterator[tuple[str, PolicySpec]]:
+    """Every policy entry of an API with its scope: ``proxy`` or ``endpoints[i]``."""
+    for side in ("request", "response", "error"):
+        for spec in getattr(api.policies, side):
+            yield "proxy", spec
+    for index, endpoint in enumerate(api.endpoints):
+        for side in ("request", "response", "error"):
+            for spec in getattr(endpoint.policies, side):
+                yield f"endpoints[{index}]", spec
+
+
+def global_refs(api: ApiProxy) -> set[str]:
+    """The names of the global policies the API refers to."""
+    return {spec.global_ref for _, spec in policy_entries(api) if spec.global_ref is not None}

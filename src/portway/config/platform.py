@@ -295,6 +295,17 @@ class PlatformConfig(Model):
                 field="workers",
             ) from None
 
+    def settled_worker(self, environment: str) -> WorkerConfig:
+        """The section ``portway worker`` runs with: ``manager_url`` and ``logs`` filled in from
+        the manager's when the section leaves them out."""
+        worker = self.worker(environment)
+        return worker.model_copy(
+            update={
+                "manager_url": self.manager_url(environment),
+                "logs": worker.logs or self.manager.logs,
+            }
+        )
+
     def manager_url(self, environment: str) -> str:
         """How the workers of ``environment`` reach the manager."""
         url = self.worker(environment).manager_url

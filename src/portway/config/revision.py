@@ -8,6 +8,7 @@ revisions mixed.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from pydantic import Field
@@ -19,6 +20,12 @@ from portway.config.models import ApiProxy, PolicySpec
 class DeployedApi(Model):
     api: ApiProxy
     api_revision: Annotated[int, Field(ge=1, description="revision of the API proxy deployed")]
+
+
+def api_key_lookup(key: str) -> str:
+    """How an API key is stored (``CredentialSnapshot.lookup``) and looked up by the ``api_key``
+    policy: the sha256 hex of its UTF-8 bytes."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class CredentialSnapshot(Model):

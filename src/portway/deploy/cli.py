@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "render",
         help="render a load balancer configuration, Kubernetes manifests or systemd units",
     )
-    render.add_argument("--target", choices=TARGETS, required=True)
+    render.add_argument("--target", choices=TARGETS, required=True, help="what to render")
     source = render.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--config", type=Path, help="the platform file, portway.yaml (with --environment)"
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         plan = _plan(args)
         files = render(plan, args.target, args.lab_ca, args.cluster_secret)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"portway: error: {exc}", file=sys.stderr)
         return 2
     if args.out is None:
         for name, text in files.items():

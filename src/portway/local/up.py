@@ -128,9 +128,8 @@ def run_up(profile: LocalProfile) -> int:
     busy = [(n, p) for n, p, _ in profile.ports() if port_in_use(profile.host, p)]
     if busy:
         for name, port in busy:
-            print(
-                f"error: port {port} ({name}) is already in use on {profile.host}", file=sys.stderr
-            )
+            where = f"port {port} ({name}) is already in use on {profile.host}"
+            print(f"portway: error: {where}", file=sys.stderr)
         return 2
     load_or_create_secret(profile.secret_file)
     config = str(profile.config_file.resolve())
@@ -200,10 +199,10 @@ def run_up(profile: LocalProfile) -> int:
         print("\nPress Ctrl-C to stop.")
         exited = supervisor.wait()
         if exited is not None:
-            print(f"\nerror: {exited[0]} exited with status {exited[1]}", file=sys.stderr)
+            print(f"\nportway: error: {exited[0]} exited with status {exited[1]}", file=sys.stderr)
             return 1
     except UpError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
+        print(f"\nportway: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nStopping…", file=sys.stderr)

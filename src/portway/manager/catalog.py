@@ -6,11 +6,17 @@ from collections.abc import Callable
 from typing import Any
 
 from portway.config.declarative import GlobalPolicy
-from portway.config.models import ApiProxy, Environment, PolicySpec, Project
+from portway.config.models import (
+    ApiProxy,
+    Environment,
+    PolicySpec,
+    Project,
+    policy_entries,
+)
 from portway.errors import ConfigError, Conflict, NotFound
 from portway.manager import audit
 from portway.manager.addresses import BackendPolicy
-from portway.manager.validation import policy_entries, specs, validate_api, validate_policy
+from portway.manager.validation import specs, validate_api, validate_policy
 from portway.policies.secrets import keep_secrets
 from portway.stores.config_store import ConfigStore, Document
 

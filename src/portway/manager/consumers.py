@@ -12,7 +12,6 @@ followed by ``Deployer.republish`` (see ``docs/decisions.md``).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -23,7 +22,12 @@ from pydantic import Field, model_validator
 
 from portway.config.base import JsonDatetime, Model
 from portway.config.declarative import ConsumerSpec, GrantSpec
-from portway.config.revision import ConsumerSnapshot, CredentialSnapshot, GrantSnapshot
+from portway.config.revision import (
+    ConsumerSnapshot,
+    CredentialSnapshot,
+    GrantSnapshot,
+    api_key_lookup,
+)
 from portway.errors import ConfigError, Conflict, DuplicateKey, NotFound
 from portway.manager import audit
 from portway.manager.auth import hash_password
@@ -32,11 +36,6 @@ from portway.stores.config_store import ConfigStore, Document
 API_KEY_PREFIX = "pwk_"
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$"
 MAX_GRACE = 90 * 86400
-
-
-def api_key_lookup(key: str) -> str:
-    """How an API key is stored and looked up by workers: the sha256 hex of its UTF-8 bytes."""
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def aware(moment: datetime | None) -> datetime | None:

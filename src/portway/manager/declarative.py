@@ -26,7 +26,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from portway.config.declarative import ConsumerSpec, DeclarativeConfig, GlobalPolicy
-from portway.config.models import ApiProxy, Environment, PolicySpec, Project
+from portway.config.models import (
+    ApiProxy,
+    Environment,
+    PolicySpec,
+    Project,
+    global_refs,
+)
 from portway.errors import ConfigError
 from portway.manager import audit
 from portway.manager.audit import diff, mask
@@ -34,7 +40,7 @@ from portway.manager.catalog import Catalog, api_key, scoped_specs
 from portway.manager.consumers import Consumers
 from portway.manager.deployments import Deployer
 from portway.manager.undo_journal import UndoJournal
-from portway.manager.validation import global_refs, validate_api
+from portway.manager.validation import validate_api
 from portway.policies.secrets import reference_secrets, resolve_references
 from portway.stores.config_store import Document
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import logging
 import time
@@ -33,28 +32,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portway.cluster.messages import DeployAck, DeployNotice
-from portway.config.backend_tls import backend_tls_context, tls_settings
-from portway.config.models import ApiProxy, PolicySpec
+from portway.compile.check import RevisionCheck
+from portway.config.models import ApiProxy, PolicySpec, global_refs
 from portway.config.revision import ConsumerSnapshot, DeployedApi, EnvironmentRevision
 from portway.errors import ConfigError, Conflict, DeploymentError, NotFound
 from portway.manager import audit
 from portway.manager.catalog import Catalog, api_key
 from portway.manager.registry import WorkerRegistry
 from portway.manager.sealing import SealedStore
-from portway.manager.validation import global_refs, validate_environment_apis
+from portway.manager.validation import validate_environment_apis
 from portway.manager.worker_client import WorkerClient
-from portway.policies.factory import route_pipelines
-from portway.policies.services import PolicyServices
-from portway.stores.cache_local import LocalCache
 from portway.stores.config_store import ConfigStore, Document
-from portway.worker.runtime import compile_router
 
 log = logging.getLogger("portway.manager.deployments")
 
 ConsumerSource = Callable[[str], Awaitable[list[ConsumerSnapshot]]]
 _CACHE_SIZE = 16
 _PART_CHARS = 512 * 1024  # base64 characters per stored part
-_COMPILED_KEYS = 100_000
 
 # a deployment record's status
 PENDING = "pending"  # recorded; the environment's desired revision not moved yet
@@ -96,7 +90,7 @@ class Deployer:
         self.consumers = consumers
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._cache: OrderedDict[tuple[str, int], EnvironmentRevision] = OrderedDict()
-        self._compiled: set[str] = set()
+        self._compile_check = RevisionCheck()
 
     # revisions ----------------------------------------------------------------------------
     async def revision(self, environment: str, number: int) -> EnvironmentRevision:
@@ -511,54 +505,6 @@ class Deployer:
                 "deployment %s of %s settled as %s", item["id"], item["environment"], item["status"]
             )
         return settled
-
-    def _compile_check(self, snapshot: EnvironmentRevision) -> None:
-        """Compile the revision exactly as a worker will (routing table, the TLS context of every
-        HTTPS backend, every route's policy pipeline), so a revision that would not compile never
-        reaches a worker.
-
-        An API revision is immutable, so one that compiled with the same global policies is not
-        compiled again (consumer republications and one-API redeploys stay cheap)."""
-        services = PolicyServices(
-            environment=snapshot.environment, cache=LocalCache(), local_cache=LocalCache()
-        )
-        pipelines = route_pipelines(services)
-        contexts: dict[tuple[bool, str | None], str] = {}
-        try:
-            compile_router(snapshot)
-            for deployed in snapshot.apis:
-                api = deployed.api
-                # the worker builds each HTTPS backend's TLS context when it compiles; the CA
-                # bundle is a file, so this is checked on every compile, never remembered
-                for settings in tls_settings(api):
-                    if settings not in contexts:
-                        try:
-                            backend_tls_context(*settings)
-                        except ConfigError as exc:
-                            raise ConfigError(
-                                exc.message, f"{api_key(api.project, api.name)}: {exc.field}"
-                            ) from None
-                        contexts[settings] = api_key(api.project, api.name)
-                refs = {
-                    name: snapshot.global_policies[name].model_dump(mode="json")
-                    for name in sorted(global_refs(api))
-                    if name in snapshot.global_policies
-                }
-                key = hashlib.sha256(
-                    json.dumps(
-                        [api.project, api.name, deployed.api_revision, refs], sort_keys=True
-                    ).encode()
-                ).hexdigest()
-                if key in self._compiled:
-                    continue
-                pipelines(api, None, snapshot)
-                for endpoint in api.endpoints:
-                    pipelines(api, endpoint, snapshot)
-                if len(self._compiled) >= _COMPILED_KEYS:
-                    self._compiled.clear()
-                self._compiled.add(key)
-        except (ValueError, ConfigError, DeploymentError) as exc:
-            raise DeploymentError(f"revision {snapshot.revision} does not compile: {exc}") from exc
 
     async def push(self, environment: str, number: int) -> list[dict[str, Any]]:
         now = datetime.now(UTC)

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from portway.manager.problems import problem
+from portway.policies.jsonpath import json_depth
 
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 19  # 2**63 has 19 digits; the exact bound is checked after parsing
@@ -48,20 +49,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _depth(value: Any) -> int:
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if depth > MAX_DEPTH:
-                break
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def check(raw: bytes) -> None:
     """Raise ``BodyProblem`` when ``raw`` is not an acceptable JSON document."""
     try:
@@ -76,7 +63,7 @@ def check(raw: bytes) -> None:
         raise BodyProblem("body", f"nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise BodyProblem("body", f"not valid JSON: {exc.msg} at character {exc.pos}") from None
-    if _depth(value) > MAX_DEPTH:
+    if json_depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise BodyProblem("body", f"nested deeper than {MAX_DEPTH} levels")
 
 

@@ -7,7 +7,7 @@ Policy configs are validated by each policy's own model through
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from portway.config.models import ApiProxy, PolicyLists, PolicySpec
@@ -52,21 +52,6 @@ def validate_api(api: ApiProxy, global_policies: Mapping[str, PolicySpec] | None
     _validate_policies(api.policies, "body.policies", global_policies)
     for index, endpoint in enumerate(api.endpoints):
         _validate_policies(endpoint.policies, f"body.endpoints[{index}].policies", global_policies)
-
-
-def policy_entries(api: ApiProxy) -> Iterator[tuple[str, PolicySpec]]:
-    """Every policy entry of an API with its scope: ``proxy`` or ``endpoints[i]``."""
-    for side in ("request", "response", "error"):
-        for spec in getattr(api.policies, side):
-            yield "proxy", spec
-    for index, endpoint in enumerate(api.endpoints):
-        for side in ("request", "response", "error"):
-            for spec in getattr(endpoint.policies, side):
-                yield f"endpoints[{index}]", spec
-
-
-def global_refs(api: ApiProxy) -> set[str]:
-    return {spec.global_ref for _, spec in policy_entries(api) if spec.global_ref is not None}
 
 
 def validate_environment_apis(

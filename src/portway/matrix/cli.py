@@ -1,8 +1,8 @@
 """``portway matrix …`` and ``portway audit``: parse arguments, call the library, print.
 
-Exit codes: ``matrix check`` exits with the number of violations, ``audit`` with the number of
-violations it found, ``matrix checklist`` with the number of failed items (all capped at 125);
-2 for an unusable configuration, inventory or request.
+Exit codes, as every ``portway`` command: 0 done; 1 when ``matrix check`` or ``audit`` finds a
+violation or ``matrix checklist`` a failed item (the count is in the output); 2 for an unusable
+configuration, inventory or request.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from portway.config.platform import PlatformConfig
 from portway.config.platform_file import load_platform
 from portway.errors import ConfigError
-from portway.matrix.audit.report import MAX_EXIT, render_report_json, render_report_table
+from portway.matrix.audit.report import render_report_json, render_report_table
 from portway.matrix.audit.runner import AuditOptions, run_audit
 from portway.matrix.checklist import Status, checklist, render_checklist
 from portway.matrix.diagram_ascii import ascii_diagram
@@ -37,6 +37,7 @@ from portway.matrix.rules import check, standard_rules
 from portway.matrix.settings import MatrixSettings
 
 SHOW_FORMATS = ("markdown", "json", "csv", "mermaid", "ascii")
+SHOW_HELP = "the document's format (default markdown)"
 FIREWALL_FORMATS = ("nftables", "nftables-json", "iptables", "k8s", "aws")
 Handler = Callable[[argparse.Namespace], int]
 
@@ -72,19 +73,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Render, check and turn into firewall rules the network connection matrix.",
     )
     _add_config(matrix)
-    matrix.add_argument("--format", dest="show_format", choices=SHOW_FORMATS, default="markdown")
+    matrix.add_argument(
+        "--format", dest="show_format", choices=SHOW_FORMATS, default="markdown", help=SHOW_HELP
+    )
     _add_output(matrix)
     matrix.set_defaults(handler=_show, func=run)
     commands = matrix.add_subparsers(dest="matrix_command", metavar="COMMAND")
 
     show = commands.add_parser("show", help="render the effective matrix")
     _add_config(show)
-    show.add_argument("--format", dest="show_format", choices=SHOW_FORMATS, default="markdown")
+    show.add_argument(
+        "--format", dest="show_format", choices=SHOW_FORMATS, default="markdown", help=SHOW_HELP
+    )
     _add_output(show)
     show.set_defaults(handler=_show, func=run)
 
     check_parser = commands.add_parser(
-        "check", help="evaluate the security rules; exit status = number of violations"
+        "check", help="evaluate the security rules; exit status 1 on a violation"
     )
     _add_config(check_parser)
     check_parser.set_defaults(handler=_check, func=run)
@@ -92,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     firewall = commands.add_parser("firewall", help="generate firewall rules")
     _add_config(firewall)
     firewall.add_argument("--format", dest="firewall_format", choices=FIREWALL_FORMATS,
-                          required=True)  # fmt: skip
+                          required=True, help="the rule language")  # fmt: skip
     where = firewall.add_mutually_exclusive_group()
     where.add_argument("--zone", choices=[z.value for z in Zone], help="rules for a zone router")
     where.add_argument("--host", help="rules for one host: an inventory host name or a component")
@@ -119,7 +124,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     audit = subparsers.add_parser(
         "audit",
-        help="scan a deployment and compare it with the matrix; exit status = violations",
+        help="scan a deployment and compare it with the matrix; exit status 1 on a violation",
         description="Scan the hosts of an inventory from where this runs and compare what "
         "answers with what the matrix allows from here.",
     )
@@ -134,11 +139,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="NAME",
         help="where this runs: an inventory host name, or a component such as 'internet'",
     )
-    audit.add_argument("--scanner", choices=("asyncio", "nmap"), default="asyncio")
+    audit.add_argument(
+        "--scanner",
+        choices=("asyncio", "nmap"),
+        default="asyncio",
+        help="built-in TCP connects, or nmap -sT -Pn (default asyncio)",
+    )
     audit.add_argument("--format", dest="audit_format", choices=("table", "json"),
-                       default="table")  # fmt: skip
+                       default="table", help="the report's format (default table)")  # fmt: skip
     audit.add_argument("--timeout", type=float, default=1.0, help="seconds per probe")
-    audit.add_argument("--concurrency", type=int, default=256)
+    audit.add_argument("--concurrency", type=int, default=256, help="probes at once (256)")
     audit.add_argument("--extra-ports", default="", help="more ports to probe, comma-separated")
     audit.add_argument(
         "--no-common-ports",
@@ -147,7 +157,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="probe only the matrix's ports (and --extra-ports), not the usual suspects",
     )
     audit.add_argument("--ca-file", type=Path, help="CA bundle that signs the TLS certificates")
-    audit.add_argument("--min-cert-days", type=int, default=14)
+    audit.add_argument(
+        "--min-cert-days", type=int, default=14, help="least days a certificate has left (14)"
+    )
     audit.add_argument("--only-violations", action="store_true", help="table: hide ok rows")
     _add_output(audit)
     audit.set_defaults(handler=_audit, func=run)
@@ -194,7 +206,7 @@ def _check(args: argparse.Namespace) -> int:
         print(f"violation: {violation}")
     enabled = len(matrix.enabled_flows)
     print(f"{len(violations)} violation(s) of {len(rules)} rules over {enabled} enabled flows")
-    return min(len(violations), MAX_EXIT)
+    return 1 if violations else 0
 
 
 def _inventory(args: argparse.Namespace) -> Inventory | None:
@@ -255,7 +267,7 @@ def _checklist(args: argparse.Namespace) -> int:
     audits = [_load_report(p) for p in args.audit_report]
     items = checklist(violations, audits)
     _emit(args, render_checklist(items))
-    return min(sum(i.status is Status.FAILED for i in items), MAX_EXIT)
+    return 1 if any(i.status is Status.FAILED for i in items) else 0
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -282,7 +294,7 @@ def _audit(args: argparse.Namespace) -> int:
         _emit(args, render_report_json(report))
     else:
         _emit(args, render_report_table(report, args.only_violations))
-    return report.exit_code
+    return 1 if report.violations else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -293,13 +305,3 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, MatrixError) as exc:
         print(f"portway: error: {exc}", file=sys.stderr)
         return 2
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="portway")
-    register(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

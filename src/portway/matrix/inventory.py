@@ -24,8 +24,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from portway.config.base import FrozenModel
 from portway.config.platform_file import read_yaml
 from portway.errors import ConfigError
 from portway.matrix.model import Zone
@@ -40,9 +41,7 @@ _COMPONENT_ZONES = {c.id: c.zone for c in COMPONENTS}
 _HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-class InventoryHost(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class InventoryHost(FrozenModel):
     name: str
     address: IPAddress
     components: tuple[str, ...] = Field(min_length=1)
@@ -71,9 +70,7 @@ class InventoryHost(BaseModel):
         return {_COMPONENT_ZONES[c] for c in self.components}
 
 
-class Inventory(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Inventory(FrozenModel):
     zones: dict[ZoneName, tuple[IPNetwork, ...]] = {}
     hosts: tuple[InventoryHost, ...] = ()
 

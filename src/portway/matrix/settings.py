@@ -12,8 +12,9 @@ import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from portway.config.base import FrozenModel
 from portway.errors import ConfigError
 from portway.matrix.standard import COMPONENTS, FLOW_IDS
 
@@ -23,39 +24,35 @@ _COMPONENT_IDS = tuple(c.id for c in COMPONENTS)
 _FLOW_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LoadBalancerPorts(_Strict):
+class LoadBalancerPorts(FrozenModel):
     https: Port = Field(443, description="HTTPS listener open to the Internet")
     http: Port = Field(80, description="plain HTTP listener; only redirects to HTTPS")
 
 
-class HttpPort(_Strict):
+class HttpPort(FrozenModel):
     http: Port = Field(8080, description="HTTP port (cluster calls and, for the manager, UI/API)")
 
 
-class WorkerPorts(_Strict):
+class WorkerPorts(FrozenModel):
     http: Port = Field(8080, description="the port the manager and the balancer reach")
     https: Port | None = Field(None, description="TLS listener: the balancer reaches this one")
     redirect: Port | None = Field(None, description="plain listener redirecting to HTTPS")
 
 
-class MongoPorts(_Strict):
+class MongoPorts(FrozenModel):
     port: Port = 25080
 
 
-class ElasticsearchPorts(_Strict):
+class ElasticsearchPorts(FrozenModel):
     http: Port = Field(9200, description="HTTP API (workers send logs, manager queries)")
     transport: Port = Field(9300, description="transport protocol between cluster nodes")
 
 
-class CachePorts(_Strict):
+class CachePorts(FrozenModel):
     port: Port = Field(5701, description="Hazelcast member port (clients and cluster)")
 
 
-class SmtpPorts(_Strict):
+class SmtpPorts(FrozenModel):
     ports: tuple[Port, ...] = Field((25, 587), min_length=1, description="SMTP relay ports")
 
     @field_validator("ports")
@@ -66,20 +63,20 @@ class SmtpPorts(_Strict):
         return value
 
 
-class SinglePort(_Strict):
+class SinglePort(FrozenModel):
     port: Port
 
 
-class BackendPorts(_Strict):
+class BackendPorts(FrozenModel):
     https: Port = 443
     http: Port = 80
 
 
-class ExternalPorts(_Strict):
+class ExternalPorts(FrozenModel):
     https: Port = 443
 
 
-class Ports(_Strict):
+class Ports(FrozenModel):
     load_balancer: LoadBalancerPorts = LoadBalancerPorts()
     worker: WorkerPorts = WorkerPorts()
     manager: HttpPort = HttpPort()
@@ -94,7 +91,7 @@ class Ports(_Strict):
     external_services: ExternalPorts = ExternalPorts()
 
 
-class OptionalFlows(_Strict):
+class OptionalFlows(FrozenModel):
     """One switch per optional flow of the seed; a flow switched off must be closed."""
 
     ssh_from_internet: bool = Field(
@@ -111,13 +108,13 @@ class OptionalFlows(_Strict):
     smtp: bool = Field(True, description="e-mail from the manager (out-manager-smtp)")
 
 
-class KubernetesSettings(_Strict):
+class KubernetesSettings(FrozenModel):
     enabled: bool = Field(True, description="the platform runs on Kubernetes (adds its flows)")
     dmz_namespace: str = Field("portway-dmz", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     lan_namespace: str = Field("portway-lan", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-class ExtraFlow(_Strict):
+class ExtraFlow(FrozenModel):
     """A flow the installation adds to the standard ones (checked by the same rules)."""
 
     id: str
@@ -147,7 +144,7 @@ class ExtraFlow(_Strict):
         return value
 
 
-class MatrixSettings(_Strict):
+class MatrixSettings(FrozenModel):
     """What an installation configures that changes its network connection matrix."""
 
     layout: Literal["distributed", "single-host"] = Field(

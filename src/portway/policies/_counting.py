@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from portway.policies.api import PolicyContext
 from portway.policies.base import ErrorSpec, PolicyConfig, add_reply_header
+from portway.policies.contract import PolicyContext
 from portway.policies.variables import Variable, as_text, compile_variable
 
 MAX_KEY_PART = 200

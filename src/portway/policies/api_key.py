@@ -7,17 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from portway.config.revision import api_key_lookup
 from portway.policies._headers import is_header_name
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Deny, Policy
 from portway.policies.consumers import (
     AUTH_ERRORS,
     AuthOptions,
-    api_key_lookup,
     apply_identity,
     check_consumer,
     scrub_identity_headers,
 )
+from portway.policies.contract import PolicyContext, Reply
 
 MAX_KEY_LENGTH = 1024
 

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
+from portway.config.base import FrozenModel
 from portway.policies._headers import clean_header_value
-from portway.policies.api import PolicyContext, Reply
+from portway.policies.contract import PolicyContext, Reply
 
 if TYPE_CHECKING:
     from portway.policies.consumers import ConsumerIndex
-    from portway.policies.services import PolicyServices
+    from portway.policies.resources import PolicyServices
 
 
 class Phase(StrEnum):
@@ -41,11 +40,9 @@ ALL_PHASES = frozenset(Phase)
 REQUEST_ONLY = frozenset({Phase.REQUEST})
 
 
-class PolicyConfig(BaseModel):
+class PolicyConfig(FrozenModel):
     """Base of every policy config: unknown fields are errors, and strict, so no value changes
     type on the way in (``"limit": true`` or ``"limit": "100"`` is refused, naming the field)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 @dataclass(frozen=True, slots=True)

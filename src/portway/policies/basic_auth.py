@@ -17,7 +17,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import Field
 
 from portway.policies._headers import clean_header_value
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Deny, ErrorSpec, Policy
 from portway.policies.consumers import (
     AUTH_ERRORS,
@@ -26,6 +25,7 @@ from portway.policies.consumers import (
     check_consumer,
     scrub_identity_headers,
 )
+from portway.policies.contract import PolicyContext, Reply
 
 MAX_HEADER = 4096
 _HASHER = PasswordHasher()

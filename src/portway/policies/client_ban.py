@@ -9,8 +9,8 @@ from pydantic import Field, field_validator, model_validator
 
 from portway.errors import StoreUnavailable
 from portway.policies._counting import counter_key, retry_after
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Build, Deny, ErrorSpec, Policy, PolicyConfig
+from portway.policies.contract import PolicyContext, Reply
 from portway.policies.variables import as_text, compile_variable
 
 _BANNED_HERE = "_portway.client_ban.denied"

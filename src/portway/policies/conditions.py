@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portway.errors import ConfigError
-from portway.policies.api import PolicyContext
+from portway.policies.contract import PolicyContext
 from portway.policies.variables import Variable, as_text, compile_variable
 
 MAX_DEPTH = 16

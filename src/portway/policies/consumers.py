@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,13 +16,8 @@ from portway.config.revision import (
     GrantSnapshot,
 )
 from portway.policies._headers import check_header_name, clean_header_value
-from portway.policies.api import PolicyContext
 from portway.policies.base import Deny, ErrorSpec, PolicyConfig
-
-
-def api_key_lookup(key: str) -> str:
-    """How an API key is stored: the sha256 hex of its UTF-8 bytes."""
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+from portway.policies.contract import PolicyContext
 
 
 @dataclass(frozen=True, slots=True)

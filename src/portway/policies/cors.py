@@ -10,8 +10,8 @@ from pydantic import Field, field_validator, model_validator
 
 from portway.config.models import HTTP_METHODS
 from portway.policies._headers import check_header_name
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Build, Deny, ErrorSpec, Policy, PolicyConfig, add_reply_header
+from portway.policies.contract import PolicyContext, Reply
 
 _ORIGIN = re.compile(r"^https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 

@@ -1,7 +1,9 @@
-"""The worker's seam: one compiled pipeline per route (an API proxy, or one of its endpoints).
+"""The seam between revision compilation and policies: one compiled pipeline per route (an API
+proxy, or one of its endpoints).
 
-The worker passes ``route_pipelines(services)`` as ``compile_runtime``'s ``pipeline_factory``;
-it is called once per route and revision, with the exact ``PipelineFactory`` signature."""
+``portway.compile.routes.compile_routes`` calls ``route_pipelines(services)`` once per route and
+revision, with the exact ``PipelineFactory`` signature: for the worker (``compile_runtime``) on its
+real caches, for the manager's check (``portway.compile.check``) on throwaway ones."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from collections.abc import Callable
 
 from portway.config.models import ApiProxy, Endpoint
 from portway.config.revision import EnvironmentRevision
-from portway.policies.api import NO_PIPELINE, Pipeline
+from portway.policies.contract import NO_PIPELINE, Pipeline
 from portway.policies.pipeline import compile_pipeline
-from portway.policies.services import PolicyServices
+from portway.policies.resources import PolicyServices
 
 RoutePipelines = Callable[[ApiProxy, Endpoint | None, EnvironmentRevision], Pipeline]
 
@@ -26,7 +28,7 @@ def endpoint_key(api: ApiProxy, endpoint: Endpoint) -> str:
 
 
 def route_pipelines(services: PolicyServices) -> RoutePipelines:
-    """A ``pipeline_factory`` for ``portway.worker.runtime.compile_runtime``.
+    """A ``PipelineFactory`` for ``portway.compile.routes.compile_routes``.
 
     Proxy policies run around endpoint policies (request: proxy → endpoint; response and error:
     endpoint → proxy). A route without any active policy gets ``NO_PIPELINE``. Raises

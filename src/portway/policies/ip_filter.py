@@ -12,8 +12,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Build, Deny, ErrorSpec, Policy, PolicyConfig
+from portway.policies.contract import PolicyContext, Reply
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -3,7 +3,6 @@ list), or of the part a JSONPath selects; the 400 answer names the failing path.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import jsonschema
@@ -13,9 +12,9 @@ from pydantic import Field, field_validator, model_validator
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Build, Deny, ErrorSpec, Phase, Policy, PolicyConfig
-from portway.policies.jsonpath import compile_jsonpath, format_path
+from portway.policies.contract import PolicyContext, Reply
+from portway.policies.jsonpath import compile_jsonpath, format_path, load_json
 
 _NO_REMOTE: Registry[Any] = Registry()  # $ref never fetches anything
 
@@ -86,8 +85,8 @@ class JsonSchemaPolicy(Policy[JsonSchemaConfig]):
         if self.config.require_json_content_type and "json" not in (content_type or "").lower():
             raise Deny(failure, message="the body must be JSON (Content-Type)")
         try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            document = load_json(body)
+        except ValueError:
             raise Deny(failure) from None
         targets = self._path.find_paths(document)
         code = "invalid_response" if response else "schema_violation"

@@ -9,8 +9,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from portway.policies.api import HeaderMap, PolicyContext, Reply
 from portway.policies.base import ALL_PHASES, Deny, ErrorSpec, Policy, PolicyConfig
+from portway.policies.contract import HeaderMap, PolicyContext, Reply
+from portway.policies.jsonpath import load_json
 from portway.policies.xmlsafe import (
     XmlRejected,
     data_to_element,
@@ -52,8 +53,8 @@ class JsonToXmlPolicy(Policy[JsonToXmlConfig]):
     def convert(self, body: bytes, failure: str) -> bytes:
         cfg = self.config
         try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            document = load_json(body)
+        except ValueError:
             raise Deny(failure) from None
         element = data_to_element(xml_name(cfg.root_element), document, xml_name(cfg.item_element))
         text = ET.tostring(element, encoding="unicode")

@@ -1,12 +1,19 @@
-"""A small, safe JSONPath subset, compiled once.
+"""JSON bodies as policies read them, and a small, safe subset of JSONPath (RFC 9535), compiled
+once.
 
 Supported: ``$`` (root), ``.name``, ``['name']`` / ``["name"]``, ``[3]`` / ``[-1]`` (index),
-``[*]`` / ``.*`` (wildcard), ``..name`` / ``..*`` (recursive descent). No filters and no script
-expressions: nothing in a path can execute code or loop forever.
+``[*]`` / ``.*`` (wildcard), ``..name`` / ``..*`` (recursive descent). Not supported (refused when
+the policy is saved, naming the position): filters ``[?…]``, slices ``[1:3]``, unions ``[a,b]``,
+functions. Nothing in a path can execute code or loop forever. Where RFC 9535 and this subset both
+define a path, they select the same nodes in the same order.
+
+``load_json`` is how every policy parses a body: a document nested deeper than ``MAX_JSON_DEPTH``
+is refused like malformed JSON (never a recursion error, never a 500).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,11 +21,40 @@ from typing import Any
 
 MAX_PATH_LENGTH = 500
 MAX_STEPS = 32
+MAX_JSON_DEPTH = 256
 
 _NAME = re.compile(r"[A-Za-z_$@][A-Za-z0-9_$@-]*")
 _BRACKET = re.compile(r"\[\s*(?:(\*)|(-?\d{1,9})|'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\")\s*\]")
 
 WILDCARD = object()
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0), counted without recursion;
+    stops counting once past ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def load_json(body: bytes) -> Any:
+    """The parsed body; ``ValueError`` when it is not UTF-8 JSON nested at most
+    ``MAX_JSON_DEPTH`` deep."""
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if json_depth(document, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return document
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from portway.policies._keys import (
     key_fits,
     load_public_key,
 )
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Build, Deny, ErrorSpec, Policy
 from portway.policies.consumers import (
     AUTH_ERRORS,
@@ -31,8 +30,9 @@ from portway.policies.consumers import (
     check_consumer,
     scrub_identity_headers,
 )
+from portway.policies.contract import PolicyContext, Reply
+from portway.policies.resources import Memo, PolicyServices
 from portway.policies.secrets import WRITE_ONLY
-from portway.policies.services import Memo, PolicyServices
 
 MAX_JWKS_BYTES = 1 << 20
 

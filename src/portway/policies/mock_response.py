@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 
 from portway.policies._headers import check_header_name, check_header_value
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import ALL_PHASES, Build, Policy, PolicyConfig
+from portway.policies.contract import PolicyContext, Reply
 
 
 class MockResponseConfig(PolicyConfig):

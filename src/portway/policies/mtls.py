@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Deny, ErrorSpec, Policy
 from portway.policies.consumers import (
     AUTH_ERRORS,
@@ -19,6 +18,7 @@ from portway.policies.consumers import (
     check_consumer,
     scrub_identity_headers,
 )
+from portway.policies.contract import PolicyContext, Reply
 
 
 def _names(cert: Mapping[str, Any], part: str, key: str) -> list[str]:

@@ -12,7 +12,6 @@ import httpx
 from pydantic import Field, field_validator
 
 from portway.errors import StoreUnavailable
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Deny, ErrorSpec, Policy
 from portway.policies.consumers import (
     AUTH_ERRORS,
@@ -20,6 +19,7 @@ from portway.policies.consumers import (
     apply_identity,
     scrub_identity_headers,
 )
+from portway.policies.contract import PolicyContext, Reply
 from portway.policies.jwt_auth import check_url, roles_of
 from portway.policies.secrets import WRITE_ONLY
 

@@ -1,7 +1,7 @@
 """The compiled pipeline of one route: request list in scope order, response and error lists in
 reverse scope order, each policy with its active flag, condition, shadow mode and counters.
 
-Contract with the worker (``portway.policies.api.Pipeline``):
+Contract with the worker (``portway.policies.contract.Pipeline``):
 
 - ``on_request(ctx)``: ``None`` → call the backend; a ``Reply`` → send it as is, without calling
   the backend and without calling ``on_response`` (a policy answered: mock, CORS preflight,
@@ -24,18 +24,18 @@ from portway.config.models import PolicyLists, PolicySpec
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ConfigError, DeploymentError, StoreUnavailable
 from portway.http import HTTPError
-from portway.policies.api import (
+from portway.policies.base import REPLY_HEADERS, Build, Deny, ErrorSpec, Phase, Policy
+from portway.policies.conditions import Condition, compile_condition
+from portway.policies.contract import (
     GatewayError,
     HeaderMap,
     PolicyContext,
     Reply,
     ResponseView,
 )
-from portway.policies.base import REPLY_HEADERS, Build, Deny, ErrorSpec, Phase, Policy
-from portway.policies.conditions import Condition, compile_condition
 from portway.policies.registry import build_policy, resolve_spec
 from portway.policies.render import render_error
-from portway.policies.services import PolicyCounters, PolicyServices
+from portway.policies.resources import PolicyCounters, PolicyServices
 
 log = logging.getLogger("portway.policies")
 

@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
 from portway.policies._headers import clean_header_value
-from portway.policies.api import GatewayError, PolicyContext, Reply
-from portway.policies.services import ErrorRule
+from portway.policies.contract import GatewayError, PolicyContext, Reply
+from portway.policies.resources import ErrorRule
 
 TEMPLATE_FIELDS = ("code", "status", "message", "correlation_id", "request_uri", "method", "time")
 

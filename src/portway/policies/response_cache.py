@@ -17,8 +17,8 @@ from pydantic import Field, field_validator
 from portway.config.models import HTTP_METHODS
 from portway.errors import StoreUnavailable
 from portway.policies._headers import check_header_name
-from portway.policies.api import HeaderMap, PolicyContext, Reply
 from portway.policies.base import Build, Policy, PolicyConfig, add_reply_header
+from portway.policies.contract import HeaderMap, PolicyContext, Reply
 from portway.policies.variables import as_text, compile_variable
 from portway.stores.cache import Cache
 

@@ -10,8 +10,8 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from portway.policies._headers import check_header_name, check_header_value, clean_header_value
-from portway.policies.api import HeaderMap, PolicyContext, Reply
 from portway.policies.base import ALL_PHASES, Build, Deny, ErrorSpec, Policy, PolicyConfig
+from portway.policies.contract import HeaderMap, PolicyContext, Reply
 from portway.policies.variables import Variable, as_text, compile_variable
 
 _PLACEHOLDER = re.compile(r"\$\{([^{}]+)\}")

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from portway.policies.api import HeaderMap, PolicyContext, Reply
 from portway.policies.base import Deny, ErrorSpec, Phase, Policy, PolicyConfig
+from portway.policies.contract import HeaderMap, PolicyContext, Reply
 
 MAX_LIMIT = 1 << 30
 

@@ -17,9 +17,9 @@ from portway.policies._counting import (
     rate_headers,
     retry_after,
 )
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Build, Deny, ErrorSpec, Policy
 from portway.policies.consumers import grant_for
+from portway.policies.contract import PolicyContext, Reply
 
 
 class ThrottlingConfig(CountingConfig):

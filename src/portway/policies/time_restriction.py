@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Build, Deny, ErrorSpec, Policy, PolicyConfig
+from portway.policies.contract import PolicyContext, Reply
 from portway.policies.quota import check_zone
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -21,10 +21,10 @@ from portway.policies._keys import (
     key_fits,
     load_private_key,
 )
-from portway.policies.api import PolicyContext, Reply
 from portway.policies.base import Build, Deny, ErrorSpec, Policy, PolicyConfig
 from portway.policies.basic_auth import check_password, memo_key, parse_basic
 from portway.policies.consumers import check_consumer
+from portway.policies.contract import PolicyContext, Reply
 from portway.policies.secrets import WRITE_ONLY
 
 Grant = Literal["client_credentials", "password", "refresh_token"]

@@ -2,7 +2,7 @@
 
     header.NAME           request header (first value)      query.NAME   query parameter
     path.NAME             path parameter of the route        form.NAME    urlencoded form field
-    body.$.json.path      JSONPath into a JSON body          xml./a/b     XPath into an XML body
+    body.$.json.path      JSONPath (subset) into JSON body   xml./a/b     ElementPath into XML body
     client_ip method path environment project api endpoint scheme correlation_id consumer roles
     time.epoch time.hour time.minute time.weekday time.date   (UTC; weekday 1 = Monday)
     var.NAME              a value a policy stored in ctx.variables
@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from portway.policies.api import PolicyContext
-from portway.policies.jsonpath import JsonPath, compile_jsonpath
-from portway.policies.xmlsafe import XmlRejected, XPath, compile_xpath, parse_xml
+from portway.policies.contract import PolicyContext
+from portway.policies.jsonpath import JsonPath, compile_jsonpath, load_json
+from portway.policies.xmlsafe import ElementPath, XmlRejected, compile_element_path, parse_xml
 
 _CONTEXT: dict[str, Callable[[PolicyContext], Any]] = {
     "client_ip": lambda c: c.client_ip,
@@ -58,7 +58,7 @@ class Variable:
     kind: str
     name: str = ""
     jsonpath: JsonPath | None = None
-    xpath: XPath | None = None
+    element_path: ElementPath | None = None
 
     @property
     def needs_body(self) -> bool:
@@ -97,9 +97,9 @@ class Variable:
                 return None
             return self.jsonpath.first(document)[1]
         root = _xml(ctx, body)
-        if root is None or self.xpath is None:
+        if root is None or self.element_path is None:
             return None
-        values = self.xpath.values(root)
+        values = self.element_path.values(root)
         return values[0] if values else None
 
 
@@ -111,8 +111,8 @@ def _json(ctx: PolicyContext, body: bytes) -> Any:
     if cached is not None and cached[0] is body:
         return cached[1]
     try:
-        document: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        document: Any = load_json(body)
+    except ValueError:
         document = _INVALID
     ctx.variables[_JSON_CACHE] = (body, document)
     return document
@@ -157,7 +157,7 @@ def compile_variable(source: str) -> Variable:
     if source.startswith("body."):
         return Variable(source, "body", jsonpath=compile_jsonpath(source[5:]))
     if source.startswith("xml."):
-        return Variable(source, "xml", xpath=compile_xpath(source[4:]))
+        return Variable(source, "xml", element_path=compile_element_path(source[4:]))
     for prefix in _PREFIXES:
         if source.startswith(prefix) and len(source) > len(prefix):
             kind = prefix[:-1]

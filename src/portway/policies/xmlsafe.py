@@ -1,4 +1,5 @@
-"""XML without surprises: no DTD, no entities, no external references; XPath via ElementPath.
+"""XML without surprises: no DTD, no entities, no external references; paths into it are
+ElementPath (the XPath subset of ``xml.etree.ElementTree``), not XPath 1.0.
 
 Untrusted XML is parsed with expat directly and any document type declaration is refused, so
 entity expansion (billion laughs, XXE) cannot happen whatever expat's version does by default.
@@ -10,10 +11,14 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any, NoReturn
+from xml.etree import ElementPath as ElementPathSyntax
 from xml.parsers import expat
 
 MAX_DEPTH = 256
-MAX_XPATH_LENGTH = 500
+MAX_ELEMENT_PATH_LENGTH = 500
+MAX_DESCENDANT_STEPS = 2
+"""``//`` steps are not deduplicated by ElementTree: each one multiplies the matches by the
+document's depth, so a path may hold two at most."""
 
 
 class XmlRejected(ValueError):
@@ -62,12 +67,17 @@ def parse_xml(data: bytes | str) -> ET.Element:
 
 
 _ATTR_TAIL = re.compile(r"/@([A-Za-z_][\w.-]*)$")
+_NAME = r"[A-Za-z_][\w.-]*"
+_TAG = re.compile(rf"\*|-?\d+|(?:\{{[^{{}}\s]*\}})?(?:\*|{_NAME})")
+"""A name step, ``*``, a position, or a ``{namespace}`` name: ElementTree's tokenizer takes
+any other run of characters (``a|b``) as a tag name that silently matches nothing."""
 
 
 @dataclass(frozen=True, slots=True)
-class XPath:
-    """An ElementPath expression; absolute paths ('/a/b', '//b') and a trailing '/@attr' or
-    '/text()' are accepted. The value of a match is its attribute or its text."""
+class ElementPath:
+    """An absolute ElementPath expression: ``/a/b``, ``//b``, ``*``, ``.``, ``..``, predicates
+    ``[@attr]``, ``[@attr='v']``, ``[tag]``, ``[tag='text']``, ``[2]``, ``[last()]``, and a final
+    ``/@attr`` or ``/text()``. The value of a match is that attribute, or its whole text."""
 
     source: str
     element_path: str
@@ -82,11 +92,16 @@ class XPath:
         return ["".join(e.itertext()) for e in found]
 
 
-def compile_xpath(path: str) -> XPath:
-    if len(path) > MAX_XPATH_LENGTH:
-        raise ValueError(f"XPath is longer than {MAX_XPATH_LENGTH} characters")
+def compile_element_path(path: str) -> ElementPath:
+    """Compile once; ``ValueError`` naming the problem: a relative path, what ElementTree does not
+    support (most XPath functions and axes), more than ``MAX_DESCENDANT_STEPS`` ``//``."""
+    if len(path) > MAX_ELEMENT_PATH_LENGTH:
+        raise ValueError(f"ElementPath is longer than {MAX_ELEMENT_PATH_LENGTH} characters")
     if not path.startswith("/"):
-        raise ValueError("XPath must be absolute (start with '/')")
+        raise ValueError("ElementPath must be absolute (start with '/')")
+    if path.count("//") > MAX_DESCENDANT_STEPS:
+        raise ValueError(f"ElementPath may use '//' at most {MAX_DESCENDANT_STEPS} times")
+    source = path
     attribute = None
     match = _ATTR_TAIL.search(path)
     if match:
@@ -96,10 +111,16 @@ def compile_xpath(path: str) -> XPath:
         path = path[: -len("/text()")]
     element_path = "." + path
     try:
+        for op, tag in ElementPathSyntax.xpath_tokenizer(element_path):
+            if not op and not tag:
+                raise ValueError("ElementPath has whitespace outside quotes")
+            if tag and not _TAG.fullmatch(tag):
+                raise ValueError(f"not a supported ElementPath expression: {tag!r}")
         ET.Element("x").findall(element_path)
     except (SyntaxError, KeyError, TypeError) as exc:
-        raise ValueError(f"not a supported XPath: {exc or 'invalid path'}") from exc
-    return XPath(path, element_path, attribute)
+        reason = exc or "invalid path"
+        raise ValueError(f"not a supported ElementPath expression: {reason}") from exc
+    return ElementPath(source, element_path, attribute)
 
 
 def element_to_data(element: ET.Element) -> Any:

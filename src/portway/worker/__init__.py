@@ -1,4 +1,5 @@
-"""The gateway worker: routing, upstream pools and balancing, health, the proxy handler.
+"""The gateway worker: upstream pools and balancing, health, the proxy handler, the config sync
+(the routing table it serves is compiled by ``portway.compile``).
 
 Public pieces (import them from their modules):
 
@@ -7,7 +8,8 @@ Public pieces (import them from their modules):
 * ``portway.worker.runtime.compile_runtime(revision, settings, pipeline_factory) -> Runtime`` —
   compiles one ``EnvironmentRevision`` (router, upstream pools, health checkers); raises
   ``DeploymentError``. ``await runtime.start()`` starts health checks, ``await runtime.close()``
-  closes pools. ``compile_router(revision)`` is the same compile check without upstreams.
+  closes pools. The routing table comes from ``portway.compile.routes.compile_routes``, the
+  compilation the manager's check runs too.
 * ``portway.worker.proxy.GatewayHandler(control=...)`` — the ``portway.http`` handler;
   ``swap(runtime)`` switches revisions atomically; paths under ``/_portway/`` go to ``control``.
 * ``portway.worker.server.run_worker_server(setup, settings)`` — blocking: N processes on the same
@@ -16,7 +18,7 @@ Public pieces (import them from their modules):
 
 How ``worker/app.py`` uses it::
 
-    async def setup(process: WorkerProcess) -> Handler:        # module level: runs per process
+    async def setup(environment, worker, secret, process: WorkerProcess) -> Handler:  # per process
         handler = GatewayHandler(control=ControlHandler(...))
         async def apply(revision: EnvironmentRevision) -> None:   # called by config sync
             runtime = compile_runtime(revision, process.settings, pipeline_factory)
@@ -27,8 +29,8 @@ How ``worker/app.py`` uses it::
         process.on_shutdown.append(handler.close)
         return handler
 
-    def run(options) -> int:
-        return run_worker_server(setup, WorkerSettings(port=8080, processes=options.processes))
+    def run(environment: str, worker: WorkerConfig) -> int:  # a WorkerConfig is a WorkerSettings
+        return run_worker_server(functools.partial(setup, environment, worker, secret), worker)
 
 With ``processes > 1`` each process is a fresh interpreter started with ``spawn``: ``setup`` must be
 a module-level function, and every process runs its own config sync and runtime.

@@ -13,110 +13,73 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import socket
 import ssl
 import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
-
-from pydantic import ValidationError
 
 from portway.cluster.signing import read_secret
 from portway.cluster.transport import plain_http_refusal
+from portway.config.platform import WorkerConfig
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ClusterError, DeploymentError
 from portway.http import Handler, Request, server_tls_context
 from portway.worker.control import ControlHandler
 from portway.worker.errors import new_correlation_id
 from portway.worker.headers import incoming_correlation_id
+from portway.worker.process_stores import open_worker_stores
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
 from portway.worker.server import WorkerProcess, run_worker_server
-from portway.worker.services import open_worker_stores
-from portway.worker.settings import LimitSettings, TlsSettings, WorkerSettings
 from portway.worker.sync import ConfigSync, ManagerUnreachable, SyncSettings
 
 log = logging.getLogger("portway.worker")
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    environment: str
-    manager_url: str
-    host: str = "0.0.0.0"
-    port: int | None = 8080
-    """Plain HTTP listener; ``None`` with only ``https_port``."""
-    processes: int = 0
-    https_port: int | None = None
-    redirect_port: int | None = None
-    public_https_port: int | None = None
-    tls: TlsSettings | None = None
-    trusted_proxies: list[str] = field(default_factory=list)
-    drain_timeout: float = 30.0
-    worker_id: str | None = None
-    advertise_url: str | None = None
-    secret_file: Path = Path("var/portway/cluster.secret")
-    state_dir: Path = Path("var/portway/worker")
-    poll_interval: float = 5.0
-    logs_url: str = "sqlite:///var/portway/traffic.db"
-    """Where traffic records go: ``sqlite:///path`` or ``elasticsearch://host:9200``."""
-    cache_url: str = "local://"
-    """Counters and cached responses: ``local://`` (per process), ``redis://``, ``hazelcast://``."""
-    limits: LimitSettings = field(default_factory=LimitSettings)
-    """Limits applied to every client connection."""
-    cluster_ca: Path | None = None
-    """Pinned CA bundle the ``https://`` manager's certificate must chain to."""
-    insecure_cluster: bool = False
-    """Allow a plain ``http://`` manager URL that is not loopback."""
-    settings: WorkerSettings | None = None
-    """Every listener and limit setting (from ``portway.yaml``); when None, built from
-    ``host``, ``port`` and ``processes``."""
+def _base_id(worker: WorkerConfig) -> str:
+    return worker.worker_id or f"{socket.gethostname()}-{worker.port or worker.https_port}"
 
-    def base_id(self) -> str:
-        return self.worker_id or f"{socket.gethostname()}-{self.port or self.https_port}"
 
-    def advertised(self) -> str:
-        if self.advertise_url:
-            return self.advertise_url.rstrip("/")
-        host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
-        if self.port is None:
-            return f"https://{host}:{self.https_port}"
-        return f"http://{host}:{self.port}"
+def _advertised(worker: WorkerConfig) -> str:
+    if worker.advertise_url:
+        return worker.advertise_url.rstrip("/")
+    host = worker.host if worker.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+    if worker.port is None:
+        return f"https://{host}:{worker.https_port}"
+    return f"http://{host}:{worker.port}"
 
-    def listener_settings(self) -> WorkerSettings:
-        """The listener settings (``settings`` when given); raises ``pydantic.ValidationError``
-        on a bad combination."""
-        if self.settings is not None:
-            return self.settings
-        return WorkerSettings(
-            host=self.host,
-            port=self.port,
-            https_port=self.https_port,
-            redirect_port=self.redirect_port,
-            public_https_port=self.public_https_port,
-            tls=self.tls,
-            trusted_proxies=self.trusted_proxies,
-            drain_timeout=self.drain_timeout,
-            processes=self.processes or os.cpu_count() or 1,
-            limits=self.limits,
-        )
+
+def _sync_settings(
+    environment: str, worker: WorkerConfig, secret: bytes, worker_id: str, **extra: Any
+) -> SyncSettings:
+    assert worker.manager_url is not None  # settled: see ``run``
+    assert worker.state_dir is not None
+    return SyncSettings(
+        manager_url=worker.manager_url,
+        environment=environment,
+        worker_id=worker_id,
+        advertise_url=_advertised(worker),
+        secret=secret,
+        state_dir=worker.state_dir,
+        ca_file=worker.cluster_ca,
+        **extra,
+    )
 
 
 def _correlation_id(request: Request) -> str:
     return incoming_correlation_id(request) or new_correlation_id()
 
 
-async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -> Handler:
+async def setup(
+    environment: str, worker: WorkerConfig, secret: bytes, process: WorkerProcess
+) -> Handler:
     """Build one process's handler; raises ``ClusterError`` when it must not serve at all."""
     handler = GatewayHandler()
     settings = process.settings
+    assert worker.state_dir is not None  # settled: see ``run``
     stores = await open_worker_stores(
-        options.environment,
-        options.cache_url,
-        options.logs_url,
-        options.state_dir / f"spool-{process.index}",
+        environment, worker.cache, worker.logs, worker.state_dir / f"spool-{process.index}"
     )
     shipper = stores.shipper
     assert shipper is not None
@@ -137,16 +100,14 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
         }
 
     several = settings.processes > 1
+    base_id = _base_id(worker)
     sync = ConfigSync(
-        SyncSettings(
-            manager_url=options.manager_url,
-            environment=options.environment,
-            worker_id=f"{options.base_id()}/{process.index}" if several else options.base_id(),
-            advertise_url=options.advertised(),
-            secret=secret,
-            state_dir=options.state_dir,
-            ca_file=options.cluster_ca,
-            poll_interval=options.poll_interval,
+        _sync_settings(
+            environment,
+            worker,
+            secret,
+            f"{base_id}/{process.index}" if several else base_id,
+            poll_interval=worker.poll_interval,
             watch_disk=several,
         ),
         apply,
@@ -156,7 +117,7 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
     def status() -> dict[str, Any]:
         return {
             "worker_id": sync.settings.worker_id,
-            "environment": options.environment,
+            "environment": environment,
             "served_revision": sync.state.served_revision,
             "last_error": sync.state.last_error,
             "started_at": sync.state.started_at.isoformat(),
@@ -172,21 +133,10 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
     return handler
 
 
-async def _preflight(options: WorkerOptions, secret: bytes) -> None:
+async def _preflight(environment: str, worker: WorkerConfig, secret: bytes) -> None:
     """Refuse to start for an unknown environment or a wrong secret, before any process spawns.
     A manager that cannot be reached is fine: the worker serves its cached revision."""
-    probe = ConfigSync(
-        SyncSettings(
-            manager_url=options.manager_url,
-            environment=options.environment,
-            worker_id=options.base_id(),
-            advertise_url=options.advertised(),
-            secret=secret,
-            state_dir=options.state_dir,
-            ca_file=options.cluster_ca,
-        ),
-        _refuse,
-    )
+    probe = ConfigSync(_sync_settings(environment, worker, secret, _base_id(worker)), _refuse)
     try:
         await probe.environment_info()
     except ManagerUnreachable as exc:
@@ -199,19 +149,26 @@ async def _refuse(revision: EnvironmentRevision) -> None:
     raise AssertionError("the preflight probe installs nothing")
 
 
-def run(options: WorkerOptions) -> int:
-    """Serve until SIGTERM/SIGINT; returns the exit status (2 when the worker may not start)."""
-    refusal = plain_http_refusal(options.manager_url, insecure=options.insecure_cluster)
+def run(environment: str, worker: WorkerConfig) -> int:
+    """Serve ``environment`` until SIGTERM/SIGINT; returns the exit status (2 when the worker may
+    not start). ``worker`` is the environment's section of the platform file with ``manager_url``,
+    ``logs``, ``secret_file`` and ``state_dir`` settled (``PlatformConfig.settled_worker``)."""
+    unsettled = [
+        name
+        for name in ("manager_url", "logs", "secret_file", "state_dir")
+        if getattr(worker, name) is None
+    ]
+    if unsettled:
+        missing = ", ".join(unsettled)
+        print(f"portway: error: workers.{environment}: {missing} not set", file=sys.stderr)
+        return 2
+    assert worker.manager_url is not None
+    assert worker.secret_file is not None
+    refusal = plain_http_refusal(worker.manager_url, insecure=worker.insecure_cluster)
     if refusal is not None:
-        print(f"error: {refusal}", file=sys.stderr)
+        print(f"portway: error: {refusal}", file=sys.stderr)
         return 2
-    try:
-        settings = options.listener_settings()
-    except ValidationError as exc:
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "worker"
-            print(f"error: {where}: {error['msg']}", file=sys.stderr)
-        return 2
+    settings = worker
     if settings.tls is not None:
         tls = settings.tls
         try:  # the files are read again per process; an unreadable one is refused here, once
@@ -222,21 +179,21 @@ def run(options: WorkerOptions) -> int:
                 require_client_cert=tls.require_client_cert,
             )
         except (OSError, ssl.SSLError) as exc:
-            print(f"error: tls: {tls.cert_file}: {exc}", file=sys.stderr)
+            print(f"portway: error: tls: {tls.cert_file}: {exc}", file=sys.stderr)
             return 2
     try:
-        secret = read_secret(options.secret_file)
+        secret = read_secret(worker.secret_file)
     except (OSError, ValueError) as exc:
-        print(f"error: cluster secret {options.secret_file}: {exc}", file=sys.stderr)
+        print(f"portway: error: cluster secret {worker.secret_file}: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_preflight(options, secret))
+        asyncio.run(_preflight(environment, worker, secret))
     except ClusterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"portway: error: {exc}", file=sys.stderr)
         return 2
     try:
-        return run_worker_server(functools.partial(setup, options, secret), settings)
+        return run_worker_server(functools.partial(setup, environment, worker, secret), settings)
     except (ClusterError, DeploymentError) as exc:
         log.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"portway: error: {exc}", file=sys.stderr)
         return 2

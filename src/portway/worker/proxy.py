@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from portway.compile.routing import NotAllowed
 from portway.http import (
     BodyTooLarge,
     ClientDisconnected,
@@ -33,7 +34,7 @@ from portway.http import (
     pump,
 )
 from portway.http.target import BadTarget, canonical_path
-from portway.policies.api import (
+from portway.policies.contract import (
     NO_PIPELINE,
     GatewayError,
     HeaderMap,
@@ -46,7 +47,6 @@ from portway.policies.api import (
 from portway.stores.traffic import TrafficRecord
 from portway.worker.errors import error_response, new_correlation_id
 from portway.worker.headers import incoming_correlation_id, request_headers, response_headers
-from portway.worker.routing import NotAllowed
 from portway.worker.runtime import Route, Runtime
 from portway.worker.upstream import Address, NoHealthyUpstream
 

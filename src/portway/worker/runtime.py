@@ -1,101 +1,28 @@
-"""What a worker serves for one revision: the compiled routing table, the upstreams with their
-pools, and the active health checkers. Built once per revision by ``compile_runtime``; immutable
-afterwards except for health state and counters."""
+"""What a worker serves for one revision: the compiled routing table (``portway.compile``, the
+same compilation the manager checks a revision with), the upstreams with their pools, and the
+active health checkers. Built once per revision by ``compile_runtime``; immutable afterwards except
+for health state and counters."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
 
+from portway.compile.routes import PipelineFactory, compile_routes, no_pipeline
+from portway.compile.routes import Route as CompiledRoute
+from portway.compile.routing import Router
 from portway.config.backend_tls import backend_tls_context
-from portway.config.models import ApiProxy, Endpoint
+from portway.config.models import ApiProxy
 from portway.config.revision import EnvironmentRevision
-from portway.errors import ConfigError, DeploymentError
-from portway.policies.api import NO_PIPELINE, Pipeline
 from portway.worker.dns import DnsCache
 from portway.worker.headers import TrustedProxies
 from portway.worker.health import HealthChecker
-from portway.worker.routing import EndpointMount, Mount, Router
 from portway.worker.settings import WorkerSettings
 from portway.worker.upstream import PoolCache, Upstream
 
-PipelineFactory = Callable[[ApiProxy, Endpoint | None, EnvironmentRevision], Pipeline]
-"""The one seam where the runtime asks for a route's compiled policy pipeline."""
-
-
-def no_pipeline(
-    api: ApiProxy, endpoint: Endpoint | None, revision: EnvironmentRevision
-) -> Pipeline:
-    return NO_PIPELINE
-
-
-@dataclass(slots=True, frozen=True)
-class Route:
-    """One API proxy, or one endpoint of it, as the proxy serves it."""
-
-    api: ApiProxy
-    endpoint: Endpoint | None
-    pipeline: Pipeline
-    upstream: Upstream | None
-    """``None`` only for an API in maintenance without backends."""
-
-
-def _mount_key(base_path: str) -> str:
-    return "/".join("{}" if s.startswith("{") else s for s in base_path.split("/"))
-
-
-def _check_conflicts(revision: EnvironmentRevision) -> None:
-    seen: dict[tuple[str, str], list[tuple[str, frozenset[str]]]] = {}
-    for deployed in revision.apis:
-        api = deployed.api
-        methods = frozenset(api.methods)
-        for host in api.hosts or ["*any*"]:
-            key = (host, _mount_key(api.base_path))
-            for other, other_methods in seen.get(key, []):
-                if not methods or not other_methods or methods & other_methods:
-                    where = "any host" if host == "*any*" else host
-                    raise DeploymentError(
-                        f"APIs {other!r} and {api.project}/{api.name!r} both serve "
-                        f"{api.base_path} on {where}"
-                    )
-            seen.setdefault(key, []).append((f"{api.project}/{api.name}", methods))
-
-
-def _mounts(
-    revision: EnvironmentRevision, route_for: Callable[[ApiProxy, Endpoint | None], Route]
-) -> list[Mount[Route]]:
-    mounts: list[Mount[Route]] = []
-    for deployed in revision.apis:
-        api = deployed.api
-        endpoints = [
-            EndpointMount(ep.path, frozenset(ep.methods), route_for(api, ep))
-            for ep in api.endpoints
-        ]
-        mounts.append(
-            Mount(
-                api.base_path,
-                route_for(api, None),
-                hosts=api.hosts,
-                methods=frozenset(api.methods),
-                endpoints=endpoints,
-                fallthrough=api.endpoint_fallthrough,
-            )
-        )
-    return mounts
-
-
-def compile_router(revision: EnvironmentRevision) -> Router[Route]:
-    """The routing table of a revision without upstreams (the manager's compile check):
-    raises ``DeploymentError`` when two APIs claim the same host, base path and method."""
-    _check_conflicts(revision)
-
-    def route_for(api: ApiProxy, endpoint: Endpoint | None) -> Route:
-        return Route(api, endpoint, NO_PIPELINE, None)
-
-    return Router(_mounts(revision, route_for))
+Route = CompiledRoute[Upstream]
+"""One API proxy, or one endpoint of it, as this worker serves it."""
 
 
 class Runtime:
@@ -174,33 +101,18 @@ def compile_runtime(
 ) -> Runtime:
     """Compile a revision for serving. Raises ``DeploymentError`` when it cannot be served."""
     settings = settings or WorkerSettings()
-    _check_conflicts(revision)
     pools = PoolCache(
         DnsCache(), functools.lru_cache(maxsize=None)(_tls_context), settings.pool_idle_timeout
     )
-    upstreams: dict[int, Upstream] = {}
 
-    def route_for(api: ApiProxy, endpoint: Endpoint | None) -> Route:
-        upstream = upstreams.get(id(api))
-        if upstream is None and api.backends:
-            try:
-                upstream = Upstream(api, pools)
-            except ConfigError as exc:
-                raise DeploymentError(f"API {api.name!r}: {exc}") from exc
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise DeploymentError(f"API {api.name!r}: backends: {exc}") from exc
-            upstreams[id(api)] = upstream
-        try:
-            pipeline = pipeline_factory(api, endpoint, revision)
-        except DeploymentError:
-            raise
-        except (ValueError, KeyError) as exc:
-            where = f"{api.name}{endpoint.path if endpoint else ''}"
-            raise DeploymentError(f"{where}: policies do not compile: {exc}") from exc
-        return Route(api, endpoint, pipeline, upstream)
+    upstreams: list[Upstream] = []
 
-    router = Router(_mounts(revision, route_for))
-    return Runtime(revision, router, list(upstreams.values()), settings, pools)
+    def upstream_for(api: ApiProxy) -> Upstream:
+        upstreams.append(Upstream(api, pools))
+        return upstreams[-1]
+
+    router = compile_routes(revision, pipeline_factory, upstream_for)
+    return Runtime(revision, router, upstreams, settings, pools)
 
 
 def _tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:

@@ -6,9 +6,9 @@
 ``--ready-file`` receives ``{"pid": ..., "ports": {"http": ...}}`` once a process listens.
 
 Without ``--cache`` and ``--logs`` the revision is proxied without policies. With either, each
-process builds what ``portway worker`` builds (``portway.worker.services``): the revision's policy
-pipelines on the shared cache ``--cache`` (default ``local://``) and, with ``--logs``, a traffic
-shipper to that sink, spooling under ``--spool-dir`` (default: the revision's directory).
+process builds what ``portway worker`` builds (``portway.worker.process_stores``): the revision's
+policy pipelines on the shared cache ``--cache`` (default ``local://``) and, with ``--logs``, a
+traffic shipper to that sink, spooling under ``--spool-dir`` (default: the revision's directory).
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import json
 import os
 from pathlib import Path
 
+from portway.compile.routes import PipelineFactory, no_pipeline
 from portway.config.revision import EnvironmentRevision
 from portway.http import Handler
+from portway.worker.process_stores import open_worker_stores
 from portway.worker.proxy import GatewayHandler
-from portway.worker.runtime import PipelineFactory, compile_runtime, no_pipeline
+from portway.worker.runtime import compile_runtime
 from portway.worker.server import Listeners, WorkerProcess, run_worker_server
-from portway.worker.services import open_worker_stores
 from portway.worker.settings import WorkerSettings
 
 _REVISION_ENV = "PORTWAY_STATIC_REVISION"
@@ -68,18 +69,29 @@ async def setup(process: WorkerProcess) -> Handler:
     return handler
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m portway.worker.static")
-    parser.add_argument("revision", type=Path)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--max-body-bytes", type=int, default=None)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m portway.worker.static",
+        description="serve one revision file without a manager (benchmarks and tests)",
+    )
+    parser.add_argument("revision", type=Path, help="an EnvironmentRevision as JSON")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to bind (8080)")
+    parser.add_argument("--processes", type=int, default=1, help="processes on the port (1)")
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=None, help="largest request body (the default limit)"
+    )
     parser.add_argument("--ready-file", default=None, help="prefix; '.N' is added per process")
     parser.add_argument("--cache", default=None, help="compile policies on this cache URL")
     parser.add_argument("--logs", default=None, help="ship traffic records to this sink URL")
-    parser.add_argument("--spool-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--spool-dir", type=Path, default=None, help="traffic spool (default: beside REVISION)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     os.environ[_REVISION_ENV] = str(args.revision.resolve())
     if args.cache or args.logs:
         os.environ[_CACHE_ENV] = args.cache or "local://"

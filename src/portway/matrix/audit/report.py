@@ -11,8 +11,6 @@ from portway.matrix.audit.scanner import Observation, Seen
 from portway.matrix.audit.tls_checks import RedirectResult, TlsResult
 
 SCHEMA = "portway.audit/v1"
-#: Exit codes above this are the shell's own; more violations still exit with it.
-MAX_EXIT = 125
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +56,6 @@ class AuditReport:
             + sum(not t.ok for t in self.tls)
             + sum(not r.ok for r in self.redirects)
         )
-
-    @property
-    def exit_code(self) -> int:
-        return min(self.violations, MAX_EXIT)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -21,11 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Generic, TypeVar
 from urllib.parse import unquote
-
-if TYPE_CHECKING:
-    from portway.config.revision import EnvironmentRevision
 
 T = TypeVar("T")
 _MAX_DEPTH = 64
@@ -279,12 +276,3 @@ class Router(Generic[T]):
                 return Match(entry.value, params, rest, False)
             return NotAllowed(frozenset(allowed))
         return None
-
-
-def compile_router(revision: EnvironmentRevision) -> Router[Any]:
-    """The routing table of a revision (the manager's compile check before a deploy); raises
-    ``DeploymentError`` when two APIs claim the same host, base path and method. Same as
-    ``portway.worker.runtime.compile_router``."""
-    from portway.worker.runtime import compile_router as compile_routes
-
-    return compile_routes(revision)

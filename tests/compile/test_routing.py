@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from portway.compile.routes import compile_router
+from portway.compile.routing import EndpointMount, Match, Mount, NotAllowed, Router
 from portway.errors import DeploymentError
-from portway.worker.routing import EndpointMount, Match, Mount, NotAllowed, Router, compile_router
 from tests.worker.support import api, revision
 
 

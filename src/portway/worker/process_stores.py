@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portway.policies.factory import RoutePipelines, route_pipelines
-from portway.policies.services import PolicyServices
+from portway.policies.resources import PolicyServices
 from portway.stores.cache import Cache, open_cache
 from portway.stores.cache_local import LocalCache
 from portway.stores.shipper import Shipper
