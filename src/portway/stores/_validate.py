@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from portway.errors import ConfigError
+from portway.stores.config_store import Prefix
 
 MAX_KEY_LENGTH = 256
 MAX_DOCUMENT_BYTES = 1 << 20
@@ -76,12 +77,19 @@ def canonical_json(data: object) -> str:
     return text
 
 
-def check_where(where: Mapping[str, Any] | None) -> dict[str, Scalar]:
-    """``find`` filters: top-level field names, scalar values (strings, numbers, booleans, None)."""
-    out: dict[str, Scalar] = {}
+def check_where(where: Mapping[str, Any] | None) -> dict[str, Scalar | Prefix]:
+    """``find`` filters: top-level field names, scalar values (strings, numbers, booleans, None)
+    or a ``Prefix`` of a string field."""
+    out: dict[str, Scalar | Prefix] = {}
     for field, value in (where or {}).items():
         if not isinstance(field, str) or not _FIELD_RE.fullmatch(field):
             raise ValueError(f"invalid field name {field!r}: a top-level identifier is expected")
+        if isinstance(value, Prefix):
+            if not isinstance(value.text, str):
+                raise ValueError(f"find() prefixes are strings; {field}={value!r} is not one")
+            _check_text(value.text, field)
+            out[field] = value
+            continue
         if value is not None and not isinstance(value, str | int | float | bool):
             raise ValueError(f"find() compares scalars only; {field}={value!r} is not one")
         if isinstance(value, int) and not -(2**63) <= value < 2**63:
