@@ -59,15 +59,15 @@ def test_search_across_projects_with_filters(api: TestClient) -> None:
         json=API | {"name": "carts", "base_path": "/carts", "project": "shop"},
     )
     deploy(api)
-    rows = api.get("/api/v1/apis").json()
+    rows = api.get("/api/v1/apis").json()["items"]
     assert [(r["project"], r["name"]) for r in rows] == [("default", "orders"), ("shop", "carts")]
     assert rows[0]["deployments"] == [
         {"environment": "dev", "api_revision": 1, "redeploy_required": False}
     ]
-    assert [r["name"] for r in api.get("/api/v1/apis?environment=dev").json()] == ["orders"]
-    assert [r["name"] for r in api.get("/api/v1/apis?project=shop").json()] == ["carts"]
-    assert [r["name"] for r in api.get("/api/v1/apis?name_contains=ord").json()] == ["orders"]
-    assert [r["name"] for r in api.get("/api/v1/apis?base_path_prefix=/ca").json()] == ["carts"]
+    assert [r["name"] for r in api.get("/api/v1/apis?environment=dev").json()["items"]] == ["orders"]
+    assert [r["name"] for r in api.get("/api/v1/apis?project=shop").json()["items"]] == ["carts"]
+    assert [r["name"] for r in api.get("/api/v1/apis?name_contains=ord").json()["items"]] == ["orders"]
+    assert [r["name"] for r in api.get("/api/v1/apis?base_path_prefix=/ca").json()["items"]] == ["carts"]
 
 
 def test_a_deployed_api_cannot_be_deleted(api: TestClient) -> None:
@@ -147,7 +147,7 @@ def test_policies_add_update_reorder_remove_at_proxy_scope(api: TestClient) -> N
     assert api.get(BASE + "/policies/request/ips").status_code == 404
     stored = api.get(BASE).json()["policies"]["request"]
     assert [p["name"] for p in stored] == ["throttle"]
-    actions = [r["action"] for r in api.get("/api/v1/audit?target_prefix=apis/").json()]
+    actions = [r["action"] for r in api.get("/api/v1/audit?target_prefix=apis/").json()["items"]]
     assert actions.count("api.update") == 5
 
 
@@ -261,7 +261,7 @@ def test_changing_a_global_policy_marks_its_users_redeploy_required(api: TestCli
     [row] = status(api)["deployments"]
     assert row["redeploy_required"] is True
     assert row["reasons"] == ["global policy 'corp-ips' changed"]
-    assert api.get("/api/v1/apis?redeploy_required=true").json()[0]["name"] == "orders"
+    assert api.get("/api/v1/apis?redeploy_required=true").json()["items"][0]["name"] == "orders"
     # the running revision keeps the old one until the redeploy
     revision = api.get("/api/v1/environments/dev/revision").json()
     assert revision["global_policies"]["corp-ips"]["config"]["allow"] == ["10.0.0.0/8"]

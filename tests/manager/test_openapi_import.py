@@ -192,7 +192,7 @@ def test_unusable_documents_are_422(project: TestClient, document: Any, field: s
     response = project.post(IMPORT, json={"name": "x", "document": document})
     assert response.status_code == 422, response.text
     assert response.json()["details"][0]["field"] == field
-    assert project.get("/api/v1/projects/default/apis").json() == []
+    assert project.get("/api/v1/projects/default/apis").json()["items"] == []
 
 
 def test_exactly_one_source(project: TestClient) -> None:
@@ -208,7 +208,7 @@ def test_dry_run_stores_nothing(project: TestClient) -> None:
     )
     assert response.status_code == 200
     assert len(response.json()["endpoints"]) == 4
-    assert project.get("/api/v1/projects/default/apis").json() == []
+    assert project.get("/api/v1/projects/default/apis").json()["items"] == []
 
 
 def test_paths_the_gateway_cannot_route_are_warned_about() -> None:

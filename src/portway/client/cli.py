@@ -84,6 +84,7 @@ def _api_list(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> i
         name_contains=args.name_contains,
         environment=args.environment,
         redeploy_required=True if args.redeploy_required else None,
+        limit=args.limit,
     )
     if args.output == "json":
         as_json(rows, out)
@@ -108,6 +109,16 @@ def _api_list(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> i
         out,
     )
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _split(ref: str, project: str) -> tuple[str, str]:
@@ -346,6 +357,12 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--name-contains", default=None)
     listing.add_argument("--environment", default=None, help="deployed to this environment")
     listing.add_argument("--redeploy-required", action="store_true")
+    listing.add_argument(
+        "--limit",
+        type=_positive,
+        default=None,
+        help="list at most this many (default: all, read a page at a time)",
+    )
     listing.set_defaults(func=_run(_api_list))
 
     get = api_sub.add_parser("get", parents=[documents], help="show one API proxy")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from portway.config.declarative import GlobalPolicy
@@ -10,9 +10,10 @@ from portway.config.models import ApiProxy, Environment, PolicySpec, Project
 from portway.errors import ConfigError, Conflict, NotFound
 from portway.manager import audit
 from portway.manager.addresses import BackendPolicy
+from portway.manager.paging import Select, read_page
 from portway.manager.validation import policy_entries, specs, validate_api, validate_policy
 from portway.policies.secrets import keep_secrets
-from portway.stores.config_store import ConfigStore, Document
+from portway.stores.config_store import ConfigStore, Document, Order, Prefix
 
 
 def api_key(project: str, name: str) -> str:
@@ -165,6 +166,41 @@ class Catalog:
 
     async def apis(self, project: str | None = None) -> list[Document]:
         return await self.store.find("apis", {"project": project} if project else None)
+
+    async def api_page(
+        self,
+        *,
+        project: str | None = None,
+        base_path_prefix: str | None = None,
+        name_contains: str | None = None,
+        select: Select | None = None,
+        order: Order = "asc",
+        limit: int,
+        cursor: str | None = None,
+    ) -> tuple[list[Document], str | None]:
+        """One page of API proxies by id (``project/name``). Project and base-path prefix are
+        indexed; a name substring and ``select`` are applied to each store page."""
+        where: dict[str, Any] = {}
+        if project:
+            where["project"] = project
+        if base_path_prefix:
+            where["base_path"] = Prefix(base_path_prefix)
+
+        async def chosen(docs: Sequence[Document]) -> Sequence[Document]:
+            if name_contains:
+                docs = [d for d in docs if name_contains in str(d.data.get("name", ""))]
+            return await select(docs) if select is not None else docs
+
+        computed = name_contains or select is not None
+        return await read_page(
+            self.store,
+            "apis",
+            where,
+            order=order,
+            limit=limit,
+            cursor=cursor,
+            select=chosen if computed else None,
+        )
 
     async def update_api(
         self, project: str, name: str, api: ApiProxy, expected_version: int, actor: str
