@@ -46,7 +46,8 @@ def consistent(client: TestClient) -> tuple[int, list[dict[str, Any]]]:
     for h in history:
         if h["env_revision"] != desired and h["env_revision"] > desired:
             assert h["status"] == "failed", h
-    audit = client.get("/api/v1/audit", params={"target_prefix": "environments/dev"}).json()["items"]
+    found = client.get("/api/v1/audit", params={"target_prefix": "environments/dev"})
+    audit = found.json()["items"]
     assert any(desired == e_rev for e in audit for e_rev in _revisions(e)), audit
     return desired, history
 
