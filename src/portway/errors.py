@@ -2,6 +2,7 @@
 
     PortwayError                      base of everything Portway raises on purpose
     ├── ConfigError                   a configuration that fails validation (names the field)
+    │   └── DocumentTooLarge          a document above the config store's size limit
     ├── StoreError                    a backend failed; driver errors are mapped here with ``from``
     │   ├── StoreUnavailable          the engine cannot be reached or timed out
     │   ├── NotFound                  no document with that id
@@ -37,6 +38,19 @@ class ConfigError(PortwayError):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class DocumentTooLarge(ConfigError):
+    """A document the config store refuses for its size (``size`` > ``limit`` bytes as JSON)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"is {size:,} bytes once encoded as JSON, more than the {limit:,} "
+            "a stored document may hold",
+            field="data",
+        )
+        self.size = size
+        self.limit = limit
 
 
 class StoreError(PortwayError):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from portway.config.declarative import GlobalPolicy
 from portway.config.models import ApiProxy, Environment, PolicySpec, Project
-from portway.errors import ConfigError, Conflict, NotFound
+from portway.errors import ConfigError, Conflict, DocumentTooLarge, NotFound
 from portway.manager import audit
 from portway.manager.addresses import BackendPolicy
 from portway.manager.paging import Select, read_page
@@ -43,6 +44,25 @@ def keep_api_secrets(api: ApiProxy, old: dict[str, Any] | None) -> ApiProxy:
     for scope, name, spec, where in scoped_specs(data):
         spec.update(keep_secrets(spec, stored.get((scope, name)), where))
     return ApiProxy.model_validate(data)
+
+
+@contextmanager
+def _one_document(api: ApiProxy) -> Iterator[None]:
+    """An API proxy is stored as one document: one above the store's size says so in the
+    caller's terms (its endpoints, what to do) instead of the store's ``data`` field."""
+    try:
+        yield
+    except DocumentTooLarge as exc:
+        examples = sum(
+            1 for e in api.endpoints for p in e.policies.request if p.type == "mock_response"
+        )
+        raise ConfigError(
+            f"the API proxy {api.project}/{api.name} is {exc.size:,} bytes stored as JSON "
+            f"({len(api.endpoints)} endpoints, {examples} with an example response); one API "
+            f"proxy may hold at most {exc.limit:,}. Split it into several API proxies "
+            "(e.g. by path prefix or tag)",
+            "body",
+        ) from None
 
 
 class Catalog:
@@ -154,7 +174,8 @@ class Catalog:
         validate_api(api, await self.global_specs())
         data = api.model_dump(mode="json")
         key = api_key(api.project, api.name)
-        doc = await self.store.insert("apis", key, data)
+        with _one_document(api):
+            doc = await self.store.insert("apis", key, data)
         await audit.record(self.store, actor, "api.create", f"apis/{key}", None, data)
         return doc
 
@@ -214,7 +235,8 @@ class Catalog:
         data: dict[str, Any] = api.model_dump(mode="json")
         if data == old.data:
             return old
-        doc = await self.store.replace("apis", old.id, data, expected_version=expected_version)
+        with _one_document(api):
+            doc = await self.store.replace("apis", old.id, data, expected_version=expected_version)
         await audit.record(self.store, actor, "api.update", f"apis/{old.id}", old.data, data)
         return doc
 

@@ -93,6 +93,15 @@ def parse_document(
     return loaded
 
 
+def too_large(max_bytes: int, field: str) -> ConfigError:
+    """The refusal of a document above the import cap, naming the setting that raises it."""
+    return ConfigError(
+        f"the document is larger than {max_bytes} bytes, the manager's import cap "
+        "(setting manager.import_max_bytes, `portway manager --import-max-bytes N`)",
+        field,
+    )
+
+
 async def fetch_document(
     url: str,
     *,
@@ -142,13 +151,13 @@ async def fetch_document(
                 raise ConfigError(f"the URL answered {response.status_code}", "body.url")
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
-                raise ConfigError(f"the document is larger than {max_bytes} bytes", "body.url")
+                raise too_large(max_bytes, "body.url")
             chunks: list[bytes] = []
             total = 0
             async for chunk in response.aiter_bytes():
                 total += len(chunk)
                 if total > max_bytes:
-                    raise ConfigError(f"the document is larger than {max_bytes} bytes", "body.url")
+                    raise too_large(max_bytes, "body.url")
                 chunks.append(chunk)
     except httpx.HTTPError as exc:
         raise ConfigError(f"cannot fetch the document: {type(exc).__name__}", "body.url") from None

@@ -262,9 +262,7 @@ async def import_api(
     else:
         raw = body.document
         if isinstance(raw, str) and len(raw.encode()) > settings.import_max_bytes:
-            raise ConfigError(
-                f"the document is larger than {settings.import_max_bytes} bytes", "body.document"
-            )
+            raise openapi_import.too_large(settings.import_max_bytes, "body.document")
         field = "body.document"
     document = openapi_import.parse_document(raw, field)
     api, warnings = openapi_import.build_api(document, body, project)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from portway.errors import ConfigError
+from portway.errors import ConfigError, DocumentTooLarge
 from portway.stores.config_store import Prefix
 
 MAX_KEY_LENGTH = 256
@@ -72,8 +72,9 @@ def canonical_json(data: object) -> str:
         raise ConfigError("must be a JSON object", field="data")
     _walk(data, "data", 0)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
-        raise ConfigError(f"is larger than {MAX_DOCUMENT_BYTES} bytes once encoded", field="data")
+    size = len(text.encode("utf-8"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLarge(size, MAX_DOCUMENT_BYTES)
     return text
 
 
