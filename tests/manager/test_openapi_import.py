@@ -406,9 +406,21 @@ def test_an_api_too_large_to_store_is_refused_in_the_users_terms(project: TestCl
     assert "1200 endpoints, 1200 with an example response" in message
     assert "at most 1,048,576" in message
     assert "Split it" in message
+    assert '"examples": false' in message
     assert "data:" not in message
     assert project.get("/api/v1/projects/default/apis").json()["items"] == []
     assert project.get("/api/v1/projects/default/apis/big").status_code == 404
+    # the routes alone fit: every operation becomes an endpoint, without example payloads
+    routes = project.post(IMPORT, json={"name": "big", "document": spec, "examples": False})
+    assert routes.status_code == 201, routes.text
+    endpoints = project.get("/api/v1/projects/default/apis/big").json()["endpoints"]
+    assert len(endpoints) == 1200
+    assert all(e["policies"]["request"] == [] for e in endpoints)
+    both = project.post(
+        IMPORT, json={"name": "other", "document": spec, "examples": False, "mock": True}
+    )
+    assert both.status_code == 422, both.text
+    assert "mock answers with the examples" in both.json()["message"]
 
 
 def test_the_import_cap_names_its_setting(open_manager: TestClient) -> None:

@@ -143,7 +143,11 @@ def _api_create(args: argparse.Namespace, client: ManagerClient, out: TextIO) ->
     if args.openapi:
         if not args.name:
             raise ClientError(0, "usage", "--openapi needs --name")
-        request: dict[str, Any] = {"name": args.name, "mock": args.mock}
+        request: dict[str, Any] = {
+            "name": args.name,
+            "mock": args.mock,
+            "examples": not args.no_examples,
+        }
         if args.openapi.startswith(("http://", "https://")):
             request["url"] = args.openapi
         else:
@@ -380,6 +384,12 @@ def register(subparsers: Any) -> None:
     create.add_argument("--base-path", default=None)
     create.add_argument("--backend", action="append", default=[], help="backend URL (repeatable)")
     create.add_argument("--mock", action="store_true", help="answer with the document's examples")
+    create.add_argument(
+        "--no-examples",
+        action="store_true",
+        help="import the routes without the example responses (a very large document then "
+        "fits one API proxy; not with --mock)",
+    )
     create.add_argument("--dry-run", action="store_true", help="validate only (import)")
     create.set_defaults(func=_run(_api_create))
 

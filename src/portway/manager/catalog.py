@@ -60,7 +60,8 @@ def _one_document(api: ApiProxy) -> Iterator[None]:
             f"the API proxy {api.project}/{api.name} is {exc.size:,} bytes stored as JSON "
             f"({len(api.endpoints)} endpoints, {examples} with an example response); one API "
             f"proxy may hold at most {exc.limit:,}. Split it into several API proxies "
-            "(e.g. by path prefix or tag)",
+            "(e.g. by path prefix or tag), or import it without example responses "
+            '(`"examples": false`, `portway api create --openapi … --no-examples`)',
             "body",
         ) from None
 

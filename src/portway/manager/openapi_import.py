@@ -58,11 +58,21 @@ class ImportRequest(Model):
     mock: Annotated[
         bool, Field(description="answer with the examples instead of calling backends")
     ] = False
+    examples: Annotated[
+        bool,
+        Field(
+            description="keep each operation's example response (as an inactive mock policy "
+            "unless mock); false stores the routes only, so a very large document still fits "
+            "one API proxy"
+        ),
+    ] = True
 
     @model_validator(mode="after")
     def _one_source(self) -> ImportRequest:
         if (self.url is None) == (self.document is None):
             raise ValueError("give exactly one of url and document")
+        if self.mock and not self.examples:
+            raise ValueError("mock answers with the examples: it needs examples true")
         return self
 
 
@@ -358,7 +368,7 @@ def build_api(
                 if isinstance(raw_responses, Mapping)
                 else {}
             )
-            picked = _pick_response(responses)
+            picked = _pick_response(responses) if request.examples else None
             if picked is not None:
                 status, code = picked
                 response = resolver.deref(responses[code])
