@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.manager import lab, rss_mb, write_table
+from bench.manager import lab, recorder, rss_mb, write_table
 from portway.config.declarative import ConsumerSpec
 from portway.manager import audit
 from portway.manager.consumers import Consumers
@@ -103,18 +103,7 @@ def walk(client: httpx.Client, path: str, limit: int) -> tuple[int, float, float
 def run(results_dir: Path) -> list[dict[str, object]]:
     started_at = datetime.now(UTC)
     rows: list[dict[str, object]] = []
-
-    def row(metric: str, value: float, unit: str, note: str = "") -> None:
-        rows.append(
-            {
-                "bench": "lists",
-                "metric": metric,
-                "value": round(value, 3),
-                "unit": unit,
-                "note": note,
-            }
-        )
-        print(f"{metric:62} {value:10.3f} {unit} {note}", flush=True)
+    row = recorder("lists", rows)
 
     with lab(workers=0, seed=seed) as the_lab, the_lab.client() as client:
         pid = the_lab.pids["manager"]

@@ -83,9 +83,14 @@ class Lab:
 
 
 @contextmanager
-def lab(workers: int = WORKERS, seed: Callable[[str], None] | None = None) -> Iterator[Lab]:
-    """A manager (SQLite store, seeded with ``seed(store_url)`` before it starts) and
-    ``workers`` worker processes of environment ``bench``."""
+def lab(
+    workers: int = WORKERS,
+    seed: Callable[[str], None] | None = None,
+    manager_args: tuple[str, ...] = (),
+) -> Iterator[Lab]:
+    """A manager (SQLite store, seeded with ``seed(store_url)`` before it starts, started with
+    ``manager_args`` besides the usual) and ``workers`` worker processes of environment
+    ``bench``."""
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="portway-bench-manager-") as tmp:
         root = Path(tmp)
@@ -118,6 +123,7 @@ def lab(workers: int = WORKERS, seed: Callable[[str], None] | None = None) -> It
                 str(root),
                 "--report-interval",
                 str(REPORT_INTERVAL),
+                *manager_args,
             )
             the_lab = Lab(
                 root, f"http://127.0.0.1:{manager_port}", f"http://127.0.0.1:{backend_port}"
@@ -222,6 +228,18 @@ def time_until_served(ports: list[int], path: str, started: float) -> dict[int, 
     return found
 
 
+def recorder(bench: str, rows: list[dict[str, object]]) -> Callable[..., None]:
+    """``row(metric, value, unit, note="")``: appends a measurement to ``rows`` and prints it."""
+
+    def row(metric: str, value: float, unit: str, note: str = "") -> None:
+        rows.append(
+            {"bench": bench, "metric": metric, "value": round(value, 3), "unit": unit, "note": note}
+        )
+        print(f"{metric:62} {value:10.3f} {unit} {note}", flush=True)
+
+    return row
+
+
 def write_table(path: Path, title: str, intro: str, rows: list[dict[str, object]]) -> None:
     """A results file: a title, what ran, and one table row per measurement."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,18 +259,7 @@ def write_table(path: Path, title: str, intro: str, rows: list[dict[str, object]
 def run(results_dir: Path) -> list[dict[str, object]]:
     started_at = datetime.now(UTC)
     rows: list[dict[str, object]] = []
-
-    def row(metric: str, value: float, unit: str, note: str = "") -> None:
-        rows.append(
-            {
-                "bench": "manager",
-                "metric": metric,
-                "value": round(value, 3),
-                "unit": unit,
-                "note": note,
-            }
-        )
-        print(f"{metric:58} {value:10.3f} {unit} {note}", flush=True)
+    row = recorder("manager", rows)
 
     with lab() as the_lab, the_lab.client() as client:
         manager_pid = the_lab.pids["manager"]
