@@ -284,3 +284,27 @@ def test_a_changed_working_copy_is_redeploy_required(api: TestClient) -> None:
     assert row["reasons"] == ["the working copy changed since API revision 1"]
     deploy(api)
     assert status(api)["redeploy_required"] is False
+
+
+def test_a_change_too_large_to_audit_in_full_is_audited_without_values(api: TestClient) -> None:
+    """An API proxy of 700 KB fits one document; its old and new values together do not fit
+    one audit record: the change is stored and audited with the changed fields only."""
+
+    def body(text: str) -> dict[str, Any]:
+        endpoints = [
+            {"path": f"/e{i}", "methods": ["GET"], "description": text * 999} for i in range(700)
+        ]
+        return API | {"name": "wide", "base_path": "/wide", "endpoints": endpoints}
+
+    created = api.post("/api/v1/projects/default/apis", json=body("a"))
+    assert created.status_code == 201, created.text
+    replaced = api.put("/api/v1/projects/default/apis/wide", json=body("b"))
+    assert replaced.status_code == 200, replaced.text
+    stored = api.get("/api/v1/projects/default/apis/wide").json()
+    assert stored["endpoints"][699]["description"] == "b" * 999
+    [entry] = api.get("/api/v1/audit", params={"target_prefix": "apis/default/wide"}).json()[
+        "items"
+    ][:1]
+    assert entry["action"] == "api.update"
+    assert entry["changes"] == [{"field": "endpoints"}]
+    assert "more than an audit record holds" in entry["values_omitted"]
