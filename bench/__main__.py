@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-OTHERS = ("stores", "manager", "policies")
+OTHERS = ("stores", "manager", "lists", "github", "policies")
 
 
 def main() -> None:

@@ -83,7 +83,14 @@ class Lab:
 
 
 @contextmanager
-def lab() -> Iterator[Lab]:
+def lab(
+    workers: int = WORKERS,
+    seed: Callable[[str], None] | None = None,
+    manager_args: tuple[str, ...] = (),
+) -> Iterator[Lab]:
+    """A manager (SQLite store, seeded with ``seed(store_url)`` before it starts, started with
+    ``manager_args`` besides the usual) and ``workers`` worker processes of environment
+    ``bench``."""
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="portway-bench-manager-") as tmp:
         root = Path(tmp)
@@ -102,17 +109,21 @@ def lab() -> Iterator[Lab]:
         try:
             backend_port, manager_port = free_port(), free_port()
             start("backend", "demo-backend", "--port", str(backend_port))
+            store_url = f"sqlite:///{root}/manager.db"
+            if seed is not None:
+                seed(store_url)
             manager = start(
                 "manager",
                 "manager",
                 "--port",
                 str(manager_port),
                 "--store",
-                f"sqlite:///{root}/manager.db",
+                store_url,
                 "--data-dir",
                 str(root),
                 "--report-interval",
                 str(REPORT_INTERVAL),
+                *manager_args,
             )
             the_lab = Lab(
                 root, f"http://127.0.0.1:{manager_port}", f"http://127.0.0.1:{backend_port}"
@@ -129,7 +140,7 @@ def lab() -> Iterator[Lab]:
             with the_lab.client() as client:
                 client.post("/environments", json={"name": "bench"}).raise_for_status()
                 client.post("/projects", json={"name": "default"}).raise_for_status()
-            for index in range(WORKERS):
+            for index in range(workers):
                 port = free_port()
                 worker = start(
                     f"worker-{index}",
@@ -158,9 +169,9 @@ def lab() -> Iterator[Lab]:
             with the_lab.client() as client:
                 wait_for(
                     lambda: (
-                        sum(w["state"] == "up" for w in client.get("/workers").json()) == WORKERS
+                        sum(w["state"] == "up" for w in client.get("/workers").json()) == workers
                     ),
-                    "both workers to register",
+                    "every worker to register",
                 )
             yield the_lab
         finally:
@@ -217,21 +228,38 @@ def time_until_served(ports: list[int], path: str, started: float) -> dict[int, 
     return found
 
 
-def run(results_dir: Path) -> list[dict[str, object]]:
-    started_at = datetime.now(UTC)
-    rows: list[dict[str, object]] = []
+def recorder(bench: str, rows: list[dict[str, object]]) -> Callable[..., None]:
+    """``row(metric, value, unit, note="")``: appends a measurement to ``rows`` and prints it."""
 
     def row(metric: str, value: float, unit: str, note: str = "") -> None:
         rows.append(
-            {
-                "bench": "manager",
-                "metric": metric,
-                "value": round(value, 3),
-                "unit": unit,
-                "note": note,
-            }
+            {"bench": bench, "metric": metric, "value": round(value, 3), "unit": unit, "note": note}
         )
-        print(f"{metric:58} {value:10.3f} {unit} {note}", flush=True)
+        print(f"{metric:62} {value:10.3f} {unit} {note}", flush=True)
+
+    return row
+
+
+def write_table(path: Path, title: str, intro: str, rows: list[dict[str, object]]) -> None:
+    """A results file: a title, what ran, and one table row per measurement."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# {title}",
+        "",
+        intro,
+        "",
+        "| metric | value | unit | note |",
+        "|---|---|---|---|",
+        *(f"| {r['metric']} | {r['value']} | {r['unit']} | {r['note']} |" for r in rows),
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def run(results_dir: Path) -> list[dict[str, object]]:
+    started_at = datetime.now(UTC)
+    rows: list[dict[str, object]] = []
+    row = recorder("manager", rows)
 
     with lab() as the_lab, the_lab.client() as client:
         manager_pid = the_lab.pids["manager"]
@@ -307,7 +335,8 @@ def run(results_dir: Path) -> list[dict[str, object]]:
             time.monotonic() - t0,
             "s",
         )
-        [published] = client.get("/environments/bench/deployments", params={"limit": 1}).json()
+        history = client.get("/environments/bench/deployments", params={"limit": 1}).json()
+        [published] = history["items"]
         for result in published["results"]:
             row(f"  push to {result['worker']}", result["seconds"], "s")
         desired = client.get("/environments/bench").json()["desired_revision"]
@@ -320,20 +349,14 @@ def run(results_dir: Path) -> list[dict[str, object]]:
         row("manager RSS at the end", rss_mb(manager_pid), "MB")
         row("manager peak RSS (VmHWM) at the end", rss_mb(manager_pid, "VmHWM"), "MB")
 
-    results_dir.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"# Manager benchmark - {started_at:%Y-%m-%d %H:%M} UTC",
-        "",
+    write_table(
+        results_dir / "manager.md",
+        f"Manager benchmark - {started_at:%Y-%m-%d %H:%M} UTC",
         f"{APIS} API proxies (2 endpoints, an IP filter and throttling each), one environment "
         f"of {WORKERS} real `portway worker` processes (1 process each), SQLite store, "
         f"loopback. Machine: {os.cpu_count()} cores.",
-        "",
-        "| metric | value | unit | note |",
-        "|---|---|---|---|",
-        *(f"| {r['metric']} | {r['value']} | {r['unit']} | {r['note']} |" for r in rows),
-        "",
-    ]
-    (results_dir / "manager.md").write_text("\n".join(lines))
+        rows,
+    )
     return rows
 
 

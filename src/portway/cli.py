@@ -67,6 +67,7 @@ def manager_settings(args: argparse.Namespace) -> ManagerSettings:
         "max_body_bytes": "max_body_bytes",
         "max_import_body_bytes": "max_import_body_bytes",
         "max_cluster_body_bytes": "max_cluster_body_bytes",
+        "import_max_bytes": "import_max_bytes",
         "tls_cert": "tls_cert_file",
         "tls_key": "tls_key_file",
         "cluster_ca": "cluster_ca_file",
@@ -354,6 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="largest request body of the cluster API workers call (413; default 1 MiB)",
+    )
+    manager.add_argument(
+        "--import-max-bytes",
+        type=int,
+        default=None,
+        help="largest OpenAPI document `api create --openapi` may import (default 5 MiB; "
+        "also raises --max-import-body-bytes to twice this unless that is given)",
     )
     _tls_arguments(manager, "serve the management API and the cluster API over HTTPS")
     manager.add_argument(

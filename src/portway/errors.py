@@ -2,6 +2,7 @@
 
     PortwayError                      base of everything Portway raises on purpose
     ├── ConfigError                   a configuration that fails validation (names the field)
+    │   └── DocumentTooLarge          a document above the config store's size limit
     ├── UsageError                    a command line that cannot be carried out as given
     ├── StoreError                    a backend failed; driver errors are mapped here with ``from``
     │   ├── StoreUnavailable          the engine cannot be reached or timed out
@@ -43,6 +44,19 @@ class ConfigError(PortwayError):
 class UsageError(PortwayError):
     """A command line that cannot be carried out as given (a missing or contradictory option, an
     input file that cannot be read); ``portway`` prints it and exits with status 2."""
+
+
+class DocumentTooLarge(ConfigError):
+    """A document the config store refuses for its size (``size`` > ``limit`` bytes as JSON)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"is {size:,} bytes once encoded as JSON, more than the {limit:,} "
+            "a stored document may hold",
+            field="data",
+        )
+        self.size = size
+        self.limit = limit
 
 
 class StoreError(PortwayError):

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from portway.cli import main
+from portway.client import api as client_api
 from portway.client.cli import resolve_token
 from portway.config.declarative import declarative_json_schema
 from tests.client.conftest import Manager
@@ -112,6 +113,27 @@ def test_api_list_get_and_json(applied: Path, capsys: pytest.CaptureFixture[str]
     assert yaml.safe_load(out)["base_path"] == "/orders"
     code, out, _ = run(capsys, "api", "get", "orders", "--output", "json")
     assert json.loads(out)["version"] == 1
+
+
+def test_api_list_follows_the_cursor_or_stops_at_the_limit(
+    applied: Path,
+    cli_env: Manager,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("users", "zebras"):
+        body = {"name": name, "base_path": f"/{name}", "backends": [{"url": "http://127.0.0.1:9"}]}
+        assert cli_env.api("POST", "/projects/default/apis", body).status_code == 201
+    monkeypatch.setattr(client_api, "_PAGE", 1)  # one item per page: every page is followed
+    code, out, _ = run(capsys, "api", "list", "--output", "json")
+    assert code == 0
+    assert [r["name"] for r in json.loads(out)] == ["carts", "orders", "users", "zebras"]
+    code, out, _ = run(capsys, "api", "list", "--output", "json", "--limit", "3")
+    assert [r["name"] for r in json.loads(out)] == ["carts", "orders", "users"]
+    with pytest.raises(SystemExit) as usage:
+        main(["api", "list", "--limit", "0"])
+    assert usage.value.code == 2
+    assert "--limit: must be at least 1" in capsys.readouterr().err
 
 
 def test_api_create_from_a_file_and_from_openapi(

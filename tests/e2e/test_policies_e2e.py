@@ -89,4 +89,4 @@ def test_an_invalid_policy_config_is_refused_with_its_path(platform: Platform) -
     assert response.status_code == 422, response.text
     problem = response.json()
     assert "policies.request[1].config.limit" in problem["message"]
-    assert platform.call("GET", "/projects/default/apis") == []
+    assert platform.call("GET", "/projects/default/apis")["items"] == []

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from portway.errors import StoreUnavailable
-from portway.stores.config_store import ConfigStore, Document
+from portway.stores.config_store import ConfigStore, Document, Order, Page
 
 
 class FaultyStore:
@@ -55,6 +55,17 @@ class FaultyStore:
         self, collection: str, where: Mapping[str, Any] | None = None, *, limit: int | None = None
     ) -> list[Document]:
         return await self.store.find(collection, where, limit=limit)
+
+    async def page(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order: Order = "asc",
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page:
+        return await self.store.page(collection, where, order=order, limit=limit, cursor=cursor)
 
     async def insert(self, collection: str, key: str, data: Mapping[str, Any]) -> Document:
         self._write(collection)

@@ -208,3 +208,15 @@ def test_portway_manager_flags_set_the_caps(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="max_body_bytes"):
         manager_settings(build_parser().parse_args([*base, "--max-body-bytes", "10"]))
+
+
+def test_the_import_cap_is_a_flag_and_raises_the_body_cap(tmp_path: Path) -> None:
+    base = ["manager", "--data-dir", str(tmp_path), "--import-max-bytes", str(20 * MiB)]
+    raised = manager_settings(build_parser().parse_args(base))
+    assert (raised.import_max_bytes, raised.max_import_body_bytes) == (20 * MiB, 40 * MiB)
+    both = manager_settings(
+        build_parser().parse_args([*base, "--max-import-body-bytes", str(24 * MiB)])
+    )
+    assert (both.import_max_bytes, both.max_import_body_bytes) == (20 * MiB, 24 * MiB)
+    with pytest.raises(ConfigError, match="max_import_body_bytes must be at least"):
+        manager_settings(build_parser().parse_args([*base, "--max-import-body-bytes", str(MiB)]))

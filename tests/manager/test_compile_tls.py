@@ -60,7 +60,7 @@ def test_a_ca_bundle_that_cannot_be_loaded_is_never_published(
         for detail in ("Errno", "No such file", "Is a directory", "PEM lib", "[X509"):
             assert detail not in message, message
         assert dev.get("/api/v1/environments/dev").json()["desired_revision"] is None
-        assert dev.get("/api/v1/environments/dev/deployments").json() == []
+        assert dev.get("/api/v1/environments/dev/deployments").json()["items"] == []
     # the environment is not blocked: a good API deploys
     ok = dev.post("/api/v1/environments/dev/deployments", json={"api": "fine"})
     assert ok.status_code == 201, ok.text

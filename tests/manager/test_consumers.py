@@ -69,7 +69,7 @@ def test_a_consumer_change_publishes_a_revision_of_every_deployed_environment(
         revision = pulled(deployed, settings, env)
         assert [d["api"]["name"] for d in revision["apis"]] == ["orders"]  # same APIs
         assert consumer(deployed, revision)["grants"][0]["api"] == "orders"
-    history = deployed.get("/api/v1/environments/dev/deployments").json()
+    history = deployed.get("/api/v1/environments/dev/deployments").json()["items"]
     assert history[0]["action"] == "consumers"
     assert history[0]["env_revision"] == 2
 
@@ -96,8 +96,8 @@ def test_api_keys_are_shown_once_and_stored_only_as_hashes(
     # nowhere on disk: not in the database, its WAL, or the audit log
     for path in tmp_path.glob("manager.db*"):
         assert key.encode() not in path.read_bytes(), path
-    assert key not in str(deployed.get("/api/v1/audit").json())
-    assert api_key_lookup(key) not in str(deployed.get("/api/v1/audit").json())
+    assert key not in str(deployed.get("/api/v1/audit").json()["items"])
+    assert api_key_lookup(key) not in str(deployed.get("/api/v1/audit").json()["items"])
 
 
 def test_basic_passwords_are_argon2_hashed(
@@ -228,7 +228,7 @@ def test_invalid_grants_are_422_with_the_field(
     response = deployed.post(C, json={"name": "app", "grants": [grant]})
     assert response.status_code == 422, response.text
     assert response.json()["details"][0]["field"].startswith(field), response.json()
-    assert deployed.get(C).json() == []
+    assert deployed.get(C).json()["items"] == []
 
 
 def test_consumer_names_are_unique_and_deletion_removes_credentials(
@@ -248,7 +248,7 @@ def test_consumer_changes_are_audited_without_secrets(deployed: TestClient) -> N
     deployed.post(C, json={"name": "app"})
     key = add_key(deployed)
     deployed.post(f"{C}/app/credentials/{key['id']}/rotate", json={})
-    records = deployed.get("/api/v1/audit?target_prefix=consumers/").json()
+    records = deployed.get("/api/v1/audit?target_prefix=consumers/").json()["items"]
     actions = [r["action"] for r in records]
     assert {"consumer.create", "credential.create", "credential.rotate"} <= set(actions)
     text = str(records)

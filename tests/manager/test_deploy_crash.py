@@ -37,7 +37,7 @@ def consistent(client: TestClient) -> tuple[int, list[dict[str, Any]]]:
     """Check the invariants; returns the desired revision and the history."""
     env = client.get("/api/v1/environments/dev").json()
     desired = env["desired_revision"]
-    history = client.get("/api/v1/environments/dev/deployments").json()
+    history = client.get("/api/v1/environments/dev/deployments").json()["items"]
     history = history["items"] if isinstance(history, dict) else history
     assert all(h["status"] != "pending" for h in history), history
     live = [h for h in history if h["env_revision"] == desired]
@@ -46,7 +46,8 @@ def consistent(client: TestClient) -> tuple[int, list[dict[str, Any]]]:
     for h in history:
         if h["env_revision"] != desired and h["env_revision"] > desired:
             assert h["status"] == "failed", h
-    audit = client.get("/api/v1/audit", params={"target_prefix": "environments/dev"}).json()
+    found = client.get("/api/v1/audit", params={"target_prefix": "environments/dev"})
+    audit = found.json()["items"]
     assert any(desired == e_rev for e in audit for e_rev in _revisions(e)), audit
     return desired, history
 

@@ -76,7 +76,7 @@ def test_a_batch_is_one_revision_pushed_to_each_worker(env: TestClient, worker: 
     assert worker.unsigned_calls == 0
     revision = env.get("/api/v1/environments/dev/revision").json()
     assert [d["api"]["name"] for d in revision["apis"]] == ["a", "b", "c"]
-    history = env.get("/api/v1/environments/dev/deployments?api=b").json()
+    history = env.get("/api/v1/environments/dev/deployments?api=b").json()["items"]
     assert [h["note"] for h in history] == ["all three"]
 
 

@@ -47,7 +47,7 @@ def test_a_batch_reaches_both_workers_and_consumers_follow(platform: Platform) -
         created = client.post("/consumers", json={"name": "app", "grants": [{"api": "a"}]})
     assert created.status_code == 201, created.text
     assert created.headers["X-Portway-Published"] == f"dev@{batch['env_revision'] + 1}"
-    [history] = platform.call("GET", "/environments/dev/deployments?limit=1")
+    [history] = platform.call("GET", "/environments/dev/deployments?limit=1")["items"]
     assert history["action"] == "consumers"
     assert all(r["success"] for r in history["results"])
     for worker_id in ("w1", "w2"):

@@ -63,7 +63,7 @@ def test_invalid_input_is_422_with_the_field_and_stores_nothing(
     assert problem["error"] == "validation_error"
     assert problem["correlation_id"] == response.headers["X-Correlation-ID"]
     assert any(d["field"] == field for d in problem["details"]), problem
-    assert project.get("/api/v1/projects/default/apis").json() == []
+    assert project.get("/api/v1/projects/default/apis").json()["items"] == []
 
 
 def test_duplicate_base_path_is_409_and_keeps_the_first(project: TestClient) -> None:
@@ -71,7 +71,7 @@ def test_duplicate_base_path_is_409_and_keeps_the_first(project: TestClient) -> 
     duplicate = create_api(project, API | {"name": "orders2"})
     assert duplicate.status_code == 409
     assert "base_path" in duplicate.json()["message"]
-    names = [a["name"] for a in project.get("/api/v1/projects/default/apis").json()]
+    names = [a["name"] for a in project.get("/api/v1/projects/default/apis").json()["items"]]
     assert names == ["orders"]
 
 
@@ -107,7 +107,7 @@ def test_unknown_project_is_404(admin: TestClient) -> None:
 
 def test_audit_records_changes_without_secrets(project: TestClient) -> None:
     create_api(project)
-    records = project.get("/api/v1/audit").json()
+    records = project.get("/api/v1/audit").json()["items"]
     assert records[0]["action"] == "api.create"
     assert records[0]["actor"] == "admin"
     assert any(c["field"] == "base_path" and c["new"] == "/orders" for c in records[0]["changes"])
@@ -144,5 +144,5 @@ def test_deploy_without_workers_records_the_revision(project: TestClient) -> Non
     )
     assert undeploy.status_code == 201
     assert project.get("/api/v1/environments/dev/revision").json()["apis"] == []
-    history = project.get("/api/v1/environments/dev/deployments").json()
+    history = project.get("/api/v1/environments/dev/deployments").json()["items"]
     assert [h["action"] for h in history] == ["undeploy", "rollback", "deploy", "deploy", "deploy"]

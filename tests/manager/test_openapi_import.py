@@ -192,7 +192,7 @@ def test_unusable_documents_are_422(project: TestClient, document: Any, field: s
     response = project.post(IMPORT, json={"name": "x", "document": document})
     assert response.status_code == 422, response.text
     assert response.json()["details"][0]["field"] == field
-    assert project.get("/api/v1/projects/default/apis").json() == []
+    assert project.get("/api/v1/projects/default/apis").json()["items"] == []
 
 
 def test_exactly_one_source(project: TestClient) -> None:
@@ -208,7 +208,7 @@ def test_dry_run_stores_nothing(project: TestClient) -> None:
     )
     assert response.status_code == 200
     assert len(response.json()["endpoints"]) == 4
-    assert project.get("/api/v1/projects/default/apis").json() == []
+    assert project.get("/api/v1/projects/default/apis").json()["items"] == []
 
 
 def test_paths_the_gateway_cannot_route_are_warned_about() -> None:
@@ -366,3 +366,68 @@ def test_integer_status_keys_from_yaml(project: TestClient) -> None:
     response = project.post(IMPORT, json={"name": "ints", "document": doc})
     assert response.status_code == 201, response.text
     assert mock_of(response.json()["endpoints"][0])["config"] == {"status": 201}
+
+
+def generated_spec(operations: int, example_bytes: int) -> dict[str, Any]:
+    """An OpenAPI 3 document of ``operations`` GET operations, each with an example response of
+    about ``example_bytes`` (a real-world size: GitHub's REST description has 1,223)."""
+    paths = {
+        f"/repos/{{owner}}/r{i:04d}": {
+            "get": {
+                "operationId": f"op{i}",
+                "responses": {
+                    "200": {
+                        "description": "ok",
+                        "content": {
+                            "application/json": {"example": {"id": i, "text": "x" * example_bytes}}
+                        },
+                    }
+                },
+            }
+        }
+        for i in range(operations)
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Big", "version": "1"},
+        "servers": [{"url": "http://127.0.0.1:9"}],
+        "paths": paths,
+    }
+
+
+def test_an_api_too_large_to_store_is_refused_in_the_users_terms(project: TestClient) -> None:
+    spec = generated_spec(1200, 1000)  # about 1.3 MB of endpoints and examples
+    response = project.post(IMPORT, json={"name": "big", "document": spec, "mock": True})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["details"][0]["field"] == "body"
+    message = problem["message"]
+    assert "default/big" in message
+    assert "1200 endpoints, 1200 with an example response" in message
+    assert "at most 1,048,576" in message
+    assert "Split it" in message
+    assert '"examples": false' in message
+    assert "data:" not in message
+    assert project.get("/api/v1/projects/default/apis").json()["items"] == []
+    assert project.get("/api/v1/projects/default/apis/big").status_code == 404
+    # the routes alone fit: every operation becomes an endpoint, without example payloads
+    routes = project.post(IMPORT, json={"name": "big", "document": spec, "examples": False})
+    assert routes.status_code == 201, routes.text
+    endpoints = project.get("/api/v1/projects/default/apis/big").json()["endpoints"]
+    assert len(endpoints) == 1200
+    assert all(e["policies"]["request"] == [] for e in endpoints)
+    both = project.post(
+        IMPORT, json={"name": "other", "document": spec, "examples": False, "mock": True}
+    )
+    assert both.status_code == 422, both.text
+    assert "mock answers with the examples" in both.json()["message"]
+
+
+def test_the_import_cap_names_its_setting(open_manager: TestClient) -> None:
+    text = json.dumps(generated_spec(20, 500))  # above the 8 KiB cap of this manager
+    response = open_manager.post(IMPORT, json={"name": "big", "document": text})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["details"][0]["field"] == "body.document"
+    assert "import_max_bytes" in problem["message"]
+    assert "--import-max-bytes" in problem["message"]

@@ -135,7 +135,7 @@ def test_declared_query_parameters_still_work(project: TestClient) -> None:
     assert project.post(APIS, json=API).status_code == 201
     found = project.get("/api/v1/apis?project=default&name_contains=ord")
     assert found.status_code == 200, found.text
-    assert [a["name"] for a in found.json()] == ["orders"]
+    assert [a["name"] for a in found.json()["items"]] == ["orders"]
 
 
 # bodies the JSON parser refuses ------------------------------------------------------------

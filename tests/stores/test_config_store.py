@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import closing
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from portway.errors import (
     ConfigError,
@@ -17,10 +20,18 @@ from portway.errors import (
     StoreError,
     StoreUnavailable,
 )
-from portway.stores.config_store import ConfigStore, open_config_store
+from portway.stores.config_store import (
+    COLLECTIONS,
+    MAX_PAGE,
+    ConfigStore,
+    InvalidCursor,
+    Order,
+    Prefix,
+    open_config_store,
+)
 from portway.stores.migrations import Migration, SchemaTooNew, check_sequence
 from portway.stores.mongo_config import MongoConfigStore
-from portway.stores.sqlite_config import SqliteConfigStore
+from portway.stores.sqlite_config import SqliteConfigStore, _select
 from tests.stores.conftest import mongo_url, servers, unique
 from tests.support.servers import Server, closed_port, silent_listener
 
@@ -261,6 +272,177 @@ async def test_find_filters_by_typed_equality(config_store: ConfigStore) -> None
         await ids({"a.b": 1})
     with pytest.raises(ValueError, match="scalars only"):
         await ids({"zone": ["a"]})
+
+
+async def walk(
+    store: ConfigStore,
+    collection: str,
+    where: dict[str, Any] | None = None,
+    *,
+    order: Order = "asc",
+    limit: int = 7,
+) -> list[list[str]]:
+    """Every page of a list, following ``next`` until it is None."""
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        page = await store.page(collection, where, order=order, limit=limit, cursor=cursor)
+        pages.append([d.id for d in page.documents])
+        if page.next is None:
+            return pages
+        cursor = page.next
+
+
+def flat(pages: list[list[str]]) -> list[str]:
+    return [key for page in pages for key in page]
+
+
+async def test_pages_cover_the_list_once_in_either_order(config_store: ConfigStore) -> None:
+    ids = [f"a{i:03d}" for i in range(23)]
+    for i, key in enumerate(reversed(ids)):
+        await config_store.insert("audit", key, {"actor": "ann" if i % 3 else "bob", "n": i})
+    pages = await walk(config_store, "audit")
+    assert [len(p) for p in pages] == [7, 7, 7, 2]
+    assert flat(pages) == ids
+    assert flat(await walk(config_store, "audit", order="desc")) == ids[::-1]
+    bob = [d.id for d in await config_store.find("audit", {"actor": "bob"})]
+    assert 0 < len(bob) < len(ids)
+    assert flat(await walk(config_store, "audit", {"actor": "bob"}, limit=2)) == bob
+    desc = await walk(config_store, "audit", {"actor": "bob"}, order="desc", limit=3)
+    assert flat(desc) == bob[::-1]
+    # a list that fits one page has no next page; an exact fit does not promise one either
+    assert await walk(config_store, "audit", limit=23) == [ids]
+    assert await walk(config_store, "audit", {"actor": "nobody"}) == [[]]
+
+
+async def test_writes_between_pages_neither_repeat_nor_skip(config_store: ConfigStore) -> None:
+    for key in ("b", "d", "f", "h"):
+        await config_store.insert("audit", key, {"actor": "ann"})
+    first = await config_store.page("audit", order="asc", limit=2)
+    assert [d.id for d in first.documents] == ["b", "d"]
+    assert first.next
+    await config_store.insert("audit", "a", {"actor": "ann"})  # before the cursor: not seen
+    await config_store.insert("audit", "e", {"actor": "ann"})  # after it: seen once
+    await config_store.delete("audit", "f")
+    rest = await config_store.page("audit", limit=10, cursor=first.next)
+    assert [d.id for d in rest.documents] == ["e", "h"]
+    assert rest.next is None
+
+
+async def test_prefix_filters_match_exactly_the_prefix(config_store: ConfigStore) -> None:
+    targets = {
+        "t1": "apis/default/orders",
+        "t2": "apis/shop/carts",
+        "t3": "apis0",  # the character after "/"
+        "t4": "apis",
+        "t5": "consumers/shop",
+        "t6": "apis/é/ünï",
+        "t7": "apis/\U0010ffff",
+        "t8": 7,  # not a string: never matched by a prefix
+    }
+    for key, target in targets.items():
+        await config_store.insert("audit", key, {"target": target})
+
+    async def matching(prefix: str) -> list[str]:
+        found = await config_store.page("audit", {"target": Prefix(prefix)}, limit=100)
+        assert [d.id for d in await config_store.find("audit", {"target": Prefix(prefix)})] == [
+            d.id for d in found.documents
+        ]
+        return [d.id for d in found.documents]
+
+    assert await matching("apis/") == ["t1", "t2", "t6", "t7"]
+    assert await matching("apis") == ["t1", "t2", "t3", "t4", "t6", "t7"]
+    assert await matching("apis/é") == ["t6"]
+    assert await matching("apis/\U0010ffff") == ["t7"]
+    assert await matching("consumers/shop") == ["t5"]
+    assert await matching("") == ["t1", "t2", "t3", "t4", "t5", "t6", "t7"]
+    assert await matching("zzz") == []
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda c: c[:-3],  # truncated
+        lambda c: c[:10] + ("A" if c[10] != "A" else "B") + c[11:],  # one character changed
+        lambda c: "not a cursor!",
+        lambda c: "",
+        lambda c: "x" * 5000,
+        lambda c: c + "==AA",
+    ],
+)
+async def test_forged_cursors_are_refused_naming_the_cursor(
+    config_store: ConfigStore, forge: Callable[[str], str]
+) -> None:
+    for key in ("a", "b", "c"):
+        await config_store.insert("audit", key, {"actor": "ann"})
+    cursor = (await config_store.page("audit", limit=1)).next
+    assert cursor is not None
+    with pytest.raises(InvalidCursor) as caught:
+        await config_store.page("audit", limit=1, cursor=forge(cursor))
+    assert caught.value.field == "cursor"
+    assert isinstance(caught.value, ConfigError)
+
+
+async def test_a_cursor_only_continues_its_own_list(config_store: ConfigStore) -> None:
+    for key in ("a", "b", "c"):
+        await config_store.insert("audit", key, {"actor": "ann", "target": "apis/x"})
+        await config_store.insert("consumers", key, {"name": key})
+    cursor = (await config_store.page("audit", {"actor": "ann"}, limit=1)).next
+    assert cursor is not None
+    others: list[tuple[str, dict[str, Any], Order]] = [
+        ("audit", {"actor": "bob"}, "asc"),  # another filter value
+        ("audit", {}, "asc"),  # the filter dropped
+        ("audit", {"actor": Prefix("ann")}, "asc"),  # equality turned into a prefix
+        ("audit", {"actor": "ann"}, "desc"),  # the order reversed
+        ("consumers", {"actor": "ann"}, "asc"),  # another collection
+    ]
+    for coll, where, order in others:
+        with pytest.raises(InvalidCursor, match="another list"):
+            await config_store.page(coll, where, order=order, limit=1, cursor=cursor)
+    follow = await config_store.page("audit", {"actor": "ann"}, limit=1, cursor=cursor)
+    assert [d.id for d in follow.documents] == ["b"]
+
+
+@pytest.mark.parametrize("limit", [0, -1, MAX_PAGE + 1])
+async def test_page_limits_are_bounded(config_store: ConfigStore, limit: int) -> None:
+    with pytest.raises(ConfigError) as caught:
+        await config_store.page("audit", limit=limit)
+    assert caught.value.field == "limit"
+
+
+async def test_every_indexed_field_has_an_index_created_idempotently(config_url: str) -> None:
+    """Each declared filter field is indexed together with the keyset order (field, id), on
+    either engine; opening the store again creates nothing twice and fails on nothing."""
+    fields = {f for c in COLLECTIONS.values() for f in c.indexed}
+    for _ in range(2):
+        store = open_config_store(config_url)
+        await store.open()
+        await store.close()
+    if config_url.startswith("sqlite://"):
+        path = config_url.removeprefix("sqlite://")
+        with closing(sqlite3.connect(path)) as conn:
+            names = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+            }
+            assert {f"documents_by_{f}" for f in fields} <= names
+            sql, args = _select("audit", {"actor": "ann", "target": Prefix("apis/")})
+            plan = " ".join(
+                str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql + " ORDER BY id", args)
+            )
+            assert "USING INDEX documents_by_" in plan
+        return
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(config_url)
+    try:
+        database = client.get_default_database()
+        for coll in COLLECTIONS.values():
+            keys = [
+                list(index["key"].items())
+                async for index in await database[coll.name].list_indexes()
+            ]
+            for field in coll.indexed:
+                assert [(f"q.{field}", 1), ("_id", 1)] in keys, (coll.name, keys)
+    finally:
+        await client.close()
 
 
 async def test_sequences_are_atomic(config_store: ConfigStore) -> None:

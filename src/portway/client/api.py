@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NotRequired, TypedDict, cast
 
 import httpx
+
+_PAGE = 1000  # items asked per page: the most the manager answers
 
 
 class ManagementAPIError(Exception):
@@ -171,6 +173,23 @@ class ManagerClient:
         return response.json() if response.content else None
 
     # API proxies --------------------------------------------------------------------------
+    def _pages(
+        self, path: str, params: Mapping[str, Any], limit: int | None
+    ) -> Iterator[dict[str, Any]]:
+        """The items of a paged list, following ``next`` until the list (or ``limit``) ends."""
+        cursor: str | None = None
+        left = limit
+        while left is None or left > 0:
+            size = _PAGE if left is None else min(left, _PAGE)
+            page = self._call("GET", path, params={**params, "limit": size, "cursor": cursor})
+            items: list[dict[str, Any]] = page["items"]
+            yield from items
+            if left is not None:
+                left -= len(items)
+            cursor = page["next"]
+            if cursor is None:
+                return
+
     def list_apis(
         self,
         *,
@@ -178,14 +197,16 @@ class ManagerClient:
         name_contains: str | None = None,
         environment: str | None = None,
         redeploy_required: bool | None = None,
+        limit: int | None = None,
     ) -> list[ApiSummary]:
+        """API summaries, every page (or the first ``limit``)."""
         params = {
             "project": project,
             "name_contains": name_contains,
             "environment": environment,
             "redeploy_required": None if redeploy_required is None else str(redeploy_required),
         }
-        return cast(list[ApiSummary], self._call("GET", "/apis", params=params))
+        return cast(list[ApiSummary], list(self._pages("/apis", params, limit)))
 
     def get_api(self, project: str, name: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._call("GET", f"/projects/{project}/apis/{name}"))
@@ -238,10 +259,11 @@ class ManagerClient:
             self._call("POST", f"/environments/{environment}/deployments/batch", json=body),
         )
 
-    def history(self, environment: str, limit: int = 20) -> list[Deployment]:
+    def history(self, environment: str, limit: int | None = 20) -> list[Deployment]:
+        """The newest deployment records of an environment (``limit=None``: all of them)."""
         return cast(
             list[Deployment],
-            self._call("GET", f"/environments/{environment}/deployments", params={"limit": limit}),
+            list(self._pages(f"/environments/{environment}/deployments", {}, limit)),
         )
 
     def workers(self, environment: str | None = None) -> list[WorkerRow]:

@@ -96,6 +96,7 @@ def _api_list(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> i
         name_contains=args.name_contains,
         environment=args.environment,
         redeploy_required=True if args.redeploy_required else None,
+        limit=args.limit,
     )
     if args.output == "json":
         as_json(rows, out)
@@ -122,6 +123,16 @@ def _api_list(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> i
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _split(ref: str, project: str) -> tuple[str, str]:
     """``NAME`` or ``PROJECT/NAME``."""
     if "/" in ref:
@@ -144,7 +155,11 @@ def _api_create(args: argparse.Namespace, client: ManagerClient, out: TextIO) ->
     if args.openapi:
         if not args.name:
             raise UsageError("--openapi needs --name")
-        request: dict[str, Any] = {"name": args.name, "mock": args.mock}
+        request: dict[str, Any] = {
+            "name": args.name,
+            "mock": args.mock,
+            "examples": not args.no_examples,
+        }
         if args.openapi.startswith(("http://", "https://")):
             request["url"] = args.openapi
         else:
@@ -367,6 +382,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="only APIs deployed with global policies that changed since",
     )
+    listing.add_argument(
+        "--limit",
+        type=_positive,
+        default=None,
+        help="list at most this many (default: all, read a page at a time)",
+    )
     listing.set_defaults(func=_run(_api_list))
 
     get = api_sub.add_parser("get", parents=[documents], help="show one API proxy")
@@ -386,6 +407,12 @@ def register(subparsers: Any) -> None:
     )
     create.add_argument("--backend", action="append", default=[], help="backend URL (repeatable)")
     create.add_argument("--mock", action="store_true", help="answer with the document's examples")
+    create.add_argument(
+        "--no-examples",
+        action="store_true",
+        help="import the routes without the example responses (a very large document then "
+        "fits one API proxy; not with --mock)",
+    )
     create.add_argument("--dry-run", action="store_true", help="validate only (import)")
     create.set_defaults(func=_run(_api_create))
 

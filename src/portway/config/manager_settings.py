@@ -70,6 +70,12 @@ class ManagerSettings(Model):
 
     @model_validator(mode="after")
     def _import_fits(self) -> ManagerSettings:
+        """A raised ``import_max_bytes`` raises the import body cap with it (a document sent
+        inline as a JSON string may grow by escaping, hence twice the size), unless the body cap
+        was set too: then it must hold the document."""
+        if "max_import_body_bytes" not in self.model_fields_set:
+            wanted = min(max(self.max_import_body_bytes, 2 * self.import_max_bytes), 1 << 30)
+            object.__setattr__(self, "max_import_body_bytes", wanted)
         if self.max_import_body_bytes < self.import_max_bytes:
             raise ValueError(
                 "max_import_body_bytes must be at least import_max_bytes "
@@ -139,7 +145,13 @@ class ManagerSettings(Model):
 
     # OpenAPI import ------------------------------------------------------------------------
     import_max_bytes: Annotated[
-        int, Field(ge=1024, le=100 * 1024 * 1024, description="largest imported document")
+        int,
+        Field(
+            ge=1024,
+            le=100 * 1024 * 1024,
+            description="largest imported OpenAPI document (raises max_import_body_bytes to "
+            "twice this unless that is set too)",
+        ),
     ] = 5 * 1024 * 1024
     import_timeout: Annotated[float, Field(gt=0, le=300, description="seconds to fetch a URL")] = (
         10.0

@@ -6,9 +6,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from portway.errors import DocumentTooLarge
 from portway.policies.secrets import mask_secrets
 from portway.stores.config_store import ConfigStore
 
+_MAX_FIELDS = 1000  # changed fields named by a record whose values are omitted
 _SECRET_WORDS = ("secret", "password", "token", "api_key", "apikey", "private_key", "hash")
 
 
@@ -45,14 +47,24 @@ async def record(
     old: dict[str, Any] | None,
     new: dict[str, Any] | None,
 ) -> None:
-    await store.insert(
-        "audit",
-        f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}",
-        {
-            "at": datetime.now(UTC).isoformat(),
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "changes": diff(mask(mask_secrets(old or {})), mask(mask_secrets(new or {}))),
-        },
-    )
+    key = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+    entry: dict[str, Any] = {
+        "at": datetime.now(UTC).isoformat(),
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "changes": diff(mask(mask_secrets(old or {})), mask(mask_secrets(new or {}))),
+    }
+    try:
+        await store.insert("audit", key, entry)
+    except DocumentTooLarge as exc:
+        # a change to a very large document (an API proxy of a thousand endpoints): the record
+        # keeps which fields changed, not their old and new values, rather than failing a write
+        # that already happened
+        fields = [c["field"] for c in entry["changes"]]
+        entry["changes"] = [{"field": f} for f in fields[:_MAX_FIELDS]]
+        entry["values_omitted"] = (
+            f"the old and new values take {exc.size:,} bytes, more than an audit record holds; "
+            f"{len(fields)} fields changed"
+        )
+        await store.insert("audit", key, entry)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from portway.config.declarative import GlobalPolicy
@@ -13,12 +14,13 @@ from portway.config.models import (
     Project,
     policy_entries,
 )
-from portway.errors import ConfigError, Conflict, NotFound
+from portway.errors import ConfigError, Conflict, DocumentTooLarge, NotFound
 from portway.manager import audit
 from portway.manager.addresses import BackendPolicy
+from portway.manager.paging import Select, read_page
 from portway.manager.validation import specs, validate_api, validate_policy
 from portway.policies.secrets import keep_secrets
-from portway.stores.config_store import ConfigStore, Document
+from portway.stores.config_store import ConfigStore, Document, Order, Prefix
 
 
 def api_key(project: str, name: str) -> str:
@@ -48,6 +50,26 @@ def keep_api_secrets(api: ApiProxy, old: dict[str, Any] | None) -> ApiProxy:
     for scope, name, spec, where in scoped_specs(data):
         spec.update(keep_secrets(spec, stored.get((scope, name)), where))
     return ApiProxy.model_validate(data)
+
+
+@contextmanager
+def _one_document(api: ApiProxy) -> Iterator[None]:
+    """An API proxy is stored as one document: one above the store's size says so in the
+    caller's terms (its endpoints, what to do) instead of the store's ``data`` field."""
+    try:
+        yield
+    except DocumentTooLarge as exc:
+        examples = sum(
+            1 for e in api.endpoints for p in e.policies.request if p.type == "mock_response"
+        )
+        raise ConfigError(
+            f"the API proxy {api.project}/{api.name} is {exc.size:,} bytes stored as JSON "
+            f"({len(api.endpoints)} endpoints, {examples} with an example response); one API "
+            f"proxy may hold at most {exc.limit:,}. Split it into several API proxies "
+            "(e.g. by path prefix or tag), or import it without example responses "
+            '(`"examples": false`, `portway api create --openapi … --no-examples`)',
+            "body",
+        ) from None
 
 
 class Catalog:
@@ -159,7 +181,8 @@ class Catalog:
         validate_api(api, await self.global_specs())
         data = api.model_dump(mode="json")
         key = api_key(api.project, api.name)
-        doc = await self.store.insert("apis", key, data)
+        with _one_document(api):
+            doc = await self.store.insert("apis", key, data)
         await audit.record(self.store, actor, "api.create", f"apis/{key}", None, data)
         return doc
 
@@ -171,6 +194,41 @@ class Catalog:
 
     async def apis(self, project: str | None = None) -> list[Document]:
         return await self.store.find("apis", {"project": project} if project else None)
+
+    async def api_page(
+        self,
+        *,
+        project: str | None = None,
+        base_path_prefix: str | None = None,
+        name_contains: str | None = None,
+        select: Select | None = None,
+        order: Order = "asc",
+        limit: int,
+        cursor: str | None = None,
+    ) -> tuple[list[Document], str | None]:
+        """One page of API proxies by id (``project/name``). Project and base-path prefix are
+        indexed; a name substring and ``select`` are applied to each store page."""
+        where: dict[str, Any] = {}
+        if project:
+            where["project"] = project
+        if base_path_prefix:
+            where["base_path"] = Prefix(base_path_prefix)
+
+        async def chosen(docs: Sequence[Document]) -> Sequence[Document]:
+            if name_contains:
+                docs = [d for d in docs if name_contains in str(d.data.get("name", ""))]
+            return await select(docs) if select is not None else docs
+
+        computed = name_contains or select is not None
+        return await read_page(
+            self.store,
+            "apis",
+            where,
+            order=order,
+            limit=limit,
+            cursor=cursor,
+            select=chosen if computed else None,
+        )
 
     async def update_api(
         self, project: str, name: str, api: ApiProxy, expected_version: int, actor: str
@@ -184,7 +242,8 @@ class Catalog:
         data: dict[str, Any] = api.model_dump(mode="json")
         if data == old.data:
             return old
-        doc = await self.store.replace("apis", old.id, data, expected_version=expected_version)
+        with _one_document(api):
+            doc = await self.store.replace("apis", old.id, data, expected_version=expected_version)
         await audit.record(self.store, actor, "api.update", f"apis/{old.id}", old.data, data)
         return doc
 

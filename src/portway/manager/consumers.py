@@ -31,7 +31,8 @@ from portway.config.revision import (
 from portway.errors import ConfigError, Conflict, DuplicateKey, NotFound
 from portway.manager import audit
 from portway.manager.auth import hash_password
-from portway.stores.config_store import ConfigStore, Document
+from portway.manager.paging import read_page
+from portway.stores.config_store import ConfigStore, Document, Order
 
 API_KEY_PREFIX = "pwk_"
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$"
@@ -147,6 +148,14 @@ class Consumers:
     # consumers ----------------------------------------------------------------------------
     async def all(self) -> list[Document]:
         return await self.store.find("consumers")
+
+    async def page(
+        self, *, order: Order = "asc", limit: int, cursor: str | None = None
+    ) -> tuple[list[Document], str | None]:
+        """One page of consumers by id."""
+        return await read_page(
+            self.store, "consumers", None, order=order, limit=limit, cursor=cursor
+        )
 
     async def get(self, name: str) -> Document:
         found = await self.store.find("consumers", {"name": name}, limit=1)

@@ -38,11 +38,12 @@ from portway.config.revision import ConsumerSnapshot, DeployedApi, EnvironmentRe
 from portway.errors import ConfigError, Conflict, DeploymentError, NotFound
 from portway.manager import audit
 from portway.manager.catalog import Catalog, api_key
+from portway.manager.paging import read_page
 from portway.manager.registry import WorkerRegistry
 from portway.manager.sealing import SealedStore
 from portway.manager.validation import validate_environment_apis
 from portway.manager.worker_client import WorkerClient
-from portway.stores.config_store import ConfigStore, Document
+from portway.stores.config_store import ConfigStore, Document, Order
 
 log = logging.getLogger("portway.manager.deployments")
 
@@ -70,6 +71,13 @@ class Change:
 
 def _deployment_id() -> str:
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}"
+
+
+def _names_api(record: Mapping[str, Any], project: str | None, api: str | None) -> bool:
+    items = record.get("items") or [{"project": record.get("project"), "api": record.get("api")}]
+    return any(
+        i.get("api") == api and (project is None or i.get("project") == project) for i in items
+    )
 
 
 class Deployer:
@@ -554,23 +562,27 @@ class Deployer:
         *,
         project: str | None = None,
         api: str | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        docs = await self.store.find("deployments", {"environment": environment})
-        rows = []
-        for d in sorted(docs, key=lambda d: d.id, reverse=True):
-            items = d.data.get("items") or [
-                {"project": d.data.get("project"), "api": d.data.get("api")}
-            ]
-            if api is not None and not any(
-                i.get("api") == api and (project is None or i.get("project") == project)
-                for i in items
-            ):
-                continue
-            rows.append({"id": d.id, **d.data})
-            if limit is not None and len(rows) >= limit:
-                break
-        return rows
+        limit: int,
+        cursor: str | None = None,
+        order: Order = "desc",
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the environment's deployment records and the cursor of the next. The
+        environment filter is indexed; the API filter looks into each record's items (a batch
+        names several APIs)."""
+
+        async def naming_the_api(docs: Sequence[Document]) -> list[Document]:
+            return [d for d in docs if _names_api(d.data, project, api)]
+
+        docs, after = await read_page(
+            self.store,
+            "deployments",
+            {"environment": environment},
+            order=order,
+            limit=limit,
+            cursor=cursor,
+            select=None if api is None else naming_the_api,
+        )
+        return [{"id": d.id, **d.data} for d in docs], after
 
     # status -------------------------------------------------------------------------------
     async def deployed_in(self, project: str, name: str) -> list[str]:

@@ -58,11 +58,21 @@ class ImportRequest(Model):
     mock: Annotated[
         bool, Field(description="answer with the examples instead of calling backends")
     ] = False
+    examples: Annotated[
+        bool,
+        Field(
+            description="keep each operation's example response (as an inactive mock policy "
+            "unless mock); false stores the routes only, so a very large document still fits "
+            "one API proxy"
+        ),
+    ] = True
 
     @model_validator(mode="after")
     def _one_source(self) -> ImportRequest:
         if (self.url is None) == (self.document is None):
             raise ValueError("give exactly one of url and document")
+        if self.mock and not self.examples:
+            raise ValueError("mock answers with the examples: it needs examples true")
         return self
 
 
@@ -91,6 +101,15 @@ def parse_document(
     if not isinstance(loaded, dict):
         raise ConfigError("the document must be a JSON/YAML object", field)
     return loaded
+
+
+def too_large(max_bytes: int, field: str) -> ConfigError:
+    """The refusal of a document above the import cap, naming the setting that raises it."""
+    return ConfigError(
+        f"the document is larger than {max_bytes} bytes, the manager's import cap "
+        "(setting manager.import_max_bytes, `portway manager --import-max-bytes N`)",
+        field,
+    )
 
 
 async def fetch_document(
@@ -142,13 +161,13 @@ async def fetch_document(
                 raise ConfigError(f"the URL answered {response.status_code}", "body.url")
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
-                raise ConfigError(f"the document is larger than {max_bytes} bytes", "body.url")
+                raise too_large(max_bytes, "body.url")
             chunks: list[bytes] = []
             total = 0
             async for chunk in response.aiter_bytes():
                 total += len(chunk)
                 if total > max_bytes:
-                    raise ConfigError(f"the document is larger than {max_bytes} bytes", "body.url")
+                    raise too_large(max_bytes, "body.url")
                 chunks.append(chunk)
     except httpx.HTTPError as exc:
         raise ConfigError(f"cannot fetch the document: {type(exc).__name__}", "body.url") from None
@@ -349,7 +368,7 @@ def build_api(
                 if isinstance(raw_responses, Mapping)
                 else {}
             )
-            picked = _pick_response(responses)
+            picked = _pick_response(responses) if request.examples else None
             if picked is not None:
                 status, code = picked
                 response = resolver.deref(responses[code])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import Field
 
 from portway.config.base import Model
@@ -24,6 +24,7 @@ from portway.manager.deps import (
     versioned,
 )
 from portway.manager.editing import Phase
+from portway.manager.paging import DEFAULT_LIMIT, Cursor, Limit, Oldest, Page, paged
 from portway.manager.problems import ApiError
 from portway.manager.validation import validate_policy
 from portway.policies.secrets import keep_secrets
@@ -163,6 +164,8 @@ def _summary(doc: Document, deployments: list[dict[str, Any]]) -> dict[str, Any]
 async def search_apis(
     svc: Svc,
     _: Reader,
+    request: Request,
+    response: Response,
     project: Annotated[str | None, Query(max_length=63)] = None,
     name_contains: Annotated[str | None, Query(max_length=100)] = None,
     base_path_prefix: Annotated[str | None, Query(max_length=2000)] = None,
@@ -170,20 +173,41 @@ async def search_apis(
         str | None, Query(max_length=63, description="deployed to this environment")
     ] = None,
     redeploy_required: Annotated[bool | None, Query()] = None,
-) -> list[dict[str, Any]]:
-    """API proxies of every project as summaries, with where each is deployed."""
-    docs = await svc.catalog.apis(project)
-    if name_contains:
-        docs = [d for d in docs if name_contains in d.data["name"]]
-    if base_path_prefix:
-        docs = [d for d in docs if str(d.data["base_path"]).startswith(base_path_prefix)]
-    status = await svc.deployer.api_status(docs, await svc.catalog.global_specs())
-    rows = [_summary(d, status[d.id]) for d in docs]
-    if environment is not None:
-        rows = [r for r in rows if any(x["environment"] == environment for x in r["deployments"])]
-    if redeploy_required is not None:
-        rows = [r for r in rows if r["redeploy_required"] == redeploy_required]
-    return rows
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    order: Oldest = "asc",
+) -> Page[dict[str, Any]]:
+    """API proxies of every project as summaries (by ``project/name``), with where each is
+    deployed."""
+    global_now = await svc.catalog.global_specs()
+    status: dict[str, list[dict[str, Any]]] = {}
+
+    async def deployed_as_asked(docs: Sequence[Document]) -> list[Document]:
+        status.update(await svc.deployer.api_status(docs, global_now))
+        rows = {d.id: _summary(d, status[d.id]) for d in docs}
+        return [
+            d
+            for d in docs
+            if (
+                environment is None
+                or any(x["environment"] == environment for x in rows[d.id]["deployments"])
+            )
+            and (redeploy_required is None or rows[d.id]["redeploy_required"] == redeploy_required)
+        ]
+
+    computed = environment is not None or redeploy_required is not None
+    docs, after = await svc.catalog.api_page(
+        project=project,
+        name_contains=name_contains,
+        base_path_prefix=base_path_prefix,
+        select=deployed_as_asked if computed else None,
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
+    if not computed:
+        status = await svc.deployer.api_status(docs, global_now)
+    return paged(request, response, [_summary(d, status[d.id]) for d in docs], after)
 
 
 @router.get("/projects/{project}/apis", tags=["apis"])
@@ -191,13 +215,18 @@ async def list_apis(
     project: Name,
     svc: Svc,
     _: Reader,
+    request: Request,
+    response: Response,
     name_contains: Annotated[str | None, Query(max_length=100)] = None,
-) -> list[dict[str, Any]]:
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    order: Oldest = "asc",
+) -> Page[dict[str, Any]]:
     await svc.catalog.project(project)
-    docs = await svc.catalog.apis(project)
-    if name_contains:
-        docs = [d for d in docs if name_contains in d.data["name"]]
-    return _rows(docs)
+    docs, after = await svc.catalog.api_page(
+        project=project, name_contains=name_contains, order=order, limit=limit, cursor=cursor
+    )
+    return paged(request, response, _rows(docs), after)
 
 
 @router.post("/projects/{project}/apis", status_code=201, tags=["apis"])
@@ -233,9 +262,7 @@ async def import_api(
     else:
         raw = body.document
         if isinstance(raw, str) and len(raw.encode()) > settings.import_max_bytes:
-            raise ConfigError(
-                f"the document is larger than {settings.import_max_bytes} bytes", "body.document"
-            )
+            raise openapi_import.too_large(settings.import_max_bytes, "body.document")
         field = "body.document"
     document = openapi_import.parse_document(raw, field)
     api, warnings = openapi_import.build_api(document, body, project)

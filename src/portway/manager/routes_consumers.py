@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from portway.config.declarative import ConsumerSpec, GrantSpec, GrantTerms
 from portway.manager.auth import Principal
@@ -21,6 +21,7 @@ from portway.manager.consumers import (
     credential_view,
 )
 from portway.manager.deps import ConsumerManager, IfMatch, Reader, Svc, if_match
+from portway.manager.paging import DEFAULT_LIMIT, Cursor, Limit, Oldest, Page, paged
 
 router = APIRouter()
 PUBLISHED_HEADER = "X-Portway-Published"
@@ -38,8 +39,17 @@ async def _publish(svc: Svc, who: Principal, note: str, response: Response) -> N
 
 
 @router.get("/consumers", tags=["consumers"])
-async def list_consumers(svc: Svc, _: Reader) -> list[dict[str, Any]]:
-    return [consumer_view(d) for d in await svc.consumers.all()]
+async def list_consumers(
+    svc: Svc,
+    _: Reader,
+    request: Request,
+    response: Response,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    order: Oldest = "asc",
+) -> Page[dict[str, Any]]:
+    docs, after = await svc.consumers.page(order=order, limit=limit, cursor=cursor)
+    return paged(request, response, [consumer_view(d) for d in docs], after)
 
 
 @router.post("/consumers", status_code=201, tags=["consumers"])

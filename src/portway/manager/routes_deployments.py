@@ -6,13 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field, model_validator
 
 from portway.config.base import Model, Slug
 from portway.manager import audit
 from portway.manager.deps import AuditReader, DeployerRole, EnvManager, Reader, Svc
+from portway.manager.paging import DEFAULT_LIMIT, Cursor, Limit, Newest, Page, paged, read_page
 from portway.manager.problems import ApiError
+from portway.stores.config_store import Prefix
 
 router = APIRouter()
 
@@ -92,13 +94,20 @@ async def deployment_history(
     environment: EnvName,
     svc: Svc,
     _: Reader,
+    request: Request,
+    response: Response,
     project: Annotated[str | None, Query(max_length=63)] = None,
     api: Annotated[str | None, Query(max_length=63)] = None,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-) -> list[dict[str, Any]]:
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    order: Newest = "desc",
+) -> Page[dict[str, Any]]:
     """Newest first: who, when, what, the note and each worker's result."""
     await svc.catalog.environment(environment)
-    return await svc.deployer.history(environment, project=project, api=api, limit=limit)
+    rows, after = await svc.deployer.history(
+        environment, project=project, api=api, limit=limit, cursor=cursor, order=order
+    )
+    return paged(request, response, rows, after)
 
 
 def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -185,21 +194,22 @@ async def forget_worker(worker_id: str, svc: Svc, who: EnvManager) -> Response:
 async def audit_log(
     svc: Svc,
     _: AuditReader,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    request: Request,
+    response: Response,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    order: Newest = "desc",
     actor: Annotated[str | None, Query(max_length=100)] = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
     target_prefix: Annotated[str | None, Query(max_length=300)] = None,
-) -> list[dict[str, Any]]:
-    """Newest first: who changed what and when, with the old/new diff (secrets masked)."""
-    where = {"actor": actor} if actor else None
-    docs = await svc.store.find("audit", where)
-    rows = []
-    for d in sorted(docs, key=lambda d: d.id, reverse=True):
-        if action and d.data.get("action") != action:
-            continue
-        if target_prefix and not str(d.data.get("target", "")).startswith(target_prefix):
-            continue
-        rows.append({"id": d.id, **d.data})
-        if len(rows) >= limit:
-            break
-    return rows
+) -> Page[dict[str, Any]]:
+    """Newest first: who changed what and when, with the old/new diff (secrets masked). Every
+    filter is served by an index."""
+    where: dict[str, Any] = {"actor": actor, "action": action}
+    where = {k: v for k, v in where.items() if v}
+    if target_prefix:
+        where["target"] = Prefix(target_prefix)
+    docs, after = await read_page(
+        svc.store, "audit", where, order=order, limit=limit, cursor=cursor
+    )
+    return paged(request, response, [{"id": d.id, **d.data} for d in docs], after)

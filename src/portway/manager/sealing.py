@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from portway.errors import ConfigError
 from portway.manager.catalog import scoped_specs
 from portway.policies.secrets import is_reference, secret_fields_of
-from portway.stores.config_store import ConfigStore, Document
+from portway.stores.config_store import ConfigStore, Document, Order, Page
 
 PREFIX = "pwsealed:v1:"
 ENV_KEY = "PORTWAY_SECRETS_KEY"
@@ -173,6 +173,18 @@ class SealedStore:
     ) -> list[Document]:
         docs = await self.inner.find(collection, where, limit=limit)
         return [self._doc(collection, d) for d in docs]
+
+    async def page(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order: Order = "asc",
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page:
+        found = await self.inner.page(collection, where, order=order, limit=limit, cursor=cursor)
+        return Page([self._doc(collection, d) for d in found.documents], found.next)
 
     async def insert(self, collection: str, key: str, data: Mapping[str, Any]) -> Document:
         doc = await self.inner.insert(collection, key, self._data(collection, data))

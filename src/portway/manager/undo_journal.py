@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portway.errors import StoreError
-from portway.stores.config_store import ConfigStore, Document
+from portway.stores.config_store import ConfigStore, Document, Order, Page
 
 _KEPT = frozenset({"audit"})  # collections whose writes are history, never undone
 
@@ -48,6 +48,17 @@ class UndoJournal:
         self, collection: str, where: Mapping[str, Any] | None = None, *, limit: int | None = None
     ) -> list[Document]:
         return await self.store.find(collection, where, limit=limit)
+
+    async def page(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order: Order = "asc",
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page:
+        return await self.store.page(collection, where, order=order, limit=limit, cursor=cursor)
 
     async def insert(self, collection: str, key: str, data: Mapping[str, Any]) -> Document:
         doc = await self.store.insert(collection, key, data)

@@ -12,7 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from portway.errors import ConfigError
+from portway.errors import ConfigError, DocumentTooLarge
+from portway.stores.config_store import Prefix
 
 MAX_KEY_LENGTH = 256
 MAX_DOCUMENT_BYTES = 1 << 20
@@ -71,17 +72,25 @@ def canonical_json(data: object) -> str:
         raise ConfigError("must be a JSON object", field="data")
     _walk(data, "data", 0)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
-        raise ConfigError(f"is larger than {MAX_DOCUMENT_BYTES} bytes once encoded", field="data")
+    size = len(text.encode("utf-8"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLarge(size, MAX_DOCUMENT_BYTES)
     return text
 
 
-def check_where(where: Mapping[str, Any] | None) -> dict[str, Scalar]:
-    """``find`` filters: top-level field names, scalar values (strings, numbers, booleans, None)."""
-    out: dict[str, Scalar] = {}
+def check_where(where: Mapping[str, Any] | None) -> dict[str, Scalar | Prefix]:
+    """``find`` filters: top-level field names, scalar values (strings, numbers, booleans, None)
+    or a ``Prefix`` of a string field."""
+    out: dict[str, Scalar | Prefix] = {}
     for field, value in (where or {}).items():
         if not isinstance(field, str) or not _FIELD_RE.fullmatch(field):
             raise ValueError(f"invalid field name {field!r}: a top-level identifier is expected")
+        if isinstance(value, Prefix):
+            if not isinstance(value.text, str):
+                raise ValueError(f"find() prefixes are strings; {field}={value!r} is not one")
+            _check_text(value.text, field)
+            out[field] = value
+            continue
         if value is not None and not isinstance(value, str | int | float | bool):
             raise ValueError(f"find() compares scalars only; {field}={value!r} is not one")
         if isinstance(value, int) and not -(2**63) <= value < 2**63:

@@ -9,8 +9,9 @@ One MongoDB collection per Portway collection. A stored document looks like::
 - ``data`` is kept as canonical JSON text, not as a BSON sub-document: JSON allows keys that MongoDB
   (or FerretDB) refuses (``a.b``, ``$x``) and integers beyond 64 bits, and every backend must accept
   and return exactly the same documents.
-- ``q`` mirrors the top-level scalar fields so ``find()`` can filter and the declared ``indexed``
-  fields get an index on ``q.<field>``. A non-scalar value is mirrored as ``{"j": 1}`` so that
+- ``q`` mirrors the top-level scalar fields so ``find()`` and ``page()`` can filter, and each
+  declared ``indexed`` field gets an index on ``(q.<field>, _id)`` (the filter, then the keyset
+  order). A non-scalar value is mirrored as ``{"j": 1}`` so that
   ``None`` (which matches a missing field or null) never matches it.
 - every unique tuple of the collection has a field ``u:<fields>`` with a unique index. It holds the
   JSON of the claimed values, or ``~<id>`` (unique by construction) when the document claims
@@ -43,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     ConnectionFailure,
@@ -63,7 +64,19 @@ from portway.errors import (
     StoreUnavailable,
 )
 from portway.stores._validate import canonical_json, check_key, check_where
-from portway.stores.config_store import COLLECTIONS, Collection, Document, collection, unique_values
+from portway.stores.config_store import (
+    COLLECTIONS,
+    Collection,
+    Document,
+    Order,
+    Page,
+    Prefix,
+    check_limit,
+    collection,
+    decode_cursor,
+    page_of,
+    unique_values,
+)
 from portway.stores.migrations import MIGRATIONS, Migration, run_migrations
 
 T = TypeVar("T")
@@ -99,6 +112,17 @@ def _mirror(data: Mapping[str, Any]) -> dict[str, Any]:
         else:
             q[k] = {"j": 1}
     return q
+
+
+def _query(where: Mapping[str, Any] | None) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    for field, value in check_where(where).items():
+        if isinstance(value, Prefix):
+            upper = value.upper_bound()
+            query[f"q.{field}"] = {"$gte": value.text} | ({"$lt": upper} if upper else {})
+        else:
+            query[f"q.{field}"] = value
+    return query
 
 
 def _is_duplicate(exc: PyMongoError) -> bool:
@@ -183,7 +207,11 @@ class MongoConfigStore:
                 await target.update_one({"_id": raw["_id"]}, {"$set": {name: claim}})
             await target.create_index([(name, ASCENDING)], name=name, unique=True)
         for field in coll.indexed:
-            await target.create_index([(f"q.{field}", ASCENDING)], name=f"q.{field}")
+            # the filter's field, then the keyset order (``page``) — an equality or prefix match
+            # is read in id order straight from the index
+            await target.create_index(
+                [(f"q.{field}", ASCENDING), ("_id", ASCENDING)], name=f"q.{field}+_id"
+            )
 
     async def close(self) -> None:
         if self._background:  # guard releases still in flight
@@ -271,18 +299,36 @@ class MongoConfigStore:
         limit: int | None = None,
     ) -> list[Document]:
         collection(collection_name)
-        query: dict[str, Any] = {}
-        for field, value in check_where(where).items():
-            query[f"q.{field}"] = value
-        target = self._coll(collection_name)
+        return await self._call(self._documents(collection_name, _query(where), ASCENDING, limit))
 
-        async def run() -> list[Document]:
-            cursor = target.find(query, {"v": 1, "json": 1}, sort=[("_id", ASCENDING)])
-            if limit is not None:
-                cursor = cursor.limit(limit)
-            return [Document(r["_id"], int(r["v"]), json.loads(r["json"])) async for r in cursor]
+    async def page(
+        self,
+        collection_name: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order: Order = "asc",
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page:
+        collection(collection_name)
+        check_limit(limit)
+        query = _query(where)
+        if cursor is not None:
+            after = decode_cursor(cursor, collection_name, where, order)
+            query["_id"] = {"$gt" if order == "asc" else "$lt": after}
+        direction = ASCENDING if order == "asc" else DESCENDING
+        docs = await self._call(self._documents(collection_name, query, direction, limit + 1))
+        return page_of(collection_name, where, order, docs, limit)
 
-        return await self._call(run())
+    async def _documents(
+        self, collection_name: str, query: dict[str, Any], direction: int, limit: int | None
+    ) -> list[Document]:
+        found = self._coll(collection_name).find(
+            query, {"v": 1, "json": 1}, sort=[("_id", direction)]
+        )
+        if limit is not None:
+            found = found.limit(limit)
+        return [Document(r["_id"], int(r["v"]), json.loads(r["json"])) async for r in found]
 
     async def insert(self, collection_name: str, key: str, data: Mapping[str, Any]) -> Document:
         coll = collection(collection_name)

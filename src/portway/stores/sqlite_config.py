@@ -19,7 +19,18 @@ from typing import Any, TypeVar
 from portway.errors import DuplicateKey, NotFound, StaleVersion, StoreUnavailable
 from portway.stores._sqlite import connect_wal, mapped_errors
 from portway.stores._validate import canonical_json, check_key, check_where, json_type
-from portway.stores.config_store import Document, collection, unique_values
+from portway.stores.config_store import (
+    COLLECTIONS,
+    Document,
+    Order,
+    Page,
+    Prefix,
+    check_limit,
+    collection,
+    decode_cursor,
+    page_of,
+    unique_values,
+)
 from portway.stores.migrations import MIGRATIONS, Migration, run_migrations
 
 T = TypeVar("T")
@@ -43,6 +54,46 @@ CREATE TABLE IF NOT EXISTS uniques (
 CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 """
+# One expression index per field a collection declares ``indexed``: (collection, field, id), so an
+# equality or prefix filter and the keyset order by id are both served by the index.
+_INDEXES = "".join(
+    f"CREATE INDEX IF NOT EXISTS documents_by_{field} "
+    f"ON documents (collection, json_extract(data, '$.{field}'), id);\n"
+    for field in sorted({f for c in COLLECTIONS.values() for f in c.indexed})
+)
+
+
+def _select(collection_name: str, where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+    """The SELECT of a ``find``/``page`` and its arguments, without ORDER BY.
+
+    Fields are checked identifiers; the JSON type is compared too, so True never equals 1 and None
+    matches a missing field or null, exactly as on MongoDB. Comparisons use the very expression
+    the indexes are built on (``json_extract(data, '$.field')``)."""
+    sql = "SELECT id, version, data FROM documents WHERE collection=?"
+    args: list[Any] = [collection_name]
+    for field, value in check_where(where).items():
+        path = f"'$.{field}'"
+        if isinstance(value, Prefix):
+            sql += f" AND json_type(data, {path}) = 'text' AND json_extract(data, {path}) >= ?"
+            args.append(value.text)
+            upper = value.upper_bound()
+            if upper is not None:
+                sql += f" AND json_extract(data, {path}) < ?"
+                args.append(upper)
+        elif value is None:
+            sql += f" AND coalesce(json_type(data, {path}), 'null') = 'null'"
+        elif isinstance(value, bool):
+            sql += f" AND json_type(data, {path}) = ?"
+            args.append(json_type(value))
+        else:
+            kinds = "('integer','real')" if isinstance(value, int | float) else "('text')"
+            sql += f" AND json_type(data, {path}) IN {kinds} AND json_extract(data, {path}) = ?"
+            args.append(value)
+    return sql, args
+
+
+def _documents(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Document]:
+    return [Document(r[0], r[1], json.loads(r[2])) for r in conn.execute(sql, args).fetchall()]
 
 
 def _dumps(value: Any) -> str:
@@ -78,7 +129,7 @@ class SqliteConfigStore:
 
     async def open(self) -> None:
         def connect() -> sqlite3.Connection:
-            conn = connect_wal(self._path, _SCHEMA)
+            conn = connect_wal(self._path, _SCHEMA + _INDEXES)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 row = conn.execute("SELECT version FROM schema_version").fetchone()
@@ -130,31 +181,32 @@ class SqliteConfigStore:
         limit: int | None = None,
     ) -> list[Document]:
         collection(collection_name)
-        sql = "SELECT id, version, data FROM documents WHERE collection=?"
-        args: list[Any] = [collection_name]
-        # Fields are checked identifiers; the JSON type is compared too, so True never equals 1 and
-        # None matches a missing field or null, exactly as on MongoDB.
-        for field, value in check_where(where).items():
-            path = f"'$.{field}'"
-            if value is None:
-                sql += f" AND coalesce(json_type(data, {path}), 'null') = 'null'"
-            elif isinstance(value, bool):
-                sql += f" AND json_type(data, {path}) = ?"
-                args.append(json_type(value))
-            else:
-                kinds = "('integer','real')" if isinstance(value, int | float) else "('text')"
-                sql += f" AND json_type(data, {path}) IN {kinds} AND json_extract(data, {path}) = ?"
-                args.append(value)
+        sql, args = _select(collection_name, where)
         sql += " ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
+        return await self._run(lambda conn: _documents(conn, sql, args))
 
-        def fn(conn: sqlite3.Connection) -> list[Document]:
-            rows = conn.execute(sql, args).fetchall()
-            return [Document(r[0], r[1], json.loads(r[2])) for r in rows]
-
-        return await self._run(fn)
+    async def page(
+        self,
+        collection_name: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order: Order = "asc",
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page:
+        collection(collection_name)
+        check_limit(limit)
+        sql, args = _select(collection_name, where)
+        if cursor is not None:
+            sql += " AND id > ?" if order == "asc" else " AND id < ?"
+            args.append(decode_cursor(cursor, collection_name, where, order))
+        sql += " ORDER BY id " + ("ASC" if order == "asc" else "DESC") + " LIMIT ?"
+        args.append(limit + 1)
+        docs = await self._run(lambda conn: _documents(conn, sql, args))
+        return page_of(collection_name, where, order, docs, limit)
 
     @staticmethod
     def _claim(conn: sqlite3.Connection, name: str, key: str, data: Mapping[str, Any]) -> None:
