@@ -17,7 +17,8 @@ receiving the same requests (the ``X-Api-Key`` header too), one process or threa
   and ``throttling`` per consumer (fixed window, a limit far above the request count,
   ``on_store_unavailable: fail``) on the in-process cache / on Redis, traffic records shipped to
   SQLite; ``chain-local-nolog`` / ``chain-redis-nolog``: the same chains without traffic records
-  (the cost of logging is the difference).
+  (the cost of logging is the difference); ``chain-redis-batched``: ``chain-redis`` with the
+  throttling's ``sync: batched`` (counted locally, synced to Redis every 100 ms).
 """
 
 from __future__ import annotations
@@ -60,7 +61,13 @@ from bench.dataplane import (
 API_KEY = "bench-key-0123456789abcdef"
 KEY_HEADER = "X-Api-Key"
 WORKERS = ("worker", "worker-2-processes")
-CHAINS = ("chain-local", "chain-local-nolog", "chain-redis", "chain-redis-nolog")
+CHAINS = (
+    "chain-local",
+    "chain-local-nolog",
+    "chain-redis",
+    "chain-redis-nolog",
+    "chain-redis-batched",
+)
 TARGETS = ("nginx", "nginx-gateway", "haproxy-gateway", *WORKERS, *CHAINS)
 # Far above what any run sends (a few thousand req/s for minutes at most): nothing is refused.
 THROTTLE_LIMIT = 1_000_000_000
@@ -108,7 +115,7 @@ backend be
 )
 
 
-def chain_revision(backend: int) -> str:
+def chain_revision(backend: int, sync: str = "exact") -> str:
     """The data plane's one-route revision with the chain and one consumer holding the key."""
     revision: dict[str, Any] = json.loads(revision_json(backend, 1, False))
     api = revision["apis"][0]["api"]
@@ -128,6 +135,7 @@ def chain_revision(backend: int) -> str:
                     "window": "fixed",
                     "identity": "consumer",
                     "on_store_unavailable": "fail",
+                    "sync": sync,
                 },
             },
         ]
@@ -228,6 +236,8 @@ def policy_lab() -> Iterator[PolicyLab]:
                 _worker(the_lab, "worker-2-processes", plain, processes=2)
                 chain = root / "chain.json"
                 chain.write_text(chain_revision(backend))
+                batched = root / "chain-batched.json"
+                batched.write_text(chain_revision(backend, "batched"))
                 dbs: dict[str, Path] = {}
                 for name in CHAINS:
                     cache = f"redis://127.0.0.1:{redis.port}/0" if "redis" in name else "local://"
@@ -236,7 +246,7 @@ def policy_lab() -> Iterator[PolicyLab]:
                         dbs[name] = root / f"{name}.db"
                         spool = root / f"{name}-spool"
                         extra += ["--logs", f"sqlite://{dbs[name]}", "--spool-dir", str(spool)]
-                    _worker(the_lab, name, chain, *extra)
+                    _worker(the_lab, name, batched if "batched" in name else chain, *extra)
                 yield PolicyLab(the_lab, dbs)
             finally:
                 the_lab.stop()
