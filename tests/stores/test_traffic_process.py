@@ -62,15 +62,19 @@ async def test_malformed_records_come_back_rejected_and_the_rest_is_stored(
     assert stored_ids(db) == {"req-1", "req-3"}
 
 
-async def test_a_sink_that_cannot_open_is_unavailable(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
+async def test_a_sink_that_cannot_open_is_unavailable_until_it_can(tmp_path: Path) -> None:
+    blocker = tmp_path / "dir"
+    blocker.write_text("a file where the directory should be")
     sink = ProcessTrafficSink(f"sqlite://{blocker}/traffic.db")
     with pytest.raises(StoreUnavailable, match="traffic"):
         await sink.open()
     with pytest.raises(StoreUnavailable):
         await sink.write([record(1)])
+    blocker.unlink()
+    blocker.mkdir()
+    await sink.write([record(2)])  # the same child opens the sink now
     await sink.close()
+    assert stored_ids(blocker / "traffic.db") == {"req-2"}
 
 
 async def test_a_killed_child_is_unavailable_then_started_again(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ it was raised in the child. A dead child is started again by the next write.
 Frames both ways are a 4-byte big-endian length and a ``marshal``-encoded value (records are plain
 dicts of strings and numbers; anything else is made JSON-safe the way the sinks store it, with
 ``str``). Requests: ``("open", None)``, ``("write", [records])``, ``("close", None)``; answers:
-``("ok", None)``, ``("rejected", [(id, why)])``, ``("unavailable", message)``. The pipe is private
+``("ok", None)``, ``("rejected", [(id, why)])``, ``("unavailable", message)``. A sink that could
+not be opened is opened again by the next request. The pipe is private
 to the worker and its child; the child exits when its stdin closes.
 """
 
@@ -153,10 +154,10 @@ async def serve(url: str) -> None:
                 return  # the worker is gone or closed the pipe
             answer: tuple[str, Any] = ("ok", None)
             try:
-                if kind == "open" and not opened:
-                    await sink.open()
+                if kind in ("open", "write") and not opened:
+                    await sink.open()  # until it succeeds, every request tries again
                     opened = True
-                elif kind == "write":
+                if kind == "write":
                     await sink.write(payload)
                 elif kind == "close":
                     return
