@@ -60,6 +60,8 @@ class Sample:
     rps: float
     p50_ms: float
     p99_ms: float
+    requests: int = 0
+    """Requests wrk completed in the sample."""
 
 
 @dataclass
@@ -94,7 +96,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
+def wait_port(port: int, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
@@ -143,22 +145,23 @@ http {{
 
 NGINX_PROXY = """
 worker_processes 1;
-error_log {root}/proxy-error.log warn;
-pid {root}/proxy.pid;
+error_log {root}/{name}-error.log warn;
+pid {root}/{name}.pid;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
     keepalive_requests 100000000;
-    client_body_temp_path {root}/pbody;
-    proxy_temp_path {root}/pproxy;
-    fastcgi_temp_path {root}/pfastcgi;
-    uwsgi_temp_path {root}/puwsgi;
-    scgi_temp_path {root}/pscgi;
+    client_body_temp_path {root}/{name}-body;
+    proxy_temp_path {root}/{name}-proxy;
+    fastcgi_temp_path {root}/{name}-fastcgi;
+    uwsgi_temp_path {root}/{name}-uwsgi;
+    scgi_temp_path {root}/{name}-scgi;
     upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}
+{http}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         client_max_body_size 2g;
         location / {{
+{location}
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -166,8 +169,21 @@ http {{
     }}
 }}
 """
+"""The nginx proxy; ``http`` and ``location`` take extra directives (the API gateway's)."""
 
-HAPROXY = """
+
+def nginx_proxy(root: Path, port: int, backend: int, name: str = "proxy", **extra: str) -> str:
+    return NGINX_PROXY.format(
+        root=root,
+        port=port,
+        backend=backend,
+        name=name,
+        http=extra.get("http", "    access_log off;"),
+        location=extra.get("location", ""),
+    )
+
+
+HAPROXY_GLOBAL = """
 global
     nbthread 1
     maxconn 4096
@@ -178,12 +194,17 @@ defaults
     timeout server 60s
     option http-keep-alive
     http-reuse always
-frontend fe
+"""
+
+HAPROXY = (
+    HAPROXY_GLOBAL
+    + """frontend fe
     bind 127.0.0.1:{port}
     default_backend be
 backend be
     server s1 127.0.0.1:{backend}
 """
+)
 
 UPLOAD_LUA = """
 wrk.method = "POST"
@@ -273,7 +294,7 @@ def lab() -> Iterator[Lab]:
             )
             port = free_port()
             conf = root / "proxy.conf"
-            conf.write_text(NGINX_PROXY.format(root=root, port=port, backend=backend))
+            conf.write_text(nginx_proxy(root, port, backend))
             the_lab.start(
                 "nginx",
                 ["nginx", "-p", str(root), "-c", str(conf), "-g", "daemon off; user root;"],
@@ -317,6 +338,7 @@ def lab() -> Iterator[Lab]:
 
 _LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 _RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_REQUESTS = re.compile(r"^\s*(\d+) requests in", re.MULTILINE)
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
@@ -342,7 +364,13 @@ def wrk(the_lab: Lab, scenario: Scenario, target: str) -> Sample:
         raise RuntimeError(f"cannot read wrk output:\n{out}")
     if "Non-2xx" in out or "Socket errors" in out:
         print(f"  warning ({scenario.name}, {target}): {out.strip().splitlines()[-3:]}")
-    return Sample(float(rps.group(1)), latencies["50"], latencies["99"])
+    done = _REQUESTS.search(out)
+    return Sample(
+        float(rps.group(1)),
+        latencies["50"],
+        latencies["99"],
+        int(done.group(1)) if done else 0,
+    )
 
 
 def stream_gigabyte(the_lab: Lab) -> dict[str, float]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -75,6 +76,83 @@ async def test_two_workers_share_the_limit_exactly(world: World) -> None:
         pipeline = worker_a if i % 2 else worker_b
         outcomes.append(await pipeline.on_request(make_ctx(headers=[("X-Client", "c1")])) is None)
     assert outcomes.count(True) == 10
+
+
+BATCHED = {"sync": "batched", "sync_interval_ms": 20, "identity": "header.X-Client"}
+
+
+def client(name: str = "c1") -> Any:
+    return make_ctx(headers=[("X-Client", name)])
+
+
+async def test_batched_sync_alone_is_exact_and_reaches_the_shared_counter(world: World) -> None:
+    batched = world.one("throttling", {**BATCHED, "limit": 5, "counter_name": "shared"})
+    admitted = [await batched.on_request(client()) is None for _ in range(8)]
+    assert admitted == [True] * 5 + [False] * 3
+    await asyncio.sleep(0.2)  # a few sync intervals
+    exact = world.one(
+        "throttling", {"limit": 9, "identity": "header.X-Client", "counter_name": "shared"}
+    )
+    reply = await exact.on_request(client())  # the 9th request the shared counter sees
+    assert reply is None
+    reply = await exact.on_request(client())
+    assert reply is not None
+    assert reply.status == 429
+
+
+async def test_batched_sync_overshoot_is_bounded_by_one_interval_of_the_other_worker(
+    world: World,
+) -> None:
+    config = {**BATCHED, "limit": 10, "sync_interval_ms": 60_000}
+    worker_a = world.one("throttling", config)
+    world.services = None
+    worker_b = world.one("throttling", config)  # another worker over the same cache
+    outcomes = []
+    for i in range(30):  # all within one interval: neither sees the other's local counts
+        pipeline = worker_a if i % 2 else worker_b
+        outcomes.append(await pipeline.on_request(client()) is None)
+    # each admits up to the limit on its own view: at most what the other admitted beyond it
+    assert 10 < outcomes.count(True) <= 10 + 10
+    assert outcomes.count(True) == 19  # B saw 1 shared, A saw 2: 10 + 9
+
+
+async def test_batched_sync_learns_the_other_workers_counts_at_each_flush(world: World) -> None:
+    config = {**BATCHED, "limit": 10}
+    worker_a = world.one("throttling", config)
+    world.services = None
+    worker_b = world.one("throttling", config)
+    for _ in range(6):
+        assert await worker_a.on_request(client()) is None
+    assert await worker_b.on_request(client()) is None  # shared: 1 (A's first) + 1
+    await asyncio.sleep(0.2)  # A flushed its 5 local counts: the shared counter holds 7
+    world.clock.advance(0.05)  # B's view is older than one interval: its next request syncs
+    results = [await worker_b.on_request(client()) is None for _ in range(5)]
+    assert results == [True, True, True, False, False]
+    other = [await worker_b.on_request(client("c2")) is None for _ in range(2)]
+    assert other == [True, True]  # another identity has its own counter
+
+
+async def test_batched_sync_keeps_counts_while_the_cache_is_down(world: World) -> None:
+    config = {**BATCHED, "limit": 4, "counter_name": "shared", "on_store_unavailable": "fail"}
+    pipeline = world.one("throttling", config)
+    assert await pipeline.on_request(client()) is None  # learns the window from the cache
+    world.cache.down = True
+    assert await pipeline.on_request(client()) is None  # counted locally, the flush fails
+    await asyncio.sleep(0.1)
+    world.cache.down = False
+    await asyncio.sleep(0.1)  # the next flush delivers the kept count
+    exact = world.one(
+        "throttling", {"limit": 3, "identity": "header.X-Client", "counter_name": "shared"}
+    )
+    assert await exact.on_request(client()) is None  # the 3rd
+    assert await exact.on_request(client()) is not None
+
+
+async def test_sync_must_be_exact_or_batched() -> None:
+    assert rejected("throttling", {"limit": 1, "sync": "lazy"})[0] == "p.config.sync"
+    assert rejected("throttling", {"limit": 1, "sync_interval_ms": 1})[0] == (
+        "p.config.sync_interval_ms"
+    )
 
 
 async def test_sliding_window_weights_the_previous_window(world: World) -> None:

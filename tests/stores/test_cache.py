@@ -89,6 +89,26 @@ async def test_concurrent_increments_are_atomic(cache: Cache) -> None:
     assert sorted(r.count for r in results) == list(range(1, 101))
 
 
+async def test_concurrent_increments_of_several_counters_each_get_their_own_count(
+    cache: Cache,
+) -> None:
+    # one event-loop turn: Redis coalesces these into one call per counter (amounts summed)
+    calls = [("a", 1), ("b", 1), ("a", 1), ("c", 5)] * 25
+    results = await asyncio.gather(
+        *[cache.increment(key, window=60, amount=amount) for key, amount in calls]
+    )
+
+    def counts(key: str) -> list[int]:
+        return sorted(r.count for (k, _), r in zip(calls, results, strict=True) if k == key)
+
+    assert counts("a") == list(range(1, 51))
+    assert counts("b") == list(range(1, 26))
+    assert counts("c") == list(range(5, 126, 5))
+    assert all(0 < r.reset_after <= 60 for r in results)
+    peeks = await asyncio.gather(*[cache.increment(k, window=60, amount=0) for k in "abc"])
+    assert [p.count for p in peeks] == [50, 25, 125]
+
+
 async def test_compare_and_set(cache: Cache) -> None:
     assert await cache.compare_and_set("token", None, b"v1")
     assert not await cache.compare_and_set("token", None, b"other")

@@ -21,8 +21,10 @@ from portway.stores.traffic import (
     AnalyticsQuery,
     AnalyticsResult,
     TrafficRecord,
+    TrafficWriter,
     open_traffic_sink,
 )
+from portway.stores.traffic_process import ProcessTrafficSink
 from tests.stores.conftest import elasticsearch_url, servers, unique
 from tests.support.servers import Server
 
@@ -246,12 +248,16 @@ def es_post(server: Server, path: str, body: dict[str, Any] | None = None) -> An
 
 
 @servers
+@pytest.mark.timeout(300)  # stops and starts Elasticsearch: about 2 minutes on a loaded machine
+@pytest.mark.parametrize("through", ["in-process sink", "child-process sink"])
 async def test_elasticsearch_stopped_mid_run_loses_nothing_and_duplicates_nothing(
-    elasticsearch: Server, tmp_path: Path
+    elasticsearch: Server, tmp_path: Path, through: str
 ) -> None:
     environment = unique("outage-")
     url = elasticsearch_url(elasticsearch, refresh="false", timeout="2")
-    sink = open_traffic_sink(url)
+    sink: TrafficWriter = (
+        open_traffic_sink(url) if through == "in-process sink" else ProcessTrafficSink(url)
+    )
     await sink.open()
     s = Shipper(
         sink,

@@ -1,5 +1,9 @@
 """Throttling: at most N requests per interval per identity, FIXED or SLIDING window, counters
-in the shared cache (atomic increments), 429 with Retry-After, fail-open/closed explicit."""
+in the shared cache (atomic increments), 429 with Retry-After, fail-open/closed explicit.
+
+``sync: exact`` (the default) counts every request in the shared cache before answering;
+``sync: batched`` counts locally and adds the counts to the shared cache every
+``sync_interval_ms`` (``_batched.BatchedCounter`` documents the maximum overshoot)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from portway.errors import StoreUnavailable
+from portway.policies._batched import BatchedCounter
 from portway.policies._counting import (
     STORE_ERRORS,
     CountingConfig,
@@ -20,6 +25,7 @@ from portway.policies._counting import (
 from portway.policies.base import Build, Deny, ErrorSpec, Policy
 from portway.policies.consumers import grant_for
 from portway.policies.contract import PolicyContext, Reply
+from portway.stores.cache import Cache
 
 
 class ThrottlingConfig(CountingConfig):
@@ -30,6 +36,17 @@ class ThrottlingConfig(CountingConfig):
         Literal["fixed", "sliding"],
         Field(description="fixed windows, or a sliding estimate over the previous window"),
     ] = "fixed"
+    sync: Annotated[
+        Literal["exact", "batched"],
+        Field(
+            description="exact: every request is counted in the shared cache before it passes; "
+            "batched: counted locally, added to the shared cache every sync_interval_ms (faster; "
+            "may admit up to what the other workers admit in one interval beyond the limit)"
+        ),
+    ] = "exact"
+    sync_interval_ms: Annotated[
+        int, Field(ge=10, le=60_000, description="how often batched counts are synchronised")
+    ] = 100
 
 
 class ThrottlingPolicy(Policy[ThrottlingConfig]):
@@ -37,16 +54,21 @@ class ThrottlingPolicy(Policy[ThrottlingConfig]):
     summary = "Limit each client to N requests per interval (429 with Retry-After beyond)."
     config_model = ThrottlingConfig
     errors = {**STORE_ERRORS, "rate_limited": ErrorSpec(429, "too many requests")}
-    __slots__ = ("_limits",)
+    __slots__ = ("_counter", "_limits")
 
     def __init__(self, config: ThrottlingConfig, build: Build) -> None:
         super().__init__(config, build)
         self._limits = Limits(config)
+        self._counter: Cache | BatchedCounter = self.services.cache
+        if config.sync == "batched":
+            self._counter = BatchedCounter(
+                self.services.cache, config.sync_interval_ms / 1000, self.services.clock
+            )
 
     async def _count(self, key: str, now: float, interval: float) -> tuple[float, float]:
         """(requests counted in the window including this one, seconds until it resets)."""
         cfg = self.config
-        cache = self.services.cache
+        cache = self._counter
         if cfg.window == "fixed":
             counted = await cache.increment(key, window=interval)
             return counted.count, counted.reset_after

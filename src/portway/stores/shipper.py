@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO
 
 from portway.errors import RejectedRecords
-from portway.stores.traffic import TrafficRecord, TrafficSink
+from portway.stores.traffic import TrafficRecord, TrafficWriter
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _read_segment(path: Path) -> tuple[list[TrafficRecord], int, int]:
 class Shipper:
     def __init__(
         self,
-        sink: TrafficSink,
+        sink: TrafficWriter,
         spool_dir: str | Path,
         *,
         max_queue: int = 10_000,

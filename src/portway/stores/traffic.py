@@ -74,6 +74,16 @@ class AnalyticsResult:
     buckets: list[Bucket] = field(default_factory=list)
 
 
+class TrafficWriter(Protocol):
+    """The write side of a traffic sink: what the worker's shipper needs."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def write(self, records: Sequence[TrafficRecord]) -> None: ...
+
+
 class TrafficSink(Protocol):
     async def open(self) -> None:
         """Connect and install what the engine needs (tables, index template, lifecycle)."""

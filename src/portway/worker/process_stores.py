@@ -2,7 +2,8 @@
 
 ``portway worker`` (``app.py``) and ``python -m portway.worker.static`` build them the same way:
 the shared cache from its URL plus a per-process ``LocalCache``, the ``PolicyServices`` and the
-route pipelines on them, and — when traffic is logged — a ``Shipper`` on the sink with its spool.
+route pipelines on them, and — when traffic is logged — a ``Shipper`` with its spool writing to the
+sink through a child process (``ProcessTrafficSink``: storing records stays off the worker's GIL).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from portway.policies.resources import PolicyServices
 from portway.stores.cache import Cache, open_cache
 from portway.stores.cache_local import LocalCache
 from portway.stores.shipper import Shipper
-from portway.stores.traffic import TrafficSink, open_traffic_sink
+from portway.stores.traffic import TrafficWriter
+from portway.stores.traffic_process import ProcessTrafficSink
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +26,7 @@ class WorkerStores:
     local_cache: LocalCache
     services: PolicyServices
     pipelines: RoutePipelines
-    sink: TrafficSink | None = None
+    sink: TrafficWriter | None = None
     shipper: Shipper | None = None
 
     async def close(self) -> None:
@@ -50,7 +52,7 @@ async def open_worker_stores(
     pipelines = route_pipelines(services)
     if logs_url is None:
         return WorkerStores(cache, local_cache, services, pipelines)
-    sink = open_traffic_sink(logs_url)
+    sink = ProcessTrafficSink(logs_url)
     shipper = Shipper(sink, spool_dir, open_sink=True)
     await shipper.start()
     return WorkerStores(cache, local_cache, services, pipelines, sink, shipper)
