@@ -34,6 +34,8 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
+import hyperframe.frame
 
 from portway.http._body import FORBIDDEN_TRAILERS, Body
 from portway.http._errors import ClientDisconnected, ClientError
@@ -130,22 +132,17 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
         self._client_key = client_key
         self._client, self._server, self._peer_cert = connection_ends(transport)
         limits = self._limits
-        codes = h2.settings.SettingCodes
-        self._h2.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                codes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
-                codes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
-                codes.MAX_FRAME_SIZE: limits.max_frame_size,
-                codes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
-                codes.HEADER_TABLE_SIZE: limits.header_table_size,
-                codes.ENABLE_PUSH: 0,
-            },
-        )
+        self._h2.local_settings = _settings(limits, limits.max_concurrent_streams)
         # enforce our own header-list limit from the first frame, before the client acknowledges
         self._h2.decoder.max_header_list_size = limits.max_header_list_size
         self._h2.decoder.max_allowed_table_size = limits.header_table_size
         self._h2.initiate_connection()
+        # The SETTINGS frame sent advertises max_concurrent_streams. h2 itself answers a stream
+        # past its own limit with a connection error, where RFC 9113 5.1.2 asks for a stream
+        # error: h2 keeps a hard ceiling above it, and _on_request refuses the streams between
+        # the two (REFUSED_STREAM).
+        ceiling = max(2 * limits.max_concurrent_streams, limits.max_concurrent_streams + 100)
+        self._h2.local_settings = _settings(limits, ceiling)
         connection_window = limits.initial_window_size * 4
         self._h2.increment_flow_control_window(connection_window - 65535)
         self._window_start = self._idle_since = self._loop.time()
@@ -186,12 +183,18 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
             return
         self._goaway(h2.errors.ErrorCodes.NO_ERROR, close_now=not self._streams)
 
+    def _write_goaway(self, code: int) -> None:
+        last = self._h2.highest_inbound_stream_id or 0
+        goaway = hyperframe.frame.GoAwayFrame(0, last_stream_id=last, error_code=code)
+        if self._transport is not None:
+            self._transport.write(goaway.serialize())
+
     def _goaway(self, code: int, *, close_now: bool = True) -> None:
         if not self._goaway_sent:
             self._goaway_sent = True
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self._h2.close_connection(error_code=code)
-            self._flush()
+        self._flush()
         if close_now and self._transport is not None:
             self._transport.close()
 
@@ -203,9 +206,13 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            code = getattr(exc, "error_code", None) or h2.errors.ErrorCodes.PROTOCOL_ERROR
             log.debug("HTTP/2 protocol error from %s: %s", self._client, exc)
-            self._goaway(code)
+            self._goaway_sent = True  # h2 has queued its GOAWAY
+            if _is_compression_error(exc):
+                # RFC 9113 4.3: a header block that cannot be decoded is a COMPRESSION_ERROR
+                self._h2.data_to_send()
+                self._write_goaway(h2.errors.ErrorCodes.COMPRESSION_ERROR)
+            self._goaway(h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return
         for event in events:
             if isinstance(event, h2.events.DataReceived):
@@ -523,6 +530,30 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
             if self._write_paused:
                 await self._drain()
         return len(data)
+
+
+def _settings(limits: H2Limits, max_streams: int) -> h2.settings.Settings:
+    codes = h2.settings.SettingCodes
+    return h2.settings.Settings(
+        client=False,
+        initial_values={
+            codes.MAX_CONCURRENT_STREAMS: max_streams,
+            codes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
+            codes.MAX_FRAME_SIZE: limits.max_frame_size,
+            codes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
+            codes.HEADER_TABLE_SIZE: limits.header_table_size,
+            codes.ENABLE_PUSH: 0,
+        },
+    )
+
+
+def _is_compression_error(exc: h2.exceptions.ProtocolError) -> bool:
+    """h2 reports an undecodable header block as PROTOCOL_ERROR; an oversized one (an HPACK bomb)
+    is a DenialOfServiceError answered ENHANCE_YOUR_CALM and stays so."""
+    if isinstance(exc, h2.exceptions.DenialOfServiceError):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, hpack.HPACKError)
 
 
 async def _aclose(body: object) -> None:
