@@ -410,3 +410,17 @@ def _hpack_int(value: int, prefix: int) -> bytes:
         out += bytes([(value & 0x7F) | 0x80])
         value >>= 7
     return out + bytes([value])
+
+
+async def test_a_stalled_request_body_is_answered_408() -> None:
+    async def handler(request: Request) -> Response:
+        body = await request.body.read_all()
+        return text(200, b"%d" % len(body))
+
+    limits = ServerLimits(body_timeout=0.3)
+    async with running(handler, limits=limits, http2=H2) as server:
+        async with Peer.connect(server.port) as peer:
+            peer.send(request(1, end=False, fields=POST) + frame(DATA, 0, 1, b"start"))
+            answer = await peer.until(HEADERS, 1)
+        assert (b":status", b"408") in answer.fields
+        await still_serving(server.port)

@@ -53,7 +53,6 @@ from portway.http._errors import (
     UpstreamTimeout,
 )
 from portway.http._h2client import H2ConnectionPool
-from portway.http._h2server import H2Limits
 from portway.http._helpers import (
     client_tls_context,
     pump,
@@ -61,8 +60,9 @@ from portway.http._helpers import (
     reload_server_certificate,
     server_tls_context,
 )
+from portway.http._limits import H2Limits, ServerLimits
 from portway.http._messages import Handler, Headers, Outcome, Request, Response, Stream, Tunnel
-from portway.http._server import ErrorRenderer, Server, ServerLimits, serve
+from portway.http._server import ErrorRenderer, Server, serve
 
 __all__ = [
     "IDEMPOTENT_METHODS",

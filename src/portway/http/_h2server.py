@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import h2.config
@@ -41,6 +40,7 @@ from portway.http._body import FORBIDDEN_TRAILERS, Body
 from portway.http._errors import ClientDisconnected, ClientError
 from portway.http._flow import WindowFlow, WriteFlow
 from portway.http._helpers import connection_ends
+from portway.http._limits import H2Limits, check_body_progress
 from portway.http._messages import Headers, Outcome, Request, Response
 
 if TYPE_CHECKING:
@@ -56,25 +56,6 @@ _CONNECTION_FIELDS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class H2Limits:
-    """HTTP/2 limits of a listener (the size and time limits of ``ServerLimits`` apply too)."""
-
-    max_concurrent_streams: int = 100
-    """Streams a client may have open, and handler tasks a connection may run at once."""
-    initial_window_size: int = 256 * 1024
-    """Flow-control window of each stream (and, times 4, of the connection)."""
-    max_frame_size: int = 16384
-    max_header_list_size: int = 32 * 1024
-    """Decoded size of one header block (RFC 9113 6.5.2); HPACK bombs stop here."""
-    header_table_size: int = 4096
-    max_resets: int = 200
-    """Streams the client may reset per ``window`` before GOAWAY (rapid reset)."""
-    max_control_frames: int = 200
-    """SETTINGS and PING frames the client may send per ``window`` before GOAWAY."""
-    window: float = 10.0
-
-
 def is_preface_start(data: bytes) -> bool:
     """``data`` is (the beginning of) the HTTP/2 client connection preface."""
     n = min(len(data), len(PREFACE))
@@ -82,11 +63,15 @@ def is_preface_start(data: bytes) -> bool:
 
 
 class _StreamState:
-    __slots__ = ("body", "ended", "flow", "task", "window_waiter")
+    __slots__ = ("activity", "body", "ended", "flow", "started", "task", "watched", "window_waiter")
 
-    def __init__(self, body: Body, flow: WindowFlow) -> None:
+    def __init__(self, body: Body, flow: WindowFlow, now: float) -> None:
         self.body = body
         self.flow = flow
+        self.started = self.activity = now
+        """When the stream opened, and when its body last made progress."""
+        self.watched = False
+        """The handler has been seen waiting for the body (the slow-body clock runs)."""
         self.task: asyncio.Task[None] | None = None
         self.window_waiter: asyncio.Future[None] | None = None
         self.ended = False
@@ -175,6 +160,15 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
     def _check_deadline(self, now: float) -> None:
         if self._closed:
             return
+        for stream in self._streams.values():
+            body = stream.body
+            if not body.waiting:
+                continue
+            if not stream.watched:
+                # the clock starts when the handler first waits, as on HTTP/1.1
+                stream.watched = True
+                stream.activity = max(stream.activity, now)
+            check_body_progress(body, self._server_limits, now, stream.activity, stream.started)
         if not self._streams and now - self._idle_since > self._server_limits.keepalive_timeout:
             self._goaway(h2.errors.ErrorCodes.NO_ERROR)
 
@@ -316,7 +310,7 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
             scheme=self._state.scheme,
             tls_peer_cert=self._peer_cert,
         )
-        stream = _StreamState(body, flow)
+        stream = _StreamState(body, flow, self._loop.time())
         self._streams[stream_id] = stream
         self._tasks += 1
         stream.task = self._loop.create_task(self._run(stream_id, stream, request))
@@ -331,6 +325,7 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
             return
         data = event.data
         stream.body.feed(data)
+        stream.activity = self._loop.time()
         stream.flow.received(length)
         if event.stream_ended is not None:
             stream.body.finish()

@@ -18,17 +18,17 @@ import re
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 
 import httptools
 
 from portway.http._body import Body, empty_body, last_chunk
-from portway.http._errors import ClientDisconnected, ClientError, RequestTimeout
+from portway.http._errors import ClientDisconnected, ClientError
 from portway.http._flow import WriteFlow
-from portway.http._h2server import PREFACE, H2Limits, H2ServerProtocol, is_preface_start
+from portway.http._h2server import PREFACE, H2ServerProtocol, is_preface_start
 from portway.http._helpers import connection_ends
+from portway.http._limits import H2Limits, ServerLimits, check_body_progress
 from portway.http._messages import Handler, Headers, Outcome, Request, Response, Stream
 
 log = logging.getLogger("portway.http")
@@ -57,41 +57,6 @@ _D_IDLE = 1
 _D_HEADERS = 2
 
 ErrorRenderer = Callable[[int, str], tuple[Headers, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    """Per-connection limits of a served listener (sizes in bytes, times in seconds)."""
-
-    max_header_bytes: int = 32 * 1024
-    """Total size of the header fields of one request (431 past it)."""
-    max_headers: int = 100
-    """Number of header fields of one request (431 past it)."""
-    max_url_bytes: int = 8 * 1024
-    """Length of the request target (414 past it)."""
-    max_body_bytes: int | None = 1 << 30
-    """Request body size (413 past it); ``None`` for no limit."""
-    header_timeout: float = 10.0
-    """Time to receive a request's header block, from its first byte or the connection (408)."""
-    body_timeout: float = 30.0
-    """Time between two pieces of a request body while the handler waits for it (408)."""
-    body_deadline: float | None = 600.0
-    """Total time to receive one request body, from the end of its headers, checked while the
-    handler waits for it (408); ``None`` for no limit."""
-    min_body_rate: int = 1024
-    """Least average request body rate in bytes/s, checked while the handler waits for the body
-    once it has been arriving for longer than ``body_timeout`` (408); 0 to disable."""
-    keepalive_timeout: float = 75.0
-    """Idle time between requests before the connection is closed."""
-    max_connections: int = 10_000
-    """Open connections of the listener; more are answered 503 and closed."""
-    max_connections_per_client: int | None = 256
-    """Open connections of the listener from one client address (an IPv6 client counts per
-    /64); more are answered 503 and closed. ``None`` for no limit."""
-    max_pipelined: int = 32
-    """Requests parsed ahead of the one being answered before reading pauses."""
-    high_water: int = 256 * 1024
-    """Unread body bytes buffered per stream before the sender is paused."""
 
 
 def _plain_error(status: int, reason: str) -> tuple[Headers, bytes]:
@@ -562,19 +527,7 @@ class HttpServerProtocol(WriteFlow, asyncio.Protocol):
             return
         body = self._body
         if body is not None and body.waiting:
-            limits = self._limits
-            if now - self._body_activity > limits.body_timeout:
-                body.fail(RequestTimeout("request body timeout"))
-                return
-            elapsed = now - self._body_started
-            if limits.body_deadline is not None and elapsed > limits.body_deadline:
-                body.fail(RequestTimeout("request body deadline"))
-            elif (
-                limits.min_body_rate
-                and elapsed > limits.body_timeout
-                and body.received < limits.min_body_rate * elapsed
-            ):
-                body.fail(RequestTimeout("request body too slow"))
+            check_body_progress(body, self._limits, now, self._body_activity, self._body_started)
 
     def _begin_drain(self) -> None:
         if self._task is None and not self._queue and not self._in_headers:
