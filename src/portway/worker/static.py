@@ -1,7 +1,7 @@
 """Serve one fixed revision from a JSON file, without a manager (benchmarks, tests, debugging).
 
     python -m portway.worker.static revision.json --port 8080 --processes 2 [--ready-file F]
-        [--cache URL] [--logs URL] [--spool-dir DIR]
+        [--cache URL] [--logs URL] [--spool-dir DIR] [--http2]
 
 ``--ready-file`` receives ``{"pid": ..., "ports": {"http": ...}}`` once a process listens.
 
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=None, help="compile policies on this cache URL")
     parser.add_argument("--logs", default=None, help="ship traffic records to this sink URL")
     parser.add_argument("--spool-dir", type=Path, default=None)
+    parser.add_argument("--http2", action="store_true", help="accept h2c with prior knowledge")
     args = parser.parse_args(argv)
     os.environ[_REVISION_ENV] = str(args.revision.resolve())
     if args.cache or args.logs:
@@ -90,7 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[_READY_ENV] = args.ready_file
     limits = {"max_body_bytes": args.max_body_bytes} if args.max_body_bytes else {}
     settings = WorkerSettings.model_validate(
-        {"host": args.host, "port": args.port, "processes": args.processes, "limits": limits}
+        {
+            "host": args.host,
+            "port": args.port,
+            "processes": args.processes,
+            "limits": limits,
+            "http2": {"enabled": args.http2},
+        }
     )
     return run_worker_server(setup, settings)
 
