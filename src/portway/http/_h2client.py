@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import ssl as ssl_module
+from collections import deque
 from collections.abc import AsyncIterable
 from typing import cast
 
@@ -34,7 +35,7 @@ from portway.http._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from portway.http._flow import WindowFlow, WriteFlow
+from portway.http._flow import FrameWriter, WindowFlow, WriteFlow
 from portway.http._messages import Headers
 
 _DROP = frozenset(
@@ -105,15 +106,17 @@ class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
         self.loop = loop
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self.h2 = h2.connection.H2Connection(config=config)
+        self._out = FrameWriter(loop, self.h2)
         self.transport: asyncio.Transport | None = None
         self.exchanges: dict[int, _Exchange] = {}
         self.closed = False
         self.goaway = False
-        self._slot = asyncio.Condition()
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        """Requests waiting for a stream below the limit, first come first served."""
         self._max_streams = max_streams
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = self._out.transport = cast(asyncio.Transport, transport)
         codes = h2.settings.SettingCodes
         self.h2.local_settings = h2.settings.Settings(
             client=True,
@@ -133,11 +136,15 @@ class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
             exchange.fail(UpstreamDisconnected("the backend closed the connection"))
         self.exchanges.clear()
         self._fail_drain(UpstreamDisconnected("the backend closed the connection"))
-        self.loop.create_task(self._notify())
+        self._notify()
 
-    async def _notify(self) -> None:
-        async with self._slot:
-            self._slot.notify_all()
+    def _notify(self) -> None:
+        """A stream ended (or the connection did): let waiting requests look again."""
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def drain(self) -> None:
         if self.closed:
@@ -145,9 +152,7 @@ class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
         await self._writable(self.loop)
 
     def flush(self) -> None:
-        data = self.h2.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        self._out.schedule()
 
     @property
     def usable(self) -> bool:
@@ -157,7 +162,7 @@ class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self.flush()
+            self._out.now()
             for each in list(self.exchanges.values()):
                 each.fail(InvalidResponse(f"HTTP/2 protocol error from the backend: {exc}"))
             if self.transport is not None:
@@ -185,13 +190,13 @@ class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
                     if not exchange.response.done():
                         exchange.fail(InvalidResponse("the backend ended the stream early"))
                     exchange.body.finish()
-                    self.loop.create_task(self._notify())
+                    self._notify()
             elif isinstance(event, h2.events.StreamReset):
                 if exchange is not None:
                     self.exchanges.pop(exchange.stream_id, None)
                     code = event.error_code
                     exchange.fail(UpstreamDisconnected(f"the backend reset the stream ({code})"))
-                    self.loop.create_task(self._notify())
+                    self._notify()
             elif isinstance(event, h2.events.WindowUpdated):
                 if exchange is not None:
                     exchange.wake()
@@ -239,17 +244,18 @@ class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
             self.h2.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.CANCEL)
         exchange.fail(UpstreamDisconnected("the stream was cancelled"))
         self.flush()
-        self.loop.create_task(self._notify())
+        self._notify()
 
     async def open_stream(self, headers: Headers, end_stream: bool) -> _Exchange:
-        async with self._slot:
-            while True:
-                if not self.usable:
-                    raise UpstreamDisconnected("the backend connection closes", request_sent=False)
-                limit = min(self._max_streams, self.h2.remote_settings.max_concurrent_streams)
-                if len(self.exchanges) < limit:
-                    break
-                await self._slot.wait()
+        while True:
+            if not self.usable:
+                raise UpstreamDisconnected("the backend connection closes", request_sent=False)
+            limit = min(self._max_streams, self.h2.remote_settings.max_concurrent_streams)
+            if len(self.exchanges) < limit:
+                break
+            waiter = self.loop.create_future()
+            self._slot_waiters.append(waiter)
+            await waiter
         stream_id = self.h2.get_next_available_stream_id()
         exchange = _Exchange(self, stream_id)
         self.exchanges[stream_id] = exchange
@@ -306,7 +312,7 @@ class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
         if self.transport is not None and not self.closed:
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.h2.close_connection()
-            self.flush()
+            self._out.now()
             self.transport.close()
 
 

@@ -38,7 +38,7 @@ import hyperframe.frame
 
 from portway.http._body import FORBIDDEN_TRAILERS, Body
 from portway.http._errors import ClientDisconnected, ClientError
-from portway.http._flow import WindowFlow, WriteFlow
+from portway.http._flow import FrameWriter, WindowFlow, WriteFlow
 from portway.http._helpers import connection_ends
 from portway.http._limits import H2Limits, check_body_progress
 from portway.http._messages import Headers, Outcome, Request, Response
@@ -100,6 +100,7 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
             normalize_outbound_headers=True,
         )
         self._h2 = h2.connection.H2Connection(config=config)
+        self._out = FrameWriter(self._loop, self._h2)
         self._streams: dict[int, _StreamState] = {}
         self._tasks = 0
         self._closed = False
@@ -113,7 +114,7 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
 
     def start(self, transport: asyncio.Transport, client_key: str, early: bytes = b"") -> None:
         """Take over ``transport`` (already admitted under ``client_key``)."""
-        self._transport = transport
+        self._transport = self._out.transport = transport
         self._client_key = client_key
         self._client, self._server, self._peer_cert = connection_ends(transport)
         limits = self._limits
@@ -141,6 +142,8 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
         self._fail_drain(ClientDisconnected("client closed the connection"))
         for stream in self._streams.values():
             self._end_stream_state(stream)
+            if stream.task is not None and not stream.task.done():
+                stream.task.cancel()  # as on HTTP/1.1: the handler stops with its client
 
     def eof_received(self) -> bool:
         return False
@@ -151,9 +154,7 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
         await self._writable(self._loop)
 
     def _flush(self) -> None:
-        data = self._h2.data_to_send()
-        if data and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        self._out.schedule()
 
     # -- server hooks (the listener's watchdog and drain) ----------------------------------
 
@@ -188,7 +189,7 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
             self._goaway_sent = True
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self._h2.close_connection(error_code=code)
-        self._flush()
+        self._out.now()
         if close_now and self._transport is not None:
             self._transport.close()
 
