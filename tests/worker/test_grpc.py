@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from portway.http import H2ConnectionPool, UpstreamResponse
+from portway.stores.traffic import TrafficRecord
 from portway.worker.services import open_worker_stores
 from portway.worker.settings import WorkerSettings
 from tests.worker.support import Gateway, api, gateway, revision
@@ -227,6 +228,8 @@ async def test_policy_denial_is_a_grpc_status_not_a_json_body(
     try:
         rev = revision(grpc_api(port, policies=deny))
         async with gateway(rev, settings=settings(), pipelines=stores.pipelines) as gw:
+            records: list[TrafficRecord] = []
+            gw.handler.traffic = records.append
             with pytest.raises(grpc.RpcError) as info:
                 await call(gw, "unary_unary", "Unary", b"x", timeout=10)
             # and the raw answer is trailers-only: HTTP 200, the status in the only header block
@@ -242,6 +245,9 @@ async def test_policy_denial_is_a_grpc_status_not_a_json_body(
     assert raw.header(b"x-correlation-id")
     assert body == b""
     assert raw.trailers == []
+    # logs and records count the call as denied, not as the 200 that carries the gRPC status
+    assert [r["status"] for r in records] == [403, 403]
+    assert all(r.get("error") for r in records)
 
 
 async def test_no_route_is_unimplemented(echo: tuple[EchoService, int]) -> None:

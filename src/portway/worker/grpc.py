@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from urllib.parse import quote
 
-from portway.http import Handler, Headers, Request, Response
+from portway.http import Handler, Headers, Outcome, Request, Response
 
 CONTENT_TYPE = b"application/grpc"
 
@@ -131,8 +131,23 @@ async def as_grpc(response: Response) -> Response:
         if name.lower() in _KEEP or name.lower().startswith(_RATE_LIMIT_PREFIX)
     ]
     out = trailers_only(grpc_status_for(response.status), message, kept)
-    out.on_finish = response.on_finish
+    if response.on_finish is not None:
+        out.on_finish = _AsStatus(response.on_finish, response.status)
     return out
+
+
+class _AsStatus:
+    """Reports a trailers-only answer to the finish hooks (logs, traffic records, metrics) with
+    the HTTP status it stands for, so a denied gRPC call counts as denied, not as a 200."""
+
+    __slots__ = ("_after", "_status")
+
+    def __init__(self, after: Callable[[Outcome], None], status: int) -> None:
+        self._after = after
+        self._status = status
+
+    def __call__(self, outcome: Outcome) -> None:
+        self._after(Outcome(self._status, outcome.bytes_sent, outcome.completed))
 
 
 class _Deadline:
