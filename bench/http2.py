@@ -295,11 +295,18 @@ def h2load(the_lab: Lab, cell: Cell, duration: int) -> Sample:
     return Sample(float(rate.group(1)), statistics.median(times), p99)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(results_dir: Path) -> list[dict[str, object]]:
     started = datetime.now(UTC)
     baseline = baseline_revision()
     plan = cells(baseline is not None)
     rows: dict[tuple[str, str], Row] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     with lab(baseline) as the_lab:
         for port in ("grpc", "nginx-grpc", "worker-h2"):
             grpc_call(the_lab.ports[port])
@@ -310,10 +317,16 @@ def run(results_dir: Path) -> list[dict[str, object]]:
                 h2load(the_lab, cell, 1)
         for repeat in range(REPEATS):
             for cell in plan:
+                pid = the_lab.pids.get(cell.port) if cell.port.startswith("worker") else None
+                before = cpu_seconds(pid) if pid else 0.0
                 if cell.tool == "wrk":
                     sample = wrk(the_lab, H1, cell.port)
                 else:
                     sample = h2load(the_lab, cell, DURATION)
+                if pid:
+                    used = cpu_seconds(pid) - before
+                    per_request = used / max(1.0, sample.rps * DURATION) * 1e6
+                    cpu.setdefault((cell.scenario, cell.label), []).append(per_request)
                 row = rows.setdefault((cell.scenario, cell.label), Row(cell.scenario, cell.label))
                 row.samples.append(sample)
                 if cell.port.startswith("worker"):
@@ -334,6 +347,16 @@ def run(results_dir: Path) -> list[dict[str, object]]:
             f"'before HTTP/2': the worker of {baseline or '(no git checkout: not run)'}.",
             "",
             table(list(rows.values())),
+            "",
+            "CPU time of the worker process per request (user + system, over the measured "
+            "seconds; steadier than req/s on a shared machine):",
+            "",
+            "| scenario | worker | CPU us/request, median (min-max) |",
+            "|---|---|---|",
+            *(
+                f"| {scenario} | {label} | {statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f}) |"
+                for (scenario, label), v in cpu.items()
+            ),
             "",
         ]
     )
