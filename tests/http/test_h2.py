@@ -9,13 +9,21 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import hpack
 import httpx
 import pytest
 import trustme
 
-from portway.http import H2ConnectionPool, H2Limits, Request, Response, ServerLimits
+from portway.http import (
+    H2ConnectionPool,
+    H2Limits,
+    Request,
+    Response,
+    ServerLimits,
+    server_tls_context,
+)
 from portway.http._h2server import PREFACE
 from tests.http.corpus import (
     CANCEL,
@@ -173,13 +181,11 @@ async def test_without_http2_the_preface_is_refused_as_http11() -> None:
     assert data.startswith(b"HTTP/1.1 400")
 
 
-async def test_alpn_h2_on_the_tls_listener(tmp_path: object) -> None:
-    from portway.http import server_tls_context
-
+async def test_alpn_h2_on_the_tls_listener(tmp_path: Path) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("localhost")
-    pem = tmp_path / "cert.pem"  # type: ignore[operator]
-    cert.private_key_and_cert_chain_pem.write_to_path(pem)
+    pem = tmp_path / "cert.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
     context = server_tls_context(str(pem), http2=True)
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
@@ -423,4 +429,21 @@ async def test_a_stalled_request_body_is_answered_408() -> None:
             peer.send(request(1, end=False, fields=POST) + frame(DATA, 0, 1, b"start"))
             answer = await peer.until(HEADERS, 1)
         assert (b":status", b"408") in answer.fields
+        await still_serving(server.port)
+
+
+async def test_an_invalid_authority_is_refused_per_stream() -> None:
+    seen: list[Request] = []
+
+    async def handler(request: Request) -> Response:
+        seen.append(request)
+        return text(200, b"ok")
+
+    bad = (*GET[:3], (b":authority", b"a/b@c"))
+    async with running(handler, http2=H2) as server:
+        async with Peer.connect(server.port) as peer:
+            peer.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block(*bad)))
+            answer = await peer.until(HEADERS, 1)
+        assert (b":status", b"400") in answer.fields
+        assert seen == []
         await still_serving(server.port)

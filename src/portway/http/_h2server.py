@@ -39,7 +39,7 @@ import hyperframe.frame
 from portway.http._body import FORBIDDEN_TRAILERS, Body
 from portway.http._errors import ClientDisconnected, ClientError
 from portway.http._flow import FrameWriter, WindowFlow, WriteFlow
-from portway.http._helpers import connection_ends
+from portway.http._helpers import HOST_RE, connection_ends
 from portway.http._limits import H2Limits, check_body_progress
 from portway.http._messages import Headers, Outcome, Request, Response
 
@@ -281,6 +281,9 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
             return
         if len(target) > limits.max_url_bytes:
             self._answer_simple(stream_id, 414, "request target too long")
+            return
+        if not HOST_RE.fullmatch(authority):
+            self._answer_simple(stream_id, 400, "invalid :authority or Host")
             return
         if method == b"CONNECT" or not target.startswith(b"/"):
             self._answer_simple(stream_id, 405, "CONNECT and non-origin targets are not served")

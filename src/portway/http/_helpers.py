@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from typing import Any
 
 from portway.http._messages import Handler, Request, Response, Stream
+
+HOST_RE = re.compile(
+    rb"(?:[a-z0-9._~!$&'()*+,;=%-]*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.IGNORECASE
+)
+"""A Host header or ``:authority``: a registered name or IP literal, optionally a port."""
 
 
 def connection_ends(

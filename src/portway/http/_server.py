@@ -14,7 +14,6 @@ import enum
 import functools
 import ipaddress
 import logging
-import re
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from portway.http._body import Body, empty_body, last_chunk
 from portway.http._errors import ClientDisconnected, ClientError
 from portway.http._flow import WriteFlow
 from portway.http._h2server import PREFACE, H2ServerProtocol, is_preface_start
-from portway.http._helpers import connection_ends
+from portway.http._helpers import HOST_RE, connection_ends
 from portway.http._limits import H2Limits, ServerLimits, check_body_progress
 from portway.http._messages import Handler, Headers, Outcome, Request, Response, Stream
 
@@ -40,9 +39,6 @@ _METHODS: dict[bytes, str] = {}
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 _SPECIAL = frozenset(
     {b"content-length", b"transfer-encoding", b"host", b"expect", b"upgrade", b"connection"}
-)
-_HOST_RE = re.compile(
-    rb"(?:[a-z0-9._~!$&'()*+,;=%-]*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.IGNORECASE
 )
 _EMPTY = empty_body()
 
@@ -437,7 +433,7 @@ class HttpServerProtocol(WriteFlow, asyncio.Protocol):
             raise _Reject(400, "missing Host header")
         if host is None:
             host = b""
-        elif not _HOST_RE.fullmatch(host):
+        elif not HOST_RE.fullmatch(host):
             raise _Reject(400, "invalid Host header")
         expect_continue = False
         if self._expect is not None:
