@@ -22,6 +22,7 @@ from portway.http import (
     Request,
     Response,
     ServerLimits,
+    serve,
     server_tls_context,
 )
 from portway.http._h2server import PREFACE
@@ -446,4 +447,48 @@ async def test_an_invalid_authority_is_refused_per_stream() -> None:
             answer = await peer.until(HEADERS, 1)
         assert (b":status", b"400") in answer.fields
         assert seen == []
+        await still_serving(server.port)
+
+
+async def test_drain_answers_open_streams_after_goaway_and_refuses_new_ones() -> None:
+    release = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        await release.wait()
+        return text(200, b"late")
+
+    server = await serve(slow, "127.0.0.1", 0, http2=H2)
+    async with Peer.connect(server.port) as peer:
+        peer.send(request(1))
+        await asyncio.sleep(0.2)
+        closing = asyncio.create_task(server.close(grace=10))
+        goaway = await peer.until(GOAWAY)
+        assert goaway.error_code == 0
+        assert int.from_bytes(goaway.payload[:4], "big") == 1  # last stream it will answer
+        peer.send(request(3))
+        refused = await peer.until(RST_STREAM, 3)
+        assert refused.error_code == REFUSED_STREAM
+        release.set()
+        answer = await peer.until(DATA, 1)
+        assert answer.payload == b"late"
+        await closing
+
+
+async def test_a_client_goaway_ends_the_connection() -> None:
+    release = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        await release.wait()
+        return text(200, b"late")
+
+    async with running(slow, http2=H2) as server:
+        async with Peer.connect(server.port) as peer:
+            peer.send(request(1))
+            await asyncio.sleep(0.1)
+            peer.send(frame(GOAWAY, 0, 0, b"\x00" * 8))
+            goaway = await peer.until(GOAWAY)
+            assert goaway.error_code == 0
+            with pytest.raises(AssertionError, match="closed without"):
+                await peer.until(DATA, 1)
+        release.set()
         await still_serving(server.port)

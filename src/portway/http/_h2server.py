@@ -105,6 +105,7 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
         self._tasks = 0
         self._closed = False
         self._goaway_sent = False
+        self._draining = False
         self._window_start = 0.0
         self._resets = 0
         self._control_frames = 0
@@ -174,9 +175,16 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
             self._goaway(h2.errors.ErrorCodes.NO_ERROR)
 
     def _begin_drain(self) -> None:
-        if self._closed:
+        """Graceful shutdown: GOAWAY at once, the open streams still answered, then close. h2
+        allows no frame after a GOAWAY it knows of, so this one is written past it."""
+        if self._closed or self._draining or self._goaway_sent:
             return
-        self._goaway(h2.errors.ErrorCodes.NO_ERROR, close_now=not self._streams)
+        if not self._streams:
+            self._goaway(h2.errors.ErrorCodes.NO_ERROR)
+            return
+        self._draining = True
+        self._out.now()
+        self._write_goaway(h2.errors.ErrorCodes.NO_ERROR)
 
     def _write_goaway(self, code: int) -> None:
         last = self._h2.highest_inbound_stream_id or 0
@@ -184,19 +192,20 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
         if self._transport is not None:
             self._transport.write(goaway.serialize())
 
-    def _goaway(self, code: int, *, close_now: bool = True) -> None:
+    def _goaway(self, code: int) -> None:
+        """End the connection now: GOAWAY with ``code``, then close (open streams are lost)."""
         if not self._goaway_sent:
             self._goaway_sent = True
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self._h2.close_connection(error_code=code)
         self._out.now()
-        if close_now and self._transport is not None:
+        if self._transport is not None:
             self._transport.close()
 
     # -- reading ---------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self._closed or (self._goaway_sent and not self._streams):
+        if self._closed or self._goaway_sent:
             return
         try:
             events = self._h2.receive_data(data)
@@ -231,9 +240,10 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
                 self._count_control()
                 self._on_window(0)
             elif isinstance(event, h2.events.ConnectionTerminated):
+                # the client goes away; h2 sends nothing after a GOAWAY, so its open streams end
                 self._goaway(h2.errors.ErrorCodes.NO_ERROR)
                 return
-            if self._goaway_sent and self._transport is not None and self._transport.is_closing():
+            if self._goaway_sent:
                 return
         self._flush()
 
@@ -252,7 +262,7 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
-        if self._goaway_sent:
+        if self._draining:
             self._reset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         if self._tasks >= self._limits.max_concurrent_streams:
@@ -417,7 +427,8 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
                 self._reset(stream_id, h2.errors.ErrorCodes.NO_ERROR)
             if not self._streams:
                 self._idle_since = self._loop.time()
-                if self._goaway_sent and self._transport is not None:
+                if self._draining and self._transport is not None:
+                    self._out.now()
                     self._transport.close()
 
     async def _respond(self, stream_id: int, stream: _StreamState, request: Request) -> None:
