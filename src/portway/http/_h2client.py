@@ -51,6 +51,7 @@ _DROP = frozenset(
     }
 )
 _WINDOW = 1 << 20
+_GOAWAY_FRAME = 0x7
 
 
 class _Exchange:
@@ -111,6 +112,7 @@ class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
         self.exchanges: dict[int, _Exchange] = {}
         self.closed = False
         self.goaway = False
+        self._incoming = b""
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         """Requests waiting for a stream below the limit, first come first served."""
         self._max_streams = max_streams
@@ -158,7 +160,49 @@ class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
     def usable(self) -> bool:
         return not self.closed and not self.goaway
 
+    def _without_goaway(self, data: bytes) -> bytes:
+        """``data`` minus GOAWAY frames, which are handled here: h2 accepts no frame after a
+        GOAWAY, while the streams the backend still answers (up to its last stream id) need
+        theirs. Partial frames wait for the next read."""
+        buffer = self._incoming + data if self._incoming else data
+        view = memoryview(buffer)
+        kept: list[bytes] = []
+        start = pos = 0
+        while len(buffer) - pos >= 9:
+            length = int.from_bytes(view[pos : pos + 3], "big")
+            if length > self.h2.max_inbound_frame_size:
+                self._incoming = b""
+                return buffer  # h2 refuses it as it is
+            end = pos + 9 + length
+            if end > len(buffer):
+                break
+            if buffer[pos + 3] == _GOAWAY_FRAME:
+                kept.append(buffer[start:pos])
+                start = end
+                payload = view[pos + 9 : end]
+                last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+                self._on_goaway(last, int.from_bytes(payload[4:8], "big"))
+            pos = end
+        kept.append(buffer[start:pos])
+        self._incoming = buffer[pos:]
+        return b"".join(kept)
+
+    def _on_goaway(self, last_stream_id: int, code: int) -> None:
+        self.goaway = True
+        for sid, each in list(self.exchanges.items()):
+            if sid > last_stream_id or code:
+                self.exchanges.pop(sid, None)
+                error = UpstreamDisconnected(
+                    f"the backend ended the stream (GOAWAY {code})",
+                    request_sent=sid <= last_stream_id,  # above it: never processed
+                )
+                each.fail(error)
+        self._notify()
+        if not self.exchanges and self.transport is not None:
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
+        data = self._without_goaway(data)
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -206,14 +250,9 @@ class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
             elif isinstance(event, h2.events.RemoteSettingsChanged):
                 for each in self.exchanges.values():
                     each.wake()
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                self.goaway = True
-                last = event.last_stream_id or 0
-                for sid, each in list(self.exchanges.items()):
-                    if sid > last:
-                        self.exchanges.pop(sid, None)
-                        each.fail(UpstreamDisconnected("the backend refused the stream (GOAWAY)"))
         self.flush()
+        if self.goaway and not self.exchanges and self.transport is not None:
+            self.transport.close()  # the backend said GOAWAY and its last stream has ended
 
     def _on_response(self, exchange: _Exchange, headers: list[tuple[bytes, bytes]]) -> None:
         status = 0
