@@ -31,6 +31,9 @@ class EchoService:
     def __init__(self) -> None:
         self.metadata: list[dict[str, str]] = []
         self.cancelled = threading.Event()
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.server: grpc.Server | None = None
 
     def unary(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         self.metadata.append(dict(context.invocation_metadata()))
@@ -67,6 +70,11 @@ class EchoService:
             self.cancelled.set()
         return b"late"
 
+    def hold(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self.held.set()
+        self.release.wait(10)
+        return b"released"
+
     def handlers(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
             SERVICE,
@@ -77,6 +85,7 @@ class EchoService:
                 "Bidi": grpc.stream_stream_rpc_method_handler(self.bidi),
                 "Fail": grpc.unary_unary_rpc_method_handler(self.fail),
                 "Slow": grpc.unary_unary_rpc_method_handler(self.slow),
+                "Hold": grpc.unary_unary_rpc_method_handler(self.hold),
             },
         )
 
@@ -87,6 +96,7 @@ def echo() -> Iterator[tuple[EchoService, int]]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((service.handlers(),))
     port = server.add_insecure_port("127.0.0.1:0")
+    service.server = server
     server.start()
     try:
         yield service, port
@@ -317,3 +327,20 @@ async def test_streaming_through_a_policy_pipeline(
         await stores.close()
     assert len(messages) == 50
     assert answer == b"30 messages, 300 bytes"
+
+
+async def test_a_graceful_backend_stop_finishes_the_call_in_flight(
+    echo: tuple[EchoService, int],
+) -> None:
+    """grpcio's stop(grace) sends GOAWAY and finishes its running calls: the worker relays the
+    answer of the call in flight instead of failing it."""
+    service, port = echo
+    assert service.server is not None
+    async with gateway(revision(grpc_api(port)), settings=settings()) as gw:
+        pending = asyncio.create_task(call(gw, "unary_unary", "Hold", b"", timeout=20))
+        assert await asyncio.to_thread(service.held.wait, 10)
+        stopped = service.server.stop(grace=10)
+        await asyncio.sleep(0.5)  # the GOAWAY reaches the worker while the call runs
+        service.release.set()
+        assert await pending == b"released"
+        assert await asyncio.to_thread(stopped.wait, 10)
