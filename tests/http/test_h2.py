@@ -492,3 +492,16 @@ async def test_a_client_goaway_ends_the_connection() -> None:
                 await peer.until(DATA, 1)
         release.set()
         await still_serving(server.port)
+
+
+async def test_split_cookie_fields_reach_the_handler_as_one() -> None:
+    seen: list[Request] = []
+
+    async def handler(request: Request) -> Response:
+        seen.append(request)
+        return text(200, b"ok")
+
+    async with running(handler, http2=H2) as server, Peer.connect(server.port) as peer:
+        peer.send(request(1, (b"cookie", b"a=1"), (b"x-other", b"o"), (b"cookie", b"b=2")))
+        await peer.until(HEADERS, 1)
+    assert [v for k, v in seen[0].headers if k == b"cookie"] == [b"a=1; b=2"]

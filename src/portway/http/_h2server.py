@@ -271,6 +271,7 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
             return
         method = target = authority = b""
         headers: Headers = []
+        cookies: list[bytes] = []
         header_bytes = 0
         for name, value in cast(Iterable[tuple[bytes, bytes]], event.headers):
             header_bytes += len(name) + len(value) + 32
@@ -282,9 +283,15 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
                 elif name == b":authority":
                     authority = value
                 continue
+            if name == b"cookie":
+                cookies.append(value)  # may arrive split; one field again below
+                continue
             if name == b"host" and not authority:
                 authority = value
             headers.append((name, value))
+        if cookies:
+            # RFC 9113 8.2.3: split cookie fields are joined for HTTP/1.1 and the policies
+            headers.append((b"cookie", b"; ".join(cookies)))
         limits = self._server_limits
         if len(headers) > limits.max_headers or header_bytes > limits.max_header_bytes:
             self._answer_simple(stream_id, 431, "request header fields too large")
