@@ -1,7 +1,7 @@
 """``make bench``: every benchmark of the project, one after the other, in one run.
 
 The data plane runs first; then every other ``bench`` module that exists and has
-``run(results_dir) -> list[dict]`` (stores, manager, policies).
+``run(results_dir) -> list[dict]`` (stores, manager, policies, HTTP/2 and gRPC).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-OTHERS = ("stores", "manager", "lists", "github", "policies")
+OTHERS = ("stores", "manager", "lists", "github", "policies", "http2")
 
 
 def main() -> None:

@@ -59,6 +59,11 @@ def run_up_once(data_dir: Path, ports: tuple[int, int, int]) -> str:
             assert echoed.status_code == 200
             assert echoed.json()["query"] == "x=1"
             assert echoed.json()["service"] == "portway-demo-echo"
+            # the single-host profile turns HTTP/2 on: h2c with prior knowledge, same route
+            with httpx.Client(http1=False, http2=True, trust_env=False) as h2c:
+                over_h2 = h2c.get(f"http://127.0.0.1:{worker}/demo/echo?x=1")
+            assert over_h2.http_version == "HTTP/2"
+            assert over_h2.json()["query"] == "x=1"
         finally:
             proc.send_signal(signal.SIGINT)  # what Ctrl-C does to the supervisor
             code = proc.wait(60)

@@ -16,7 +16,7 @@ from portway.http import Handler, Request, Response, Server, serve
 from portway.worker.errors import render_protocol_error
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import Runtime, compile_runtime
-from portway.worker.settings import WorkerSettings, server_limits
+from portway.worker.settings import WorkerSettings, h2_limits, server_limits
 
 
 def api(
@@ -80,6 +80,7 @@ async def gateway(
         0,
         limits=server_limits(settings.limits),
         render_error=render_protocol_error,
+        http2=h2_limits(settings.http2),
     )
     gw = Gateway(handler, server, settings)
     if rev is not None:

@@ -16,9 +16,10 @@ from portway.config.models import ApiProxy
 from portway.errors import ConfigError
 
 
-def backend_tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+def backend_tls_context(verify: bool, ca_file: str | None, http2: bool = False) -> ssl.SSLContext:
     """A client context for backend HTTPS: certificates and host names checked unless ``verify``
-    is false; ``ca_file`` (PEM) replaces the system's trusted CAs."""
+    is false; ``ca_file`` (PEM) replaces the system's trusted CAs. ALPN offers ``http/1.1``, or
+    ``h2`` alone for an HTTP/2 backend."""
     try:
         context = ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError, ValueError):
@@ -26,7 +27,7 @@ def backend_tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
             f"{ca_file!r} cannot be loaded as a PEM file of CA certificates",
             "connection.ca_bundle",
         ) from None
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(["h2"] if http2 else ["http/1.1"])
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

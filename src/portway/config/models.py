@@ -77,6 +77,13 @@ class Backend(Model):
     weight: Annotated[int, Field(ge=1, le=1000, description="share for weighted balancing")] = 1
     kind: Annotated[BackendKind, Strict(False)] = BackendKind.PRIMARY
     health_check: Annotated[bool, Field(description="include in active health checks")] = True
+    http2: Annotated[
+        bool,
+        Field(
+            description="speak HTTP/2 to this address (h2c with prior knowledge on http://, ALPN "
+            "h2 on https://); required for gRPC backends"
+        ),
+    ] = False
 
     @field_validator("url")
     @classmethod

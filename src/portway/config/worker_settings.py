@@ -101,6 +101,29 @@ class LimitSettings(Model):
     max_pipelined: Annotated[int, Field(ge=1, le=1000)] = 32
 
 
+class Http2Settings(Model):
+    """HTTP/2 towards clients: ALPN ``h2`` on the TLS listener, h2c with prior knowledge on the
+    plain one (HTTP/1.1 keeps working on both)."""
+
+    enabled: Annotated[bool, Field(description="accept HTTP/2 on the client listeners")] = False
+    max_concurrent_streams: Annotated[
+        int, Field(ge=1, le=10_000, description="streams (and running handlers) per connection")
+    ] = 100
+    initial_window_size: Annotated[
+        int, Field(ge=65535, le=(1 << 31) - 1, description="flow-control window per stream")
+    ] = 256 * 1024
+    max_header_list_size: Annotated[
+        int, Field(ge=1024, le=1 << 20, description="decoded size of one header block")
+    ] = 32 * 1024
+    max_resets: Annotated[
+        int, Field(ge=1, le=100_000, description="client stream resets per window before GOAWAY")
+    ] = 200
+    max_control_frames: Annotated[
+        int, Field(ge=1, le=100_000, description="SETTINGS/PING frames per window before GOAWAY")
+    ] = 200
+    window: Annotated[float, Field(gt=0, le=3600, description="seconds of the two counters")] = 10.0
+
+
 class WorkerSettings(Model):
     """Where a worker listens and how it treats client connections."""
 
@@ -127,6 +150,7 @@ class WorkerSettings(Model):
     )
     backlog: Annotated[int, Field(ge=16, le=65535)] = 1024
     limits: LimitSettings = LimitSettings()
+    http2: Http2Settings = Http2Settings()
     trusted_proxies: Annotated[
         list[str],
         Field(description="CIDRs whose X-Forwarded-* headers are trusted (e.g. the LB)"),

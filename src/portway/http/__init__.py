@@ -25,6 +25,12 @@ one), so a proxy streams with backpressure in both directions without buffering.
 handshake (``request.upgrade == b"websocket"``) is answered with a 101 ``Response`` whose
 ``tunnel`` receives the client ``Stream``; ``UpstreamResponse.stream()`` gives the upstream one and
 ``pump(a, b)`` joins them.
+
+HTTP/2 (the ``h2`` library on the same transports): ``serve(..., http2=H2Limits())`` accepts ALPN
+``h2`` on a TLS listener and h2c with prior knowledge on a plain one; each stream reaches the
+handler as the same ``Request`` (``http_version == "2"``), and ``Response.trailers`` are sent
+after the body. ``H2ConnectionPool`` is the HTTP/2 upstream client (``request`` as above; the
+response's ``trailers`` fill in when the body ends), for backends such as gRPC servers.
 """
 
 from portway.http._body import Body
@@ -46,6 +52,7 @@ from portway.http._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from portway.http._h2client import H2ConnectionPool
 from portway.http._helpers import (
     client_tls_context,
     pump,
@@ -53,8 +60,9 @@ from portway.http._helpers import (
     reload_server_certificate,
     server_tls_context,
 )
+from portway.http._limits import H2Limits, ServerLimits
 from portway.http._messages import Handler, Headers, Outcome, Request, Response, Stream, Tunnel
-from portway.http._server import ErrorRenderer, Server, ServerLimits, serve
+from portway.http._server import ErrorRenderer, Server, serve
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -65,6 +73,8 @@ __all__ = [
     "ConnectError",
     "ConnectionPool",
     "ErrorRenderer",
+    "H2ConnectionPool",
+    "H2Limits",
     "HTTPError",
     "Handler",
     "Headers",

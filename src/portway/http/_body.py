@@ -43,6 +43,7 @@ class Body:
         "_waiter",
         "length",
         "received",
+        "trailers",
     )
 
     def __init__(
@@ -66,6 +67,9 @@ class Body:
         """Declared length (Content-Length), ``None`` for chunked or close-delimited bodies."""
         self.received = 0
         """Bytes fed so far."""
+        self.trailers: list[tuple[bytes, bytes]] = []
+        """Trailer fields (chunked HTTP/1.1, HTTP/2), filled in by the producer before
+        ``finish``; a proxy sends them after the body."""
 
     # -- producer side -------------------------------------------------------------------------
 
@@ -154,8 +158,9 @@ class Body:
                     self._waiter = None
 
     def take(self) -> bytes | None:
-        """The whole remaining body without waiting, or ``None`` when not all of it has arrived."""
-        if not self._finished or self._error is not None:
+        """The whole remaining body without waiting, or ``None`` when not all of it has arrived
+        or trailers follow it (the body must then stream for them to be sent after it)."""
+        if not self._finished or self._error is not None or self.trailers:
             return None
         if not self._chunks:
             return b""
@@ -185,3 +190,38 @@ def empty_body() -> Body:
     body = Body(None, 0)
     body._finished = True
     return body
+
+
+# fields a trailer section must not carry (RFC 9110 6.5.1): framing, routing, authentication
+FORBIDDEN_TRAILERS = frozenset(
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"authorization",
+        b"content-type",
+        b"content-encoding",
+        b"cache-control",
+        b"expect",
+    }
+)
+
+
+def last_chunk(trailers: list[tuple[bytes, bytes]] | None) -> bytes:
+    """The end of a chunked HTTP/1.1 body with its trailer section (forbidden fields and fields
+    with CR/LF dropped)."""
+    if not trailers:
+        return b"0\r\n\r\n"
+    parts = [b"0\r\n"]
+    for name, value in trailers:
+        lname = name.lower()
+        if lname in FORBIDDEN_TRAILERS or b"\r" in value or b"\n" in value or b"\n" in name:
+            continue
+        parts += (lname, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)

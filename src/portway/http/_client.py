@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl as ssl_module
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import cast
+from typing import Protocol, TypeVar, cast
 
 import httptools
 
-from portway.http._body import Body, empty_body
+from portway.http._body import Body, empty_body, last_chunk
 from portway.http._errors import (
     ConnectError,
     InvalidResponse,
@@ -28,13 +29,27 @@ from portway.http._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from portway.http._flow import WriteFlow
 from portway.http._messages import Headers, Stream
 
 Resolver = Callable[[str, int], Awaitable[list[tuple[str, int]]]]
 """Turns a host and port into addresses to try in order (e.g. a DNS cache)."""
 
 _NO_BODY_LENGTH_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+P = TypeVar("P", bound=asyncio.Protocol)
+
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+
+
+class Exchange(Protocol):
+    """What a response asks of the connection (HTTP/1.1) or stream (HTTP/2) that carries it."""
+
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+
+    async def drain(self) -> None: ...
+
+    def abort_exchange(self) -> None: ...
 
 
 class UpstreamResponse:
@@ -54,7 +69,7 @@ class UpstreamResponse:
 
     def __init__(
         self,
-        conn: UpstreamProtocol,
+        conn: Exchange,
         status: int,
         headers: Headers,
         body: Body,
@@ -63,7 +78,7 @@ class UpstreamResponse:
         chunked: bool,
         keep_alive: bool,
     ) -> None:
-        self._conn: UpstreamProtocol | None = conn
+        self._conn: Exchange | None = conn
         self.status = status
         self.headers = headers
         """Header fields in order, names lower-cased."""
@@ -73,6 +88,11 @@ class UpstreamResponse:
         self.chunked = chunked
         self.keep_alive = keep_alive
         self.upgraded: Body | None = None
+
+    @property
+    def trailers(self) -> Headers:
+        """Trailer fields (chunked HTTP/1.1, HTTP/2), filled in when the body has ended."""
+        return self.body.trailers
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -111,7 +131,7 @@ class UpstreamResponse:
         self.close()
 
 
-class UpstreamProtocol(asyncio.Protocol):
+class UpstreamProtocol(WriteFlow, asyncio.Protocol):
     """One connection to an upstream server, used for one exchange at a time."""
 
     def __init__(self, pool: ConnectionPool) -> None:
@@ -151,11 +171,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.closed = True
         self._pool._forget(self)
         self._pool._unwatch(self)
-        waiter = self._drain_waiter
-        self._drain_waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(UpstreamDisconnected("upstream closed the connection"))
-            waiter.exception()
+        self._fail_drain(UpstreamDisconnected("upstream closed the connection"))
         if self._body is not None:
             if self._close_delimited:
                 self._body.finish()
@@ -177,25 +193,10 @@ class UpstreamProtocol(asyncio.Protocol):
             return True
         return None
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter = self._drain_waiter
-        self._drain_waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     async def drain(self) -> None:
         if self.closed:
             raise UpstreamDisconnected("upstream connection closed")
-        if not self._write_paused:
-            return
-        waiter = self._drain_waiter
-        if waiter is None:
-            waiter = self._drain_waiter = self._loop.create_future()
-        await waiter
+        await self._writable(self._loop)
 
     # Flow (response bodies and upgraded streams)
     def pause_feeding(self) -> None:
@@ -247,6 +248,8 @@ class UpstreamProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._body is None or self._response is None:
             self._headers.append((name.lower(), value))
+        else:
+            self._body.trailers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -390,7 +393,7 @@ class UpstreamProtocol(asyncio.Protocol):
                 if self._write_paused:
                     await self.drain()
             if chunked and not self.closed:
-                transport.write(b"0\r\n\r\n")
+                transport.write(last_chunk(body.trailers if isinstance(body, Body) else None))
             self._request_done = True
         except asyncio.CancelledError:
             raise
@@ -458,7 +461,62 @@ class UpstreamProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-class ConnectionPool:
+class Dialer:
+    """Where a pool connects: host and port, optionally TLS with SNI, within ``connect_timeout``
+    to the first of ``resolve``'s addresses that answers."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        server_hostname: str | None = None,
+        connect_timeout: float = 5.0,
+        resolve: Resolver | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._ssl = ssl
+        self._server_hostname = server_hostname or host if ssl is not None else None
+        self.connect_timeout = connect_timeout
+        self._resolve = resolve
+        self.active = 0
+        """Exchanges in progress (for least-connections balancing)."""
+        self.closed = False
+
+    async def _dial(self, factory: Callable[[], P]) -> P:
+        """A new connection (``UpstreamTimeout`` past ``connect_timeout``, ``ConnectError`` when
+        no address accepts)."""
+        host, port = self.host, self.port
+        loop = asyncio.get_running_loop()
+        resolve = self._resolve
+        addresses = await resolve(host, port) if resolve is not None else [(host, port)]
+        if not addresses:
+            raise ConnectError(f"no address for {host}")
+        last: Exception | None = None
+        for address, address_port in addresses:
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    _, protocol = await loop.create_connection(
+                        factory,
+                        address,
+                        address_port,
+                        ssl=self._ssl,
+                        server_hostname=self._server_hostname,
+                    )
+            except TimeoutError as exc:
+                raise UpstreamTimeout(
+                    f"connecting to {host}:{port} timed out", phase="connect", request_sent=False
+                ) from exc
+            except (OSError, ssl_module.SSLError) as exc:
+                last = exc
+                continue
+            return protocol
+        raise ConnectError(f"cannot connect to {host}:{port}: {last}") from last
+
+
+class ConnectionPool(Dialer):
     """Keep-alive connections to one upstream address."""
 
     def __init__(
@@ -473,20 +531,19 @@ class ConnectionPool:
         idle_timeout: float = 60.0,
         resolve: Resolver | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
-        self._ssl = ssl
-        self._server_hostname = server_hostname or host if ssl is not None else None
+        super().__init__(
+            host,
+            port,
+            ssl=ssl,
+            server_hostname=server_hostname,
+            connect_timeout=connect_timeout,
+            resolve=resolve,
+        )
         self.max_idle = max_idle
-        self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
-        self._resolve = resolve
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # bound on use
         self._idle: deque[UpstreamProtocol] = deque()
         self._all: set[UpstreamProtocol] = set()
-        self.active = 0
-        """Exchanges in progress (for least-connections balancing)."""
-        self.closed = False
         self._watched: set[UpstreamProtocol] = set()
         self._tick = 0.5
         self._ticker: asyncio.TimerHandle | None = None
@@ -550,37 +607,9 @@ class ConnectionPool:
         return await self._connect(), False
 
     async def _connect(self) -> UpstreamProtocol:
-        loop = self._loop
-        addresses = (
-            await self._resolve(self.host, self.port)
-            if self._resolve is not None
-            else [(self.host, self.port)]
-        )
-        if not addresses:
-            raise ConnectError(f"no address for {self.host}")
-        last: Exception | None = None
-        for host, port in addresses:
-            try:
-                async with asyncio.timeout(self.connect_timeout):
-                    _, protocol = await loop.create_connection(
-                        lambda: UpstreamProtocol(self),
-                        host,
-                        port,
-                        ssl=self._ssl,
-                        server_hostname=self._server_hostname,
-                    )
-            except TimeoutError as exc:
-                raise UpstreamTimeout(
-                    f"connecting to {self.host}:{self.port} timed out",
-                    phase="connect",
-                    request_sent=False,
-                ) from exc
-            except (OSError, ssl_module.SSLError) as exc:
-                last = exc
-                continue
-            self._all.add(protocol)
-            return protocol
-        raise ConnectError(f"cannot connect to {self.host}:{self.port}: {last}") from last
+        protocol = await self._dial(functools.partial(UpstreamProtocol, self))
+        self._all.add(protocol)
+        return protocol
 
     def _release(self, conn: UpstreamProtocol, reusable: bool) -> None:
         if reusable and not self.closed and len(self._idle) < self.max_idle:

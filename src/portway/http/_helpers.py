@@ -3,9 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
+from typing import Any
 
 from portway.http._messages import Handler, Request, Response, Stream
+
+HOST_RE = re.compile(
+    rb"(?:[a-z0-9._~!$&'()*+,;=%-]*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.IGNORECASE
+)
+"""A Host header or ``:authority``: a registered name or IP literal, optionally a port."""
+
+
+def connection_ends(
+    transport: asyncio.BaseTransport,
+) -> tuple[tuple[str, int], tuple[str, int], dict[str, Any] | None]:
+    """A served connection's client address, server address and verified client certificate
+    (``ssl.SSLSocket.getpeercert()`` form, under mTLS)."""
+    client: tuple[str, int] = ("", 0)
+    server: tuple[str, int] = ("", 0)
+    cert: dict[str, Any] | None = None
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple):
+        client = (str(peer[0]), int(peer[1]))
+    sock = transport.get_extra_info("sockname")
+    if isinstance(sock, tuple):
+        server = (str(sock[0]), int(sock[1]))
+    ssl_object = transport.get_extra_info("ssl_object")
+    if isinstance(ssl_object, ssl.SSLObject):
+        peer_cert = ssl_object.getpeercert()
+        cert = dict(peer_cert) if peer_cert else None
+    return client, server, cert
 
 
 def redirect_to_https(https_port: int | None = 443) -> Handler:
@@ -38,9 +66,11 @@ def server_tls_context(
     *,
     client_ca_file: str | None = None,
     require_client_cert: bool = False,
+    http2: bool = False,
 ) -> ssl.SSLContext:
     """The one server TLS context: TLS 1.2+ (1.3 preferred by OpenSSL), ECDHE with AES-GCM or
-    ChaCha20 only, server cipher order, no compression, no renegotiation, ALPN ``http/1.1``.
+    ChaCha20 only, server cipher order, no compression, no renegotiation, ALPN ``http/1.1``
+    (``h2`` first with ``http2``: serve the listener with ``serve(..., http2=...)`` then).
     With ``client_ca_file`` client certificates are verified (required when
     ``require_client_cert``) and reach handlers as ``Request.tls_peer_cert``."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -53,7 +83,7 @@ def server_tls_context(
         | ssl.OP_SINGLE_ECDH_USE
     )
     context.load_cert_chain(certfile, keyfile)
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     if client_ca_file:
         context.load_verify_locations(client_ca_file)
         context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL

@@ -143,7 +143,16 @@ class Response:
     connection (HTTP/1.0). HEAD, 1xx, 204 and 304 never carry a body.
     """
 
-    __slots__ = ("body", "checked", "content_length", "headers", "on_finish", "status", "tunnel")
+    __slots__ = (
+        "body",
+        "checked",
+        "content_length",
+        "headers",
+        "on_finish",
+        "status",
+        "trailers",
+        "tunnel",
+    )
 
     def __init__(
         self,
@@ -155,6 +164,7 @@ class Response:
         tunnel: Tunnel | None = None,
         on_finish: Callable[[Outcome], None] | None = None,
         checked: bool = False,
+        trailers: Headers | None = None,
     ) -> None:
         self.status = status
         self.headers: Headers = headers if headers is not None else []
@@ -162,6 +172,10 @@ class Response:
         self.content_length = content_length
         self.tunnel = tunnel
         self.on_finish = on_finish
+        self.trailers = trailers
+        """Trailer fields sent after the body (HTTP/2, and chunked HTTP/1.1). Read once the body
+        has been sent, so it may be a list the body's producer fills meanwhile (an upstream
+        response's ``trailers``)."""
         self.checked = checked
         """The caller vouches that ``headers`` hold no CR/LF and no framing or hop-by-hop field
         (e.g. parsed upstream headers after filtering): the server writes them unexamined."""

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import ipaddress
 import logging
-import re
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 
 import httptools
 
-from portway.http._body import Body, empty_body
-from portway.http._errors import ClientDisconnected, ClientError, RequestTimeout
+from portway.http._body import Body, empty_body, last_chunk
+from portway.http._errors import ClientDisconnected, ClientError
+from portway.http._flow import WriteFlow
+from portway.http._h2server import PREFACE, H2ServerProtocol, is_preface_start
+from portway.http._helpers import HOST_RE, connection_ends
+from portway.http._limits import H2Limits, ServerLimits, check_body_progress
 from portway.http._messages import Handler, Headers, Outcome, Request, Response, Stream
 
 log = logging.getLogger("portway.http")
@@ -36,9 +39,6 @@ _METHODS: dict[bytes, str] = {}
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 _SPECIAL = frozenset(
     {b"content-length", b"transfer-encoding", b"host", b"expect", b"upgrade", b"connection"}
-)
-_HOST_RE = re.compile(
-    rb"(?:[a-z0-9._~!$&'()*+,;=%-]*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.IGNORECASE
 )
 _EMPTY = empty_body()
 
@@ -53,41 +53,6 @@ _D_IDLE = 1
 _D_HEADERS = 2
 
 ErrorRenderer = Callable[[int, str], tuple[Headers, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    """Per-connection limits of a served listener (sizes in bytes, times in seconds)."""
-
-    max_header_bytes: int = 32 * 1024
-    """Total size of the header fields of one request (431 past it)."""
-    max_headers: int = 100
-    """Number of header fields of one request (431 past it)."""
-    max_url_bytes: int = 8 * 1024
-    """Length of the request target (414 past it)."""
-    max_body_bytes: int | None = 1 << 30
-    """Request body size (413 past it); ``None`` for no limit."""
-    header_timeout: float = 10.0
-    """Time to receive a request's header block, from its first byte or the connection (408)."""
-    body_timeout: float = 30.0
-    """Time between two pieces of a request body while the handler waits for it (408)."""
-    body_deadline: float | None = 600.0
-    """Total time to receive one request body, from the end of its headers, checked while the
-    handler waits for it (408); ``None`` for no limit."""
-    min_body_rate: int = 1024
-    """Least average request body rate in bytes/s, checked while the handler waits for the body
-    once it has been arriving for longer than ``body_timeout`` (408); 0 to disable."""
-    keepalive_timeout: float = 75.0
-    """Idle time between requests before the connection is closed."""
-    max_connections: int = 10_000
-    """Open connections of the listener; more are answered 503 and closed."""
-    max_connections_per_client: int | None = 256
-    """Open connections of the listener from one client address (an IPv6 client counts per
-    /64); more are answered 503 and closed. ``None`` for no limit."""
-    max_pipelined: int = 32
-    """Requests parsed ahead of the one being answered before reading pauses."""
-    high_water: int = 256 * 1024
-    """Unread body bytes buffered per stream before the sender is paused."""
 
 
 def _plain_error(status: int, reason: str) -> tuple[Headers, bytes]:
@@ -148,7 +113,7 @@ class _State:
         self.scheme = scheme
         self.render_error = render_error
         self.loop = asyncio.get_running_loop()
-        self.connections: set[HttpServerProtocol] = set()
+        self.connections: set[HttpServerProtocol | H2ServerProtocol] = set()
         self.per_client: dict[str, int] = {}
         self.draining = False
         self.empty = asyncio.Event()
@@ -168,7 +133,7 @@ class _State:
             conn._check_deadline(now)
         self.watchdog = self.loop.call_later(self.tick, self._on_tick)
 
-    def admit(self, conn: HttpServerProtocol, key: str) -> bool:
+    def admit(self, conn: HttpServerProtocol | H2ServerProtocol, key: str) -> bool:
         """Count a new connection in, unless the listener or its client is at the limit."""
         limits = self.limits
         if len(self.connections) >= limits.max_connections or self.draining:
@@ -183,7 +148,12 @@ class _State:
         self.empty.clear()
         return True
 
-    def discard(self, conn: HttpServerProtocol, key: str) -> None:
+    def replace(self, old: HttpServerProtocol, new: H2ServerProtocol) -> None:
+        """``new`` carries on ``old``'s connection (counted once, as before)."""
+        self.connections.discard(old)
+        self.connections.add(new)
+
+    def discard(self, conn: HttpServerProtocol | H2ServerProtocol, key: str) -> None:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
@@ -196,7 +166,7 @@ class _State:
             self.empty.set()
 
 
-class HttpServerProtocol(asyncio.Protocol):
+class HttpServerProtocol(WriteFlow, asyncio.Protocol):
     """One client connection."""
 
     def __init__(self, state: _State) -> None:
@@ -250,16 +220,7 @@ class HttpServerProtocol(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         state = self._state
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple):
-            self._client = (str(peer[0]), int(peer[1]))
-        sock = transport.get_extra_info("sockname")
-        if isinstance(sock, tuple):
-            self._server = (str(sock[0]), int(sock[1]))
-        ssl_object = transport.get_extra_info("ssl_object")
-        if isinstance(ssl_object, ssl_module.SSLObject):
-            cert = ssl_object.getpeercert()
-            self._peer_cert = dict(cert) if cert else None
+        self._client, self._server, self._peer_cert = connection_ends(transport)
         self._client_key = client_key(self._client[0])
         if not state.admit(self, self._client_key):
             self._closed = True
@@ -277,11 +238,7 @@ class HttpServerProtocol(asyncio.Protocol):
             self._body.fail(ClientDisconnected("client closed the connection"))
         if self._upgrade_body is not None:
             self._upgrade_body.finish()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ClientDisconnected("client closed the connection"))
-            waiter.exception()  # mark retrieved: a writer may not be waiting any more
-        self._drain_waiter = None
+        self._fail_drain(ClientDisconnected("client closed the connection"))
         task = self._task
         if task is not None and not task.done():
             task.cancel()
@@ -298,26 +255,10 @@ class HttpServerProtocol(asyncio.Protocol):
         # keep the write side open while an answer is due
         return self._task is not None or bool(self._queue)
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None:
-            self._drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
     async def _drain(self) -> None:
         if self._closed:
             raise ClientDisconnected("client closed the connection")
-        if not self._write_paused:
-            return
-        waiter = self._drain_waiter
-        if waiter is None:
-            waiter = self._drain_waiter = self._loop.create_future()
-        await waiter
+        await self._writable(self._loop)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -412,7 +353,10 @@ class HttpServerProtocol(asyncio.Protocol):
         if self._header_bytes > limits.max_header_bytes:
             raise _Reject(431, "request header fields too large")
         if not self._in_headers:
-            return  # a trailer field: counted, never forwarded
+            body = self._body
+            if body is not None:  # a trailer field: kept with the body it ends
+                body.trailers.append((name.lower(), value))
+            return
         self._header_count += 1
         if self._header_count > limits.max_headers:
             raise _Reject(431, "too many request header fields")
@@ -489,7 +433,7 @@ class HttpServerProtocol(asyncio.Protocol):
             raise _Reject(400, "missing Host header")
         if host is None:
             host = b""
-        elif not _HOST_RE.fullmatch(host):
+        elif not HOST_RE.fullmatch(host):
             raise _Reject(400, "invalid Host header")
         expect_continue = False
         if self._expect is not None:
@@ -579,19 +523,7 @@ class HttpServerProtocol(asyncio.Protocol):
             return
         body = self._body
         if body is not None and body.waiting:
-            limits = self._limits
-            if now - self._body_activity > limits.body_timeout:
-                body.fail(RequestTimeout("request body timeout"))
-                return
-            elapsed = now - self._body_started
-            if limits.body_deadline is not None and elapsed > limits.body_deadline:
-                body.fail(RequestTimeout("request body deadline"))
-            elif (
-                limits.min_body_rate
-                and elapsed > limits.body_timeout
-                and body.received < limits.min_body_rate * elapsed
-            ):
-                body.fail(RequestTimeout("request body too slow"))
+            check_body_progress(body, self._limits, now, self._body_activity, self._body_started)
 
     def _begin_drain(self) -> None:
         if self._task is None and not self._queue and not self._in_headers:
@@ -828,12 +760,12 @@ class HttpServerProtocol(asyncio.Protocol):
             head_keep = keep and _request_read(request)
             _end_head(head, head_keep, request)
             if framing is _Framing.CHUNKED:
-                head.append(b"0\r\n\r\n")
+                head.append(last_chunk(response.trailers))
             self._write(b"".join(head))
             self._completed = framing is not _Framing.LENGTH or remaining == 0
             return head_keep and self._completed
         if framing is _Framing.CHUNKED:
-            self._write(b"0\r\n\r\n")
+            self._write(last_chunk(response.trailers))
         elif framing is _Framing.LENGTH and remaining != 0:
             return False  # shorter than announced: the client must see the connection end
         if self._write_paused:
@@ -896,6 +828,52 @@ def _request_read(request: Request) -> bool:
 def _end_head(parts: list[bytes], keep: bool, request: Request) -> list[bytes]:
     parts.append(_connection_header(keep, request.http_version))
     return parts
+
+
+class _NegotiatingProtocol(HttpServerProtocol):
+    """HTTP/1.1 unless the client opens HTTP/2: ALPN ``h2`` under TLS, or the connection preface
+    as the first bytes on a plain listener (h2c with prior knowledge). The connection is then
+    handed to an ``H2ServerProtocol`` on the same transport."""
+
+    def __init__(self, state: _State, h2_limits: H2Limits) -> None:
+        super().__init__(state)
+        self._h2_limits = h2_limits
+        self._sniff = True
+        self._early = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None or self._closed:
+            return
+        self._sniff = False
+        if ssl_object.selected_alpn_protocol() == "h2":
+            self._switch(b"")
+
+    def data_received(self, data: bytes) -> None:
+        if self._sniff:
+            early = self._early + data
+            if is_preface_start(early):
+                if len(early) < len(PREFACE):
+                    self._early = early
+                else:
+                    self._switch(early)
+                return
+            self._sniff = False
+            self._early = b""
+            data = early
+        HttpServerProtocol.data_received(self, data)
+
+    def _switch(self, early: bytes) -> None:
+        transport = self._transport
+        assert transport is not None
+        self._sniff = False
+        self._closed = True  # this HTTP/1.1 side is done; the H2 protocol owns the transport
+        self._deadline_kind = _D_NONE
+        protocol = H2ServerProtocol(self._state, self._h2_limits)
+        self._state.replace(self, protocol)
+        transport.set_protocol(protocol)
+        protocol.start(transport, self._client_key, early)
 
 
 def _connection_header(keep: bool, version: str) -> bytes:
@@ -976,11 +954,13 @@ async def serve(
     reuse_port: bool = False,
     backlog: int = 1024,
     render_error: ErrorRenderer | None = None,
+    http2: H2Limits | None = None,
 ) -> Server:
     """Listen on ``host:port`` (or ``sock``) and answer every request with ``handler``.
 
     ``render_error(status, reason) -> (headers, body)`` shapes the answers the server gives by
-    itself (malformed requests, limits, last-resort 500s).
+    itself (malformed requests, limits, last-resort 500s). With ``http2`` the listener also
+    speaks HTTP/2 (ALPN ``h2`` when ``ssl`` offers it, h2c with prior knowledge otherwise).
     """
     loop = asyncio.get_running_loop()
     state = _State(
@@ -989,13 +969,16 @@ async def serve(
         "https" if ssl is not None else "http",
         render_error or _plain_error,
     )
+    factory: Callable[[], HttpServerProtocol]
+    if http2 is None:
+        factory = functools.partial(HttpServerProtocol, state)
+    else:
+        factory = functools.partial(_NegotiatingProtocol, state, http2)
     if sock is not None:
-        server = await loop.create_server(
-            lambda: HttpServerProtocol(state), sock=sock, ssl=ssl, backlog=backlog
-        )
+        server = await loop.create_server(factory, sock=sock, ssl=ssl, backlog=backlog)
     else:
         server = await loop.create_server(
-            lambda: HttpServerProtocol(state),
+            factory,
             host,
             port,
             ssl=ssl,

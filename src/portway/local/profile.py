@@ -66,6 +66,7 @@ class LocalProfile:
                     "port": self.worker_port,
                     "processes": 1,
                     "worker_id": worker_id,
+                    "http2": {"enabled": True},
                 }
             },
             "hosts": [

@@ -46,6 +46,7 @@ from portway.policies.contract import (
 )
 from portway.stores.traffic import TrafficRecord
 from portway.worker.errors import error_response, new_correlation_id
+from portway.worker.grpc import GrpcAware, is_grpc
 from portway.worker.headers import incoming_correlation_id, request_headers, response_headers
 from portway.worker.runtime import Route, Runtime
 from portway.worker.upstream import Address, NoHealthyUpstream
@@ -70,6 +71,7 @@ class GatewayHandler:
         self.traffic = traffic
         """Called with one record per proxied request once its response is sent (enqueue only)."""
         self._retiring: set[asyncio.Task[None]] = set()
+        self._grpc = GrpcAware(self._serve)
 
     @property
     def runtime(self) -> Runtime | None:
@@ -100,6 +102,11 @@ class GatewayHandler:
             await asyncio.wait(list(self._retiring), timeout=grace)
 
     async def __call__(self, request: Request) -> Response:
+        if request.http_version == "2" and is_grpc(request):
+            return await self._grpc(request)
+        return await self._serve(request)
+
+    async def _serve(self, request: Request) -> Response:
         # one spelling per resource before anything looks at the path (docs/dataplane.md)
         try:
             path = request.path = canonical_path(request.path, request.query)
@@ -399,6 +406,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
         content_length=response.content_length,
         on_finish=_Finish(response),
         checked=True,
+        trailers=response.trailers,
     )
 
 
@@ -630,4 +638,5 @@ class _PipelineCall:
             taken if taken is not None else upstream,
             content_length=upstream.content_length,
             on_finish=finish,
+            trailers=upstream.trailers,
         )

@@ -115,5 +115,5 @@ def compile_runtime(
     return Runtime(revision, router, upstreams, settings, pools)
 
 
-def _tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    return backend_tls_context(verify, ca_file)
+def _tls_context(verify: bool, ca_file: str | None, http2: bool) -> ssl.SSLContext:
+    return backend_tls_context(verify, ca_file, http2)

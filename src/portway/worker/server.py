@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from portway.http import Handler, Server, redirect_to_https, serve, server_tls_context
 from portway.worker.certificates import CertificateReloader
 from portway.worker.errors import render_protocol_error
-from portway.worker.settings import WorkerSettings, server_limits
+from portway.worker.settings import WorkerSettings, h2_limits, server_limits
 
 log = logging.getLogger("portway.worker.server")
 
@@ -45,6 +45,7 @@ class Listeners:
 async def start_listeners(handler: Handler, settings: WorkerSettings) -> Listeners:
     """Start the listeners ``settings`` ask for in the running loop (port 0 picks a free port)."""
     limits = server_limits(settings.limits)
+    http2 = h2_limits(settings.http2)
     servers: dict[str, Server] = {}
     certificates: CertificateReloader | None = None
     common = {
@@ -55,7 +56,13 @@ async def start_listeners(handler: Handler, settings: WorkerSettings) -> Listene
     }
     try:
         if settings.port is not None:
-            servers["http"] = await serve(handler, settings.host, settings.port, **common)  # type: ignore[arg-type]
+            servers["http"] = await serve(
+                handler,
+                settings.host,
+                settings.port,
+                http2=http2,
+                **common,  # type: ignore[arg-type]
+            )
         if settings.https_port is not None:
             tls = settings.tls
             assert tls is not None
@@ -64,6 +71,7 @@ async def start_listeners(handler: Handler, settings: WorkerSettings) -> Listene
                 tls.key_file,
                 client_ca_file=tls.client_ca_file,
                 require_client_cert=tls.require_client_cert,
+                http2=http2 is not None,
             )
             certificates = CertificateReloader(context, tls)
             servers["https"] = await serve(
@@ -71,6 +79,7 @@ async def start_listeners(handler: Handler, settings: WorkerSettings) -> Listene
                 settings.host,
                 settings.https_port,
                 ssl=context,
+                http2=http2,
                 **common,  # type: ignore[arg-type]
             )
             if settings.redirect_port is not None:

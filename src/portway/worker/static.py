@@ -1,7 +1,7 @@
 """Serve one fixed revision from a JSON file, without a manager (benchmarks, tests, debugging).
 
     python -m portway.worker.static revision.json --port 8080 --processes 2 [--ready-file F]
-        [--cache URL] [--logs URL] [--spool-dir DIR]
+        [--cache URL] [--logs URL] [--spool-dir DIR] [--http2]
 
 ``--ready-file`` receives ``{"pid": ..., "ports": {"http": ...}}`` once a process listens.
 
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--spool-dir", type=Path, default=None, help="traffic spool (default: beside REVISION)"
     )
+    parser.add_argument("--http2", action="store_true", help="accept h2c with prior knowledge")
     return parser
 
 
@@ -102,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[_READY_ENV] = args.ready_file
     limits = {"max_body_bytes": args.max_body_bytes} if args.max_body_bytes else {}
     settings = WorkerSettings.model_validate(
-        {"host": args.host, "port": args.port, "processes": args.processes, "limits": limits}
+        {
+            "host": args.host,
+            "port": args.port,
+            "processes": args.processes,
+            "limits": limits,
+            "http2": {"enabled": args.http2},
+        }
     )
     return run_worker_server(setup, settings)
 

@@ -18,6 +18,7 @@ from portway.config.models import ApiProxy, Backend, BackendKind, ConnectionSett
 from portway.http import (
     IDEMPOTENT_METHODS,
     ConnectionPool,
+    H2ConnectionPool,
     Headers,
     UpstreamError,
     UpstreamResponse,
@@ -27,7 +28,10 @@ from portway.worker.balancing import make_balancer
 from portway.worker.breaker import Breaker
 from portway.worker.dns import DnsCache
 
-PoolFactory = Callable[[Backend, ConnectionSettings], ConnectionPool]
+Pool = ConnectionPool | H2ConnectionPool
+"""HTTP/1.1 keep-alive connections, or one multiplexed HTTP/2 connection (``Backend.http2``)."""
+
+PoolFactory = Callable[[Backend, ConnectionSettings], Pool]
 """Gives the connection pool of a backend address (shared by the APIs that use the same address
 with the same connection settings)."""
 
@@ -38,15 +42,15 @@ class PoolCache:
     def __init__(
         self,
         dns: DnsCache,
-        tls_context: Callable[[bool, str | None], ssl.SSLContext],
+        tls_context: Callable[[bool, str | None, bool], ssl.SSLContext],
         idle_timeout: float,
     ) -> None:
         self._dns = dns
         self._tls_context = tls_context
         self._idle_timeout = idle_timeout
-        self.pools: dict[tuple[object, ...], ConnectionPool] = {}
+        self.pools: dict[tuple[object, ...], Pool] = {}
 
-    def __call__(self, backend: Backend, conn: ConnectionSettings) -> ConnectionPool:
+    def __call__(self, backend: Backend, conn: ConnectionSettings) -> Pool:
         parts = urlsplit(backend.url)
         https = parts.scheme == "https"
         host = parts.hostname or ""
@@ -60,19 +64,36 @@ class PoolCache:
             conn.pool_size,
             conn.connect_timeout,
             conn.dns_ttl,
+            backend.http2,
         )
         pool = self.pools.get(key)
-        if pool is None:
-            pool = self.pools[key] = ConnectionPool(
+        if pool is not None:
+            return pool
+        ssl_context = (
+            self._tls_context(conn.tls_verify, conn.ca_bundle, backend.http2) if https else None
+        )
+        resolve = self._dns.resolver(conn.dns_ttl)
+        if backend.http2:
+            pool = H2ConnectionPool(
                 host,
                 port,
-                ssl=self._tls_context(conn.tls_verify, conn.ca_bundle) if https else None,
+                ssl=ssl_context,
+                server_hostname=host if https else None,
+                connect_timeout=conn.connect_timeout,
+                resolve=resolve,
+            )
+        else:
+            pool = ConnectionPool(
+                host,
+                port,
+                ssl=ssl_context,
                 server_hostname=host if https else None,
                 max_idle=conn.pool_size,
                 connect_timeout=conn.connect_timeout,
                 idle_timeout=self._idle_timeout,
-                resolve=self._dns.resolver(conn.dns_ttl),
+                resolve=resolve,
             )
+        self.pools[key] = pool
         return pool
 
     async def close(self) -> None:
@@ -102,7 +123,7 @@ class Address:
         "weight",
     )
 
-    def __init__(self, backend: Backend, pool: ConnectionPool, breaker: Breaker | None) -> None:
+    def __init__(self, backend: Backend, pool: Pool, breaker: Breaker | None) -> None:
         parts = urlsplit(backend.url)
         self.backend = backend
         self.url = backend.url
