@@ -112,7 +112,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         services = await build_services(settings, config_store)
         app.state.services = services
         await _bootstrap(settings, config_store)
-        await services.deployer.reconcile()
+        await services.deployer.records.reconcile()
         prober = (
             asyncio.create_task(probe_workers(services), name="portway-probes")
             if settings.effective_probe_interval > 0

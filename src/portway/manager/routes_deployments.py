@@ -98,7 +98,7 @@ async def deployment_history(
 ) -> list[dict[str, Any]]:
     """Newest first: who, when, what, the note and each worker's result."""
     await svc.catalog.environment(environment)
-    return await svc.deployer.history(environment, project=project, api=api, limit=limit)
+    return await svc.deployer.records.history(environment, project=project, api=api, limit=limit)
 
 
 def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
