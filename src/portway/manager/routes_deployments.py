@@ -4,12 +4,18 @@ history with the per-worker result, the environment's current revision, workers,
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import Field, model_validator
 
-from portway.config.base import Model, Slug
+from portway.config.management.deployments import (
+    AuditRecord,
+    BatchRequest,
+    Deployment,
+    DeploymentRequest,
+    WorkerView,
+)
+from portway.config.revision import EnvironmentRevision
 from portway.manager import audit
 from portway.manager.deps import AuditReader, DeployerRole, EnvManager, Reader, Svc
 from portway.manager.problems import ApiError
@@ -17,36 +23,6 @@ from portway.manager.problems import ApiError
 router = APIRouter()
 
 EnvName = Annotated[str, Path(max_length=63)]
-Action = Literal["deploy", "undeploy", "rollback"]
-
-
-class DeploymentRequest(Model):
-    project: Slug = "default"
-    api: Slug
-    action: Action = "deploy"
-    api_revision: Annotated[int | None, Field(ge=1, le=10**9, description="for rollback")] = None
-    note: Annotated[str, Field(max_length=1000)] = ""
-
-
-class BatchItem(Model):
-    project: Slug = "default"
-    api: Slug
-    action: Action = "deploy"
-    api_revision: Annotated[int | None, Field(ge=1, le=10**9, description="for rollback")] = None
-
-
-class BatchRequest(Model):
-    """Several APIs deployed, rolled back or undeployed as one environment revision."""
-
-    items: Annotated[list[BatchItem], Field(min_length=1, max_length=10000)]
-    note: Annotated[str, Field(max_length=1000)] = ""
-
-    @model_validator(mode="after")
-    def _unique(self) -> BatchRequest:
-        keys = [(i.project, i.api) for i in self.items]
-        if len(set(keys)) != len(keys):
-            raise ValueError("items: an API appears twice")
-        return self
 
 
 def _check(action: str, api_revision: int | None, field: str) -> None:
@@ -56,7 +32,12 @@ def _check(action: str, api_revision: int | None, field: str) -> None:
         raise ApiError(422, "validation_error", "only a rollback names an api_revision", field)
 
 
-@router.post("/environments/{environment}/deployments", status_code=201, tags=["deployments"])
+@router.post(
+    "/environments/{environment}/deployments",
+    status_code=201,
+    tags=["deployments"],
+    response_model=Deployment,
+)
 async def deploy(
     environment: EnvName, body: DeploymentRequest, svc: Svc, who: DeployerRole
 ) -> dict[str, Any]:
@@ -72,7 +53,12 @@ async def deploy(
     )
 
 
-@router.post("/environments/{environment}/deployments/batch", status_code=201, tags=["deployments"])
+@router.post(
+    "/environments/{environment}/deployments/batch",
+    status_code=201,
+    tags=["deployments"],
+    response_model=Deployment,
+)
 async def deploy_batch(
     environment: EnvName, body: BatchRequest, svc: Svc, who: DeployerRole
 ) -> dict[str, Any]:
@@ -87,7 +73,9 @@ async def deploy_batch(
     )
 
 
-@router.get("/environments/{environment}/deployments", tags=["deployments"])
+@router.get(
+    "/environments/{environment}/deployments", tags=["deployments"], response_model=list[Deployment]
+)
 async def deployment_history(
     environment: EnvName,
     svc: Svc,
@@ -117,7 +105,9 @@ def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
     return {**snapshot, "consumers": consumers}
 
 
-@router.get("/environments/{environment}/revision", tags=["deployments"])
+@router.get(
+    "/environments/{environment}/revision", tags=["deployments"], response_model=EnvironmentRevision
+)
 async def current_revision(environment: EnvName, svc: Svc, _: Reader) -> dict[str, Any]:
     current = await svc.deployer.current(environment)
     if current is None:
@@ -125,7 +115,11 @@ async def current_revision(environment: EnvName, svc: Svc, _: Reader) -> dict[st
     return _redacted(current.model_dump(mode="json"))
 
 
-@router.get("/environments/{environment}/revisions/{revision}", tags=["deployments"])
+@router.get(
+    "/environments/{environment}/revisions/{revision}",
+    tags=["deployments"],
+    response_model=EnvironmentRevision,
+)
 async def environment_revision(
     environment: EnvName,
     revision: Annotated[int, Path(ge=1, le=10**9)],
@@ -142,7 +136,7 @@ async def _desired(svc: Svc) -> dict[str, int | None]:
     return {d.id: d.data.get("desired_revision") for d in await svc.catalog.environments()}
 
 
-@router.get("/workers", tags=["workers"])
+@router.get("/workers", tags=["workers"], response_model=list[WorkerView])
 async def list_workers(
     svc: Svc, _: Reader, environment: Annotated[str | None, Query(max_length=63)] = None
 ) -> list[dict[str, Any]]:
@@ -156,7 +150,7 @@ async def list_workers(
     ]
 
 
-@router.get("/workers/{worker_id:path}", tags=["workers"])
+@router.get("/workers/{worker_id:path}", tags=["workers"], response_model=WorkerView)
 async def get_worker(worker_id: str, svc: Svc, _: Reader) -> dict[str, Any]:
     doc = await svc.store.get("workers", worker_id)
     if doc is None:
@@ -181,7 +175,7 @@ async def forget_worker(worker_id: str, svc: Svc, who: EnvManager) -> Response:
 
 
 # audit -------------------------------------------------------------------------------------
-@router.get("/audit", tags=["audit"])
+@router.get("/audit", tags=["audit"], response_model=list[AuditRecord])
 async def audit_log(
     svc: Svc,
     _: AuditReader,
