@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from portway.cli import main
-from portway.client import api as client_api
+from portway.client import management_client as client_api
 from portway.client.cli import resolve_token
 from portway.config.declarative import declarative_json_schema
 from tests.client.conftest import Manager

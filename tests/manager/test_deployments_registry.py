@@ -269,9 +269,9 @@ def test_large_revisions_are_stored_in_parts_and_read_back_whole(
     env: TestClient, settings: ManagerSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from portway.cluster.signing import sign
-    from portway.manager import deployments
+    from portway.stores import revision_parts
 
-    monkeypatch.setattr(deployments, "_PART_CHARS", 64)
+    monkeypatch.setattr(revision_parts, "PART_CHARS", 64)
     env.post(
         "/api/v1/environments/dev/deployments/batch", json={"items": [{"api": "a"}, {"api": "b"}]}
     )
@@ -279,7 +279,7 @@ def test_large_revisions_are_stored_in_parts_and_read_back_whole(
     header = env.portal.call(svc.store.get, "env_revisions", "dev@1")  # type: ignore[union-attr]
     assert header.data["parts"] > 5
     assert "snapshot" not in header.data
-    svc.deployer._cache.clear()  # read from the store, not from memory
+    svc.deployer.revisions.forget()  # read from the store, not from memory
     secret = settings.secret_file.read_text().strip().encode()
     path = "/_portway/cluster/environments/dev/revisions/1"
     pulled = env.get(path, headers=sign(secret, "GET", path)).json()

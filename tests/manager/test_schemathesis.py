@@ -1,6 +1,9 @@
 """Schemathesis against the manager's OpenAPI document: generated requests (valid and invalid) for
 every operation, authenticated as the admin, on a real uvicorn server on a loopback port. No answer
-may be a server error. The number of examples per operation is bounded so the run stays short."""
+may be a server error, and every answer must conform to the document: a documented status code,
+the documented content type, and a body valid against the operation's response schema (errors
+included: the ``Problem`` model). The number of examples per operation is bounded so the run stays
+short."""
 
 from __future__ import annotations
 
@@ -12,6 +15,13 @@ import hypothesis
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import Failure, FailureGroup
 
 from tests.manager.live_manager import LiveManager, live_manager
 
@@ -24,8 +34,17 @@ def server(tmp_path: Path) -> Iterator[LiveManager]:
         yield running
 
 
-def test_no_generated_request_gets_a_server_error(server: LiveManager) -> None:
-    schema = schemathesis.openapi.from_url(server.url + "/api/v1/openapi.json")
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.mark.timeout(900)  # about 90 operations x 12 examples on a shared machine
+def test_every_generated_request_gets_a_documented_answer(server: LiveManager) -> None:
+    schema = schemathesis.openapi.from_url(server.url + "/api/v1/openapi.json", timeout=120)
     headers = {"Authorization": f"Bearer {server.token}"}
     failures: list[str] = []
     operations = 0
@@ -44,10 +63,12 @@ def test_no_generated_request_gets_a_server_error(server: LiveManager) -> None:
         @hypothesis.given(case=operation.as_strategy())
         def call(case: schemathesis.Case[Any]) -> None:
             response = case.call(base_url=server.url, headers=headers, timeout=30)
-            if response.status_code >= 500:
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except (Failure, FailureGroup) as exc:
                 failures.append(
                     f"{case.method} {case.formatted_path} -> {response.status_code}: "
-                    f"{response.text[:300]}"
+                    f"{str(exc)[:600]}"
                 )
 
         call()

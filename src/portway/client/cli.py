@@ -26,8 +26,11 @@ from typing import Any, TextIO
 
 import yaml
 
-from portway.client.api import ApplyResult, Deployment, ManagementAPIError, ManagerClient
+from portway.client.management_client import ManagementAPIError, ManagerClient
 from portway.client.output import as_json, as_yaml, short, table
+from portway.config.management.catalog import ApiProxyView, ImportedApi
+from portway.config.management.declarative import ApplyResult
+from portway.config.management.deployments import Deployment
 from portway.errors import UsageError
 
 DEFAULT_MANAGER = "http://127.0.0.1:8081"
@@ -105,15 +108,15 @@ def _api_list(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> i
         ["PROJECT", "NAME", "BASE PATH", "ENDPOINTS", "BACKENDS", "DEPLOYED"],
         [
             (
-                r["project"],
-                r["name"],
-                r["base_path"],
-                r["endpoints"],
-                r["backends"],
+                r.project,
+                r.name,
+                r.base_path,
+                r.endpoints,
+                r.backends,
                 ", ".join(
-                    f"{d['environment']}@{d['api_revision']}"
-                    + (" (redeploy required)" if d["redeploy_required"] else "")
-                    for d in r["deployments"]
+                    f"{d.environment}@{d.api_revision}"
+                    + (" (redeploy required)" if d.redeploy_required else "")
+                    for d in r.deployments
                 ),
             )
             for r in rows
@@ -152,6 +155,7 @@ def _api_get(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> in
 
 
 def _api_create(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> int:
+    created: ImportedApi | ApiProxyView
     if args.openapi:
         if not args.name:
             raise UsageError("--openapi needs --name")
@@ -181,10 +185,10 @@ def _api_create(args: argparse.Namespace, client: ManagerClient, out: TextIO) ->
         return 0
     verb = "would create" if args.dry_run else "created"
     out.write(
-        f"{verb} {created['project']}/{created['name']} at {created['base_path']} "
-        f"with {len(created.get('endpoints', []))} endpoint(s)\n"
+        f"{verb} {created.project}/{created.name} at {created.base_path} "
+        f"with {len(created.endpoints)} endpoint(s)\n"
     )
-    for warning in created.get("warnings", []):
+    for warning in created.warnings if isinstance(created, ImportedApi) else []:
         out.write(f"warning: {warning}\n")
     return 0
 
@@ -195,30 +199,28 @@ def _print_deployment(result: Deployment, out: TextIO, output: str) -> int:
         as_json(result, out)
     else:
         items = ", ".join(
-            f"{i['project']}/{i['api']}"
-            + (f"@{i['api_revision']}" if i.get("api_revision") else "")
-            for i in result["items"]
+            f"{i.project}/{i.api}" + (f"@{i.api_revision}" if i.api_revision else "")
+            for i in result.items
         )
         out.write(
-            f"{result['action']} {items} -> {result['environment']} revision "
-            f"{result['env_revision']}\n"
+            f"{result.action} {items} -> {result.environment} revision {result.env_revision}\n"
         )
         table(
             ["WORKER", "ADDRESS", "RESULT", "SERVED", "SECONDS", "ERROR"],
             [
                 (
-                    r["worker"],
-                    r["address"],
-                    "ok" if r["success"] else "FAILED",
-                    r.get("served_revision"),
-                    r.get("seconds"),
-                    r.get("error"),
+                    r.worker,
+                    r.address,
+                    "ok" if r.success else "FAILED",
+                    r.served_revision,
+                    r.seconds,
+                    r.error,
                 )
-                for r in result["results"]
+                for r in result.results
             ],
             out,
         )
-    return 0 if all(r["success"] for r in result["results"]) else 1
+    return 0 if all(r.success for r in result.results) else 1
 
 
 def _deploy(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> int:
@@ -260,15 +262,15 @@ def _workers(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> in
         ],
         [
             (
-                r["id"],
-                r["environment"],
-                r["state"],
-                r["served_revision"],
-                r["desired_revision"],
-                r["in_sync"],
-                r["healthy"],
-                r["last_report"],
-                r["address"],
+                r.id,
+                r.environment,
+                r.state,
+                r.served_revision,
+                r.desired_revision,
+                r.in_sync,
+                r.healthy,
+                r.last_report,
+                r.address,
             )
             for r in rows
         ],
@@ -300,21 +302,20 @@ def _export(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> int
 
 def print_plan(result: ApplyResult, out: TextIO) -> None:
     signs = {"create": "+", "update": "~", "delete": "-"}
-    for change in result["changes"]:
-        out.write(f"{signs[change['action']]} {change['kind']} {change['name']}\n")
-        if change["action"] == "update":
-            for d in change["diff"]:
+    for change in result.changes:
+        out.write(f"{signs[change.action]} {change.kind} {change.name}\n")
+        if change.action == "update":
+            for d in change.diff:
                 out.write(f"    {d['field']}: {short(d.get('old'))} -> {short(d.get('new'))}\n")
-    s = result["summary"]
-    verb = "plan" if result["dry_run"] else "applied"
+    s = result.summary
+    verb = "plan" if result.dry_run else "applied"
     out.write(
-        f"{verb}: {s['create']} to create, {s['update']} to update, {s['delete']} to delete, "
-        f"{s['unchanged']} unchanged\n"
+        f"{verb}: {s.create} to create, {s.update} to update, {s.delete} to delete, "
+        f"{s.unchanged} unchanged\n"
     )
-    for published in result["published"]:
+    for published in result.published:
         out.write(
-            f"published consumers to {published['environment']} revision "
-            f"{published['env_revision']}\n"
+            f"published consumers to {published.environment} revision {published.env_revision}\n"
         )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 import yaml
+from pydantic import BaseModel
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
@@ -31,13 +32,22 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def plain(value: Any) -> Any:
+    """An answer (a model, or a list of models) as the JSON the manager sent."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def as_json(value: Any, out: TextIO) -> None:
-    json.dump(value, out, indent=2, sort_keys=False)
+    json.dump(plain(value), out, indent=2, sort_keys=False)
     out.write("\n")
 
 
 def as_yaml(value: Any, out: TextIO) -> None:
-    yaml.safe_dump(value, out, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    yaml.safe_dump(plain(value), out, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
 def short(value: Any, limit: int = 60) -> str:

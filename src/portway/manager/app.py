@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from portway.cluster.signing import ReplayGuard, load_or_create_secret
-from portway.manager import api, cluster_api, json_body, problems
+from portway.manager import cluster_api, json_body, problems, routes
+from portway.manager.access import Access
 from portway.manager.addresses import BackendPolicy
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
@@ -63,8 +64,19 @@ async def build_services(settings: ManagerSettings, store: ConfigStore) -> Servi
         max_delay=settings.login_failure_delay_max,
     )
     analytics = Analytics(settings.logs)
+    access = Access(store, guard, settings.session_ttl)
     return Services(
-        settings, store, secret, catalog, registry, deployer, client, consumers, guard, analytics
+        settings,
+        store,
+        secret,
+        catalog,
+        registry,
+        deployer,
+        client,
+        consumers,
+        guard,
+        analytics,
+        access,
     )
 
 
@@ -112,7 +124,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         services = await build_services(settings, config_store)
         app.state.services = services
         await _bootstrap(settings, config_store)
-        await services.deployer.reconcile()
+        await services.deployer.records.reconcile()
         prober = (
             asyncio.create_task(probe_workers(services), name="portway-probes")
             if settings.effective_probe_interval > 0
@@ -153,7 +165,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
     problems.install(app)
     app.state.replay_guard = ReplayGuard()
     app.add_middleware(cluster_api.SignedAnswers)
-    app.include_router(api.router)
+    app.include_router(routes.router)
     app.include_router(cluster_api.router)
 
     @app.get("/healthz", include_in_schema=False)

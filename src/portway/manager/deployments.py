@@ -14,49 +14,42 @@ policies are snapshotted when an API is deployed or rolled back (so a changed gl
 effect on the next deploy to that environment and marks its users "redeploy required" until then);
 consumers are always current: a change to a consumer, credential or grant publishes a new revision
 of every environment with the same APIs (``republish``).
+
+This module orchestrates; the concerns live beside it: ``revision_store`` (environment and API
+revisions in the store), ``publishing`` (compile check and push to workers) and
+``deployment_history`` (records, their settlement on start, the history view).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import logging
-import time
-import uuid
-import zlib
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from portway.cluster.messages import DeployAck, DeployNotice
 from portway.compile.check import RevisionCheck
-from portway.config.models import ApiProxy, PolicySpec, global_refs
+from portway.config.models import PolicySpec, global_refs
 from portway.config.revision import ConsumerSnapshot, DeployedApi, EnvironmentRevision
 from portway.errors import ConfigError, Conflict, DeploymentError, NotFound
 from portway.manager import audit
 from portway.manager.catalog import Catalog, api_key
-from portway.manager.paging import read_page
+from portway.manager.deployment_history import (
+    FAILED,
+    PENDING,
+    PUBLISHED,
+    DeploymentHistory,
+    deployment_id,
+)
+from portway.manager.publishing import Publisher
 from portway.manager.registry import WorkerRegistry
-from portway.manager.sealing import SealedStore
+from portway.manager.revision_store import ApiRevisions, EnvironmentRevisions
 from portway.manager.validation import validate_environment_apis
 from portway.manager.worker_client import WorkerClient
-from portway.stores.config_store import ConfigStore, Document, Order
-
-log = logging.getLogger("portway.manager.deployments")
+from portway.stores.config_store import ConfigStore, Document
 
 ConsumerSource = Callable[[str], Awaitable[list[ConsumerSnapshot]]]
-_CACHE_SIZE = 16
-_PART_CHARS = 512 * 1024  # base64 characters per stored part
-
-# a deployment record's status
-PENDING = "pending"  # recorded; the environment's desired revision not moved yet
-PUBLISHED = "published"  # desired revision moved and workers pushed
-FAILED = "failed"  # never became the desired revision
-INTERRUPTED = "interrupted"  # became desired, but the manager stopped before recording the push
-RECOVERED = "recovered"  # desired revision found without any record (settled on start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +60,6 @@ class Change:
     name: str
     action: str
     deployed: DeployedApi | None
-
-
-def _deployment_id() -> str:
-    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}"
-
-
-def _names_api(record: Mapping[str, Any], project: str | None, api: str | None) -> bool:
-    items = record.get("items") or [{"project": record.get("project"), "api": record.get("api")}]
-    return any(
-        i.get("api") == api and (project is None or i.get("project") == project) for i in items
-    )
 
 
 class Deployer:
@@ -92,146 +74,28 @@ class Deployer:
     ) -> None:
         self.store = store
         self.catalog = catalog
-        self.registry = registry
-        self.client = client
-        self.push_timeout = push_timeout
         self.consumers = consumers
+        self.revisions = EnvironmentRevisions(store)
+        self.api_revisions_store = ApiRevisions(store, catalog)
+        self.records = DeploymentHistory(store, catalog)
+        self.publisher = Publisher(registry, client, push_timeout)
+        self.compile_check = RevisionCheck()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._cache: OrderedDict[tuple[str, int], EnvironmentRevision] = OrderedDict()
-        self._compile_check = RevisionCheck()
 
     # revisions ----------------------------------------------------------------------------
     async def revision(self, environment: str, number: int) -> EnvironmentRevision:
-        """One environment revision; immutable, so parsed ones are kept in a small cache."""
-        cached = self._cache.get((environment, number))
-        if cached is not None:
-            self._cache.move_to_end((environment, number))
-            return cached
-        doc = await self.store.get("env_revisions", f"{environment}@{number}")
-        if doc is None:
-            raise NotFound("env_revisions", f"{environment}@{number}")
-        if "snapshot" in doc.data:  # written before revisions were stored in parts
-            revision = EnvironmentRevision.model_validate(doc.data["snapshot"])
-        else:
-            parts = []
-            for index in range(int(doc.data["parts"])):
-                part = await self.store.get("env_revision_parts", f"{doc.id}#{index}")
-                if part is None:
-                    raise NotFound("env_revision_parts", f"{doc.id}#{index}")
-                parts.append(str(part.data["data"]))
-            raw = zlib.decompress(base64.b64decode("".join(parts)))
-            if isinstance(self.store, SealedStore):
-                opened = self.store.opened("revision", json.loads(raw))
-                revision = EnvironmentRevision.model_validate(opened)
-            else:
-                revision = EnvironmentRevision.model_validate_json(raw)
-        self._remember(revision)
-        return revision
-
-    async def _store_revision(self, snapshot: EnvironmentRevision) -> None:
-        """An environment revision as compressed parts (each document stays far below the
-        store's size limit, whatever the number of APIs), then its header. The header is written
-        last, so a revision is either complete or invisible."""
-        key = f"{snapshot.environment}@{snapshot.revision}"
-        raw = snapshot.model_dump_json().encode()
-        if isinstance(self.store, SealedStore):
-            sealed = self.store.sealed("revision", snapshot.model_dump(mode="json"))
-            raw = json.dumps(sealed).encode()
-        packed = base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
-        chunks = [packed[i : i + _PART_CHARS] for i in range(0, len(packed), _PART_CHARS)] or [""]
-        for index, chunk in enumerate(chunks):
-            await self.store.insert(
-                "env_revision_parts",
-                f"{key}#{index}",
-                {"environment": snapshot.environment, "data": chunk},
-            )
-        await self.store.insert(
-            "env_revisions",
-            key,
-            {
-                "environment": snapshot.environment,
-                "revision": snapshot.revision,
-                "created_at": snapshot.created_at.isoformat(),
-                "encoding": "zlib+base64",
-                "parts": len(chunks),
-                "bytes": len(raw),
-                "apis": len(snapshot.apis),
-                "consumers": len(snapshot.consumers),
-            },
-        )
-
-    def _remember(self, revision: EnvironmentRevision) -> None:
-        self._cache[(revision.environment, revision.revision)] = revision
-        while len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
+        return await self.revisions.get(environment, number)
 
     async def current(self, environment: str) -> EnvironmentRevision | None:
         env = await self.catalog.environment(environment)
         desired = env.data.get("desired_revision")
-        return None if desired is None else await self.revision(environment, desired)
-
-    async def _snapshot_api(self, project: str, name: str, actor: str) -> DeployedApi:
-        """The API's working copy as a numbered API revision (reused when unchanged)."""
-        doc = await self.catalog.api(project, name)
-        key = api_key(project, name)
-        latest = await self._latest_api_revision(key)
-        if latest is not None and latest.data["api"] == doc.data:
-            return DeployedApi(
-                api=ApiProxy.model_validate(doc.data), api_revision=latest.data["revision"]
-            )
-        number = await self.store.next_sequence(f"api_revision:{key}")
-        await self.store.insert(
-            "api_revisions",
-            f"{key}@{number}",
-            {
-                "api_id": key,
-                "revision": number,
-                "api": doc.data,
-                "created_at": datetime.now(UTC).isoformat(),
-                "actor": actor,
-            },
-        )
-        pointer = await self.store.get("meta", f"latest_api_revision:{key}")
-        if pointer is None:
-            await self.store.insert("meta", f"latest_api_revision:{key}", {"revision": number})
-        else:
-            await self.store.replace(
-                "meta",
-                pointer.id,
-                {"revision": max(number, pointer.data["revision"])},
-                expected_version=pointer.version,
-            )
-        return DeployedApi(api=ApiProxy.model_validate(doc.data), api_revision=number)
-
-    async def _latest_api_revision(self, key: str) -> Document | None:
-        """The newest API revision, through a pointer document (no scan of all revisions)."""
-        pointer = await self.store.get("meta", f"latest_api_revision:{key}")
-        if pointer is None:
-            return None
-        return await self.store.get("api_revisions", f"{key}@{pointer.data['revision']}")
-
-    async def _api_revision(self, project: str, name: str, number: int) -> DeployedApi:
-        doc = await self.store.get("api_revisions", f"{api_key(project, name)}@{number}")
-        if doc is None:
-            raise NotFound("api_revisions", f"{api_key(project, name)}@{number}")
-        return DeployedApi(api=ApiProxy.model_validate(doc.data["api"]), api_revision=number)
+        return None if desired is None else await self.revisions.get(environment, desired)
 
     async def api_revisions(self, project: str, name: str) -> list[dict[str, Any]]:
-        docs = await self.store.find("api_revisions", {"api_id": api_key(project, name)})
-        return sorted(
-            (
-                {
-                    "revision": d.data["revision"],
-                    "created_at": d.data["created_at"],
-                    "actor": d.data["actor"],
-                }
-                for d in docs
-            ),
-            key=lambda r: r["revision"],
-        )
+        return await self.api_revisions_store.listing(project, name)
 
     async def api_revision_document(self, project: str, name: str, number: int) -> dict[str, Any]:
-        deployed = await self._api_revision(project, name, number)
+        deployed = await self.api_revisions_store.get(project, name, number)
         return deployed.api.model_dump(mode="json")
 
     # actions ------------------------------------------------------------------------------
@@ -255,11 +119,16 @@ class Deployer:
             if api_revision is None:
                 raise ConfigError("rollback needs an api_revision", "body.api_revision")
             return Change(
-                project, name, action, await self._api_revision(project, name, api_revision)
+                project,
+                name,
+                action,
+                await self.api_revisions_store.get(project, name, api_revision),
             )
         if api_revision is not None:
             raise ConfigError("deploy takes the working copy; use rollback", "body.api_revision")
-        return Change(project, name, action, await self._snapshot_api(project, name, actor))
+        return Change(
+            project, name, action, await self.api_revisions_store.snapshot(project, name, actor)
+        )
 
     async def deploy(
         self,
@@ -364,9 +233,8 @@ class Deployer:
             global_policies=global_policies,
             consumers=consumers,
         )
-        self._compile_check(snapshot)
-        await self._store_revision(snapshot)
-        self._remember(snapshot)
+        self.compile_check(snapshot)
+        await self.revisions.put(snapshot)
         items: list[dict[str, Any]] = [
             {
                 "project": c.project,
@@ -401,8 +269,8 @@ class Deployer:
         }
         # recorded (history and audit) before the environment's pointer moves: a manager that
         # stops between the steps leaves a pending record that ``reconcile`` settles on start
-        deployment_id = _deployment_id()
-        record = await self.store.insert("deployments", deployment_id, deployment)
+        record_id = deployment_id()
+        record = await self.records.record(record_id, deployment)
         await audit.record(
             self.store,
             actor,
@@ -419,170 +287,15 @@ class Deployer:
                 expected_version=env.version,
             )
         except Conflict:
-            await self.store.replace(
-                "deployments",
-                deployment_id,
+            await self.records.settle(
+                record,
                 {**deployment, "status": FAILED, "error": "the environment changed meanwhile"},
-                expected_version=record.version,
             )
             raise
-        results = await self.push(environment, number)
+        results = await self.publisher.push(environment, number)
         deployment |= {"status": PUBLISHED, "results": results}
-        await self.store.replace(
-            "deployments", deployment_id, deployment, expected_version=record.version
-        )
-        return {"id": deployment_id, **deployment}
-
-    async def reconcile(self, actor: str = "system") -> list[dict[str, Any]]:
-        """Settle what a manager stopped mid-deploy left behind (run at start, before serving):
-
-        - a pending record whose revision the environment points to went live: ``interrupted``
-          (its push may not have happened; workers pull the desired revision);
-        - a pending record whose revision the environment does not point to never went live:
-          ``failed``;
-        - a desired revision without any record (written before records came first):
-          a record ``recovered`` is added.
-        Each settlement is audited as ``deployment.reconcile``."""
-        settled: list[dict[str, Any]] = []
-        for env in await self.catalog.environments():
-            desired = env.data.get("desired_revision")
-            records = await self.store.find("deployments", {"environment": env.id})
-            for doc in records:
-                if doc.data.get("status") != PENDING:
-                    continue
-                went_live = doc.data.get("env_revision") == desired
-                status = INTERRUPTED if went_live else FAILED
-                note = (
-                    "the manager stopped after the revision became desired; workers pull it"
-                    if went_live
-                    else "the manager stopped before the revision became desired"
-                )
-                await self.store.replace(
-                    "deployments",
-                    doc.id,
-                    {**doc.data, "status": status, "error": note},
-                    expected_version=doc.version,
-                )
-                settled.append({"id": doc.id, "environment": env.id, "status": status})
-                await audit.record(
-                    self.store,
-                    actor,
-                    "deployment.reconcile",
-                    f"environments/{env.id}",
-                    {"deployment": doc.id, "status": PENDING},
-                    {
-                        "deployment": doc.id,
-                        "status": status,
-                        "env_revision": doc.data.get("env_revision"),
-                    },
-                )
-            if desired is None or any(d.data.get("env_revision") == desired for d in records):
-                continue
-            deployment_id = _deployment_id()
-            await self.store.insert(
-                "deployments",
-                deployment_id,
-                {
-                    "environment": env.id,
-                    "action": "recovered",
-                    "project": None,
-                    "api": None,
-                    "api_id": None,
-                    "api_revision": None,
-                    "items": [],
-                    "env_revision": desired,
-                    "previous_revision": None,
-                    "note": "desired revision found without a deployment record",
-                    "actor": actor,
-                    "at": datetime.now(UTC).isoformat(),
-                    "status": RECOVERED,
-                    "results": [],
-                },
-            )
-            settled.append({"id": deployment_id, "environment": env.id, "status": RECOVERED})
-            await audit.record(
-                self.store,
-                actor,
-                "deployment.reconcile",
-                f"environments/{env.id}",
-                None,
-                {"deployment": deployment_id, "status": RECOVERED, "env_revision": desired},
-            )
-        for item in settled:
-            log.warning(
-                "deployment %s of %s settled as %s", item["id"], item["environment"], item["status"]
-            )
-        return settled
-
-    async def push(self, environment: str, number: int) -> list[dict[str, Any]]:
-        now = datetime.now(UTC)
-        workers = await self.registry.workers(environment)
-        notice = DeployNotice(environment=environment, revision=number)
-
-        async def one(doc_id: str, address: str, state: str) -> dict[str, Any]:
-            await self.registry.mark_desired(doc_id, number, now)
-            result: dict[str, Any] = {"worker": doc_id, "address": address}
-            if state == "down":
-                return result | {
-                    "success": False,
-                    "error": "worker is down; it will pull on return",
-                    "at": datetime.now(UTC).isoformat(),
-                    "seconds": 0.0,
-                }
-            started = time.monotonic()
-            try:
-                ack: DeployAck = await asyncio.wait_for(
-                    self.client.push(address, notice), self.push_timeout
-                )
-            except Exception as exc:
-                log.warning("push of %s@%d to %s failed: %s", environment, number, doc_id, exc)
-                return result | {
-                    "success": False,
-                    "error": f"{type(exc).__name__}: {exc}"[:300],
-                    "at": datetime.now(UTC).isoformat(),
-                    "seconds": round(time.monotonic() - started, 3),
-                }
-            return result | {
-                "success": ack.success and ack.served_revision == number,
-                "served_revision": ack.served_revision,
-                "error": ack.error,
-                "at": datetime.now(UTC).isoformat(),
-                "seconds": round(time.monotonic() - started, 3),
-            }
-
-        jobs = []
-        for doc in workers:
-            view = self.registry.view(doc, number, now)
-            jobs.append(one(doc.id, str(doc.data.get("address")), view["state"]))
-        return list(await asyncio.gather(*jobs))
-
-    async def history(
-        self,
-        environment: str,
-        *,
-        project: str | None = None,
-        api: str | None = None,
-        limit: int,
-        cursor: str | None = None,
-        order: Order = "desc",
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of the environment's deployment records and the cursor of the next. The
-        environment filter is indexed; the API filter looks into each record's items (a batch
-        names several APIs)."""
-
-        async def naming_the_api(docs: Sequence[Document]) -> list[Document]:
-            return [d for d in docs if _names_api(d.data, project, api)]
-
-        docs, after = await read_page(
-            self.store,
-            "deployments",
-            {"environment": environment},
-            order=order,
-            limit=limit,
-            cursor=cursor,
-            select=None if api is None else naming_the_api,
-        )
-        return [{"id": d.id, **d.data} for d in docs], after
+        await self.records.settle(record, deployment)
+        return {"id": record_id, **deployment}
 
     # status -------------------------------------------------------------------------------
     async def deployed_in(self, project: str, name: str) -> list[str]:

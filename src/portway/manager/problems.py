@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from portway.config.management.common import Problem
 from portway.errors import (
     ConfigError,
     Conflict,
@@ -43,26 +44,19 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-class ProblemDetail(BaseModel):
-    field: str | None = None
-    message: str
-
-
-class Problem(BaseModel):
-    """Every error answer of the management API."""
-
-    error: str
-    message: str
-    correlation_id: str
-    details: list[ProblemDetail] | None = None
-
-
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "the body is not valid JSON"},
     401: {"model": Problem, "description": "no valid token or session"},
     403: {"model": Problem, "description": "the role lacks the permission, or CSRF failed"},
     404: {"model": Problem, "description": "no such resource"},
     409: {"model": Problem, "description": "duplicate, stale version or resource in use"},
+    413: {"model": Problem, "description": "the body is larger than its cap"},
     422: {"model": Problem, "description": "invalid input; details name the field"},
+    500: {"model": Problem, "description": "internal error (the correlation id is in the log)"},
+    503: {"model": Problem, "description": "the configuration store is unavailable"},
+}
+LOCKOUT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {"model": Problem, "description": "too many failed passwords; see Retry-After"},
 }
 
 

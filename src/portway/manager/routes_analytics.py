@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from portway.config.management.analytics import TrafficAnalytics
 from portway.manager.deps import Reader, Svc
 from portway.manager.problems import ApiError
 from portway.stores.traffic import AnalyticsQuery
@@ -18,7 +19,7 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-@router.get("/analytics", tags=["analytics"])
+@router.get("/analytics", tags=["analytics"], response_model=TrafficAnalytics)
 async def traffic_analytics(
     svc: Svc,
     _: Reader,

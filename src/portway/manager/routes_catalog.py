@@ -6,14 +6,28 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
-from pydantic import Field
+from pydantic import BaseModel
 
-from portway.config.base import Model
 from portway.config.declarative import GlobalPolicy
-from portway.config.models import ApiProxy, Endpoint, Environment, PolicySpec, Project
+from portway.config.management.catalog import (
+    ApiProxyView,
+    ApiRevisionRow,
+    ApiStatus,
+    ApiSummary,
+    EndpointRow,
+    EndpointView,
+    EnvironmentView,
+    GlobalPolicyDetail,
+    GlobalPolicyView,
+    ImportedApi,
+    PolicyOrder,
+    ProjectView,
+)
+from portway.config.models import ApiProxy, Endpoint, Environment, PolicyLists, PolicySpec, Project
 from portway.errors import ConfigError
 from portway.manager import editing, openapi_import
 from portway.manager.catalog import api_key
+from portway.manager.context import Services
 from portway.manager.deps import (
     ApiWriter,
     EnvManager,
@@ -27,6 +41,7 @@ from portway.manager.editing import Phase
 from portway.manager.paging import DEFAULT_LIMIT, Cursor, Limit, Oldest, Page, paged
 from portway.manager.problems import ApiError
 from portway.manager.validation import validate_policy
+from portway.manager.versioned_routes import VersionedResource, versioned_routes
 from portway.policies.secrets import keep_secrets
 from portway.stores.config_store import Document
 
@@ -42,86 +57,73 @@ def _rows(docs: list[Document]) -> list[dict[str, Any]]:
     return [{**d.data, "version": d.version} for d in docs]
 
 
-# environments ------------------------------------------------------------------------------
-@router.get("/environments", tags=["environments"])
-async def list_environments(svc: Svc, _: Reader) -> list[dict[str, Any]]:
-    return _rows(await svc.catalog.environments())
-
-
-@router.post("/environments", status_code=201, tags=["environments"])
-async def create_environment(
-    body: Environment, svc: Svc, who: EnvManager, response: Response
-) -> dict[str, Any]:
-    return versioned(await svc.catalog.create_environment(body, who.username), response)
-
-
-@router.get("/environments/{environment}", tags=["environments"])
-async def get_environment(
-    environment: Name, svc: Svc, _: Reader, response: Response
-) -> dict[str, Any]:
-    return versioned(await svc.catalog.environment(environment), response)
-
-
-@router.put("/environments/{environment}", tags=["environments"])
-async def update_environment(
-    environment: Name,
-    body: Environment,
-    svc: Svc,
-    who: EnvManager,
-    response: Response,
-    match: IfMatch = None,
-) -> dict[str, Any]:
-    doc = await svc.catalog.update_environment(environment, body, if_match(match), who.username)
-    return versioned(doc, response)
-
-
-@router.delete("/environments/{environment}", status_code=204, tags=["environments"])
-async def delete_environment(
-    environment: Name, svc: Svc, who: EnvManager, match: IfMatch = None
-) -> Response:
-    current = await svc.deployer.current(environment)
+# environments and projects ----------------------------------------------------------------
+async def _delete_environment(svc: Services, name: str, expected: int | None, actor: str) -> None:
+    current = await svc.deployer.current(name)
     deployed = [f"{d.api.project}/{d.api.name}" for d in (current.apis if current else [])]
-    await svc.catalog.delete_environment(environment, if_match(match), who.username, deployed)
-    return Response(status_code=204)
+    await svc.catalog.delete_environment(name, expected, actor, deployed)
 
 
-# projects ----------------------------------------------------------------------------------
-@router.get("/projects", tags=["projects"])
-async def list_projects(svc: Svc, _: Reader) -> list[dict[str, Any]]:
-    return _rows(await svc.catalog.projects())
+def _catalog_resource(
+    path: str,
+    key: str,
+    singular: str,
+    plural: str,
+    body: type[BaseModel],
+    row: type[BaseModel],
+    writer: Any,
+    **overrides: Any,
+) -> VersionedResource:
+    """A catalog resource whose ``Catalog`` methods follow the naming ``{plural}()``,
+    ``{singular}(name)``, ``create_{singular}``, ``update_{singular}``, ``delete_{singular}``."""
+
+    def method(svc: Services, name: str) -> Any:
+        return getattr(svc.catalog, name)
+
+    calls: dict[str, Any] = {
+        "all": lambda svc: method(svc, plural)(),
+        "one": lambda svc, name: method(svc, singular)(name),
+        "create": lambda svc, body, actor: method(svc, f"create_{singular}")(body, actor),
+        "update": lambda svc, name, body, expected, actor: method(svc, f"update_{singular}")(
+            name, body, expected, actor
+        ),
+        "delete": lambda svc, name, expected, actor: method(svc, f"delete_{singular}")(
+            name, expected, actor
+        ),
+        "view": row,
+    }
+    return VersionedResource(
+        collection_path=path,
+        key=key,
+        tag=path.strip("/").replace("-", " "),
+        singular=singular,
+        plural=plural,
+        body=body,
+        row=row,
+        writer=writer,
+        **(calls | overrides),
+    )
 
 
-@router.post("/projects", status_code=201, tags=["projects"])
-async def create_project(
-    body: Project, svc: Svc, who: ApiWriter, response: Response
-) -> dict[str, Any]:
-    return versioned(await svc.catalog.create_project(body, who.username), response)
-
-
-@router.get("/projects/{project}", tags=["projects"])
-async def get_project(project: Name, svc: Svc, _: Reader, response: Response) -> dict[str, Any]:
-    return versioned(await svc.catalog.project(project), response)
-
-
-@router.put("/projects/{project}", tags=["projects"])
-async def update_project(
-    project: Name,
-    body: Project,
-    svc: Svc,
-    who: ApiWriter,
-    response: Response,
-    match: IfMatch = None,
-) -> dict[str, Any]:
-    doc = await svc.catalog.update_project(project, body, if_match(match), who.username)
-    return versioned(doc, response)
-
-
-@router.delete("/projects/{project}", status_code=204, tags=["projects"])
-async def delete_project(
-    project: Name, svc: Svc, who: ApiWriter, match: IfMatch = None
-) -> Response:
-    await svc.catalog.delete_project(project, if_match(match), who.username)
-    return Response(status_code=204)
+versioned_routes(
+    router,
+    _catalog_resource(
+        "/environments",
+        "environment",
+        "environment",
+        "environments",
+        Environment,
+        EnvironmentView,
+        EnvManager,
+        delete=_delete_environment,
+    ),
+)
+versioned_routes(
+    router,
+    _catalog_resource(
+        "/projects", "project", "project", "projects", Project, ProjectView, ApiWriter
+    ),
+)
 
 
 # API proxies -------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def _summary(doc: Document, deployments: list[dict[str, Any]]) -> dict[str, Any]
     }
 
 
-@router.get("/apis", tags=["apis"])
+@router.get("/apis", tags=["apis"], response_model=Page[ApiSummary])
 async def search_apis(
     svc: Svc,
     _: Reader,
@@ -210,7 +212,7 @@ async def search_apis(
     return paged(request, response, [_summary(d, status[d.id]) for d in docs], after)
 
 
-@router.get("/projects/{project}/apis", tags=["apis"])
+@router.get("/projects/{project}/apis", tags=["apis"], response_model=Page[ApiProxyView])
 async def list_apis(
     project: Name,
     svc: Svc,
@@ -229,7 +231,9 @@ async def list_apis(
     return paged(request, response, _rows(docs), after)
 
 
-@router.post("/projects/{project}/apis", status_code=201, tags=["apis"])
+@router.post(
+    "/projects/{project}/apis", status_code=201, tags=["apis"], response_model=ApiProxyView
+)
 async def create_api(
     project: Name, body: ApiProxy, svc: Svc, who: ApiWriter, response: Response
 ) -> dict[str, Any]:
@@ -238,7 +242,13 @@ async def create_api(
     return versioned(doc, response)
 
 
-@router.post("/projects/{project}/apis/import", status_code=201, tags=["apis"])
+@router.post(
+    "/projects/{project}/apis/import",
+    status_code=201,
+    tags=["apis"],
+    response_model=ImportedApi,
+    responses={200: {"model": ImportedApi, "description": "dry run: built and validated only"}},
+)
 async def import_api(
     project: Name,
     body: openapi_import.ImportRequest,
@@ -275,14 +285,14 @@ async def import_api(
     return {**versioned(doc, response), "warnings": warnings}
 
 
-@router.get("/projects/{project}/apis/{name}", tags=["apis"])
+@router.get("/projects/{project}/apis/{name}", tags=["apis"], response_model=ApiProxyView)
 async def get_api(
     project: Name, name: Name, svc: Svc, _: Reader, response: Response
 ) -> dict[str, Any]:
     return versioned(await svc.catalog.api(project, name), response)
 
 
-@router.put("/projects/{project}/apis/{name}", tags=["apis"])
+@router.put("/projects/{project}/apis/{name}", tags=["apis"], response_model=ApiProxyView)
 async def update_api(
     project: Name,
     name: Name,
@@ -314,7 +324,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-@router.patch("/projects/{project}/apis/{name}", tags=["apis"])
+@router.patch("/projects/{project}/apis/{name}", tags=["apis"], response_model=ApiProxyView)
 async def patch_api(
     project: Name,
     name: Name,
@@ -348,13 +358,17 @@ async def delete_api(
     return Response(status_code=204)
 
 
-@router.get("/projects/{project}/apis/{name}/revisions", tags=["apis"])
+@router.get(
+    "/projects/{project}/apis/{name}/revisions", tags=["apis"], response_model=list[ApiRevisionRow]
+)
 async def api_revisions(project: Name, name: Name, svc: Svc, _: Reader) -> list[dict[str, Any]]:
     await svc.catalog.api(project, name)
     return await svc.deployer.api_revisions(project, name)
 
 
-@router.get("/projects/{project}/apis/{name}/revisions/{revision}", tags=["apis"])
+@router.get(
+    "/projects/{project}/apis/{name}/revisions/{revision}", tags=["apis"], response_model=ApiProxy
+)
 async def api_revision(
     project: Name,
     name: Name,
@@ -365,7 +379,7 @@ async def api_revision(
     return await svc.deployer.api_revision_document(project, name, revision)
 
 
-@router.get("/projects/{project}/apis/{name}/status", tags=["apis"])
+@router.get("/projects/{project}/apis/{name}/status", tags=["apis"], response_model=ApiStatus)
 async def api_status(project: Name, name: Name, svc: Svc, _: Reader) -> dict[str, Any]:
     """Where the API is deployed and whether each environment needs a redeploy (and why)."""
     doc = await svc.catalog.api(project, name)
@@ -389,7 +403,11 @@ def _endpoint_view(doc: Document, index: int, response: Response) -> dict[str, A
     return {"index": index, **doc.data["endpoints"][index], "api_version": doc.version}
 
 
-@router.get("/projects/{project}/apis/{name}/endpoints", tags=["endpoints"])
+@router.get(
+    "/projects/{project}/apis/{name}/endpoints",
+    tags=["endpoints"],
+    response_model=list[EndpointRow],
+)
 async def list_endpoints(
     project: Name, name: Name, svc: Svc, _: Reader, response: Response
 ) -> list[dict[str, Any]]:
@@ -398,7 +416,12 @@ async def list_endpoints(
     return [{"index": i, **e} for i, e in enumerate(doc.data.get("endpoints", []))]
 
 
-@router.post("/projects/{project}/apis/{name}/endpoints", status_code=201, tags=["endpoints"])
+@router.post(
+    "/projects/{project}/apis/{name}/endpoints",
+    status_code=201,
+    tags=["endpoints"],
+    response_model=EndpointView,
+)
 async def add_endpoint(
     project: Name,
     name: Name,
@@ -421,7 +444,11 @@ async def add_endpoint(
     return _endpoint_view(doc, index, response)
 
 
-@router.get("/projects/{project}/apis/{name}/endpoints/{index}", tags=["endpoints"])
+@router.get(
+    "/projects/{project}/apis/{name}/endpoints/{index}",
+    tags=["endpoints"],
+    response_model=EndpointView,
+)
 async def get_endpoint(
     project: Name, name: Name, index: Index, svc: Svc, _: Reader, response: Response
 ) -> dict[str, Any]:
@@ -430,7 +457,11 @@ async def get_endpoint(
     return _endpoint_view(doc, index, response)
 
 
-@router.put("/projects/{project}/apis/{name}/endpoints/{index}", tags=["endpoints"])
+@router.put(
+    "/projects/{project}/apis/{name}/endpoints/{index}",
+    tags=["endpoints"],
+    response_model=EndpointView,
+)
 async def replace_endpoint(
     project: Name,
     name: Name,
@@ -468,13 +499,6 @@ async def delete_endpoint(
 
 
 # policies ----------------------------------------------------------------------------------
-class PolicyOrder(Model):
-    names: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=100)]],
-        Field(max_length=1000, description="every policy of the list, in the new order"),
-    ]
-
-
 def _proxy_scope() -> int | None:
     return None
 
@@ -620,6 +644,7 @@ def _policy_routes(prefix: str, scope_dependency: Callable[..., int | None], lab
         methods=["GET"],
         tags=tags,
         name=f"list_{label}_policies",
+        response_model=PolicyLists,
     )
     router.add_api_route(
         f"{base}/policies/{{phase}}",
@@ -628,6 +653,7 @@ def _policy_routes(prefix: str, scope_dependency: Callable[..., int | None], lab
         status_code=201,
         tags=tags,
         name=f"add_{label}_policy",
+        response_model=PolicySpec,
     )
     router.add_api_route(
         f"{base}/policies/{{phase}}/{{policy}}",
@@ -635,6 +661,7 @@ def _policy_routes(prefix: str, scope_dependency: Callable[..., int | None], lab
         methods=["GET"],
         tags=tags,
         name=f"get_{label}_policy",
+        response_model=PolicySpec,
     )
     router.add_api_route(
         f"{base}/policies/{{phase}}/{{policy}}",
@@ -642,6 +669,7 @@ def _policy_routes(prefix: str, scope_dependency: Callable[..., int | None], lab
         methods=["PUT"],
         tags=tags,
         name=f"replace_{label}_policy",
+        response_model=PolicySpec,
     )
     router.add_api_route(
         f"{base}/policies/{{phase}}/{{policy}}",
@@ -657,6 +685,7 @@ def _policy_routes(prefix: str, scope_dependency: Callable[..., int | None], lab
         methods=["PUT"],
         tags=tags,
         name=f"reorder_{label}_policies",
+        response_model=list[PolicySpec],
     )
 
 
@@ -665,7 +694,8 @@ _policy_routes("/endpoints/{index}", _endpoint_scope, "endpoint")
 
 
 # global policies ---------------------------------------------------------------------------
-async def _global_view(svc: Svc, doc: Document) -> dict[str, Any]:
+async def _global_view(svc: Services, doc: Document) -> dict[str, Any]:
+    """The policy, the entries that refer to it, and where its users need a redeploy."""
     users = await svc.catalog.users_of_global(doc.id)
     keys = {api_key(u["project"], u["api"]) for u in users}
     docs = [await svc.catalog.api(*key.split("/", 1)) for key in sorted(keys)]
@@ -683,43 +713,17 @@ async def _global_view(svc: Svc, doc: Document) -> dict[str, Any]:
     return {**doc.data, "version": doc.version, "used_by": users, "redeploy_required": stale}
 
 
-@router.get("/global-policies", tags=["global policies"])
-async def list_global_policies(svc: Svc, _: Reader) -> list[dict[str, Any]]:
-    return _rows(await svc.catalog.global_policies())
-
-
-@router.post("/global-policies", status_code=201, tags=["global policies"])
-async def create_global_policy(
-    body: GlobalPolicy, svc: Svc, who: ApiWriter, response: Response
-) -> dict[str, Any]:
-    return versioned(await svc.catalog.create_global_policy(body, who.username), response)
-
-
-@router.get("/global-policies/{name}", tags=["global policies"])
-async def get_global_policy(name: Name, svc: Svc, _: Reader, response: Response) -> dict[str, Any]:
-    """The policy, the entries that refer to it, and where its users need a redeploy."""
-    doc = await svc.catalog.global_policy(name)
-    response.headers["ETag"] = f'"{doc.version}"'
-    return await _global_view(svc, doc)
-
-
-@router.put("/global-policies/{name}", tags=["global policies"])
-async def update_global_policy(
-    name: Name,
-    body: GlobalPolicy,
-    svc: Svc,
-    who: ApiWriter,
-    response: Response,
-    match: IfMatch = None,
-) -> dict[str, Any]:
-    doc = await svc.catalog.update_global_policy(name, body, if_match(match), who.username)
-    response.headers["ETag"] = f'"{doc.version}"'
-    return await _global_view(svc, doc)
-
-
-@router.delete("/global-policies/{name}", status_code=204, tags=["global policies"])
-async def delete_global_policy(
-    name: Name, svc: Svc, who: ApiWriter, match: IfMatch = None
-) -> Response:
-    await svc.catalog.delete_global_policy(name, if_match(match), who.username)
-    return Response(status_code=204)
+versioned_routes(
+    router,
+    _catalog_resource(
+        "/global-policies",
+        "name",
+        "global_policy",
+        "global_policies",
+        GlobalPolicy,
+        GlobalPolicyView,
+        ApiWriter,
+        view=GlobalPolicyDetail,
+        render=_global_view,
+    ),
+)

@@ -12,6 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 
 from portway.config.declarative import ConsumerSpec, GrantSpec, GrantTerms
+from portway.config.management.consumers import (
+    ConsumerView,
+    CreatedCredential,
+    CredentialView,
+)
 from portway.manager.auth import Principal
 from portway.manager.consumers import (
     CredentialCreate,
@@ -38,7 +43,7 @@ async def _publish(svc: Svc, who: Principal, note: str, response: Response) -> N
     )
 
 
-@router.get("/consumers", tags=["consumers"])
+@router.get("/consumers", tags=["consumers"], response_model=Page[ConsumerView])
 async def list_consumers(
     svc: Svc,
     _: Reader,
@@ -52,7 +57,7 @@ async def list_consumers(
     return paged(request, response, [consumer_view(d) for d in docs], after)
 
 
-@router.post("/consumers", status_code=201, tags=["consumers"])
+@router.post("/consumers", status_code=201, tags=["consumers"], response_model=ConsumerView)
 async def create_consumer(
     body: ConsumerSpec, svc: Svc, who: ConsumerManager, response: Response
 ) -> dict[str, Any]:
@@ -62,7 +67,7 @@ async def create_consumer(
     return consumer_view(doc)
 
 
-@router.get("/consumers/{consumer}", tags=["consumers"])
+@router.get("/consumers/{consumer}", tags=["consumers"], response_model=ConsumerView)
 async def get_consumer(
     consumer: ConsumerName, svc: Svc, _: Reader, response: Response
 ) -> dict[str, Any]:
@@ -71,7 +76,7 @@ async def get_consumer(
     return consumer_view(doc)
 
 
-@router.put("/consumers/{consumer}", tags=["consumers"])
+@router.put("/consumers/{consumer}", tags=["consumers"], response_model=ConsumerView)
 async def replace_consumer(
     consumer: ConsumerName,
     body: ConsumerSpec,
@@ -97,13 +102,15 @@ async def delete_consumer(
 
 
 # grants ------------------------------------------------------------------------------------
-@router.get("/consumers/{consumer}/grants", tags=["consumers"])
+@router.get("/consumers/{consumer}/grants", tags=["consumers"], response_model=list[GrantSpec])
 async def list_grants(consumer: ConsumerName, svc: Svc, _: Reader) -> list[dict[str, Any]]:
     grants: list[dict[str, Any]] = (await svc.consumers.get(consumer)).data.get("grants", [])
     return grants
 
 
-@router.put("/consumers/{consumer}/grants/{project}/{api}", tags=["consumers"])
+@router.put(
+    "/consumers/{consumer}/grants/{project}/{api}", tags=["consumers"], response_model=GrantSpec
+)
 async def put_grant(
     consumer: ConsumerName,
     project: Slug,
@@ -138,12 +145,19 @@ async def delete_grant(
 
 
 # credentials -------------------------------------------------------------------------------
-@router.get("/consumers/{consumer}/credentials", tags=["consumers"])
+@router.get(
+    "/consumers/{consumer}/credentials", tags=["consumers"], response_model=list[CredentialView]
+)
 async def list_credentials(consumer: ConsumerName, svc: Svc, _: Reader) -> list[dict[str, Any]]:
     return [credential_view(d) for d in await svc.consumers.credentials(consumer)]
 
 
-@router.post("/consumers/{consumer}/credentials", status_code=201, tags=["consumers"])
+@router.post(
+    "/consumers/{consumer}/credentials",
+    status_code=201,
+    tags=["consumers"],
+    response_model=CreatedCredential,
+)
 async def create_credential(
     consumer: ConsumerName,
     body: CredentialCreate,
@@ -158,7 +172,11 @@ async def create_credential(
     return {**credential_view(doc), "secret": secret}
 
 
-@router.get("/consumers/{consumer}/credentials/{credential_id}", tags=["consumers"])
+@router.get(
+    "/consumers/{consumer}/credentials/{credential_id}",
+    tags=["consumers"],
+    response_model=CredentialView,
+)
 async def get_credential(
     consumer: ConsumerName, credential_id: CredentialId, svc: Svc, _: Reader
 ) -> dict[str, Any]:
@@ -166,7 +184,11 @@ async def get_credential(
     return credential_view(found)
 
 
-@router.patch("/consumers/{consumer}/credentials/{credential_id}", tags=["consumers"])
+@router.patch(
+    "/consumers/{consumer}/credentials/{credential_id}",
+    tags=["consumers"],
+    response_model=CredentialView,
+)
 async def update_credential(
     consumer: ConsumerName,
     credential_id: CredentialId,
@@ -185,7 +207,10 @@ async def update_credential(
 
 
 @router.post(
-    "/consumers/{consumer}/credentials/{credential_id}/rotate", status_code=201, tags=["consumers"]
+    "/consumers/{consumer}/credentials/{credential_id}/rotate",
+    status_code=201,
+    tags=["consumers"],
+    response_model=CreatedCredential,
 )
 async def rotate_credential(
     consumer: ConsumerName,

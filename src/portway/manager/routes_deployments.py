@@ -4,12 +4,18 @@ history with the per-worker result, the environment's current revision, workers,
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import Field, model_validator
 
-from portway.config.base import Model, Slug
+from portway.config.management.deployments import (
+    AuditRecord,
+    BatchRequest,
+    Deployment,
+    DeploymentRequest,
+    WorkerView,
+)
+from portway.config.revision import EnvironmentRevision
 from portway.manager import audit
 from portway.manager.deps import AuditReader, DeployerRole, EnvManager, Reader, Svc
 from portway.manager.paging import DEFAULT_LIMIT, Cursor, Limit, Newest, Page, paged, read_page
@@ -19,36 +25,6 @@ from portway.stores.config_store import Prefix
 router = APIRouter()
 
 EnvName = Annotated[str, Path(max_length=63)]
-Action = Literal["deploy", "undeploy", "rollback"]
-
-
-class DeploymentRequest(Model):
-    project: Slug = "default"
-    api: Slug
-    action: Action = "deploy"
-    api_revision: Annotated[int | None, Field(ge=1, le=10**9, description="for rollback")] = None
-    note: Annotated[str, Field(max_length=1000)] = ""
-
-
-class BatchItem(Model):
-    project: Slug = "default"
-    api: Slug
-    action: Action = "deploy"
-    api_revision: Annotated[int | None, Field(ge=1, le=10**9, description="for rollback")] = None
-
-
-class BatchRequest(Model):
-    """Several APIs deployed, rolled back or undeployed as one environment revision."""
-
-    items: Annotated[list[BatchItem], Field(min_length=1, max_length=10000)]
-    note: Annotated[str, Field(max_length=1000)] = ""
-
-    @model_validator(mode="after")
-    def _unique(self) -> BatchRequest:
-        keys = [(i.project, i.api) for i in self.items]
-        if len(set(keys)) != len(keys):
-            raise ValueError("items: an API appears twice")
-        return self
 
 
 def _check(action: str, api_revision: int | None, field: str) -> None:
@@ -58,7 +34,12 @@ def _check(action: str, api_revision: int | None, field: str) -> None:
         raise ApiError(422, "validation_error", "only a rollback names an api_revision", field)
 
 
-@router.post("/environments/{environment}/deployments", status_code=201, tags=["deployments"])
+@router.post(
+    "/environments/{environment}/deployments",
+    status_code=201,
+    tags=["deployments"],
+    response_model=Deployment,
+)
 async def deploy(
     environment: EnvName, body: DeploymentRequest, svc: Svc, who: DeployerRole
 ) -> dict[str, Any]:
@@ -74,7 +55,12 @@ async def deploy(
     )
 
 
-@router.post("/environments/{environment}/deployments/batch", status_code=201, tags=["deployments"])
+@router.post(
+    "/environments/{environment}/deployments/batch",
+    status_code=201,
+    tags=["deployments"],
+    response_model=Deployment,
+)
 async def deploy_batch(
     environment: EnvName, body: BatchRequest, svc: Svc, who: DeployerRole
 ) -> dict[str, Any]:
@@ -89,7 +75,9 @@ async def deploy_batch(
     )
 
 
-@router.get("/environments/{environment}/deployments", tags=["deployments"])
+@router.get(
+    "/environments/{environment}/deployments", tags=["deployments"], response_model=Page[Deployment]
+)
 async def deployment_history(
     environment: EnvName,
     svc: Svc,
@@ -104,7 +92,7 @@ async def deployment_history(
 ) -> Page[dict[str, Any]]:
     """Newest first: who, when, what, the note and each worker's result."""
     await svc.catalog.environment(environment)
-    rows, after = await svc.deployer.history(
+    rows, after = await svc.deployer.records.history(
         environment, project=project, api=api, limit=limit, cursor=cursor, order=order
     )
     return paged(request, response, rows, after)
@@ -126,7 +114,9 @@ def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
     return {**snapshot, "consumers": consumers}
 
 
-@router.get("/environments/{environment}/revision", tags=["deployments"])
+@router.get(
+    "/environments/{environment}/revision", tags=["deployments"], response_model=EnvironmentRevision
+)
 async def current_revision(environment: EnvName, svc: Svc, _: Reader) -> dict[str, Any]:
     current = await svc.deployer.current(environment)
     if current is None:
@@ -134,7 +124,11 @@ async def current_revision(environment: EnvName, svc: Svc, _: Reader) -> dict[st
     return _redacted(current.model_dump(mode="json"))
 
 
-@router.get("/environments/{environment}/revisions/{revision}", tags=["deployments"])
+@router.get(
+    "/environments/{environment}/revisions/{revision}",
+    tags=["deployments"],
+    response_model=EnvironmentRevision,
+)
 async def environment_revision(
     environment: EnvName,
     revision: Annotated[int, Path(ge=1, le=10**9)],
@@ -151,7 +145,7 @@ async def _desired(svc: Svc) -> dict[str, int | None]:
     return {d.id: d.data.get("desired_revision") for d in await svc.catalog.environments()}
 
 
-@router.get("/workers", tags=["workers"])
+@router.get("/workers", tags=["workers"], response_model=list[WorkerView])
 async def list_workers(
     svc: Svc, _: Reader, environment: Annotated[str | None, Query(max_length=63)] = None
 ) -> list[dict[str, Any]]:
@@ -165,7 +159,7 @@ async def list_workers(
     ]
 
 
-@router.get("/workers/{worker_id:path}", tags=["workers"])
+@router.get("/workers/{worker_id:path}", tags=["workers"], response_model=WorkerView)
 async def get_worker(worker_id: str, svc: Svc, _: Reader) -> dict[str, Any]:
     doc = await svc.store.get("workers", worker_id)
     if doc is None:
@@ -190,7 +184,7 @@ async def forget_worker(worker_id: str, svc: Svc, who: EnvManager) -> Response:
 
 
 # audit -------------------------------------------------------------------------------------
-@router.get("/audit", tags=["audit"])
+@router.get("/audit", tags=["audit"], response_model=Page[AuditRecord])
 async def audit_log(
     svc: Svc,
     _: AuditReader,

@@ -17,6 +17,7 @@ Engine-level changes (tables, indexes) are not migrations: each backend creates 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,8 +39,37 @@ class Migration:
     apply: Callable[[ConfigStore], Awaitable[None]]
 
 
+async def _revisions_in_parts(store: ConfigStore) -> None:
+    """Environment revisions written whole (``snapshot`` in the header, before revisions were
+    stored in parts) are rewritten as parts with a header like the ones written today."""
+    from portway.stores import revision_parts
+
+    for doc in await store.find(revision_parts.HEADERS):
+        snapshot = doc.data.get("snapshot")
+        if not isinstance(snapshot, dict):
+            continue  # already in parts
+        raw = json.dumps(snapshot, separators=(",", ":")).encode()
+        environment = str(doc.data["environment"])
+        parts = await revision_parts.write_parts(store, environment, doc.id, raw)
+        head = revision_parts.header(
+            environment,
+            int(doc.data["revision"]),
+            str(snapshot.get("created_at", "")),
+            raw,
+            parts,
+            apis=len(snapshot.get("apis") or []),
+            consumers=len(snapshot.get("consumers") or []),
+        )
+        try:
+            await store.replace(revision_parts.HEADERS, doc.id, head, expected_version=doc.version)
+        except StaleVersion:
+            continue  # another manager converted it meanwhile
+
+
 # The control plane's migrations, oldest first; versions are 1, 2, 3 ... without gaps.
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "environment revisions stored whole are stored in parts", _revisions_in_parts),
+)
 
 
 class SchemaTooNew(StoreError):

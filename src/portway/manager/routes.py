@@ -1,5 +1,6 @@
 """The management API (``/api/v1``): REST + JSON, documented by the OpenAPI document at
 ``/api/v1/openapi.json``. The web UI and the CLI use exactly this API.
+Every operation's request and response models live in ``portway.config.management``.
 
 Routes live in ``routes_*`` modules by subject; each declares the permission it needs through
 ``deps`` (``Reader``, ``ApiWriter``, ``DeployerRole``, …), which the authorization-matrix test
@@ -7,6 +8,9 @@ walks for every role.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Depends
 
@@ -22,7 +26,17 @@ from portway.manager.problems import COMMON_RESPONSES
 from portway.manager.query_check import no_unknown_query
 from portway.manager.responses import MaskedJSONResponse
 
-router = APIRouter(
+
+class ContractRouter(APIRouter):
+    """The ``/api/v1`` router: each answer is validated against its operation's response model
+    and rendered with the fields the handler set (nothing added, nothing renamed)."""
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        kwargs["response_model_exclude_unset"] = True
+        super().add_api_route(path, endpoint, **kwargs)
+
+
+router = ContractRouter(
     prefix="/api/v1",
     responses=COMMON_RESPONSES,
     default_response_class=MaskedJSONResponse,

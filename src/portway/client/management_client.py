@@ -1,11 +1,23 @@
-"""A typed client of the management API (``/api/v1``), used by the CLI and scripts."""
+"""A typed client of the management API (``/api/v1``), used by the CLI and scripts.
+
+Answers are parsed into the models of ``portway.config.management``, the ones the manager
+declares on its routes, so client and manager share one contract."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
+
+from portway.config.declarative import DeclarativeConfig
+from portway.config.management.access import Me
+from portway.config.management.catalog import ApiProxyView, ApiSummary, ImportedApi
+from portway.config.management.declarative import ApplyResult
+from portway.config.management.deployments import Deployment, WorkerView
+
+T = TypeVar("T")
 
 _PAGE = 1000  # items asked per page: the most the manager answers
 
@@ -35,80 +47,6 @@ class ManagementAPIError(Exception):
         if self.correlation_id:
             lines.append(f"  correlation id: {self.correlation_id}")
         return "\n".join(lines)
-
-
-class ApiDeployment(TypedDict):
-    environment: str
-    api_revision: int
-    redeploy_required: bool
-
-
-class ApiSummary(TypedDict):
-    project: str
-    name: str
-    description: str
-    base_path: str
-    backends: int
-    endpoints: int
-    maintenance: bool
-    version: int
-    deployments: list[ApiDeployment]
-    redeploy_required: bool
-
-
-class WorkerResult(TypedDict):
-    worker: str
-    address: str
-    success: bool
-    served_revision: NotRequired[int | None]
-    error: NotRequired[str | None]
-    at: NotRequired[str]
-    seconds: NotRequired[float]
-
-
-class Deployment(TypedDict):
-    id: str
-    environment: str
-    action: str
-    project: str | None
-    api: str | None
-    api_revision: int | None
-    env_revision: int
-    note: str
-    actor: str
-    at: str
-    items: list[dict[str, Any]]
-    results: list[WorkerResult]
-
-
-class WorkerRow(TypedDict):
-    id: str
-    environment: str | None
-    address: str | None
-    state: str
-    served_revision: int | None
-    last_served_revision: int | None
-    desired_revision: int | None
-    in_sync: bool
-    converge_seconds: float | None
-    last_report: str | None
-    healthy: bool
-    probe: dict[str, Any] | None
-
-
-class PlanChange(TypedDict):
-    kind: str
-    name: str
-    action: str
-    diff: list[dict[str, Any]]
-
-
-class ApplyResult(TypedDict):
-    dry_run: bool
-    applied: bool
-    summary: dict[str, int]
-    changes: list[PlanChange]
-    published: list[dict[str, Any]]
 
 
 class ManagerClient:
@@ -172,6 +110,24 @@ class ManagerClient:
             )
         return response.json() if response.content else None
 
+    def _answer(self, model: type[T] | Any, method: str, path: str, **kwargs: Any) -> T:
+        """Call, then parse the answer into ``model`` (a model class or ``list[...]``)."""
+        parsed: T = self._check(model, self._call(method, path, **kwargs), f"{method} {path}")
+        return parsed
+
+    @staticmethod
+    def _check(model: type[T] | Any, body: Any, call: str) -> T:
+        try:
+            parsed: T = TypeAdapter(model).validate_python(body)
+        except ValidationError as exc:
+            raise ManagementAPIError(
+                0,
+                "unexpected_answer",
+                f"the manager's answer to {call} does not match this client: "
+                f"{exc.errors()[0].get('msg', 'invalid')}",
+            ) from None
+        return parsed
+
     # API proxies --------------------------------------------------------------------------
     def _pages(
         self, path: str, params: Mapping[str, Any], limit: int | None
@@ -206,25 +162,23 @@ class ManagerClient:
             "environment": environment,
             "redeploy_required": None if redeploy_required is None else str(redeploy_required),
         }
-        return cast(list[ApiSummary], list(self._pages("/apis", params, limit)))
+        return self._check(list[ApiSummary], list(self._pages("/apis", params, limit)), "GET /apis")
 
-    def get_api(self, project: str, name: str) -> dict[str, Any]:
-        return cast(dict[str, Any], self._call("GET", f"/projects/{project}/apis/{name}"))
+    def get_api(self, project: str, name: str) -> ApiProxyView:
+        return self._answer(ApiProxyView, "GET", f"/projects/{project}/apis/{name}")
 
-    def create_api(self, project: str, api: Mapping[str, Any]) -> dict[str, Any]:
-        return cast(dict[str, Any], self._call("POST", f"/projects/{project}/apis", json=api))
+    def create_api(self, project: str, api: Mapping[str, Any]) -> ApiProxyView:
+        return self._answer(ApiProxyView, "POST", f"/projects/{project}/apis", json=api)
 
     def import_api(
         self, project: str, request: Mapping[str, Any], *, dry_run: bool = False
-    ) -> dict[str, Any]:
-        return cast(
-            dict[str, Any],
-            self._call(
-                "POST",
-                f"/projects/{project}/apis/import",
-                json=request,
-                params={"dry_run": "true" if dry_run else None},
-            ),
+    ) -> ImportedApi:
+        return self._answer(
+            ImportedApi,
+            "POST",
+            f"/projects/{project}/apis/import",
+            json=request,
+            params={"dry_run": "true" if dry_run else None},
         )
 
     # deployments --------------------------------------------------------------------------
@@ -245,46 +199,44 @@ class ManagerClient:
             "api_revision": api_revision,
             "note": note,
         }
-        return cast(
-            Deployment,
-            self._call("POST", f"/environments/{environment}/deployments", json=body),
+        return self._answer(
+            Deployment, "POST", f"/environments/{environment}/deployments", json=body
         )
 
     def deploy_batch(
         self, environment: str, items: Sequence[Mapping[str, Any]], note: str = ""
     ) -> Deployment:
         body = {"items": list(items), "note": note}
-        return cast(
-            Deployment,
-            self._call("POST", f"/environments/{environment}/deployments/batch", json=body),
+        return self._answer(
+            Deployment, "POST", f"/environments/{environment}/deployments/batch", json=body
         )
 
     def history(self, environment: str, limit: int | None = 20) -> list[Deployment]:
         """The newest deployment records of an environment (``limit=None``: all of them)."""
-        return cast(
-            list[Deployment],
-            list(self._pages(f"/environments/{environment}/deployments", {}, limit)),
-        )
+        path = f"/environments/{environment}/deployments"
+        return self._check(list[Deployment], list(self._pages(path, {}, limit)), f"GET {path}")
 
-    def workers(self, environment: str | None = None) -> list[WorkerRow]:
-        return cast(
-            list[WorkerRow], self._call("GET", "/workers", params={"environment": environment})
+    def workers(self, environment: str | None = None) -> list[WorkerView]:
+        return self._answer(
+            list[WorkerView], "GET", "/workers", params={"environment": environment}
         )
 
     # declarative --------------------------------------------------------------------------
     def export(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self._call("GET", "/declarative/export"))
+        """The declarative file as the manager wrote it (defaults left out), checked against
+        ``DeclarativeConfig``."""
+        document: dict[str, Any] = self._answer(dict[str, Any], "GET", "/declarative/export")
+        self._check(DeclarativeConfig, document, "GET /declarative/export")
+        return document
 
     def apply(
         self, document: Mapping[str, Any], *, dry_run: bool = False, prune: bool = False
     ) -> ApplyResult:
         params = {"dry_run": str(dry_run).lower(), "prune": str(prune).lower()}
-        return cast(
-            ApplyResult, self._call("POST", "/declarative/apply", json=document, params=params)
-        )
+        return self._answer(ApplyResult, "POST", "/declarative/apply", json=document, params=params)
 
     def schema(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self._call("GET", "/schema/declarative"))
+        return self._answer(dict[str, Any], "GET", "/schema/declarative")
 
-    def me(self) -> dict[str, str]:
-        return cast(dict[str, str], self._call("GET", "/me"))
+    def me(self) -> Me:
+        return self._answer(Me, "GET", "/me")
