@@ -20,6 +20,8 @@ from portway.stores.shipper import Shipper, ShipperStats
 from portway.stores.traffic import (
     AnalyticsQuery,
     AnalyticsResult,
+    SearchPage,
+    SearchQuery,
     TrafficRecord,
     open_traffic_sink,
 )
@@ -72,6 +74,9 @@ class FakeSink:
             raise RejectedRecords(bad)
 
     async def query(self, query: AnalyticsQuery) -> AnalyticsResult:
+        raise NotImplementedError
+
+    async def search(self, query: SearchQuery) -> SearchPage:
         raise NotImplementedError
 
 

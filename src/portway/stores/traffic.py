@@ -58,6 +58,30 @@ class AnalyticsQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """Find individual requests, newest first. ``status_min``/``status_max`` are inclusive;
+    ``cursor`` is the ``next_cursor`` of the previous page (opaque)."""
+
+    start: datetime
+    end: datetime
+    correlation_id: str | None = None
+    environment: str | None = None
+    api: str | None = None
+    consumer: str | None = None
+    status_min: int | None = None
+    status_max: int | None = None
+    min_total_ms: float | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    records: list[TrafficRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Bucket:
     start: datetime
     count: int
@@ -84,6 +108,9 @@ class TrafficSink(Protocol):
         """Store a batch; idempotent by ``id``; raises ``StoreUnavailable`` when unreachable."""
 
     async def query(self, query: AnalyticsQuery) -> AnalyticsResult: ...
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        """Records matching every given filter, ordered by (timestamp, id) descending."""
 
 
 def open_traffic_sink(url: str) -> TrafficSink:

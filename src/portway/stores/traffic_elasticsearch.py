@@ -42,11 +42,21 @@ from portway.errors import RejectedRecords, StoreError, StoreUnavailable
 from portway.stores._traffic_common import (
     PERCENTILES,
     check_query,
+    check_search,
     fill_buckets,
+    from_ms,
+    page_of,
+    search_terms,
     split_records,
     top,
 )
-from portway.stores.traffic import AnalyticsQuery, AnalyticsResult, TrafficRecord
+from portway.stores.traffic import (
+    AnalyticsQuery,
+    AnalyticsResult,
+    SearchPage,
+    SearchQuery,
+    TrafficRecord,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -314,7 +324,7 @@ class ElasticsearchTrafficSink:
         valid, rejected = split_records(records)
         operations: list[dict[str, Any]] = []
         for rid, ms, record in valid:
-            doc: dict[str, Any] = {k: v for k, v in record.items() if k != "timestamp"}
+            doc: dict[str, Any] = dict(record)  # ``timestamp`` kept as written, not indexed
             doc["@timestamp"] = ms
             operations.append({"create": {"_index": self.stream, "_id": rid}})
             operations.append(doc)
@@ -415,3 +425,43 @@ class ElasticsearchTrafficSink:
                 },
             ),
         )
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        start, end, after = check_search(query)
+        filters: list[dict[str, Any]] = [
+            {"range": {"@timestamp": {"gte": start, "lt": end, "format": "epoch_millis"}}}
+        ]
+        filters += [{"term": {name: value}} for name, value in search_terms(query)]
+        status: dict[str, int] = {}
+        if query.status_min is not None:
+            status["gte"] = query.status_min
+        if query.status_max is not None:
+            status["lte"] = query.status_max
+        if status:
+            filters.append({"range": {"status": status}})
+        if query.min_total_ms is not None:
+            filters.append({"range": {"total_ms": {"gt": query.min_total_ms}}})
+        extra: dict[str, Any] = {}
+        if after is not None:
+            extra["search_after"] = [after[0], after[1]]
+        response = await self._call(
+            self._client().search(
+                index=self.stream,
+                size=query.limit + 1,
+                query={"bool": {"filter": filters}},
+                sort=[{"@timestamp": "desc"}, {"id": "desc"}],
+                track_total_hits=False,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+                **extra,
+            )
+        )
+        rows: list[tuple[int, str, TrafficRecord]] = []
+        for hit in response["hits"]["hits"]:
+            ms, rid = int(hit["sort"][0]), str(hit["sort"][1])
+            source: dict[str, Any] = hit["_source"]
+            stamp = source.pop("@timestamp", ms)
+            source.setdefault("timestamp", from_ms(int(stamp)).isoformat())
+            rows.append((ms, rid, source))  # type: ignore[arg-type]  # written as TrafficRecord
+        records, cursor = page_of(rows, query.limit)
+        return SearchPage(records, cursor)
