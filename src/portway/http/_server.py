@@ -10,6 +10,7 @@ path never creates or cancels timers.
 from __future__ import annotations
 
 import asyncio
+import enum
 import ipaddress
 import logging
 import re
@@ -232,6 +233,8 @@ class HttpServerProtocol(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._upgrade_body: Body | None = None
         self._response_started = False
+        self._sent = 0  # bytes of the current response written so far
+        self._completed = False  # the current response went out whole
         self._failed = False
         self._eof = False
         self._closed = False
@@ -689,147 +692,154 @@ class HttpServerProtocol(asyncio.Protocol):
         self._transport.write(b"".join(parts))
 
     async def _send(self, request: Request, response: Response) -> bool:
-        transport = self._transport
-        assert transport is not None
-        status = response.status
-        sent = 0
-        completed = False
+        self._sent = 0
+        self._completed = False
         try:
-            keep = (
-                request.keep_alive
-                and not self._state.draining
-                and not (self._eof and not self._queue)
-            )
-            if request.upgrade is not None and status != 101:
-                keep = False  # the parser treated the rest of the connection as upgraded
-            parts: list[bytes] = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
-            is_upgrade = status == 101
-            if response.checked:
-                for name, value in response.headers:
-                    parts += (name, b": ", value, b"\r\n")
-            else:
-                for name, value in response.headers:
-                    if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-                        raise ValueError(f"invalid response header {name!r}")
-                    if not is_upgrade:
-                        lname = name.lower()
-                        if lname in _FRAMING:
-                            if lname == b"connection" and b"close" in value.lower():
-                                keep = False
-                            continue
-                    parts += (name, b": ", value, b"\r\n")
-            if is_upgrade:
+            status = response.status
+            parts, keep = self._head(request, response)
+            if status == 101:
                 return await self._send_upgrade(request, response, parts)
             body = response.body
             no_body = request.method == "HEAD" or status < 200 or status == 204 or status == 304
             if isinstance(body, bytes):
-                if not no_body:
-                    parts.append(b"content-length: %d\r\n" % len(body))
-                elif status != 204 and status >= 200:
-                    length = response.content_length
-                    if length is None and body:
-                        length = len(body)
-                    if length is not None:
-                        parts.append(b"content-length: %d\r\n" % length)
-                if not request.body.complete and request.body is not _EMPTY:
-                    keep = False
-                parts.append(_connection_header(keep, request.http_version))
-                if not no_body and body:
-                    parts.append(body)
-                data = b"".join(parts)
-                self._response_started = True
-                transport.write(data)
-                sent = len(data)
-                if self._write_paused:
-                    await self._drain()
-                completed = True
-                return keep
-            length = response.content_length
-            if no_body:
+                return await self._send_bytes(request, response, body, parts, keep, no_body)
+            framing = _announce_framing(request, response, parts, no_body)
+            if framing is _Framing.NO_BODY:
                 await _aclose(body)
-                if length is not None and status != 204 and status >= 200:
-                    parts.append(b"content-length: %d\r\n" % length)
-                mode = 0
-            elif length is not None:
-                parts.append(b"content-length: %d\r\n" % length)
-                mode = 1
-            elif request.http_version == "1.1":
-                parts.append(b"transfer-encoding: chunked\r\n")
-                mode = 2
-            else:
+                self._write(b"".join(_end_head(parts, keep and _request_read(request), request)))
+                self._completed = True
+                return keep and _request_read(request)
+            if framing is _Framing.UNTIL_CLOSE:
                 keep = False
-                mode = 3
-            # the header block waits for the first chunk, so small bodies leave in one write
-            head_keep = keep
-            head = parts
-            if mode == 0:
-                if not request.body.complete and request.body is not _EMPTY:
-                    keep = False
-                parts.append(_connection_header(keep, request.http_version))
-                data = b"".join(parts)
-                self._response_started = True
-                transport.write(data)
-                sent = len(data)
-                completed = True
-                return keep
-            remaining = length if length is not None else -1
-            iterator = body.__aiter__()
-            try:
-                async for chunk in iterator:
-                    if not chunk:
-                        continue
-                    if mode == 1:
-                        if len(chunk) > remaining:
-                            chunk = chunk[:remaining]
-                        remaining -= len(chunk)
-                    if head is not None:
-                        head_keep = keep and (request.body.complete or request.body is _EMPTY)
-                        head.append(_connection_header(head_keep, request.http_version))
-                        if mode == 2:
-                            head += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
-                        else:
-                            head.append(chunk)
-                        data = b"".join(head)
-                        head = None  # type: ignore[assignment]
-                    elif mode == 2:
-                        data = b"%x\r\n%b\r\n" % (len(chunk), chunk)
-                    else:
-                        data = chunk
-                    self._response_started = True
-                    transport.write(data)
-                    sent += len(data)
-                    if self._write_paused:
-                        await self._drain()
-                    if mode == 1 and remaining == 0:
-                        break
-            finally:
-                await _aclose(iterator)
-            if head is not None:  # an empty body
-                head_keep = keep and (request.body.complete or request.body is _EMPTY)
-                head.append(_connection_header(head_keep, request.http_version))
-                if mode == 2:
-                    head.append(b"0\r\n\r\n")
-                data = b"".join(head)
-                self._response_started = True
-                transport.write(data)
-                sent += len(data)
-                completed = mode != 1 or remaining == 0
-                return head_keep and completed
-            if mode == 2:
-                transport.write(b"0\r\n\r\n")
-                sent += 5
-            elif mode == 1 and remaining != 0:
-                return False  # shorter than announced: the client must see the connection end
-            if self._write_paused:
-                await self._drain()
-            completed = True
-            return head_keep and (request.body.complete or request.body is _EMPTY)
+            return await self._send_stream(request, response, body, parts, keep, framing)
         finally:
             if response.on_finish is not None:
                 try:
-                    response.on_finish(Outcome(status, sent, completed))
+                    response.on_finish(Outcome(response.status, self._sent, self._completed))
                 except Exception:
                     log.exception("on_finish callback failed")
+
+    def _head(self, request: Request, response: Response) -> tuple[list[bytes], bool]:
+        """The status line and the response's own header lines (framing headers dropped: the
+        server frames the body itself), and whether the connection may stay open."""
+        status = response.status
+        keep = (
+            request.keep_alive and not self._state.draining and not (self._eof and not self._queue)
+        )
+        if request.upgrade is not None and status != 101:
+            keep = False  # the parser treated the rest of the connection as upgraded
+        parts: list[bytes] = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
+        if response.checked:
+            for name, value in response.headers:
+                parts += (name, b": ", value, b"\r\n")
+            return parts, keep
+        is_upgrade = status == 101
+        for name, value in response.headers:
+            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+                raise ValueError(f"invalid response header {name!r}")
+            if not is_upgrade:
+                lname = name.lower()
+                if lname in _FRAMING:
+                    if lname == b"connection" and b"close" in value.lower():
+                        keep = False
+                    continue
+            parts += (name, b": ", value, b"\r\n")
+        return parts, keep
+
+    def _write(self, data: bytes) -> None:
+        assert self._transport is not None
+        self._response_started = True
+        self._transport.write(data)
+        self._sent += len(data)
+
+    async def _send_bytes(
+        self,
+        request: Request,
+        response: Response,
+        body: bytes,
+        parts: list[bytes],
+        keep: bool,
+        no_body: bool,
+    ) -> bool:
+        """A body held in memory: head and body leave in one write."""
+        status = response.status
+        if not no_body:
+            parts.append(b"content-length: %d\r\n" % len(body))
+        elif status != 204 and status >= 200:
+            length = response.content_length
+            if length is None and body:
+                length = len(body)
+            if length is not None:
+                parts.append(b"content-length: %d\r\n" % length)
+        keep = keep and _request_read(request)
+        _end_head(parts, keep, request)
+        if not no_body and body:
+            parts.append(body)
+        self._write(b"".join(parts))
+        if self._write_paused:
+            await self._drain()
+        self._completed = True
+        return keep
+
+    async def _send_stream(
+        self,
+        request: Request,
+        response: Response,
+        body: Any,
+        head: list[bytes] | None,
+        keep: bool,
+        framing: _Framing,
+    ) -> bool:
+        """A streamed body framed by ``framing``; the head waits for the first chunk, so small
+        bodies leave in one write."""
+        length = response.content_length
+        remaining = length if length is not None else -1
+        head_keep = keep
+        iterator = body.__aiter__()
+        try:
+            async for chunk in iterator:
+                if not chunk:
+                    continue
+                if framing is _Framing.LENGTH:
+                    if len(chunk) > remaining:
+                        chunk = chunk[:remaining]
+                    remaining -= len(chunk)
+                if head is not None:
+                    head_keep = keep and _request_read(request)
+                    _end_head(head, head_keep, request)
+                    if framing is _Framing.CHUNKED:
+                        head += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+                    else:
+                        head.append(chunk)
+                    data = b"".join(head)
+                    head = None
+                elif framing is _Framing.CHUNKED:
+                    data = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+                else:
+                    data = chunk
+                self._write(data)
+                if self._write_paused:
+                    await self._drain()
+                if framing is _Framing.LENGTH and remaining == 0:
+                    break
+        finally:
+            await _aclose(iterator)
+        if head is not None:  # an empty body
+            head_keep = keep and _request_read(request)
+            _end_head(head, head_keep, request)
+            if framing is _Framing.CHUNKED:
+                head.append(b"0\r\n\r\n")
+            self._write(b"".join(head))
+            self._completed = framing is not _Framing.LENGTH or remaining == 0
+            return head_keep and self._completed
+        if framing is _Framing.CHUNKED:
+            self._write(b"0\r\n\r\n")
+        elif framing is _Framing.LENGTH and remaining != 0:
+            return False  # shorter than announced: the client must see the connection end
+        if self._write_paused:
+            await self._drain()
+        self._completed = True
+        return head_keep and _request_read(request)
 
     async def _send_upgrade(self, request: Request, response: Response, parts: list[bytes]) -> bool:
         transport = self._transport
@@ -847,6 +857,45 @@ class HttpServerProtocol(asyncio.Protocol):
         finally:
             stream.close()
         return False
+
+
+class _Framing(enum.Enum):
+    """How a streamed response body is delimited on the wire."""
+
+    NO_BODY = "no body"  # HEAD, 1xx, 204, 304: the head alone
+    LENGTH = "content-length"  # a known length: the body is cut at the announced length
+    CHUNKED = "chunked"  # HTTP/1.1, unknown length
+    UNTIL_CLOSE = "until close"  # HTTP/1.0, unknown length: the connection's end delimits it
+
+
+def _announce_framing(
+    request: Request, response: Response, parts: list[bytes], no_body: bool
+) -> _Framing:
+    """Chooses the framing of a streamed body and appends the header line announcing it."""
+    length = response.content_length
+    status = response.status
+    if no_body:
+        if length is not None and status != 204 and status >= 200:
+            parts.append(b"content-length: %d\r\n" % length)
+        return _Framing.NO_BODY
+    if length is not None:
+        parts.append(b"content-length: %d\r\n" % length)
+        return _Framing.LENGTH
+    if request.http_version == "1.1":
+        parts.append(b"transfer-encoding: chunked\r\n")
+        return _Framing.CHUNKED
+    return _Framing.UNTIL_CLOSE
+
+
+def _request_read(request: Request) -> bool:
+    """Whether the request's body has been read to its end (else the connection cannot be
+    reused: the rest of the body would be taken for the next request)."""
+    return request.body.complete or request.body is _EMPTY
+
+
+def _end_head(parts: list[bytes], keep: bool, request: Request) -> list[bytes]:
+    parts.append(_connection_header(keep, request.http_version))
+    return parts
 
 
 def _connection_header(keep: bool, version: str) -> bytes:

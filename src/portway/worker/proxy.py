@@ -421,158 +421,213 @@ async def _proxy_with_pipeline(
     cid: str,
     note: RequestNote | None,
 ) -> Response:
-    started = time.monotonic()
-    pipeline = route.pipeline
-    max_body = runtime.max_body
-    body = request.body
+    return await _PipelineCall(runtime, request, route, params, cid, note).run(rest)
 
-    async def read_request_body() -> bytes:
-        return await body.read_all(max_body)
 
-    query = parse_qsl(request.query, keep_blank_values=True)
-    view = RequestView(
-        method=request.method,
-        path=request.path,
-        query=list(query),
-        headers=HeaderMap((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers),
-        read_body=read_request_body,
+class _PipelineCall:
+    """One request through a route's policy pipeline: request hooks, the backend call, response
+    hooks, then the client's response (or the pipeline's error answer at any step)."""
+
+    __slots__ = (
+        "cid",
+        "ctx",
+        "note",
+        "pipeline",
+        "query",
+        "request",
+        "route",
+        "runtime",
+        "started",
+        "upstream",
+        "view",
     )
-    ctx = PolicyContext(
-        request=view,
-        client_ip=runtime.trusted.client_ip(request),
-        correlation_id=cid,
-        environment=runtime.revision.environment,
-        project=route.api.project,
-        api=route.api.name,
-        endpoint=route.endpoint.path if route.endpoint is not None else None,
-        path_params=params,
-        scheme=request.scheme,
-        tls_peer_cert=request.tls_peer_cert,
-    )
-    if note is not None:
-        note.ctx = ctx
 
-    async def fail(status: int, code: str, message: str) -> Response:
-        ctx.error = GatewayError(status, code, message)
-        reply = await pipeline.on_error(ctx)
+    def __init__(
+        self,
+        runtime: Runtime,
+        request: Request,
+        route: Route,
+        params: dict[str, str],
+        cid: str,
+        note: RequestNote | None,
+    ) -> None:
+        self.started = time.monotonic()
+        self.runtime = runtime
+        self.request = request
+        self.route = route
+        self.pipeline = route.pipeline
+        self.cid = cid
+        self.note = note
+        self.upstream: UpstreamResponse | None = None
+        self.query = parse_qsl(request.query, keep_blank_values=True)
+        self.view = RequestView(
+            method=request.method,
+            path=request.path,
+            query=list(self.query),
+            headers=HeaderMap(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers
+            ),
+            read_body=self._read_request_body,
+        )
+        self.ctx = PolicyContext(
+            request=self.view,
+            client_ip=runtime.trusted.client_ip(request),
+            correlation_id=cid,
+            environment=runtime.revision.environment,
+            project=route.api.project,
+            api=route.api.name,
+            endpoint=route.endpoint.path if route.endpoint is not None else None,
+            path_params=params,
+            scheme=request.scheme,
+            tls_peer_cert=request.tls_peer_cert,
+        )
+        if note is not None:
+            note.ctx = self.ctx
+
+    async def run(self, rest: str) -> Response:
+        try:
+            reply = await self.pipeline.on_request(self.ctx)
+        except (BodyTooLarge, RequestTimeout) as exc:
+            return await self._fail(*_error_for(exc))
         if reply is not None:
-            out = _reply_response(reply, cid)
+            return self._answer(reply, _Finish(None, self.ctx, self.pipeline, self.started))
+        self._apply_request_view()
+        try:
+            forward = self._forward_target(rest)
+        except BadTarget as exc:
+            return await self._fail(*_error_for(exc))
+        try:
+            upstream, address = await self._call_backend(forward)
+        except ClientDisconnected:
+            raise
+        except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout, BadTarget) as exc:
+            return await self._fail(*_error_for(exc))
+        if self.note is not None:
+            self.note.backend = address.url
+        if upstream.status == 101 and self.request.upgrade is not None:
+            return self._tunnel(upstream)
+        return await self._respond(upstream, address)
+
+    async def _read_request_body(self) -> bytes:
+        return await self.request.body.read_all(self.runtime.max_body)
+
+    async def _read_response_body(self) -> bytes:
+        assert self.upstream is not None
+        return await self.upstream.read_all(None)
+
+    async def _fail(self, status: int, code: str, message: str) -> Response:
+        ctx = self.ctx
+        ctx.error = GatewayError(status, code, message)
+        reply = await self.pipeline.on_error(ctx)
+        if reply is not None:
+            out = _reply_response(reply, self.cid)
         else:
-            out = error_response(status, code, message, cid)
-        out.on_finish = _Finish(None, ctx, pipeline, started)
+            out = error_response(status, code, message, self.cid)
+        out.on_finish = _Finish(None, ctx, self.pipeline, self.started)
         return out
 
-    try:
-        reply = await pipeline.on_request(ctx)
-    except (BodyTooLarge, RequestTimeout) as exc:
-        return await fail(*_error_for(exc))
-    if reply is not None:
-        response = _reply_response(reply, cid)
-        response.on_finish = _Finish(None, ctx, pipeline, started)
+    def _answer(self, reply: Reply, finish: _Finish) -> Response:
+        """The pipeline's own answer instead of the backend's."""
+        response = _reply_response(reply, self.cid)
+        response.on_finish = finish
         return response
-    # what the policies changed goes to the backend
-    request.headers = [
-        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in view.headers.items()
-    ]
-    if view.path != request.path:
-        try:
+
+    def _apply_request_view(self) -> None:
+        """What the policies changed in the request headers goes to the backend."""
+        self.request.headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.view.headers.items()
+        ]
+
+    def _forward_target(self, rest: str) -> bytes:
+        """The backend's request target, with the policies' path and query rewrites."""
+        request, view = self.request, self.view
+        if view.path != request.path:
             path = canonical_path(view.path).encode("ascii")
-        except BadTarget as exc:
-            return await fail(*_error_for(exc))
-        forward = path + (b"?" + request.query.encode("ascii") if request.query else b"")
-    else:
-        forward = _forward_path(route, request, rest)
-    if view.query != query:
-        base = forward.split(b"?", 1)[0]
-        forward = base + (b"?" + urlencode(view.query).encode("ascii") if view.query else b"")
-    cid_b = cid.encode("ascii")
-    websocket = request.upgrade is not None
-    headers = request_headers(
-        request,
-        trusted=request.client[0] in runtime.trusted,
-        via=runtime.via,
-        correlation_id=cid_b,
-        websocket=websocket,
-    )
-    payload: bytes | Any
-    if view.body_override is not None:
-        payload, length = view.body_override, None
-    else:
-        taken = body.take()
-        payload, length = (taken, None) if taken is not None else (body, body.length)
-    assert route.upstream is not None
-    try:
-        upstream, address = await route.upstream.send(
+            forward = path + (b"?" + request.query.encode("ascii") if request.query else b"")
+        else:
+            forward = _forward_path(self.route, request, rest)
+        if view.query != self.query:
+            base = forward.split(b"?", 1)[0]
+            forward = base + (b"?" + urlencode(view.query).encode("ascii") if view.query else b"")
+        return forward
+
+    async def _call_backend(self, forward: bytes) -> tuple[UpstreamResponse, Address]:
+        request, view, runtime = self.request, self.view, self.runtime
+        headers = request_headers(
+            request,
+            trusted=request.client[0] in runtime.trusted,
+            via=runtime.via,
+            correlation_id=self.cid.encode("ascii"),
+            websocket=request.upgrade is not None,
+        )
+        payload: bytes | Any
+        if view.body_override is not None:
+            payload, length = view.body_override, None
+        else:
+            body = request.body
+            taken = body.take()
+            payload, length = (taken, None) if taken is not None else (body, body.length)
+        assert self.route.upstream is not None
+        upstream, address = await self.route.upstream.send(
             view.method,
             forward,
             headers,
             payload,
             content_length=length,
-            client_ip=ctx.client_ip,
+            client_ip=self.ctx.client_ip,
         )
-    except ClientDisconnected:
-        raise
-    except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout, BadTarget) as exc:
-        return await fail(*_error_for(exc))
-    if note is not None:
-        note.backend = address.url
-    if upstream.status == 101 and websocket:
+        self.upstream = upstream
+        return upstream, address
+
+    def _tunnel(self, upstream: UpstreamResponse) -> Response:
         out = response_headers(
             upstream.headers,
-            via=runtime.via,
+            via=self.runtime.via,
             version=upstream.http_version,
-            correlation_id=cid_b,
+            correlation_id=self.cid.encode("ascii"),
             websocket=True,
         )
         return Response(
-            101, out, tunnel=_Tunnel(upstream), on_finish=_Finish(None, ctx, pipeline, started)
+            101,
+            out,
+            tunnel=_Tunnel(upstream),
+            on_finish=_Finish(None, self.ctx, self.pipeline, self.started),
         )
 
-    async def read_response_body() -> bytes:
-        return await upstream.read_all(None)
-
-    ctx.response = ResponseView(
-        status=upstream.status,
-        headers=HeaderMap((k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.headers),
-        read_body=read_response_body,
-    )
-    try:
-        reply = await pipeline.on_response(ctx)
-    except UpstreamError as exc:
-        upstream.close()
-        return await fail(*_error_for(exc))
-    finish = _Finish(upstream, ctx, pipeline, started, address)
-    if reply is not None:
-        upstream.close()
-        response = _reply_response(reply, cid)
-        response.on_finish = finish
-        return response
-    view_response = ctx.response
-    out = response_headers(
-        [
-            (k.lower().encode("latin-1"), v.encode("latin-1"))
-            for k, v in view_response.headers.items()
-        ],
-        via=runtime.via,
-        version=upstream.http_version,
-        correlation_id=cid_b,
-    )
-    if view_response.body_override is not None:
-        upstream.close()
-        return Response(view_response.status, out, view_response.body_override, on_finish=finish)
-    taken_body = upstream.body.take()
-    if taken_body is not None:
+    async def _respond(self, upstream: UpstreamResponse, address: Address) -> Response:
+        """Runs the response hooks, then answers the client with what they left."""
+        ctx = self.ctx
+        ctx.response = ResponseView(
+            status=upstream.status,
+            headers=HeaderMap(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.headers
+            ),
+            read_body=self._read_response_body,
+        )
+        try:
+            reply = await self.pipeline.on_response(ctx)
+        except UpstreamError as exc:
+            upstream.close()
+            return await self._fail(*_error_for(exc))
+        finish = _Finish(upstream, ctx, self.pipeline, self.started, address)
+        if reply is not None:
+            upstream.close()
+            return self._answer(reply, finish)
+        view = ctx.response
+        out = response_headers(
+            [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in view.headers.items()],
+            via=self.runtime.via,
+            version=upstream.http_version,
+            correlation_id=self.cid.encode("ascii"),
+        )
+        if view.body_override is not None:
+            upstream.close()
+            return Response(view.status, out, view.body_override, on_finish=finish)
+        taken = upstream.body.take()
         return Response(
-            view_response.status,
+            view.status,
             out,
-            taken_body,
+            taken if taken is not None else upstream,
             content_length=upstream.content_length,
             on_finish=finish,
         )
-    return Response(
-        view_response.status,
-        out,
-        upstream,
-        content_length=upstream.content_length,
-        on_finish=finish,
-    )
