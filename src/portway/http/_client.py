@@ -44,6 +44,7 @@ class UpstreamResponse:
         "_conn",
         "body",
         "chunked",
+        "connect_ms",
         "content_length",
         "headers",
         "http_version",
@@ -73,6 +74,8 @@ class UpstreamResponse:
         self.chunked = chunked
         self.keep_alive = keep_alive
         self.upgraded: Body | None = None
+        self.connect_ms = 0.0 if conn._reused else conn.connect_ms
+        """How long opening its connection took; 0 for a kept-alive connection."""
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -141,6 +144,8 @@ class UpstreamProtocol(asyncio.Protocol):
         self._discard = False
         self._in_use = False
         self._reused = False
+        self.connect_ms = 0.0
+        """How long opening this connection took (DNS, TCP and TLS)."""
 
     # -- connection events -----------------------------------------------------------------
 
@@ -551,6 +556,7 @@ class ConnectionPool:
 
     async def _connect(self) -> UpstreamProtocol:
         loop = self._loop
+        began = loop.time()
         addresses = (
             await self._resolve(self.host, self.port)
             if self._resolve is not None
@@ -579,6 +585,7 @@ class ConnectionPool:
                 last = exc
                 continue
             self._all.add(protocol)
+            protocol.connect_ms = round((loop.time() - began) * 1000, 3)
             return protocol
         raise ConnectError(f"cannot connect to {self.host}:{self.port}: {last}") from last
 

@@ -21,29 +21,48 @@ from urllib.parse import urlsplit
 
 
 class TrafficRecord(TypedDict, total=False):
+    """One request; ``portway.worker.traffic_record`` documents what each field means."""
+
     id: str  # correlation id, unique per request
     timestamp: str  # ISO 8601, UTC
     environment: str
+    revision: int
+    worker: str
     project: str
     api: str
     endpoint: str
+    consumer: str
+    credential: str  # a credential id, never the secret
+    # request from the client
     method: str
     path: str
     client_ip: str
     forwarded_for: str
-    consumer: str
-    status: int
-    error: str
+    request_bytes: int
+    # request to the backend
     backend: str
+    backend_path: str
+    backend_request_bytes: int
     retries: int
     failovers: int
-    total_ms: float
-    pipeline_ms: float
+    circuit: str
+    # response from the backend
+    backend_status: int
+    backend_response_bytes: int
+    connect_ms: float
+    first_byte_ms: float
     backend_ms: float
-    request_bytes: int
+    # response to the client
+    status: int
     response_bytes: int
-    worker: str
-    detail: dict[str, Any]  # optional captured headers/params/bodies, secrets masked
+    total_ms: float
+    error: str
+    # the pipeline
+    pipeline_ms: float
+    policies: list[str]
+    denied_by: str
+    shadow: list[dict[str, Any]]  # {policy, would: deny|reply|error, status, code}
+    detail: dict[str, Any]  # captured headers/query/bodies per region, masked in the worker
 
 
 @dataclass(frozen=True, slots=True)

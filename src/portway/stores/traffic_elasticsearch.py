@@ -61,7 +61,7 @@ from portway.stores.traffic import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 _TIME_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _KEYWORDS = (
     "id",
@@ -75,6 +75,10 @@ _KEYWORDS = (
     "worker",
     "client_ip",
     "forwarded_for",
+    "credential",
+    "circuit",
+    "denied_by",
+    "policies",
 )
 
 
@@ -92,13 +96,28 @@ def mappings() -> dict[str, Any]:
         properties[name] = {"type": "keyword", "ignore_above": 1024}
     properties["path"] = {"type": "keyword", "ignore_above": 4096}
     properties["error"] = {"type": "keyword", "ignore_above": 1024}
-    properties["status"] = {"type": "short"}
-    for name in ("retries", "failovers"):
+    properties["backend_path"] = {"type": "keyword", "ignore_above": 4096}
+    for name in ("status", "backend_status"):
+        properties[name] = {"type": "short"}
+    for name in ("retries", "failovers", "revision"):
         properties[name] = {"type": "integer"}
-    for name in ("total_ms", "pipeline_ms", "backend_ms"):
+    for name in ("total_ms", "pipeline_ms", "backend_ms", "connect_ms", "first_byte_ms"):
         properties[name] = {"type": "float"}
-    for name in ("request_bytes", "response_bytes"):
+    for name in (
+        "request_bytes",
+        "response_bytes",
+        "backend_request_bytes",
+        "backend_response_bytes",
+    ):
         properties[name] = {"type": "long"}
+    properties["shadow"] = {
+        "properties": {
+            "policy": {"type": "keyword", "ignore_above": 1024},
+            "would": {"type": "keyword"},
+            "status": {"type": "short"},
+            "code": {"type": "keyword", "ignore_above": 1024},
+        }
+    }
     properties["detail"] = {"type": "object", "enabled": False}
     return {"dynamic": False, "properties": properties}
 

@@ -163,6 +163,7 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
             "counters": counters(),
         }
 
+    handler.worker_id = sync.settings.worker_id
     handler.control = ControlHandler(secret, sync, status, _correlation_id)
     await sync.join()
     sync.start_reporting()

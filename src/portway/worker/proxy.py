@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -48,6 +47,7 @@ from portway.worker.errors import error_response, new_correlation_id
 from portway.worker.headers import incoming_correlation_id, request_headers, response_headers
 from portway.worker.routing import NotAllowed
 from portway.worker.runtime import Route, Runtime
+from portway.worker.traffic_record import RequestNote, traffic_record
 from portway.worker.upstream import Address, NoHealthyUpstream
 
 log = logging.getLogger("portway.worker")
@@ -69,6 +69,8 @@ class GatewayHandler:
         self.control = control
         self.traffic = traffic
         """Called with one record per proxied request once its response is sent (enqueue only)."""
+        self.worker_id = ""
+        """This worker's id in the traffic records."""
         self._retiring: set[asyncio.Task[None]] = set()
 
     @property
@@ -117,7 +119,11 @@ class GatewayHandler:
             cid = incoming_correlation_id(request) or new_correlation_id()
             return error_response(503, "no_configuration", "the worker has no configuration", cid)
         runtime.enter()
-        note = RequestNote(time.time(), time.monotonic()) if self.traffic is not None else None
+        note = (
+            RequestNote(time.time(), time.monotonic(), self.worker_id)
+            if self.traffic is not None
+            else None
+        )
         try:
             response = await _proxy(runtime, request, note)
         except BaseException:
@@ -136,21 +142,6 @@ class GatewayHandler:
 
 
 TrafficLog = Callable[[TrafficRecord], None]
-
-
-class RequestNote:
-    """What the proxy learnt about one request, for its traffic record (only when logging)."""
-
-    __slots__ = ("api", "backend", "ctx", "endpoint", "monotonic", "project", "started")
-
-    def __init__(self, started: float, monotonic: float) -> None:
-        self.started = started
-        self.monotonic = monotonic
-        self.api: str | None = None
-        self.project: str | None = None
-        self.endpoint: str | None = None
-        self.backend: str | None = None
-        self.ctx: PolicyContext | None = None
 
 
 class _Record:
@@ -186,43 +177,6 @@ class _Record:
                 )
             except Exception:
                 log.exception("the traffic log hook failed")
-
-
-def traffic_record(
-    runtime: Runtime, request: Request, note: RequestNote, response: Response, outcome: Outcome
-) -> TrafficRecord:
-    cid = b""
-    for name, value in response.headers:
-        if name.lower() == b"x-correlation-id":
-            cid = value
-            break
-    record: TrafficRecord = {
-        "id": cid.decode("ascii", "replace") or new_correlation_id(),
-        "timestamp": datetime.fromtimestamp(note.started, UTC).isoformat(),
-        "environment": runtime.revision.environment,
-        "method": request.method,
-        "path": request.path,
-        "client_ip": runtime.trusted.client_ip(request),
-        "status": outcome.status,
-        "total_ms": round((time.monotonic() - note.monotonic) * 1000, 3),
-        "response_bytes": outcome.bytes_sent,
-    }
-    if not outcome.completed:
-        record["error"] = "client_disconnected"
-    if note.api is not None:
-        record["api"] = note.api
-        record["project"] = note.project or ""
-    if note.endpoint is not None:
-        record["endpoint"] = note.endpoint
-    if note.backend is not None:
-        record["backend"] = note.backend
-    ctx = note.ctx
-    if ctx is not None:
-        if ctx.consumer:
-            record["consumer"] = ctx.consumer
-        if ctx.error is not None:
-            record["error"] = ctx.error.code
-    return record
 
 
 class _Leave:
@@ -359,14 +313,16 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
     )
     body = request.body
     data = body.take()
+    forward = _forward_path(route, request, match.rest)
     try:
         response, address = await upstream.send(
             request.method,
-            _forward_path(route, request, match.rest),
+            forward,
             headers,
             data if data is not None else body,
             content_length=body.length,
             client_ip=runtime.trusted.client_ip(request),
+            trace=None if note is None else note.send,
         )
     except ClientDisconnected:
         raise
@@ -375,6 +331,8 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
         return error_response(status, code, message, cid)
     if note is not None:
         note.backend = address.url
+        note.backend_target = forward
+        note.upstream = response
     out = response_headers(
         response.headers,
         via=runtime.via,
@@ -485,10 +443,13 @@ class _PipelineCall:
             note.ctx = self.ctx
 
     async def run(self, rest: str) -> Response:
+        began = time.monotonic() if self.note is not None else 0.0
         try:
             reply = await self.pipeline.on_request(self.ctx)
         except (BodyTooLarge, RequestTimeout) as exc:
+            self._spent(began)
             return await self._fail(*_error_for(exc))
+        self._spent(began)
         if reply is not None:
             return self._answer(reply, _Finish(None, self.ctx, self.pipeline, self.started))
         self._apply_request_view()
@@ -504,9 +465,16 @@ class _PipelineCall:
             return await self._fail(*_error_for(exc))
         if self.note is not None:
             self.note.backend = address.url
+            self.note.backend_target = forward
+            self.note.upstream = upstream
         if upstream.status == 101 and self.request.upgrade is not None:
             return self._tunnel(upstream)
         return await self._respond(upstream, address)
+
+    def _spent(self, began: float) -> None:
+        """Adds the time since ``began`` to the pipeline's time (when logging)."""
+        if self.note is not None:
+            self.note.pipeline_s += time.monotonic() - began
 
     async def _read_request_body(self) -> bytes:
         return await self.request.body.read_all(self.runtime.max_body)
@@ -518,7 +486,11 @@ class _PipelineCall:
     async def _fail(self, status: int, code: str, message: str) -> Response:
         ctx = self.ctx
         ctx.error = GatewayError(status, code, message)
-        reply = await self.pipeline.on_error(ctx)
+        began = time.monotonic() if self.note is not None else 0.0
+        try:
+            reply = await self.pipeline.on_error(ctx)
+        finally:
+            self._spent(began)
         if reply is not None:
             out = _reply_response(reply, self.cid)
         else:
@@ -563,6 +535,8 @@ class _PipelineCall:
         payload: bytes | Any
         if view.body_override is not None:
             payload, length = view.body_override, None
+            if self.note is not None:
+                self.note.backend_request_bytes = len(payload)
         else:
             body = request.body
             taken = body.take()
@@ -575,6 +549,7 @@ class _PipelineCall:
             payload,
             content_length=length,
             client_ip=self.ctx.client_ip,
+            trace=None if self.note is None else self.note.send,
         )
         self.upstream = upstream
         return upstream, address
@@ -604,11 +579,14 @@ class _PipelineCall:
             ),
             read_body=self._read_response_body,
         )
+        began = time.monotonic() if self.note is not None else 0.0
         try:
             reply = await self.pipeline.on_response(ctx)
         except UpstreamError as exc:
+            self._spent(began)
             upstream.close()
             return await self._fail(*_error_for(exc))
+        self._spent(began)
         finish = _Finish(upstream, ctx, self.pipeline, self.started, address)
         if reply is not None:
             upstream.close()
