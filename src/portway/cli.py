@@ -64,6 +64,8 @@ def manager_settings(args: argparse.Namespace) -> ManagerSettings:
         "tls_cert": "tls_cert_file",
         "tls_key": "tls_key_file",
         "cluster_ca": "cluster_ca_file",
+        "metrics_port": "metrics_port",
+        "metrics_host": "metrics_host",
     }
     return _platform(args, _given("manager.", args, flags)).manager
 
@@ -97,6 +99,8 @@ def worker_platform(args: argparse.Namespace) -> tuple[PlatformConfig, WorkerCon
         "public_https_port": "public_https_port",
         "trusted_proxy": "trusted_proxies",
         "drain_timeout": "drain_timeout",
+        "metrics_port": "metrics_port",
+        "metrics_host": "metrics_host",
         "tls_cert": "tls.cert_file",
         "tls_key": "tls.key_file",
         "client_ca": "tls.client_ca_file",
@@ -296,6 +300,19 @@ def _worker_listener_arguments(worker: argparse.ArgumentParser) -> None:
         default=None,
         help="seconds in-flight requests get on shutdown (default 30)",
     )
+    _metrics_arguments(worker)
+
+
+def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics on this port, apart from everything else (default: off)",
+    )
+    parser.add_argument(
+        "--metrics-host", default=None, help="address the metrics port binds (default 127.0.0.1)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_platform_flags(manager)
     manager.add_argument("--host", default=None, help="default: 127.0.0.1")
     manager.add_argument("--port", type=int, default=None, help="default: 8080")
+    _metrics_arguments(manager)
     manager.add_argument(
         "--store",
         default=None,

@@ -174,3 +174,12 @@ async def test_a_route_without_policies_is_recorded_too(tmp_path: Path) -> None:
     assert "circuit" not in record  # no breaker configured
     assert "pipeline_ms" not in record
     assert record["request_bytes"] == 0
+
+
+async def test_gateway_errors_are_recorded_with_their_code(tmp_path: Path) -> None:
+    async with running(tmp_path) as setup:
+        assert (await send(setup, "GET", "/nowhere", "cid-404")).status_code == 404
+        missing = await setup.record("cid-404")
+    assert missing["error"] == "not_found"
+    assert missing["status"] == 404
+    assert "api" not in missing

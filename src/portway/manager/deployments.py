@@ -97,6 +97,8 @@ class Deployer:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._cache: OrderedDict[tuple[str, int], EnvironmentRevision] = OrderedDict()
         self._compiled: set[str] = set()
+        self.on_push: list[Callable[[str, list[dict[str, Any]]], None]] = []
+        """Called with the environment and per-worker results after each push (metrics)."""
 
     # revisions ----------------------------------------------------------------------------
     async def revision(self, environment: str, number: int) -> EnvironmentRevision:
@@ -600,7 +602,10 @@ class Deployer:
         for doc in workers:
             view = self.registry.view(doc, number, now)
             jobs.append(one(doc.id, str(doc.data.get("address")), view["state"]))
-        return list(await asyncio.gather(*jobs))
+        results = list(await asyncio.gather(*jobs))
+        for hook in self.on_push:
+            hook(environment, results)
+        return results
 
     async def history(
         self,

@@ -32,14 +32,16 @@ class LoadBalancerPorts(_Strict):
     http: Port = Field(80, description="plain HTTP listener; only redirects to HTTPS")
 
 
-class HttpPort(_Strict):
+class ManagerPorts(_Strict):
     http: Port = Field(8080, description="HTTP port (cluster calls and, for the manager, UI/API)")
+    metrics: Port = Field(9465, description="Prometheus metrics listener")
 
 
 class WorkerPorts(_Strict):
     http: Port = Field(8080, description="the port the manager and the balancer reach")
     https: Port | None = Field(None, description="TLS listener: the balancer reaches this one")
     redirect: Port | None = Field(None, description="plain listener redirecting to HTTPS")
+    metrics: Port = Field(9464, description="Prometheus metrics listener")
 
 
 class MongoPorts(_Strict):
@@ -82,7 +84,7 @@ class ExternalPorts(_Strict):
 class Ports(_Strict):
     load_balancer: LoadBalancerPorts = LoadBalancerPorts()
     worker: WorkerPorts = WorkerPorts()
-    manager: HttpPort = HttpPort()
+    manager: ManagerPorts = ManagerPorts()
     mongodb: MongoPorts = MongoPorts()
     elasticsearch: ElasticsearchPorts = ElasticsearchPorts()
     cache: CachePorts = CachePorts()
@@ -109,6 +111,12 @@ class OptionalFlows(_Strict):
         True, description="monitoring and webhooks from the manager (out-manager-external-https)"
     )
     smtp: bool = Field(True, description="e-mail from the manager (out-manager-smtp)")
+    worker_metrics: bool = Field(
+        False, description="metrics scrapes of the workers (int-monitoring-worker-metrics)"
+    )
+    manager_metrics: bool = Field(
+        False, description="metrics scrapes of the manager (int-monitoring-manager-metrics)"
+    )
 
 
 class KubernetesSettings(_Strict):

@@ -28,6 +28,7 @@ from portway.cluster.transport import plain_http_refusal
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ClusterError, DeploymentError
 from portway.http import Handler, Request, server_tls_context
+from portway.worker import metrics
 from portway.worker.control import ControlHandler
 from portway.worker.errors import new_correlation_id
 from portway.worker.headers import incoming_correlation_id
@@ -164,6 +165,10 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
         }
 
     handler.worker_id = sync.settings.worker_id
+    if settings.metrics_port is not None:
+        metrics.attach(
+            handler, options.environment, stores.services.stats, shipper, process.on_shutdown
+        )
     handler.control = ControlHandler(secret, sync, status, _correlation_id)
     await sync.join()
     sync.start_reporting()

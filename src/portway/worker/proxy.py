@@ -280,15 +280,29 @@ def _forward_path(route: Route, request: Request, rest: str) -> bytes:
     return path
 
 
+def _refuse(
+    note: RequestNote | None,
+    status: int,
+    code: str,
+    message: str,
+    cid: str,
+    headers: Headers | None = None,
+) -> Response:
+    """The gateway's error answer, its code noted for the traffic record."""
+    if note is not None:
+        note.error = code
+    return error_response(status, code, message, cid, headers)
+
+
 async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -> Response:
     cid = incoming_correlation_id(request) or new_correlation_id()
     match = runtime.router.match(request.host, request.method, request.path)
     if match is None:
-        return error_response(404, "not_found", "no API matches this request", cid)
+        return _refuse(note, 404, "not_found", "no API matches this request", cid)
     if isinstance(match, NotAllowed):
         allow = ", ".join(sorted(match.allowed)).encode("ascii")
-        return error_response(
-            405, "method_not_allowed", "method not allowed", cid, [(b"allow", allow)]
+        return _refuse(
+            note, 405, "method_not_allowed", "method not allowed", cid, [(b"allow", allow)]
         )
     route = match.value
     upstream = route.upstream
@@ -297,7 +311,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
         note.project = route.api.project
         note.endpoint = route.endpoint.path if route.endpoint is not None else None
     if route.api.maintenance or upstream is None:
-        return error_response(503, "maintenance", "the API is under maintenance", cid)
+        return _refuse(note, 503, "maintenance", "the API is under maintenance", cid)
     if route.pipeline is not NO_PIPELINE:
         return await _proxy_with_pipeline(
             runtime, request, route, match.params, match.rest, cid, note
@@ -327,8 +341,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
     except ClientDisconnected:
         raise
     except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout, BadTarget) as exc:
-        status, code, message = _error_for(exc)
-        return error_response(status, code, message, cid)
+        return _refuse(note, *_error_for(exc), cid)
     if note is not None:
         note.backend = address.url
         note.backend_target = forward

@@ -1,7 +1,7 @@
 """Serve one fixed revision from a JSON file, without a manager (benchmarks, tests, debugging).
 
     python -m portway.worker.static revision.json --port 8080 --processes 2 [--ready-file F]
-        [--cache URL] [--logs URL] [--spool-dir DIR]
+        [--cache URL] [--logs URL] [--spool-dir DIR] [--metrics-port PORT]
 
 ``--ready-file`` receives ``{"pid": ..., "ports": {"http": ...}}`` once a process listens.
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from portway.config.revision import EnvironmentRevision
 from portway.http import Handler
+from portway.worker import metrics
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import PipelineFactory, compile_runtime, no_pipeline
 from portway.worker.server import Listeners, WorkerProcess, run_worker_server
@@ -40,6 +41,7 @@ async def setup(process: WorkerProcess) -> Handler:
     handler = GatewayHandler()
     pipelines: PipelineFactory = no_pipeline
     cache_url = os.environ.get(_CACHE_ENV)
+    stores = None
     if cache_url:
         stores = await open_worker_stores(
             revision.environment,
@@ -51,6 +53,14 @@ async def setup(process: WorkerProcess) -> Handler:
         pipelines = stores.pipelines
         if stores.shipper is not None:
             handler.traffic = stores.shipper.submit
+    if process.settings.metrics_port is not None:
+        metrics.attach(
+            handler,
+            revision.environment,
+            stores.services.stats if stores else None,
+            stores.shipper if stores else None,
+            process.on_shutdown,
+        )
     runtime = compile_runtime(revision, process.settings, pipelines)
     await runtime.start()
     handler.swap(runtime)
@@ -79,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=None, help="compile policies on this cache URL")
     parser.add_argument("--logs", default=None, help="ship traffic records to this sink URL")
     parser.add_argument("--spool-dir", type=Path, default=None)
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
     args = parser.parse_args(argv)
     os.environ[_REVISION_ENV] = str(args.revision.resolve())
     if args.cache or args.logs:
@@ -90,7 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[_READY_ENV] = args.ready_file
     limits = {"max_body_bytes": args.max_body_bytes} if args.max_body_bytes else {}
     settings = WorkerSettings.model_validate(
-        {"host": args.host, "port": args.port, "processes": args.processes, "limits": limits}
+        {
+            "host": args.host,
+            "port": args.port,
+            "processes": args.processes,
+            "limits": limits,
+            "metrics_port": args.metrics_port,
+        }
     )
     return run_worker_server(setup, settings)
 

@@ -47,6 +47,7 @@ class RequestNote:
         "backend_target",
         "ctx",
         "endpoint",
+        "error",
         "monotonic",
         "pipeline_s",
         "project",
@@ -71,6 +72,8 @@ class RequestNote:
         self.send = SendTrace()
         self.upstream: UpstreamResponse | None = None
         self.pipeline_s = 0.0
+        self.error: str | None = None
+        """The gateway's error code on a route without policies (``ctx.error`` otherwise)."""
 
 
 def _ms(seconds: float) -> float:
@@ -107,6 +110,8 @@ def traffic_record(
     }
     if forwarded:
         record["forwarded_for"] = ", ".join(forwarded)
+    if note.error is not None:
+        record["error"] = note.error
     if not outcome.completed:
         record["error"] = "client_disconnected"
     if note.api is not None:
