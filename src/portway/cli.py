@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from portway.client.cli import register as register_client
+from portway.config import log_format
 from portway.config.manager_settings import ManagerSettings
 from portway.config.platform import PlatformConfig, WorkerConfig
 from portway.config.platform_file import (
@@ -318,6 +319,18 @@ def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portway", description="Portway API management platform")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-level",
+        choices=log_format.LEVELS,
+        default=None,
+        help="least severity logged (default info; PORTWAY_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=log_format.FORMATS,
+        default=None,
+        help="text lines or one JSON object per line (default text; PORTWAY_LOG_FORMAT)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="start manager, worker and demo backend on this machine")
@@ -464,11 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    log_format.configure("debug" if args.verbose else args.log_level, args.log_format)
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

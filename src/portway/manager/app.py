@@ -185,7 +185,7 @@ def run(settings: ManagerSettings) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_config=None,  # uvicorn logs through the root handler: Portway's format and level
         access_log=False,
         server_header=False,
         lifespan="on",

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from portway.config.log_format import CORRELATION_ID
 from portway.http import (
     BodyTooLarge,
     ClientDisconnected,
@@ -296,6 +297,7 @@ def _refuse(
 
 async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -> Response:
     cid = incoming_correlation_id(request) or new_correlation_id()
+    CORRELATION_ID.set(cid)  # in every log line this request causes
     match = runtime.router.match(request.host, request.method, request.path)
     if match is None:
         return _refuse(note, 404, "not_found", "no API matches this request", cid)

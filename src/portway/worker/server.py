@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from portway.config import log_format
 from portway.http import Handler, Server, redirect_to_https, serve, server_tls_context
 from portway.worker import metrics
 from portway.worker.certificates import CertificateReloader
@@ -160,6 +161,7 @@ def _child(setup: Setup, settings_json: str, index: int) -> None:
 
     # a reload request forwarded before the loop installed its handler must not kill us
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    log_format.configure()  # the parent's level and format, exported to its environment
     settings = WorkerSettings.model_validate_json(settings_json)
     uvloop.run(serve_worker(setup, settings, index))
 

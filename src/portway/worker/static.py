@@ -18,6 +18,7 @@ import json
 import os
 from pathlib import Path
 
+from portway.config import log_format
 from portway.config.revision import EnvironmentRevision
 from portway.http import Handler
 from portway.worker import metrics
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spool-dir", type=Path, default=None)
     parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
     args = parser.parse_args(argv)
+    log_format.configure()  # PORTWAY_LOG_LEVEL / PORTWAY_LOG_FORMAT, else info and text
     os.environ[_REVISION_ENV] = str(args.revision.resolve())
     if args.cache or args.logs:
         os.environ[_CACHE_ENV] = args.cache or "local://"
