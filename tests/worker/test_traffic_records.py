@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import httpx
-
-from portway.stores.traffic import SearchQuery, TrafficRecord, TrafficSink, open_traffic_sink
-from portway.worker.services import WorkerStores, open_worker_stores
 from tests.policies.helpers import consumer
 from tests.support.servers import free_port
-from tests.worker.support import Backend, Gateway, api, backends, gateway, revision
+from tests.worker.support import api, backends, revision
+from tests.worker.traffic_support import Setup, logged_gateway, send
 
 KEY = "k-" + "7" * 30
 
@@ -34,61 +28,24 @@ POLICIES = {
 }
 
 
-@dataclass
-class Setup:
-    gw: Gateway
-    stores: WorkerStores
-    sink: TrafficSink
-    backend: Backend
-
-    async def record(self, cid: str) -> TrafficRecord:
-        assert self.stores.shipper is not None
-        assert await self.stores.shipper.flush(10.0)
-        now = datetime.now(UTC)
-        page = await self.sink.search(
-            SearchQuery(
-                start=now - timedelta(minutes=5), end=now + timedelta(minutes=1), correlation_id=cid
-            )
-        )
-        assert len(page.records) == 1, page
-        return page.records[0]
-
-
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path) -> AsyncIterator[Setup]:
-    logs = f"sqlite://{tmp_path / 'traffic.db'}"
-    stores = await open_worker_stores("test", "local://", logs, tmp_path / "spool")
-    assert stores.shipper is not None
-    sink = open_traffic_sink(logs)
-    await sink.open()
     dead = f"http://127.0.0.1:{free_port()}"
-    try:
-        async with backends("live") as (live,):
-            guarded = api(
-                "orders",
-                "/orders",
-                [dead, {"url": live.url, "kind": "failover"}],
-                policies=POLICIES,
-                circuit_breaker={"enabled": True},
-                connection={"retries": 1, "retry_delay": {"initial": 0}},
-            )
-            plain = api("plain", "/plain", [live.url])
-            rev = revision(guarded, plain, number=7).model_copy(
-                update={"consumers": [consumer("shop", api_key=KEY)]}
-            )
-            async with gateway(rev, pipelines=stores.pipelines) as gw:
-                gw.handler.traffic = stores.shipper.submit
-                gw.handler.worker_id = "w-1"
-                yield Setup(gw, stores, sink, live)
-    finally:
-        await stores.close()
-        await sink.close()
-
-
-async def send(setup: Setup, method: str, path: str, cid: str, **kwargs: Any) -> httpx.Response:
-    async with httpx.AsyncClient() as client:
-        headers = {"X-Correlation-ID": cid, **kwargs.pop("headers", {})}
-        return await client.request(method, setup.gw.url + path, headers=headers, **kwargs)
+    async with backends("live") as (live,):
+        guarded = api(
+            "orders",
+            "/orders",
+            [dead, {"url": live.url, "kind": "failover"}],
+            policies=POLICIES,
+            circuit_breaker={"enabled": True},
+            connection={"retries": 1, "retry_delay": {"initial": 0}},
+        )
+        plain = api("plain", "/plain", [live.url])
+        rev = revision(guarded, plain, number=7).model_copy(
+            update={"consumers": [consumer("shop", api_key=KEY)]}
+        )
+        async with logged_gateway(tmp_path, rev, live) as setup:
+            yield setup
 
 
 async def test_a_retried_failed_over_request_is_recorded_region_by_region(tmp_path: Path) -> None:

@@ -312,6 +312,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
         note.api = route.api.name
         note.project = route.api.project
         note.endpoint = route.endpoint.path if route.endpoint is not None else None
+        note.routed(runtime.capture[(route.api.project, route.api.name)], request)
     if route.api.maintenance or upstream is None:
         return _refuse(note, 503, "maintenance", "the API is under maintenance", cid)
     if route.pipeline is not NO_PIPELINE:
@@ -330,6 +331,13 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
     body = request.body
     data = body.take()
     forward = _forward_path(route, request, match.rest)
+    if note is not None:
+        if data is None and note.capture is not None and note.capture.buffers_request:
+            try:
+                data = await body.read_all(runtime.max_body)
+            except (BodyTooLarge, RequestTimeout) as exc:
+                return _refuse(note, *_error_for(exc), cid)
+        note.sent(headers, data)
     try:
         response, address = await upstream.send(
             request.method,
@@ -361,6 +369,8 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
             return error_response(502, "bad_gateway", "unexpected upgrade from backend", cid)
         return Response(101, out, tunnel=_Tunnel(response))
     taken = response.body.take()
+    if note is not None:
+        note.backend_response_body = taken
     if taken is not None:
         return Response(
             response.status, out, taken, content_length=response.content_length, checked=True
@@ -492,11 +502,17 @@ class _PipelineCall:
             self.note.pipeline_s += time.monotonic() - began
 
     async def _read_request_body(self) -> bytes:
-        return await self.request.body.read_all(self.runtime.max_body)
+        data = await self.request.body.read_all(self.runtime.max_body)
+        if self.note is not None:
+            self.note.client_body = data
+        return data
 
     async def _read_response_body(self) -> bytes:
         assert self.upstream is not None
-        return await self.upstream.read_all(None)
+        data = await self.upstream.read_all(None)
+        if self.note is not None:
+            self.note.backend_response_body = data
+        return data
 
     async def _fail(self, status: int, code: str, message: str) -> Response:
         ctx = self.ctx
@@ -548,6 +564,14 @@ class _PipelineCall:
             websocket=request.upgrade is not None,
         )
         payload: bytes | Any
+        note = self.note
+        if (
+            view.body_override is None
+            and note is not None
+            and note.capture is not None
+            and note.capture.buffers_request
+        ):
+            await view.body()  # read whole, to be captured (BodyTooLarge: 413)
         if view.body_override is not None:
             payload, length = view.body_override, None
             if self.note is not None:
@@ -556,6 +580,8 @@ class _PipelineCall:
             body = request.body
             taken = body.take()
             payload, length = (taken, None) if taken is not None else (body, body.length)
+        if self.note is not None:
+            self.note.sent(headers, payload)
         assert self.route.upstream is not None
         upstream, address = await self.route.upstream.send(
             view.method,
@@ -617,6 +643,8 @@ class _PipelineCall:
             upstream.close()
             return Response(view.status, out, view.body_override, on_finish=finish)
         taken = upstream.body.take()
+        if taken is not None and self.note is not None:
+            self.note.backend_response_body = taken
         return Response(
             view.status,
             out,

@@ -15,6 +15,7 @@ from portway.config.models import ApiProxy, Endpoint
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ConfigError, DeploymentError
 from portway.policies.api import NO_PIPELINE, Pipeline
+from portway.worker.capture import CaptureRules
 from portway.worker.dns import DnsCache
 from portway.worker.headers import TrustedProxies
 from portway.worker.health import HealthChecker
@@ -122,6 +123,11 @@ class Runtime:
         self._idle: asyncio.Event | None = None
         self.started = False
         self.closed = False
+        environment = revision.environment
+        self.capture = {
+            (d.api.project, d.api.name): CaptureRules(d.api, environment) for d in revision.apis
+        }
+        """Each API's capture and masking rules for traffic records."""
 
     @property
     def number(self) -> int:
@@ -200,7 +206,10 @@ def compile_runtime(
         return Route(api, endpoint, pipeline, upstream)
 
     router = Router(_mounts(revision, route_for))
-    return Runtime(revision, router, list(upstreams.values()), settings, pools)
+    try:
+        return Runtime(revision, router, list(upstreams.values()), settings, pools)
+    except ValueError as exc:  # a capture masking rule (JSONPath, XPath) that does not compile
+        raise DeploymentError(f"capture rules do not compile: {exc}") from exc
 
 
 def _tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from portway.http import Outcome, Request, Response, UpstreamResponse
+from portway.http import Headers, Outcome, Request, Response, UpstreamResponse
 from portway.policies.api import PolicyContext
 from portway.stores.traffic import TrafficRecord
+from portway.worker.capture import CaptureRules
 from portway.worker.errors import new_correlation_id
 from portway.worker.upstream import SendTrace
 
@@ -43,8 +44,14 @@ class RequestNote:
     __slots__ = (
         "api",
         "backend",
+        "backend_body",
+        "backend_headers",
         "backend_request_bytes",
+        "backend_response_body",
         "backend_target",
+        "capture",
+        "client_body",
+        "client_headers",
         "ctx",
         "endpoint",
         "error",
@@ -72,8 +79,30 @@ class RequestNote:
         self.send = SendTrace()
         self.upstream: UpstreamResponse | None = None
         self.pipeline_s = 0.0
+        self.capture: CaptureRules | None = None
+        """The API's capture rules, once the request is routed."""
+        self.client_headers: Headers | None = None
+        self.client_body: bytes | None = None
+        self.backend_headers: Headers | None = None
+        self.backend_body: bytes | None = None
+        self.backend_response_body: bytes | None = None
         self.error: str | None = None
         """The gateway's error code on a route without policies (``ctx.error`` otherwise)."""
+
+    def routed(self, rules: CaptureRules, request: Request) -> None:
+        self.capture = rules
+        if rules.request.headers or rules.bodies:  # before the policies change them
+            self.client_headers = list(request.headers)
+
+    def sent(self, headers: Headers, payload: object) -> None:
+        """What went to the backend (kept only for the regions the API captures)."""
+        rules = self.capture
+        if rules is not None and (rules.backend_request.headers or rules.bodies):
+            self.backend_headers = headers
+        if isinstance(payload, bytes):
+            self.backend_body = payload
+            if self.client_body is None and self.backend_request_bytes is None:
+                self.client_body = payload
 
 
 def _ms(seconds: float) -> float:
@@ -126,7 +155,8 @@ def traffic_record(
         if send.circuit is not None:
             record["circuit"] = send.circuit
         if note.backend_target is not None:
-            record["backend_path"] = note.backend_target.decode("ascii", "replace")
+            target = note.backend_target.decode("ascii", "replace")
+            record["backend_path"] = target if note.capture is None else note.capture.target(target)
         record["backend_request_bytes"] = (
             request_bytes if note.backend_request_bytes is None else note.backend_request_bytes
         )
@@ -156,4 +186,64 @@ def traffic_record(
             record["denied_by"] = log["denied_by"]
         if log.get("shadow"):
             record["shadow"] = log["shadow"]
+    rules = note.capture
+    if rules is not None:
+        detail = _detail(rules, request, note, response)
+        if detail:
+            record["detail"] = detail
     return record
+
+
+def _content_type(headers: Headers | None) -> str | None:
+    for name, value in headers or ():
+        if name.lower() == b"content-type":
+            return value.decode("latin-1")
+    return None
+
+
+def _detail(
+    rules: CaptureRules, request: Request, note: RequestNote, response: Response
+) -> dict[str, Any]:
+    """The captured regions, masked (``portway.worker.capture``): headers and query first, so
+    the values they mask are masked in every body too."""
+    secrets: set[str] = set()
+    regions: dict[str, dict[str, Any]] = {}
+    bodies: list[tuple[dict[str, Any], bytes | None, str | None]] = []
+    client = note.client_headers
+    upstream = note.upstream
+    sent = note.backend_headers
+    if rules.request.headers or rules.request.body or rules.query:
+        region = regions["request"] = {}
+        if rules.request.headers and client is not None:
+            region["headers"] = rules.headers(client, secrets)
+        if rules.query:
+            region["query"] = rules.query_pairs(request.query, secrets)
+        if rules.request.body:
+            bodies.append((region, note.client_body, _content_type(client or request.headers)))
+    if note.send.started and (rules.backend_request.headers or rules.backend_request.body):
+        region = regions["backend_request"] = {}
+        if rules.backend_request.headers and sent is not None:
+            region["headers"] = rules.headers(sent, secrets)
+        if rules.backend_request.body:
+            bodies.append((region, note.backend_body, _content_type(sent or request.headers)))
+    if upstream is not None and (rules.backend_response.headers or rules.backend_response.body):
+        region = regions["backend_response"] = {}
+        if rules.backend_response.headers:
+            region["headers"] = rules.headers(upstream.headers, secrets)
+        if rules.backend_response.body:
+            bodies.append((region, note.backend_response_body, _content_type(upstream.headers)))
+    if rules.response.headers or rules.response.body:
+        region = regions["response"] = {}
+        if rules.response.headers:
+            region["headers"] = rules.headers(response.headers, secrets)
+        if rules.response.body:
+            body = response.body if isinstance(response.body, bytes) else None
+            bodies.append((region, body, _content_type(response.headers)))
+    if bodies:  # credentials of every region are masked in every body
+        for headers in (client, sent, upstream.headers if upstream else None, response.headers):
+            if headers is not None:
+                rules.headers(headers, secrets)
+        rules.query_pairs(request.query, secrets)
+    for region, data, content_type in bodies:
+        region["body"] = rules.body(data, content_type, secrets)
+    return regions
