@@ -102,6 +102,7 @@ def worker_platform(args: argparse.Namespace) -> tuple[PlatformConfig, WorkerCon
         "drain_timeout": "drain_timeout",
         "metrics_port": "metrics_port",
         "metrics_host": "metrics_host",
+        "tracing_endpoint": "tracing_endpoint",
         "tls_cert": "tls.cert_file",
         "tls_key": "tls.key_file",
         "client_ca": "tls.client_ca_file",
@@ -302,6 +303,12 @@ def _worker_listener_arguments(worker: argparse.ArgumentParser) -> None:
         help="seconds in-flight requests get on shutdown (default 30)",
     )
     _metrics_arguments(worker)
+    worker.add_argument(
+        "--tracing-endpoint",
+        default=None,
+        metavar="URL",
+        help="export OpenTelemetry traces over OTLP/HTTP to this URL (default: off)",
+    )
 
 
 def _metrics_arguments(parser: argparse.ArgumentParser) -> None:

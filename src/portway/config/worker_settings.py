@@ -151,6 +151,14 @@ class WorkerSettings(Model):
     metrics_host: Annotated[str, Field(description="address the metrics listener binds")] = (
         "127.0.0.1"
     )
+    tracing_endpoint: Annotated[
+        str | None,
+        Field(
+            pattern=r"^https?://[^\s/]+(/\S*)?$",
+            max_length=2000,
+            description="OTLP/HTTP traces URL (http://collector:4318/v1/traces); off when unset",
+        ),
+    ] = None
 
     @field_validator("trusted_proxies")
     @classmethod

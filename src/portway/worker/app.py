@@ -38,6 +38,7 @@ from portway.worker.server import WorkerProcess, run_worker_server
 from portway.worker.services import open_worker_stores
 from portway.worker.settings import LimitSettings, TlsSettings, WorkerSettings
 from portway.worker.sync import ConfigSync, ManagerUnreachable, SyncSettings
+from portway.worker.tracing import Tracing
 
 log = logging.getLogger("portway.worker")
 
@@ -169,6 +170,15 @@ async def setup(options: WorkerOptions, secret: bytes, process: WorkerProcess) -
         metrics.attach(
             handler, options.environment, stores.services.stats, shipper, process.on_shutdown
         )
+    if settings.tracing_endpoint is not None:
+        handler.tracing = tracing = Tracing(
+            settings.tracing_endpoint, handler.worker_id, options.environment
+        )
+
+        async def stop_tracing() -> None:
+            await asyncio.to_thread(tracing.close)  # flushes what is left
+
+        process.on_shutdown.append(stop_tracing)
     handler.control = ControlHandler(secret, sync, status, _correlation_id)
     await sync.join()
     sync.start_reporting()

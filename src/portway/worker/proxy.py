@@ -48,6 +48,7 @@ from portway.worker.errors import error_response, new_correlation_id
 from portway.worker.headers import incoming_correlation_id, request_headers, response_headers
 from portway.worker.routing import NotAllowed
 from portway.worker.runtime import Route, Runtime
+from portway.worker.tracing import Tracing
 from portway.worker.traffic_record import RequestNote, traffic_record
 from portway.worker.upstream import Address, NoHealthyUpstream
 
@@ -72,6 +73,8 @@ class GatewayHandler:
         """Called with one record per proxied request once its response is sent (enqueue only)."""
         self.worker_id = ""
         """This worker's id in the traffic records."""
+        self.tracing: Tracing | None = None
+        """OpenTelemetry tracing (``portway.worker.tracing``), when configured."""
         self._retiring: set[asyncio.Task[None]] = set()
 
     @property
@@ -120,11 +123,16 @@ class GatewayHandler:
             cid = incoming_correlation_id(request) or new_correlation_id()
             return error_response(503, "no_configuration", "the worker has no configuration", cid)
         runtime.enter()
+        tracing = self.tracing
         note = (
             RequestNote(time.time(), time.monotonic(), self.worker_id)
-            if self.traffic is not None
+            if self.traffic is not None or tracing is not None
             else None
         )
+        if tracing is not None and note is not None:
+            note.tracing = tracing
+            note.span = tracing.start(request, note.started)
+            note.hooks = []
         try:
             response = await _proxy(runtime, request, note)
         except BaseException:
@@ -135,7 +143,7 @@ class GatewayHandler:
             response.on_finish = _Leave(runtime)
         else:
             response.on_finish = _Chain(finish, runtime)
-        if note is not None and self.traffic is not None:
+        if note is not None:
             response.on_finish = _Record(
                 response.on_finish, self.traffic, runtime, request, note, response
             )
@@ -153,7 +161,7 @@ class _Record:
     def __init__(
         self,
         after: Callable[[Outcome], None],
-        traffic: TrafficLog,
+        traffic: TrafficLog | None,
         runtime: Runtime,
         request: Request,
         note: RequestNote,
@@ -170,12 +178,13 @@ class _Record:
         try:
             self._after(outcome)
         finally:
+            note = self._note
             try:
-                self._traffic(
-                    traffic_record(
-                        self._runtime, self._request, self._note, self._response, outcome
-                    )
-                )
+                record = traffic_record(self._runtime, self._request, note, self._response, outcome)
+                if self._traffic is not None:
+                    self._traffic(record)
+                if note.tracing is not None:
+                    note.tracing.finish(note, dict(record))
             except Exception:
                 log.exception("the traffic log hook failed")
 
@@ -472,9 +481,9 @@ class _PipelineCall:
         try:
             reply = await self.pipeline.on_request(self.ctx)
         except (BodyTooLarge, RequestTimeout) as exc:
-            self._spent(began)
+            self._spent(began, "pipeline.request")
             return await self._fail(*_error_for(exc))
-        self._spent(began)
+        self._spent(began, "pipeline.request")
         if reply is not None:
             return self._answer(reply, _Finish(None, self.ctx, self.pipeline, self.started))
         self._apply_request_view()
@@ -496,10 +505,14 @@ class _PipelineCall:
             return self._tunnel(upstream)
         return await self._respond(upstream, address)
 
-    def _spent(self, began: float) -> None:
-        """Adds the time since ``began`` to the pipeline's time (when logging)."""
-        if self.note is not None:
-            self.note.pipeline_s += time.monotonic() - began
+    def _spent(self, began: float, phase: str) -> None:
+        """Adds the time since ``began`` to the pipeline's time (when logging or tracing)."""
+        note = self.note
+        if note is not None:
+            ended = time.monotonic()
+            note.pipeline_s += ended - began
+            if note.hooks is not None:
+                note.hooks.append((phase, began, ended))
 
     async def _read_request_body(self) -> bytes:
         data = await self.request.body.read_all(self.runtime.max_body)
@@ -521,7 +534,7 @@ class _PipelineCall:
         try:
             reply = await self.pipeline.on_error(ctx)
         finally:
-            self._spent(began)
+            self._spent(began, "pipeline.error")
         if reply is not None:
             out = _reply_response(reply, self.cid)
         else:
@@ -624,10 +637,10 @@ class _PipelineCall:
         try:
             reply = await self.pipeline.on_response(ctx)
         except UpstreamError as exc:
-            self._spent(began)
+            self._spent(began, "pipeline.response")
             upstream.close()
             return await self._fail(*_error_for(exc))
-        self._spent(began)
+        self._spent(began, "pipeline.response")
         finish = _Finish(upstream, ctx, self.pipeline, self.started, address)
         if reply is not None:
             upstream.close()

@@ -35,7 +35,10 @@ from portway.worker.errors import new_correlation_id
 from portway.worker.upstream import SendTrace
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from portway.worker.runtime import Runtime
+    from portway.worker.tracing import Tracing
 
 
 class RequestNote:
@@ -48,6 +51,7 @@ class RequestNote:
         "backend_headers",
         "backend_request_bytes",
         "backend_response_body",
+        "backend_span",
         "backend_target",
         "capture",
         "client_body",
@@ -55,11 +59,14 @@ class RequestNote:
         "ctx",
         "endpoint",
         "error",
+        "hooks",
         "monotonic",
         "pipeline_s",
         "project",
         "send",
+        "span",
         "started",
+        "tracing",
         "upstream",
         "worker",
     )
@@ -87,6 +94,12 @@ class RequestNote:
         self.backend_body: bytes | None = None
         self.backend_response_body: bytes | None = None
         self.error: str | None = None
+        self.tracing: Tracing | None = None
+        self.span: Span | None = None
+        """The request's server span (tracing on)."""
+        self.backend_span: Span | None = None
+        self.hooks: list[tuple[str, float, float]] | None = None
+        """Policy hook phases as (span name, monotonic start, end) when tracing."""
         """The gateway's error code on a route without policies (``ctx.error`` otherwise)."""
 
     def routed(self, rules: CaptureRules, request: Request) -> None:
@@ -99,6 +112,8 @@ class RequestNote:
         rules = self.capture
         if rules is not None and (rules.backend_request.headers or rules.bodies):
             self.backend_headers = headers
+        if self.tracing is not None and self.span is not None:
+            self.backend_span = self.tracing.backend(self.span, headers)
         if isinstance(payload, bytes):
             self.backend_body = payload
             if self.client_body is None and self.backend_request_bytes is None:
