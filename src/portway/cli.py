@@ -15,6 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from portway.client.cli import register as register_client
+from portway.config import log_format
 from portway.config.manager_settings import ManagerSettings
 from portway.config.platform import PlatformConfig, WorkerConfig
 from portway.config.platform_file import (
@@ -71,6 +72,8 @@ def manager_settings(args: argparse.Namespace) -> ManagerSettings:
         "tls_cert": "tls_cert_file",
         "tls_key": "tls_key_file",
         "cluster_ca": "cluster_ca_file",
+        "metrics_port": "metrics_port",
+        "metrics_host": "metrics_host",
     }
     return _platform(args, _given("manager.", args, flags)).manager
 
@@ -104,6 +107,9 @@ def worker_platform(args: argparse.Namespace) -> tuple[PlatformConfig, WorkerCon
         "public_https_port": "public_https_port",
         "trusted_proxy": "trusted_proxies",
         "drain_timeout": "drain_timeout",
+        "metrics_port": "metrics_port",
+        "metrics_host": "metrics_host",
+        "tracing_endpoint": "tracing_endpoint",
         "tls_cert": "tls.cert_file",
         "tls_key": "tls.key_file",
         "client_ca": "tls.client_ca_file",
@@ -280,6 +286,25 @@ def _worker_listener_arguments(worker: argparse.ArgumentParser) -> None:
         default=None,
         help="seconds in-flight requests get on shutdown (default 30)",
     )
+    _metrics_arguments(worker)
+    worker.add_argument(
+        "--tracing-endpoint",
+        default=None,
+        metavar="URL",
+        help="export OpenTelemetry traces over OTLP/HTTP to this URL (default: off)",
+    )
+
+
+def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics on this port, apart from everything else (default: off)",
+    )
+    parser.add_argument(
+        "--metrics-host", default=None, help="address the metrics port binds (default 127.0.0.1)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
         "--version", action="version", version=f"portway {version('portway')}", help="print it"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=log_format.LEVELS,
+        default=None,
+        help="least severity logged (default info; PORTWAY_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=log_format.FORMATS,
+        default=None,
+        help="text lines or one JSON object per line (default text; PORTWAY_LOG_FORMAT)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -308,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_platform_flags(manager)
     manager.add_argument("--host", default=None, help="default: 127.0.0.1")
     manager.add_argument("--port", type=int, default=None, help="default: 8080")
+    _metrics_arguments(manager)
     manager.add_argument(
         "--store",
         default=None,
@@ -447,11 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    log_format.configure("debug" if args.verbose else args.log_level, args.log_format)
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

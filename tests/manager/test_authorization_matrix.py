@@ -97,6 +97,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/environments/{environment}/revisions/{revision}"): "read",
     ("GET", "/api/v1/workers"): "read",
     ("GET", "/api/v1/analytics"): "read",
+    ("GET", "/api/v1/requests"): "read",
     ("GET", "/api/v1/workers/{worker_id}"): "read",
     ("DELETE", "/api/v1/workers/{worker_id}"): "manage_environments",
     ("GET", "/api/v1/audit"): "read_audit",

@@ -27,7 +27,7 @@ PINNED_IDS = (
     "int-manager-mongodb", "int-mongodb-replica", "int-worker-elasticsearch",
     "int-manager-elasticsearch", "int-elasticsearch-cluster", "int-worker-cache",
     "int-manager-cache", "int-cache-cluster", "k8s-kubelet-apiserver", "k8s-kubeproxy-apiserver",
-    "k8s-pod-pod",
+    "k8s-pod-pod", "int-monitoring-worker-metrics", "int-monitoring-manager-metrics",
 )  # fmt: skip
 
 
@@ -74,10 +74,10 @@ def test_port_sets_reject_nonsense() -> None:
         PortSet(numbers=(1,), dynamic=True)
 
 
-def test_standard_installation_switches_ssh_from_internet_off_and_the_rest_on() -> None:
+def test_standard_installation_switches_ssh_from_internet_and_metrics_off_and_the_rest_on() -> None:
     matrix = standard_matrix()
     off = [f.id for f in matrix.flows if not f.enabled]
-    assert off == ["in-lb-ssh"]
+    assert off == ["in-lb-ssh", "int-monitoring-worker-metrics", "int-monitoring-manager-metrics"]
 
 
 def test_changing_a_port_moves_every_flow_that_uses_it() -> None:

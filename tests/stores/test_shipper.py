@@ -20,6 +20,8 @@ from portway.stores.shipper import Shipper, ShipperStats
 from portway.stores.traffic import (
     AnalyticsQuery,
     AnalyticsResult,
+    SearchPage,
+    SearchQuery,
     TrafficRecord,
     TrafficWriter,
     open_traffic_sink,
@@ -74,6 +76,9 @@ class FakeSink:
             raise RejectedRecords(bad)
 
     async def query(self, query: AnalyticsQuery) -> AnalyticsResult:
+        raise NotImplementedError
+
+    async def search(self, query: SearchQuery) -> SearchPage:
         raise NotImplementedError
 
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -32,7 +32,11 @@ def peak_rss(pid: int) -> int:
 
 @contextlib.contextmanager
 def worker_process(
-    tmp_path: Path, rev_json: str, processes: int = 1
+    tmp_path: Path,
+    rev_json: str,
+    processes: int = 1,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], list[dict[str, object]]]]:
     rev_file = tmp_path / "revision.json"
     rev_file.write_text(rev_json)
@@ -50,7 +54,9 @@ def worker_process(
             str(processes),
             "--ready-file",
             str(ready),
+            *extra,
         ],
+        env={**os.environ, **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
     )

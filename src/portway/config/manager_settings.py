@@ -27,6 +27,13 @@ DEFAULT_BACKEND_DENY = (
 class ManagerSettings(Model):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    metrics_port: Annotated[
+        int | None,
+        Field(ge=0, le=65535, description="Prometheus /metrics listener; off when unset"),
+    ] = None
+    metrics_host: Annotated[str, Field(description="address the metrics listener binds")] = (
+        "127.0.0.1"
+    )
     store: Annotated[str, Field(description="config store URL: sqlite:///path or mongodb://")] = (
         "sqlite:///var/portway/manager.db"
     )

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, Strict, field_validator, model_validator
 
 from portway.config.base import Model, Slug
+from portway.config.capture import CaptureSettings
 
 RESERVED_PREFIX = "/_portway"
 HTTP_METHODS = frozenset(
@@ -252,6 +253,10 @@ class ApiProxy(Model):
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     maintenance: Annotated[bool, Field(description="answer 503 without calling backends")] = False
     policies: PolicyLists = PolicyLists()
+    capture: Annotated[
+        CaptureSettings,
+        Field(description="headers, query and bodies kept in traffic records, and their masking"),
+    ] = CaptureSettings()
 
     @field_validator("base_path")
     @classmethod

@@ -164,6 +164,25 @@ class WorkerSettings(Model):
     pool_idle_timeout: Annotated[
         float, Field(gt=0, le=3600, description="seconds an idle upstream connection is kept")
     ] = 50.0
+    metrics_port: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=65535,
+            description="Prometheus /metrics listener, apart from client traffic; off when unset",
+        ),
+    ] = None
+    metrics_host: Annotated[str, Field(description="address the metrics listener binds")] = (
+        "127.0.0.1"
+    )
+    tracing_endpoint: Annotated[
+        str | None,
+        Field(
+            pattern=r"^https?://[^\s/]+(/\S*)?$",
+            max_length=2000,
+            description="OTLP/HTTP traces URL (http://collector:4318/v1/traces); off when unset",
+        ),
+    ] = None
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -178,4 +197,10 @@ class WorkerSettings(Model):
             raise ValueError("at least one of port and https_port is required")
         if self.processes > 1 and not self.reuse_port:
             raise ValueError("processes > 1 needs reuse_port")
+        if self.metrics_port and self.metrics_port in (
+            self.port,
+            self.https_port,
+            self.redirect_port,
+        ):
+            raise ValueError("metrics_port must differ from the client listeners' ports")
         return self

@@ -21,9 +21,9 @@ from portway.matrix.effective import effective_matrix
 from portway.matrix.firewall.kubernetes import COMPONENT, PART_OF, label, network_policies
 from portway.matrix.inventory import inventory_from_mapping
 from portway.matrix.settings import (
-    HttpPort,
     KubernetesSettings,
     LoadBalancerPorts,
+    ManagerPorts,
     MatrixSettings,
     OptionalFlows,
     Ports,
@@ -418,7 +418,7 @@ def render_kubernetes(plan: DeploymentPlan, cluster_secret: str, lab: LabTls | N
         ports=Ports(
             load_balancer=LoadBalancerPorts(https=plan.https_port, http=plan.http_port),
             worker=WorkerPorts(http=WORKER_PORT),
-            manager=HttpPort(http=MANAGER_PORT),
+            manager=ManagerPorts(http=MANAGER_PORT),
         ),
         # pods have no SSH daemon: operators use kubectl through the API server
         optional_flows=OptionalFlows(vpn_ssh=False),

@@ -51,6 +51,11 @@ class Exchange(Protocol):
 
     def abort_exchange(self) -> None: ...
 
+    @property
+    def fresh_connect_ms(self) -> float:
+        """How long opening the connection took when this exchange opened it, else 0."""
+        ...
+
 
 class UpstreamResponse:
     """A response whose headers have arrived; the body streams through ``read``/``async for``."""
@@ -59,6 +64,7 @@ class UpstreamResponse:
         "_conn",
         "body",
         "chunked",
+        "connect_ms",
         "content_length",
         "headers",
         "http_version",
@@ -88,6 +94,8 @@ class UpstreamResponse:
         self.chunked = chunked
         self.keep_alive = keep_alive
         self.upgraded: Body | None = None
+        self.connect_ms = conn.fresh_connect_ms
+        """How long opening its connection took; 0 for a kept-alive connection."""
 
     @property
     def trailers(self) -> Headers:
@@ -161,6 +169,8 @@ class UpstreamProtocol(WriteFlow, asyncio.Protocol):
         self._discard = False
         self._in_use = False
         self._reused = False
+        self.connect_ms = 0.0
+        """How long opening this connection took (DNS, TCP and TLS)."""
 
     # -- connection events -----------------------------------------------------------------
 
@@ -433,6 +443,10 @@ class UpstreamProtocol(WriteFlow, asyncio.Protocol):
         self.close()
         self._finish_exchange()
 
+    @property
+    def fresh_connect_ms(self) -> float:
+        return 0.0 if self._reused else self.connect_ms
+
     def _finish_exchange(self) -> None:
         if not self._in_use:
             return
@@ -607,8 +621,10 @@ class ConnectionPool(Dialer):
         return await self._connect(), False
 
     async def _connect(self) -> UpstreamProtocol:
+        began = self._loop.time()
         protocol = await self._dial(functools.partial(UpstreamProtocol, self))
         self._all.add(protocol)
+        protocol.connect_ms = round((self._loop.time() - began) * 1000, 3)
         return protocol
 
     def _release(self, conn: UpstreamProtocol, reusable: bool) -> None:

@@ -101,6 +101,11 @@ class _Exchange:
         """The caller gave up on the response: reset the stream."""
         self._conn.reset(self.stream_id)
 
+    @property
+    def fresh_connect_ms(self) -> float:
+        """Streams share a multiplexed connection; its opening is not charged to one of them."""
+        return 0.0
+
 
 class _H2ClientProtocol(WriteFlow, asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop, max_streams: int) -> None:

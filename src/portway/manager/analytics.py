@@ -10,7 +10,12 @@ import asyncio
 from dataclasses import asdict
 from typing import Any
 
-from portway.stores.traffic import AnalyticsQuery, TrafficSink, open_traffic_sink
+from portway.stores.traffic import (
+    AnalyticsQuery,
+    SearchQuery,
+    TrafficSink,
+    open_traffic_sink,
+)
 
 
 class Analytics:
@@ -19,12 +24,15 @@ class Analytics:
         self._opened = False
         self._lock = asyncio.Lock()
 
-    async def query(self, query: AnalyticsQuery) -> dict[str, Any]:
+    async def _open(self) -> TrafficSink:
         async with self._lock:
             if not self._opened:
                 await self._sink.open()
                 self._opened = True
-        result = await self._sink.query(query)
+        return self._sink
+
+    async def query(self, query: AnalyticsQuery) -> dict[str, Any]:
+        result = await (await self._open()).query(query)
         out = asdict(result)
         out["by_status"] = {str(k): v for k, v in result.by_status.items()}
         out["top_consumers"] = [{"consumer": c, "count": n} for c, n in result.top_consumers]
@@ -33,6 +41,10 @@ class Analytics:
             for b in result.buckets
         ]
         return out
+
+    async def search(self, query: SearchQuery) -> dict[str, Any]:
+        page = await (await self._open()).search(query)
+        return {"items": page.records, "next_cursor": page.next_cursor}
 
     async def close(self) -> None:
         if self._opened:

@@ -25,11 +25,13 @@ from portway.manager.catalog import Catalog
 from portway.manager.consumers import Consumers
 from portway.manager.context import Services
 from portway.manager.deployments import Deployer
+from portway.manager.metrics import ApiRequestMetrics, ManagerMetrics
 from portway.manager.registry import Liveness, WorkerRegistry
 from portway.manager.sealing import Keyring, SealedStore, load_keyring
 from portway.manager.settings import ManagerSettings
 from portway.manager.worker_client import WorkerClient
 from portway.stores.config_store import ConfigStore, open_config_store
+from portway.worker.metrics import MetricsListener
 
 log = logging.getLogger("portway.manager")
 
@@ -112,6 +114,7 @@ async def probe_workers(services: Services) -> None:
 
 def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> FastAPI:
     keyring: list[Keyring] = []
+    metrics = ManagerMetrics() if settings.metrics_port is not None else None
     config_store = SealedStore(store or open_config_store(settings.store), lambda: keyring[0])
 
     @asynccontextmanager
@@ -125,18 +128,27 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         app.state.services = services
         await _bootstrap(settings, config_store)
         await services.deployer.records.reconcile()
-        prober = (
-            asyncio.create_task(probe_workers(services), name="portway-probes")
-            if settings.effective_probe_interval > 0
-            else None
-        )
+        background = []
+        if settings.effective_probe_interval > 0:
+            background.append(asyncio.create_task(probe_workers(services), name="portway-probes"))
+        listener = None
+        if metrics is not None:
+            services.deployer.on_push.append(metrics.pushed)
+            background.append(asyncio.create_task(metrics.sample_forever(services)))
+            listener = MetricsListener(
+                settings.metrics_host, settings.metrics_port or 0, metrics.registry
+            )
+            app.state.metrics_port = listener.port
+            log.info("metrics on http://%s:%d/metrics", settings.metrics_host, listener.port)
         try:
             yield
         finally:
-            if prober is not None:
-                prober.cancel()
+            if listener is not None:
+                await asyncio.to_thread(listener.close)
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await prober
+                    await task
             await services.client.close()
             await services.analytics.close()
             await config_store.close()
@@ -167,6 +179,10 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
     app.add_middleware(cluster_api.SignedAnswers)
     app.include_router(routes.router)
     app.include_router(cluster_api.router)
+    if metrics is not None:
+        app.add_middleware(
+            ApiRequestMetrics, metrics=metrics, prefix=routes.router.prefix
+        )  # outermost: counts every answer
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> PlainTextResponse:
@@ -181,7 +197,7 @@ def run(settings: ManagerSettings) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_config=None,  # uvicorn logs through the root handler: Portway's format and level
         access_log=False,
         server_header=False,
         lifespan="on",

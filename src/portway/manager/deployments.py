@@ -81,6 +81,8 @@ class Deployer:
         self.publisher = Publisher(registry, client, push_timeout)
         self.compile_check = RevisionCheck()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.on_push: list[Callable[[str, list[dict[str, Any]]], None]] = []
+        """Called with the environment and per-worker results after each push (metrics)."""
 
     # revisions ----------------------------------------------------------------------------
     async def revision(self, environment: str, number: int) -> EnvironmentRevision:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from portway.config.log_format import CORRELATION_ID
 from portway.config.management.common import Problem
 from portway.errors import (
     ConfigError,
@@ -110,10 +111,11 @@ def install(app: FastAPI) -> None:
         incoming = request.headers.get(CORRELATION_HEADER, "")
         ok = 0 < len(incoming) <= 128 and incoming.replace("-", "").isalnum()
         request.state.correlation_id = incoming if ok else uuid.uuid4().hex
+        CORRELATION_ID.set(request.state.correlation_id)  # in every log line of this request
         try:
             response = await call_next(request)
         except Exception:
-            log.exception("unhandled error (correlation id %s)", request.state.correlation_id)
+            log.exception("unhandled error")
             response = problem(
                 request, 500, "internal_error", "internal error; see the manager log"
             )

@@ -78,6 +78,8 @@ class PortRef(enum.Enum):
     BACKEND_HTTPS = "backend_api.https"
     BACKEND_HTTP = "backend_api.http"
     EXTERNAL_HTTPS = "external_services.https"
+    WORKER_METRICS = "worker.metrics"
+    MANAGER_METRICS = "manager.metrics"
 
 
 @dataclass(frozen=True, slots=True)

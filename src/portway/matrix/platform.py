@@ -11,6 +11,7 @@ configured URL or listener:
   with a worker's ``egress_https``; Kubernetes flows with ``kubernetes.enabled``.
 * TLS on the workers: the balancer reaches their HTTPS listener; ``load_balancer.kind: none``
   puts the inbound flows on the workers themselves.
+* Metrics scrapes (monitoring → worker / manager) only with a ``metrics_port``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def _worker_ports(config: PlatformConfig) -> dict[str, Any]:
         ports["https"] = first.tls_port
     if first.tls is not None and first.redirect_port:
         ports["redirect"] = first.redirect_port
+    if first.metrics_port:
+        ports["metrics"] = first.metrics_port
     return ports
 
 
@@ -59,7 +62,10 @@ def matrix_settings_for(config: PlatformConfig) -> MatrixSettings:
             "https": config.load_balancer.https_port,
             "http": config.load_balancer.http_port or 80,
         },
-        "manager": {"http": manager.port},
+        "manager": {
+            "http": manager.port,
+            **({"metrics": manager.metrics_port} if manager.metrics_port else {}),
+        },
         "ssh": {"port": config.network.ssh.port},
         "dns": {"port": config.network.dns_port},
         "kubernetes_api": {"port": config.kubernetes.api_port},
@@ -111,6 +117,8 @@ def matrix_settings_for(config: PlatformConfig) -> MatrixSettings:
             "worker_external_services": any(w.egress_https for w in workers),
             "manager_external_services": manager.webhooks,
             "smtp": manager.smtp is not None,
+            "worker_metrics": any(w.metrics_port is not None for w in workers),
+            "manager_metrics": manager.metrics_port is not None,
         },
         "kubernetes": {
             "enabled": config.kubernetes.enabled,
@@ -136,6 +144,8 @@ def _platform_key(config: PlatformConfig, setting: str) -> str:
     env = next(iter(config.workers), "ENV")
     keys = {
         "ports.manager.http": "manager.port",
+        "ports.manager.metrics": "manager.metrics_port",
+        "ports.worker.metrics": f"workers.{env}.metrics_port",
         "ports.worker.http": f"workers.{env}.port",
         "ports.mongodb.port": "manager.store",
         "ports.elasticsearch.http": "manager.logs",

@@ -29,14 +29,16 @@ class LoadBalancerPorts(FrozenModel):
     http: Port = Field(80, description="plain HTTP listener; only redirects to HTTPS")
 
 
-class HttpPort(FrozenModel):
+class ManagerPorts(FrozenModel):
     http: Port = Field(8080, description="HTTP port (cluster calls and, for the manager, UI/API)")
+    metrics: Port = Field(9465, description="Prometheus metrics listener")
 
 
 class WorkerPorts(FrozenModel):
     http: Port = Field(8080, description="the port the manager and the balancer reach")
     https: Port | None = Field(None, description="TLS listener: the balancer reaches this one")
     redirect: Port | None = Field(None, description="plain listener redirecting to HTTPS")
+    metrics: Port = Field(9464, description="Prometheus metrics listener")
 
 
 class MongoPorts(FrozenModel):
@@ -79,7 +81,7 @@ class ExternalPorts(FrozenModel):
 class Ports(FrozenModel):
     load_balancer: LoadBalancerPorts = LoadBalancerPorts()
     worker: WorkerPorts = WorkerPorts()
-    manager: HttpPort = HttpPort()
+    manager: ManagerPorts = ManagerPorts()
     mongodb: MongoPorts = MongoPorts()
     elasticsearch: ElasticsearchPorts = ElasticsearchPorts()
     cache: CachePorts = CachePorts()
@@ -106,6 +108,12 @@ class OptionalFlows(FrozenModel):
         True, description="monitoring and webhooks from the manager (out-manager-external-https)"
     )
     smtp: bool = Field(True, description="e-mail from the manager (out-manager-smtp)")
+    worker_metrics: bool = Field(
+        False, description="metrics scrapes of the workers (int-monitoring-worker-metrics)"
+    )
+    manager_metrics: bool = Field(
+        False, description="metrics scrapes of the manager (int-monitoring-manager-metrics)"
+    )
 
 
 class KubernetesSettings(FrozenModel):

@@ -48,6 +48,7 @@ COMPONENTS: tuple[Component, ...] = (
         "Integrations, monitoring, webhooks",
     ),
     Component("smtp_server", "SMTP Server", Zone.INTERNET, "Outgoing mail relay"),
+    Component("monitoring", "Monitoring", Zone.LAN, "Prometheus (or another scraper of /metrics)"),
     Component("dns_server", "DNS Server", Zone.INTERNET, "Name resolution"),
     Component("kubelet", "Kubelet", Zone.KUBERNETES, "Node agent"),
     Component("kube_proxy", "Kube-proxy", Zone.KUBERNETES, "Service proxy on each node"),
@@ -65,6 +66,7 @@ TABLES: tuple[Table, ...] = (
     Table("worker_elasticsearch", "Worker ↔ Elasticsearch", "Internal Traffic", "Direction"),
     Table("worker_cache", "Worker ↔ Cache (Hazelcast)", "Internal Traffic", "Direction"),
     Table("kubernetes", "Kubernetes Communication", "Kubernetes", "Direction"),
+    Table("monitoring", "Monitoring → Portway (metrics)", "Internal Traffic", "Direction"),
 )
 
 _IN, _OUT, _INT = Category.INBOUND, Category.OUTBOUND, Category.INTERNAL
@@ -151,6 +153,13 @@ FLOWS: tuple[Flow, ...] = (
          "API access", _INT, "kubernetes", port_ref=PortRef.K8S_API),
     Flow("k8s-pod-pod", "pod", "pod", PortSet.any_port(), TCP_UDP, _T,
          "Pod-to-Pod communication", _INT, "kubernetes", bidirectional=True),
+    # -- metrics scrapes (not in the seed): on when a metrics_port is configured
+    Flow("int-monitoring-worker-metrics", "monitoring", "worker", PortSet.of(9464), TCP, _H,
+         "Prometheus metrics scrape", _INT, "monitoring", required=False,
+         port_ref=PortRef.WORKER_METRICS, toggle="worker_metrics"),
+    Flow("int-monitoring-manager-metrics", "monitoring", "manager", PortSet.of(9465), TCP, _H,
+         "Prometheus metrics scrape", _INT, "monitoring", required=False,
+         port_ref=PortRef.MANAGER_METRICS, toggle="manager_metrics"),
 )  # fmt: skip
 
 #: Flow ids of the standard installation, in catalogue order. Tests pin this list: an id that

@@ -13,14 +13,18 @@ Analytics semantics, identical on every backend:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from portway.stores.traffic import AnalyticsQuery, Bucket, TrafficRecord
+from portway.stores.traffic import AnalyticsQuery, Bucket, SearchQuery, TrafficRecord
 
 MAX_ID_LENGTH = 256
 MAX_BUCKETS = 10_000
+MAX_PAGE = 500
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0))
 
 
@@ -111,3 +115,56 @@ def percentile(ordered: Sequence[float], p: float) -> float:
 
 def top(counts: Mapping[str, int], n: int) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+# --- request search -----------------------------------------------------------------------------
+# Pages are ordered by (timestamp ms, id) descending; a cursor is the (ms, id) of the last record
+# of the previous page, and the next page holds what sorts strictly after it.
+
+
+def encode_cursor(ms: int, rid: str) -> str:
+    raw = json.dumps([ms, rid], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        ms, rid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError("cursor is not one this API issued") from None
+    if isinstance(ms, bool) or not isinstance(ms, int) or not isinstance(rid, str):
+        raise ValueError("cursor is not one this API issued")
+    return ms, rid
+
+
+def check_search(query: SearchQuery) -> tuple[int, int, tuple[int, str] | None]:
+    """``(start_ms, end_ms, after)``, where ``after`` is the decoded cursor."""
+    start, end = epoch_ms(query.start), epoch_ms(query.end)
+    if end <= start:
+        raise ValueError("query end must be after its start")
+    if not 1 <= query.limit <= MAX_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+    if query.min_total_ms is not None and not math.isfinite(query.min_total_ms):
+        raise ValueError("min_total_ms must be a finite number")
+    return start, end, None if query.cursor is None else decode_cursor(query.cursor)
+
+
+def search_terms(query: SearchQuery) -> list[tuple[str, str]]:
+    """The equality filters of a search that are set, as ``(field, value)``."""
+    pairs = (
+        ("id", query.correlation_id),
+        ("environment", query.environment),
+        ("api", query.api),
+        ("consumer", query.consumer),
+    )
+    return [(name, value) for name, value in pairs if value is not None]
+
+
+def page_of(
+    rows: Sequence[tuple[int, str, TrafficRecord]], limit: int
+) -> tuple[list[TrafficRecord], str | None]:
+    """The records of a page fetched with ``limit + 1`` rows and the cursor of the next one."""
+    if len(rows) <= limit:
+        return [r for _, _, r in rows], None
+    ms, rid, _ = rows[limit - 1]
+    return [r for _, _, r in rows[:limit]], encode_cursor(ms, rid)

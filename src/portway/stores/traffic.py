@@ -21,29 +21,48 @@ from urllib.parse import urlsplit
 
 
 class TrafficRecord(TypedDict, total=False):
+    """One request; ``portway.worker.traffic_record`` documents what each field means."""
+
     id: str  # correlation id, unique per request
     timestamp: str  # ISO 8601, UTC
     environment: str
+    revision: int
+    worker: str
     project: str
     api: str
     endpoint: str
+    consumer: str
+    credential: str  # a credential id, never the secret
+    # request from the client
     method: str
     path: str
     client_ip: str
     forwarded_for: str
-    consumer: str
-    status: int
-    error: str
+    request_bytes: int
+    # request to the backend
     backend: str
+    backend_path: str
+    backend_request_bytes: int
     retries: int
     failovers: int
-    total_ms: float
-    pipeline_ms: float
+    circuit: str
+    # response from the backend
+    backend_status: int
+    backend_response_bytes: int
+    connect_ms: float
+    first_byte_ms: float
     backend_ms: float
-    request_bytes: int
+    # response to the client
+    status: int
     response_bytes: int
-    worker: str
-    detail: dict[str, Any]  # optional captured headers/params/bodies, secrets masked
+    total_ms: float
+    error: str
+    # the pipeline
+    pipeline_ms: float
+    policies: list[str]
+    denied_by: str
+    shadow: list[dict[str, Any]]  # {policy, would: deny|reply|error, status, code}
+    detail: dict[str, Any]  # captured headers/query/bodies per region, masked in the worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +74,30 @@ class AnalyticsQuery:
     api: str | None = None
     consumer: str | None = None
     top_n: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """Find individual requests, newest first. ``status_min``/``status_max`` are inclusive;
+    ``cursor`` is the ``next_cursor`` of the previous page (opaque)."""
+
+    start: datetime
+    end: datetime
+    correlation_id: str | None = None
+    environment: str | None = None
+    api: str | None = None
+    consumer: str | None = None
+    status_min: int | None = None
+    status_max: int | None = None
+    min_total_ms: float | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    records: list[TrafficRecord]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +137,9 @@ class TrafficSink(Protocol):
         """Store a batch; idempotent by ``id``; raises ``StoreUnavailable`` when unreachable."""
 
     async def query(self, query: AnalyticsQuery) -> AnalyticsResult: ...
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        """Records matching every given filter, ordered by (timestamp, id) descending."""
 
 
 def open_traffic_sink(url: str) -> TrafficSink:

@@ -42,16 +42,26 @@ from portway.errors import RejectedRecords, StoreError, StoreUnavailable
 from portway.stores._traffic_common import (
     PERCENTILES,
     check_query,
+    check_search,
     fill_buckets,
+    from_ms,
+    page_of,
+    search_terms,
     split_records,
     top,
 )
-from portway.stores.traffic import AnalyticsQuery, AnalyticsResult, TrafficRecord
+from portway.stores.traffic import (
+    AnalyticsQuery,
+    AnalyticsResult,
+    SearchPage,
+    SearchQuery,
+    TrafficRecord,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 _TIME_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _KEYWORDS = (
     "id",
@@ -65,6 +75,10 @@ _KEYWORDS = (
     "worker",
     "client_ip",
     "forwarded_for",
+    "credential",
+    "circuit",
+    "denied_by",
+    "policies",
 )
 
 
@@ -82,13 +96,28 @@ def mappings() -> dict[str, Any]:
         properties[name] = {"type": "keyword", "ignore_above": 1024}
     properties["path"] = {"type": "keyword", "ignore_above": 4096}
     properties["error"] = {"type": "keyword", "ignore_above": 1024}
-    properties["status"] = {"type": "short"}
-    for name in ("retries", "failovers"):
+    properties["backend_path"] = {"type": "keyword", "ignore_above": 4096}
+    for name in ("status", "backend_status"):
+        properties[name] = {"type": "short"}
+    for name in ("retries", "failovers", "revision"):
         properties[name] = {"type": "integer"}
-    for name in ("total_ms", "pipeline_ms", "backend_ms"):
+    for name in ("total_ms", "pipeline_ms", "backend_ms", "connect_ms", "first_byte_ms"):
         properties[name] = {"type": "float"}
-    for name in ("request_bytes", "response_bytes"):
+    for name in (
+        "request_bytes",
+        "response_bytes",
+        "backend_request_bytes",
+        "backend_response_bytes",
+    ):
         properties[name] = {"type": "long"}
+    properties["shadow"] = {
+        "properties": {
+            "policy": {"type": "keyword", "ignore_above": 1024},
+            "would": {"type": "keyword"},
+            "status": {"type": "short"},
+            "code": {"type": "keyword", "ignore_above": 1024},
+        }
+    }
     properties["detail"] = {"type": "object", "enabled": False}
     return {"dynamic": False, "properties": properties}
 
@@ -314,7 +343,7 @@ class ElasticsearchTrafficSink:
         valid, rejected = split_records(records)
         operations: list[dict[str, Any]] = []
         for rid, ms, record in valid:
-            doc: dict[str, Any] = {k: v for k, v in record.items() if k != "timestamp"}
+            doc: dict[str, Any] = dict(record)  # ``timestamp`` kept as written, not indexed
             doc["@timestamp"] = ms
             operations.append({"create": {"_index": self.stream, "_id": rid}})
             operations.append(doc)
@@ -415,3 +444,43 @@ class ElasticsearchTrafficSink:
                 },
             ),
         )
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        start, end, after = check_search(query)
+        filters: list[dict[str, Any]] = [
+            {"range": {"@timestamp": {"gte": start, "lt": end, "format": "epoch_millis"}}}
+        ]
+        filters += [{"term": {name: value}} for name, value in search_terms(query)]
+        status: dict[str, int] = {}
+        if query.status_min is not None:
+            status["gte"] = query.status_min
+        if query.status_max is not None:
+            status["lte"] = query.status_max
+        if status:
+            filters.append({"range": {"status": status}})
+        if query.min_total_ms is not None:
+            filters.append({"range": {"total_ms": {"gt": query.min_total_ms}}})
+        extra: dict[str, Any] = {}
+        if after is not None:
+            extra["search_after"] = [after[0], after[1]]
+        response = await self._call(
+            self._client().search(
+                index=self.stream,
+                size=query.limit + 1,
+                query={"bool": {"filter": filters}},
+                sort=[{"@timestamp": "desc"}, {"id": "desc"}],
+                track_total_hits=False,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+                **extra,
+            )
+        )
+        rows: list[tuple[int, str, TrafficRecord]] = []
+        for hit in response["hits"]["hits"]:
+            ms, rid = int(hit["sort"][0]), str(hit["sort"][1])
+            source: dict[str, Any] = hit["_source"]
+            stamp = source.pop("@timestamp", ms)
+            source.setdefault("timestamp", from_ms(int(stamp)).isoformat())
+            rows.append((ms, rid, source))  # type: ignore[arg-type]  # written as TrafficRecord
+        records, cursor = page_of(rows, query.limit)
+        return SearchPage(records, cursor)

@@ -22,12 +22,21 @@ from portway.stores._sqlite import connect_wal, mapped_errors
 from portway.stores._traffic_common import (
     PERCENTILES,
     check_query,
+    check_search,
     fill_buckets,
+    page_of,
     percentile,
+    search_terms,
     split_records,
     top,
 )
-from portway.stores.traffic import AnalyticsQuery, AnalyticsResult, TrafficRecord
+from portway.stores.traffic import (
+    AnalyticsQuery,
+    AnalyticsResult,
+    SearchPage,
+    SearchQuery,
+    TrafficRecord,
+)
 
 T = TypeVar("T")
 
@@ -43,6 +52,7 @@ CREATE TABLE IF NOT EXISTS traffic (
     record TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS traffic_ts ON traffic (ts);
+CREATE INDEX IF NOT EXISTS traffic_ts_id ON traffic (ts DESC, id DESC);
 """
 _PURGE_EVERY = 3600.0
 
@@ -173,3 +183,31 @@ class SqliteTrafficSink:
             )
 
         return await self._run(fn)
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        start, end, after = check_search(query)
+        where = "ts >= ? AND ts < ?"
+        args: list[Any] = [start, end]
+        clauses: list[tuple[str, object]] = [(f"{name} = ?", v) for name, v in search_terms(query)]
+        clauses += [
+            ("status >= ?", query.status_min),
+            ("status <= ?", query.status_max),
+            ("total_ms > ?", query.min_total_ms),
+        ]
+        for clause, value in clauses:
+            if value is not None:
+                where += f" AND {clause}"
+                args.append(value)
+        if after is not None:
+            where += " AND (ts < ? OR (ts = ? AND id < ?))"
+            args.extend((after[0], after[0], after[1]))
+        # Only our own clauses are formatted in; values are bound.
+        sql = "SELECT ts, id, record FROM traffic WHERE {where} ORDER BY ts DESC, id DESC LIMIT ?"
+        sql = sql.format(where=where)
+        args.append(query.limit + 1)
+
+        def fn(conn: sqlite3.Connection) -> list[tuple[int, str, TrafficRecord]]:
+            return [(ts, rid, json.loads(text)) for ts, rid, text in conn.execute(sql, args)]
+
+        records, cursor = page_of(await self._run(fn), query.limit)
+        return SearchPage(records, cursor)

@@ -25,6 +25,7 @@ from portway.config.platform import WorkerConfig
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ClusterError, DeploymentError
 from portway.http import Handler, Request, server_tls_context
+from portway.worker import metrics
 from portway.worker.control import ControlHandler
 from portway.worker.errors import new_correlation_id
 from portway.worker.headers import incoming_correlation_id
@@ -33,6 +34,7 @@ from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
 from portway.worker.server import WorkerProcess, run_worker_server
 from portway.worker.sync import ConfigSync, ManagerUnreachable, SyncSettings
+from portway.worker.tracing import Tracing
 
 log = logging.getLogger("portway.worker")
 
@@ -124,6 +126,18 @@ async def setup(
             "counters": counters(),
         }
 
+    handler.worker_id = sync.settings.worker_id
+    if settings.metrics_port is not None:
+        metrics.attach(handler, environment, stores.services.stats, shipper, process.on_shutdown)
+    if settings.tracing_endpoint is not None:
+        handler.tracing = tracing = Tracing(
+            settings.tracing_endpoint, handler.worker_id, environment
+        )
+
+        async def stop_tracing() -> None:
+            await asyncio.to_thread(tracing.close)  # flushes what is left
+
+        process.on_shutdown.append(stop_tracing)
     handler.control = ControlHandler(secret, sync, status, _correlation_id)
     await sync.join()
     sync.start_reporting()

@@ -12,11 +12,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from portway.compile.routing import NotAllowed
+from portway.config.log_format import CORRELATION_ID
 from portway.http import (
     BodyTooLarge,
     ClientDisconnected,
@@ -49,6 +49,8 @@ from portway.worker.errors import error_response, new_correlation_id
 from portway.worker.grpc import GrpcAware, is_grpc
 from portway.worker.headers import incoming_correlation_id, request_headers, response_headers
 from portway.worker.runtime import Route, Runtime
+from portway.worker.tracing import Tracing
+from portway.worker.traffic_record import RequestNote, traffic_record
 from portway.worker.upstream import Address, NoHealthyUpstream
 
 log = logging.getLogger("portway.worker")
@@ -70,6 +72,10 @@ class GatewayHandler:
         self.control = control
         self.traffic = traffic
         """Called with one record per proxied request once its response is sent (enqueue only)."""
+        self.worker_id = ""
+        """This worker's id in the traffic records."""
+        self.tracing: Tracing | None = None
+        """OpenTelemetry tracing (``portway.worker.tracing``), when configured."""
         self._retiring: set[asyncio.Task[None]] = set()
         self._grpc = GrpcAware(self._serve)
 
@@ -124,7 +130,16 @@ class GatewayHandler:
             cid = incoming_correlation_id(request) or new_correlation_id()
             return error_response(503, "no_configuration", "the worker has no configuration", cid)
         runtime.enter()
-        note = RequestNote(time.time(), time.monotonic()) if self.traffic is not None else None
+        tracing = self.tracing
+        note = (
+            RequestNote(time.time(), time.monotonic(), self.worker_id)
+            if self.traffic is not None or tracing is not None
+            else None
+        )
+        if tracing is not None and note is not None:
+            note.tracing = tracing
+            note.span = tracing.start(request, note.started)
+            note.hooks = []
         try:
             response = await _proxy(runtime, request, note)
         except BaseException:
@@ -135,7 +150,7 @@ class GatewayHandler:
             response.on_finish = _Leave(runtime)
         else:
             response.on_finish = _Chain(finish, runtime)
-        if note is not None and self.traffic is not None:
+        if note is not None:
             response.on_finish = _Record(
                 response.on_finish, self.traffic, runtime, request, note, response
             )
@@ -143,21 +158,6 @@ class GatewayHandler:
 
 
 TrafficLog = Callable[[TrafficRecord], None]
-
-
-class RequestNote:
-    """What the proxy learnt about one request, for its traffic record (only when logging)."""
-
-    __slots__ = ("api", "backend", "ctx", "endpoint", "monotonic", "project", "started")
-
-    def __init__(self, started: float, monotonic: float) -> None:
-        self.started = started
-        self.monotonic = monotonic
-        self.api: str | None = None
-        self.project: str | None = None
-        self.endpoint: str | None = None
-        self.backend: str | None = None
-        self.ctx: PolicyContext | None = None
 
 
 class _Record:
@@ -168,7 +168,7 @@ class _Record:
     def __init__(
         self,
         after: Callable[[Outcome], None],
-        traffic: TrafficLog,
+        traffic: TrafficLog | None,
         runtime: Runtime,
         request: Request,
         note: RequestNote,
@@ -185,51 +185,15 @@ class _Record:
         try:
             self._after(outcome)
         finally:
+            note = self._note
             try:
-                self._traffic(
-                    traffic_record(
-                        self._runtime, self._request, self._note, self._response, outcome
-                    )
-                )
+                record = traffic_record(self._runtime, self._request, note, self._response, outcome)
+                if self._traffic is not None:
+                    self._traffic(record)
+                if note.tracing is not None:
+                    note.tracing.finish(note, dict(record))
             except Exception:
                 log.exception("the traffic log hook failed")
-
-
-def traffic_record(
-    runtime: Runtime, request: Request, note: RequestNote, response: Response, outcome: Outcome
-) -> TrafficRecord:
-    cid = b""
-    for name, value in response.headers:
-        if name.lower() == b"x-correlation-id":
-            cid = value
-            break
-    record: TrafficRecord = {
-        "id": cid.decode("ascii", "replace") or new_correlation_id(),
-        "timestamp": datetime.fromtimestamp(note.started, UTC).isoformat(),
-        "environment": runtime.revision.environment,
-        "method": request.method,
-        "path": request.path,
-        "client_ip": runtime.trusted.client_ip(request),
-        "status": outcome.status,
-        "total_ms": round((time.monotonic() - note.monotonic) * 1000, 3),
-        "response_bytes": outcome.bytes_sent,
-    }
-    if not outcome.completed:
-        record["error"] = "client_disconnected"
-    if note.api is not None:
-        record["api"] = note.api
-        record["project"] = note.project or ""
-    if note.endpoint is not None:
-        record["endpoint"] = note.endpoint
-    if note.backend is not None:
-        record["backend"] = note.backend
-    ctx = note.ctx
-    if ctx is not None:
-        if ctx.consumer:
-            record["consumer"] = ctx.consumer
-        if ctx.error is not None:
-            record["error"] = ctx.error.code
-    return record
 
 
 class _Leave:
@@ -333,15 +297,30 @@ def _forward_path(route: Route, request: Request, rest: str) -> bytes:
     return path
 
 
+def _refuse(
+    note: RequestNote | None,
+    status: int,
+    code: str,
+    message: str,
+    cid: str,
+    headers: Headers | None = None,
+) -> Response:
+    """The gateway's error answer, its code noted for the traffic record."""
+    if note is not None:
+        note.error = code
+    return error_response(status, code, message, cid, headers)
+
+
 async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -> Response:
     cid = incoming_correlation_id(request) or new_correlation_id()
+    CORRELATION_ID.set(cid)  # in every log line this request causes
     match = runtime.router.match(request.host, request.method, request.path)
     if match is None:
-        return error_response(404, "not_found", "no API matches this request", cid)
+        return _refuse(note, 404, "not_found", "no API matches this request", cid)
     if isinstance(match, NotAllowed):
         allow = ", ".join(sorted(match.allowed)).encode("ascii")
-        return error_response(
-            405, "method_not_allowed", "method not allowed", cid, [(b"allow", allow)]
+        return _refuse(
+            note, 405, "method_not_allowed", "method not allowed", cid, [(b"allow", allow)]
         )
     route = match.value
     upstream = route.upstream
@@ -349,8 +328,9 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
         note.api = route.api.name
         note.project = route.api.project
         note.endpoint = route.endpoint.path if route.endpoint is not None else None
+        note.routed(runtime.capture[(route.api.project, route.api.name)], request)
     if route.api.maintenance or upstream is None:
-        return error_response(503, "maintenance", "the API is under maintenance", cid)
+        return _refuse(note, 503, "maintenance", "the API is under maintenance", cid)
     if route.pipeline is not NO_PIPELINE:
         return await _proxy_with_pipeline(
             runtime, request, route, match.params, match.rest, cid, note
@@ -366,22 +346,32 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
     )
     body = request.body
     data = body.take()
+    forward = _forward_path(route, request, match.rest)
+    if note is not None:
+        if data is None and note.capture is not None and note.capture.buffers_request:
+            try:
+                data = await body.read_all(runtime.max_body)
+            except (BodyTooLarge, RequestTimeout) as exc:
+                return _refuse(note, *_error_for(exc), cid)
+        note.sent(headers, data)
     try:
         response, address = await upstream.send(
             request.method,
-            _forward_path(route, request, match.rest),
+            forward,
             headers,
             data if data is not None else body,
             content_length=body.length,
             client_ip=runtime.trusted.client_ip(request),
+            trace=None if note is None else note.send,
         )
     except ClientDisconnected:
         raise
     except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout, BadTarget) as exc:
-        status, code, message = _error_for(exc)
-        return error_response(status, code, message, cid)
+        return _refuse(note, *_error_for(exc), cid)
     if note is not None:
         note.backend = address.url
+        note.backend_target = forward
+        note.upstream = response
     out = response_headers(
         response.headers,
         via=runtime.via,
@@ -395,6 +385,8 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
             return error_response(502, "bad_gateway", "unexpected upgrade from backend", cid)
         return Response(101, out, tunnel=_Tunnel(response))
     taken = response.body.take()
+    if note is not None:
+        note.backend_response_body = taken
     if taken is not None:
         return Response(
             response.status, out, taken, content_length=response.content_length, checked=True
@@ -493,10 +485,13 @@ class _PipelineCall:
             note.ctx = self.ctx
 
     async def run(self, rest: str) -> Response:
+        began = time.monotonic() if self.note is not None else 0.0
         try:
             reply = await self.pipeline.on_request(self.ctx)
         except (BodyTooLarge, RequestTimeout) as exc:
+            self._spent(began, "pipeline.request")
             return await self._fail(*_error_for(exc))
+        self._spent(began, "pipeline.request")
         if reply is not None:
             return self._answer(reply, _Finish(None, self.ctx, self.pipeline, self.started))
         self._apply_request_view()
@@ -512,21 +507,42 @@ class _PipelineCall:
             return await self._fail(*_error_for(exc))
         if self.note is not None:
             self.note.backend = address.url
+            self.note.backend_target = forward
+            self.note.upstream = upstream
         if upstream.status == 101 and self.request.upgrade is not None:
             return self._tunnel(upstream)
         return await self._respond(upstream, address)
 
+    def _spent(self, began: float, phase: str) -> None:
+        """Adds the time since ``began`` to the pipeline's time (when logging or tracing)."""
+        note = self.note
+        if note is not None:
+            ended = time.monotonic()
+            note.pipeline_s += ended - began
+            if note.hooks is not None:
+                note.hooks.append((phase, began, ended))
+
     async def _read_request_body(self) -> bytes:
-        return await self.request.body.read_all(self.runtime.max_body)
+        data = await self.request.body.read_all(self.runtime.max_body)
+        if self.note is not None:
+            self.note.client_body = data
+        return data
 
     async def _read_response_body(self) -> bytes:
         assert self.upstream is not None
-        return await self.upstream.read_all(None)
+        data = await self.upstream.read_all(None)
+        if self.note is not None:
+            self.note.backend_response_body = data
+        return data
 
     async def _fail(self, status: int, code: str, message: str) -> Response:
         ctx = self.ctx
         ctx.error = GatewayError(status, code, message)
-        reply = await self.pipeline.on_error(ctx)
+        began = time.monotonic() if self.note is not None else 0.0
+        try:
+            reply = await self.pipeline.on_error(ctx)
+        finally:
+            self._spent(began, "pipeline.error")
         if reply is not None:
             out = _reply_response(reply, self.cid)
         else:
@@ -569,12 +585,24 @@ class _PipelineCall:
             websocket=request.upgrade is not None,
         )
         payload: bytes | Any
+        note = self.note
+        if (
+            view.body_override is None
+            and note is not None
+            and note.capture is not None
+            and note.capture.buffers_request
+        ):
+            await view.body()  # read whole, to be captured (BodyTooLarge: 413)
         if view.body_override is not None:
             payload, length = view.body_override, None
+            if self.note is not None:
+                self.note.backend_request_bytes = len(payload)
         else:
             body = request.body
             taken = body.take()
             payload, length = (taken, None) if taken is not None else (body, body.length)
+        if self.note is not None:
+            self.note.sent(headers, payload)
         assert self.route.upstream is not None
         upstream, address = await self.route.upstream.send(
             view.method,
@@ -583,6 +611,7 @@ class _PipelineCall:
             payload,
             content_length=length,
             client_ip=self.ctx.client_ip,
+            trace=None if self.note is None else self.note.send,
         )
         self.upstream = upstream
         return upstream, address
@@ -612,11 +641,14 @@ class _PipelineCall:
             ),
             read_body=self._read_response_body,
         )
+        began = time.monotonic() if self.note is not None else 0.0
         try:
             reply = await self.pipeline.on_response(ctx)
         except UpstreamError as exc:
+            self._spent(began, "pipeline.response")
             upstream.close()
             return await self._fail(*_error_for(exc))
+        self._spent(began, "pipeline.response")
         finish = _Finish(upstream, ctx, self.pipeline, self.started, address)
         if reply is not None:
             upstream.close()
@@ -632,6 +664,8 @@ class _PipelineCall:
             upstream.close()
             return Response(view.status, out, view.body_override, on_finish=finish)
         taken = upstream.body.take()
+        if taken is not None and self.note is not None:
+            self.note.backend_response_body = taken
         return Response(
             view.status,
             out,

@@ -15,6 +15,8 @@ from portway.compile.routing import Router
 from portway.config.backend_tls import backend_tls_context
 from portway.config.models import ApiProxy
 from portway.config.revision import EnvironmentRevision
+from portway.errors import DeploymentError
+from portway.worker.capture import CaptureRules
 from portway.worker.dns import DnsCache
 from portway.worker.headers import TrustedProxies
 from portway.worker.health import HealthChecker
@@ -49,6 +51,11 @@ class Runtime:
         self._idle: asyncio.Event | None = None
         self.started = False
         self.closed = False
+        environment = revision.environment
+        self.capture = {
+            (d.api.project, d.api.name): CaptureRules(d.api, environment) for d in revision.apis
+        }
+        """Each API's capture and masking rules for traffic records."""
 
     @property
     def number(self) -> int:
@@ -112,7 +119,10 @@ def compile_runtime(
         return upstreams[-1]
 
     router = compile_routes(revision, pipeline_factory, upstream_for)
-    return Runtime(revision, router, upstreams, settings, pools)
+    try:
+        return Runtime(revision, router, upstreams, settings, pools)
+    except ValueError as exc:  # a capture masking rule (JSONPath, XPath) that does not compile
+        raise DeploymentError(f"capture rules do not compile: {exc}") from exc
 
 
 def _tls_context(verify: bool, ca_file: str | None, http2: bool) -> ssl.SSLContext:

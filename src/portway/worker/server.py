@@ -16,7 +16,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from portway.config import log_format
 from portway.http import Handler, Server, redirect_to_https, serve, server_tls_context
+from portway.worker import metrics
 from portway.worker.certificates import CertificateReloader
 from portway.worker.errors import render_protocol_error
 from portway.worker.settings import WorkerSettings, h2_limits, server_limits
@@ -168,6 +170,7 @@ def _child(setup: Setup, settings_json: str, index: int) -> None:
 
     # a reload request forwarded before the loop installed its handler must not kill us
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    log_format.configure()  # the parent's level and format, exported to its environment
     settings = WorkerSettings.model_validate_json(settings_json)
     uvloop.run(serve_worker(setup, settings, index))
 
@@ -191,7 +194,26 @@ def _reserve_ports(settings: WorkerSettings) -> tuple[WorkerSettings, list[socke
 def run_worker_server(setup: Setup, settings: WorkerSettings) -> int:
     """Blocking entry point of ``portway worker``: ``settings.processes`` processes serve the same
     ports. One process runs in this interpreter; more are spawned and supervised (a crashed one
-    is restarted; SIGTERM/SIGINT drain them all). Returns the exit status."""
+    is restarted; SIGTERM/SIGINT drain them all). Returns the exit status.
+    With ``metrics_port`` this process also serves every process's metrics
+    (``portway.worker.metrics``)."""
+    if settings.metrics_port is None:
+        return _run_processes(setup, settings, None)
+    folder = metrics.prepare_directory()
+    try:
+        listener = metrics.MetricsListener(settings.metrics_host, settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, listener.port)
+        try:
+            return _run_processes(setup, settings, metrics.process_gone)
+        finally:
+            listener.close()
+    finally:
+        metrics.remove_directory(folder)
+
+
+def _run_processes(
+    setup: Setup, settings: WorkerSettings, on_exit: Callable[[int], None] | None
+) -> int:
     if settings.processes == 1:
         import uvloop
 
@@ -229,6 +251,8 @@ def run_worker_server(setup: Setup, settings: WorkerSettings) -> int:
             for index, child in list(children.items()):
                 if child.exitcode is not None and not stopping:
                     log.error("worker process %d exited with %s", index, child.exitcode)
+                    if on_exit is not None and child.pid is not None:
+                        on_exit(child.pid)
                     now = time.monotonic()
                     restarts = [t for t in restarts if now - t < 60] + [now]
                     if len(restarts) > 10 * settings.processes:

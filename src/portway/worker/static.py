@@ -1,7 +1,7 @@
 """Serve one fixed revision from a JSON file, without a manager (benchmarks, tests, debugging).
 
     python -m portway.worker.static revision.json --port 8080 --processes 2 [--ready-file F]
-        [--cache URL] [--logs URL] [--spool-dir DIR] [--http2]
+        [--cache URL] [--logs URL] [--spool-dir DIR] [--http2] [--metrics-port PORT]
 
 ``--ready-file`` receives ``{"pid": ..., "ports": {"http": ...}}`` once a process listens.
 
@@ -19,8 +19,10 @@ import os
 from pathlib import Path
 
 from portway.compile.routes import PipelineFactory, no_pipeline
+from portway.config import log_format
 from portway.config.revision import EnvironmentRevision
 from portway.http import Handler
+from portway.worker import metrics
 from portway.worker.process_stores import open_worker_stores
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import compile_runtime
@@ -41,6 +43,7 @@ async def setup(process: WorkerProcess) -> Handler:
     handler = GatewayHandler()
     pipelines: PipelineFactory = no_pipeline
     cache_url = os.environ.get(_CACHE_ENV)
+    stores = None
     if cache_url:
         stores = await open_worker_stores(
             revision.environment,
@@ -52,6 +55,14 @@ async def setup(process: WorkerProcess) -> Handler:
         pipelines = stores.pipelines
         if stores.shipper is not None:
             handler.traffic = stores.shipper.submit
+    if process.settings.metrics_port is not None:
+        metrics.attach(
+            handler,
+            revision.environment,
+            stores.services.stats if stores else None,
+            stores.shipper if stores else None,
+            process.on_shutdown,
+        )
     runtime = compile_runtime(revision, process.settings, pipelines)
     await runtime.start()
     handler.swap(runtime)
@@ -88,11 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--spool-dir", type=Path, default=None, help="traffic spool (default: beside REVISION)"
     )
     parser.add_argument("--http2", action="store_true", help="accept h2c with prior knowledge")
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    log_format.configure()  # PORTWAY_LOG_LEVEL / PORTWAY_LOG_FORMAT, else info and text
     os.environ[_REVISION_ENV] = str(args.revision.resolve())
     if args.cache or args.logs:
         os.environ[_CACHE_ENV] = args.cache or "local://"
@@ -109,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             "processes": args.processes,
             "limits": limits,
             "http2": {"enabled": args.http2},
+            "metrics_port": args.metrics_port,
         }
     )
     return run_worker_server(setup, settings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterable, Callable
 from urllib.parse import urlsplit
 
@@ -99,6 +100,32 @@ class PoolCache:
     async def close(self) -> None:
         for pool in self.pools.values():
             await pool.close()
+
+
+class SendTrace:
+    """What ``Upstream.send`` did for one request, filled only when a caller asks (traffic log):
+    tries after the first, tries on failover addresses, the answering address's breaker state,
+    and the timings of the last try (monotonic seconds; ``connect_ms`` is 0 on a kept-alive
+    connection)."""
+
+    __slots__ = (
+        "circuit",
+        "connect_ms",
+        "failovers",
+        "first_byte",
+        "last_try",
+        "retries",
+        "started",
+    )
+
+    def __init__(self) -> None:
+        self.retries = 0
+        self.failovers = 0
+        self.circuit: str | None = None
+        self.started = 0.0
+        self.last_try = 0.0
+        self.first_byte = 0.0
+        self.connect_ms = 0.0
 
 
 class NoHealthyUpstream(Exception):
@@ -223,6 +250,7 @@ class Upstream:
         *,
         content_length: int | None,
         client_ip: str,
+        trace: SendTrace | None = None,
     ) -> tuple[UpstreamResponse, Address]:
         """Send with balancing, retries and failover; ``path`` includes the query string.
         Raises ``BadTarget`` for a path that could climb above a backend's base path."""
@@ -251,6 +279,13 @@ class Upstream:
                     continue
             if attempt:
                 await asyncio.sleep(self._delay(attempt))
+            if trace is not None:
+                trace.last_try = time.monotonic()
+                if not attempt:
+                    trace.started = trace.last_try
+                trace.retries = attempt
+                trace.failovers += fixed is not None
+                trace.circuit = None if address.breaker is None else address.breaker.state
             attempt += 1
             tried.append(address)
             if address.breaker is not None:
@@ -275,6 +310,11 @@ class Upstream:
                     raise
                 continue
             self.record(address, not self.is_error(response.status), loop.time())
+            if trace is not None:
+                trace.first_byte = time.monotonic()
+                trace.connect_ms = response.connect_ms
+                if address.breaker is not None:
+                    trace.circuit = address.breaker.state
             return response, address
         if last is not None:
             raise last

@@ -1,0 +1,133 @@
+"""``GET /api/v1/requests``: request search through the management API, on SQLite and on
+Elasticsearch, with the role check and clear errors for bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from portway.manager.app import create_app
+from portway.manager.settings import ManagerSettings
+from portway.stores.traffic import TrafficRecord, open_traffic_sink
+from tests.stores.conftest import traffic_url
+
+__all__ = ["traffic_url"]  # the fixture: SQLite and Elasticsearch
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def records() -> list[TrafficRecord]:
+    out: list[TrafficRecord] = []
+    for i in range(9):
+        out.append(
+            {
+                "id": f"cid-{i}",
+                "timestamp": (NOW - timedelta(minutes=30) + timedelta(seconds=i)).isoformat(),
+                "environment": "prod",
+                "api": "orders" if i % 3 else "billing",
+                "consumer": "acme" if i % 2 else "globex",
+                "status": [200, 201, 503][i % 3],
+                "total_ms": float(10 * i),
+                "method": "GET",
+                "path": f"/orders/{i}",
+            }
+        )
+    return out
+
+
+def seed(url: str) -> None:
+    async def write() -> None:
+        sink = open_traffic_sink(url)
+        await sink.open()
+        try:
+            await sink.write(records())
+        finally:
+            await sink.close()
+
+    asyncio.run(write())
+
+
+@pytest.fixture
+def searcher(settings: ManagerSettings, traffic_url: str) -> Iterator[TestClient]:
+    seed(traffic_url)
+    settings = settings.model_copy(update={"logs": traffic_url})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert settings.bootstrap_file is not None
+        token = json.loads(settings.bootstrap_file.read_text())["token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client
+
+
+def ids(answer: dict[str, Any]) -> list[str]:
+    return [item["id"] for item in answer["items"]]
+
+
+def test_search_filters_and_pages(searcher: TestClient) -> None:
+    def get(**params: Any) -> dict[str, Any]:
+        response = searcher.get("/api/v1/requests", params=params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    assert ids(get()) == [f"cid-{i}" for i in reversed(range(9))]
+    assert ids(get(correlation_id="cid-4")) == ["cid-4"]
+    assert get(correlation_id="cid-4")["items"][0]["path"] == "/orders/4"
+    assert ids(get(api="billing")) == ["cid-6", "cid-3", "cid-0"]
+    assert ids(get(status="5xx", consumer="acme")) == ["cid-5"]
+    assert ids(get(status="201")) == ["cid-7", "cid-4", "cid-1"]
+    assert ids(get(min_latency_ms=60)) == ["cid-8", "cid-7"]
+    # the default range is the last hour: records from 30 minutes ago are in it, not in the last 10
+    start = (NOW - timedelta(minutes=10)).isoformat()
+    assert ids(get(start=start)) == []
+    first = get(limit=4)
+    assert ids(first) == ["cid-8", "cid-7", "cid-6", "cid-5"]
+    second = get(limit=4, cursor=first["next_cursor"])
+    third = get(limit=4, cursor=second["next_cursor"])
+    assert ids(second) + ids(third) == ["cid-4", "cid-3", "cid-2", "cid-1", "cid-0"]
+    assert third["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"status": "5x"}, "query.status", "status must be a status code (503) or a class (5xx)"),
+        ({"status": "600"}, "query.status", "status must be a status code"),
+        ({"cursor": "bogus"}, "query.cursor", "cursor is not one this API issued"),
+        ({"limit": 0}, "query.limit", ""),
+        ({"limit": 501}, "query.limit", ""),
+        ({"min_latency_ms": -1}, "query.min_latency_ms", ""),
+        (
+            {"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+            "query.start",
+            "start must be before end",
+        ),
+    ],
+)
+def test_bad_searches_name_the_field(
+    admin: TestClient, params: dict[str, Any], field: str, message: str
+) -> None:
+    response = admin.get("/api/v1/requests", params=params)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["correlation_id"]
+    assert field in response.text
+    assert message in response.text
+
+
+def test_search_needs_a_reader(
+    manager: TestClient, admin: TestClient, as_role: Callable[[str], dict[str, str]]
+) -> None:
+    anonymous = TestClient(manager.app, raise_server_exceptions=False)
+    assert anonymous.get("/api/v1/requests").status_code == 401
+    for role in ("viewer", "deployer", "admin"):
+        assert admin.get("/api/v1/requests", headers=as_role(role)).status_code == 200
+    # other spellings of the path are not a way around the check
+    for path in ("/api/v1/requests/", "/api/v1//requests", "/API/V1/requests"):
+        assert anonymous.get(path).status_code in (401, 404, 307)
+    assert anonymous.post("/api/v1/requests").status_code in (401, 405)
