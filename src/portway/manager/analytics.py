@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import asdict
 from typing import Any
 
-from portway.stores.traffic import AnalyticsQuery, TrafficSink, open_traffic_sink
+from portway.stores.traffic import AnalyticsQuery, AnalyticsResult, TrafficSink, open_traffic_sink
 
 
 class Analytics:
@@ -19,12 +19,15 @@ class Analytics:
         self._opened = False
         self._lock = asyncio.Lock()
 
-    async def query(self, query: AnalyticsQuery) -> dict[str, Any]:
+    async def result(self, query: AnalyticsQuery) -> AnalyticsResult:
         async with self._lock:
             if not self._opened:
                 await self._sink.open()
                 self._opened = True
-        result = await self._sink.query(query)
+        return await self._sink.query(query)
+
+    async def query(self, query: AnalyticsQuery) -> dict[str, Any]:
+        result = await self.result(query)
         out = asdict(result)
         out["by_status"] = {str(k): v for k, v in result.by_status.items()}
         out["top_consumers"] = [{"consumer": c, "count": n} for c, n in result.top_consumers]

@@ -17,6 +17,7 @@ from fastapi.responses import PlainTextResponse
 from portway.cluster.signing import ReplayGuard, load_or_create_secret
 from portway.manager import api, cluster_api, json_body, problems
 from portway.manager.addresses import BackendPolicy
+from portway.manager.alerts.service import Alerts
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
 from portway.manager.body_limits import BodyCaps, BodyLimit
@@ -33,7 +34,7 @@ from portway.stores.config_store import ConfigStore, open_config_store
 log = logging.getLogger("portway.manager")
 
 
-async def build_services(settings: ManagerSettings, store: ConfigStore) -> Services:
+async def build_services(settings: ManagerSettings, store: SealedStore) -> Services:
     secret = load_or_create_secret(settings.secret_file)
     catalog = Catalog(
         store,
@@ -63,8 +64,21 @@ async def build_services(settings: ManagerSettings, store: ConfigStore) -> Servi
         max_delay=settings.login_failure_delay_max,
     )
     analytics = Analytics(settings.logs)
+    alerts = Alerts(
+        settings, store, registry, analytics, catalog.desired_revisions, lambda: store.keyring
+    )
     return Services(
-        settings, store, secret, catalog, registry, deployer, client, consumers, guard, analytics
+        settings,
+        store,
+        secret,
+        catalog,
+        registry,
+        deployer,
+        client,
+        consumers,
+        guard,
+        analytics,
+        alerts,
     )
 
 
@@ -113,6 +127,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         app.state.services = services
         await _bootstrap(settings, config_store)
         await services.deployer.reconcile()
+        services.alerts.start()
         prober = (
             asyncio.create_task(probe_workers(services), name="portway-probes")
             if settings.effective_probe_interval > 0
@@ -125,6 +140,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
                 prober.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
+            await services.alerts.close()
             await services.client.close()
             await services.analytics.close()
             await config_store.close()

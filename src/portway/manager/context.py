@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from portway.manager.alerts.service import Alerts
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard
 from portway.manager.catalog import Catalog
@@ -27,3 +28,4 @@ class Services:
     consumers: Consumers
     login_guard: LoginGuard
     analytics: Analytics
+    alerts: Alerts
