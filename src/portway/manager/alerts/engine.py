@@ -19,11 +19,11 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from portway.errors import Conflict, DuplicateKey, StoreError
-from portway.manager.alerts.conditions import Observation, Sources
-from portway.manager.alerts.specs import RuleSpec
+from portway.manager.alerts.conditions import Observation
+from portway.manager.alerts.specs import Condition, RuleSpec
 from portway.stores.config_store import ConfigStore, Document
 
 log = logging.getLogger("portway.manager.alerts")
@@ -54,8 +54,14 @@ def silenced_by(silences: Sequence[Document], rule: str, subject: str, now: date
     return found
 
 
+class Observer(Protocol):
+    async def observe(
+        self, rule: str, condition: Condition, now: datetime
+    ) -> list[Observation] | None: ...
+
+
 class Engine:
-    def __init__(self, store: ConfigStore, sources: Sources) -> None:
+    def __init__(self, store: ConfigStore, sources: Observer) -> None:
         self.store = store
         self.sources = sources
 
@@ -143,8 +149,10 @@ class Engine:
             new["transitions"] = old["transitions"] + 1
             cause = new["bad_since"] if transition == FIRING else new["good_since"]
             event_id = f"{_stamp(cause)}-{doc.id}-{new['transitions']}"
-            await self._record(rule, event_id, transition, obs, silences, now)
+            notified = old.get("notified", []) if transition == "resolved" else rule.channels
+            sent = await self._record(rule, event_id, transition, obs, notified, silences, now)
             new["last_event"] = event_id
+            new["notified"] = sent if transition == FIRING else []
         await self.store.replace("alert_states", doc.id, new, expected_version=doc.version)
         return 1 if transition else 0
 
@@ -154,14 +162,17 @@ class Engine:
         event_id: str,
         status: str,
         obs: Observation,
+        candidates: Sequence[str],
         silences: Sequence[Document],
         now: datetime,
-    ) -> None:
+    ) -> list[str]:
+        """Record the event and its deliveries; the channels notified. A resolved notice goes
+        only to the channels the firing notice reached (and that want resolved notices)."""
         muted = silenced_by(silences, rule.name, obs.subject, now)
         channels = {d.id: d.data for d in await self.store.find("alert_channels")}
         names = [
             name
-            for name in rule.channels
+            for name in candidates
             if name in channels and (status == FIRING or channels[name].get("send_resolved"))
         ]
         event = {
@@ -180,7 +191,7 @@ class Engine:
             await self.store.insert("alert_events", event_id, event)
         if muted:
             log.info("alert %s %s for %s silenced by %s", rule.name, status, obs.subject, muted)
-            return
+            return []
         for name in names:
             try:
                 await self.store.insert(
@@ -199,3 +210,4 @@ class Engine:
             except DuplicateKey:
                 continue
         log.warning("alert %s %s: %s", rule.name, status, obs.summary)
+        return names

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from portway.errors import ConfigError, NotFound, StoreError
+from portway.errors import ConfigError, Conflict, NotFound, StoreError
 from portway.manager import audit
 from portway.manager.alerts.conditions import Desired, Sources
 from portway.manager.alerts.engine import Engine
@@ -125,9 +125,8 @@ class Alerts:
     async def delete_channel(self, name: str, expected: int | None, actor: str) -> None:
         users = [d.id for d in await self.store.find(RULES) if name in d.data.get("channels", [])]
         if users:
-            raise ConfigError(
-                f"channel {name} is used by rule(s) {', '.join(users[:5])}; remove it there first",
-                "path.name",
+            raise Conflict(
+                f"channel {name} is used by rule(s) {', '.join(users[:5])}; remove it there first"
             )
         await self._delete(CHANNELS, "alert_channel", name, expected, actor)
 
