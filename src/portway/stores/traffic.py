@@ -8,7 +8,9 @@ Backends are chosen by URL with ``open_traffic_sink``:
 
 - ``sqlite:///var/portway/traffic.db?retention_days=30`` — embedded (``traffic_sqlite``);
 - ``elasticsearch://host:9200,host2:9200?stream=portway-traffic&retention=30d`` (or ``http://`` /
-  ``https://`` URLs) — ``traffic_elasticsearch``, which documents its options.
+  ``https://`` URLs) — ``traffic_elasticsearch``, which documents its options;
+- forwarding sinks, which keep nothing to query (workers only): ``syslog+tcp://`` /
+  ``syslog+tls://`` (``traffic_syslog``).
 """
 
 from __future__ import annotations
@@ -97,4 +99,11 @@ def open_traffic_sink(url: str) -> TrafficSink:
         from portway.stores.traffic_elasticsearch import ElasticsearchTrafficSink
 
         return ElasticsearchTrafficSink.from_url(url)
-    raise ValueError(f"traffic sink URL scheme {scheme!r} is not one of sqlite, elasticsearch")
+    if scheme in ("syslog+tcp", "syslog+tls"):
+        from portway.stores.traffic_syslog import SyslogTrafficSink
+
+        return SyslogTrafficSink.from_url(url)
+    raise ValueError(
+        f"traffic sink URL scheme {scheme!r} is not one of sqlite, elasticsearch, "
+        "syslog+tcp, syslog+tls"
+    )

@@ -1,0 +1,178 @@
+"""The syslog sink against Debian's rsyslog (started by the test): RFC 5424 fields as rsyslog
+parses them, over TCP and TLS, and the shipper's no-loss path while rsyslog is down and after it
+restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portway.deploy.lab_ca import LabCertificates, lab_certificates
+from portway.errors import RejectedRecords, StoreError, StoreUnavailable
+from portway.stores.shipper import Shipper
+from portway.stores.traffic import AnalyticsQuery, TrafficRecord, open_traffic_sink
+from portway.stores.traffic_syslog import SyslogTrafficSink
+from tests.support.servers import LOOPBACK, Server, free_port, missing_capability, tcp_open
+
+FIELDS = "%hostname%|%app-name%|%msgid%|%syslogfacility-text%|%syslogseverity-text%|%msg%\\n"
+
+
+class Rsyslog:
+    def __init__(self, workdir: Path, certs: LabCertificates) -> None:
+        binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+        if not Path(binary).exists():
+            missing_capability("rsyslogd is not installed (scripts/apt-packages.txt: rsyslog)")
+        self.tcp_port, self.tls_port = free_port(), free_port()
+        self.out = workdir / "received.log"
+        conf = workdir / "rsyslog.conf"
+        conf.write_text(
+            f'global(workDirectory="{workdir}"\n'
+            f'  DefaultNetstreamDriverCAFile="{certs.ca_file}"\n'
+            f'  DefaultNetstreamDriverCertFile="{certs.cert_file}"\n'
+            f'  DefaultNetstreamDriverKeyFile="{certs.key_file}")\n'
+            'module(load="imtcp")\n'
+            f'template(name="fields" type="string" string="{FIELDS}")\n'
+            f'input(type="imtcp" address="{LOOPBACK}" port="{self.tcp_port}" ruleset="out")\n'
+            f'input(type="imtcp" address="{LOOPBACK}" port="{self.tls_port}" ruleset="out"\n'
+            '  streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="anon")\n'
+            f'ruleset(name="out") {{ action(type="omfile" file="{self.out}" template="fields"\n'
+            '  flushOnTXEnd="on") }\n'
+        )
+        argv = [binary, "-n", "-f", str(conf), "-i", str(workdir / "rsyslog.pid")]
+        self.server = Server(
+            "rsyslog",
+            argv,
+            self.tcp_port,
+            workdir,
+            lambda s: tcp_open(self.tcp_port) and tcp_open(self.tls_port),
+            startup_timeout=20,
+        )
+
+    def lines(self) -> list[list[str]]:
+        if not self.out.exists():
+            return []
+        return [line.split("|", 5) for line in self.out.read_text().splitlines()]
+
+    def ids(self) -> list[str]:
+        return [json.loads(fields[5])["id"] for fields in self.lines()]
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> LabCertificates:
+    return lab_certificates(tmp_path, ["localhost", LOOPBACK])
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path, certs: LabCertificates) -> Iterator[Rsyslog]:
+    found = Rsyslog(tmp_path, certs)
+    yield found
+    found.server.close()
+
+
+def record(i: int, status: int = 200) -> TrafficRecord:
+    return TrafficRecord(
+        id=f"req-{i:05d}",
+        timestamp=f"2026-12-02T01:00:{i % 60:02d}.000000+00:00",
+        environment="prod",
+        api="orders",
+        status=status,
+        total_ms=2.5,
+        worker="worker-1",
+    )
+
+
+async def wait_for(predicate: object, what: str, timeout: float = 20.0) -> None:
+    assert callable(predicate)
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+async def test_rfc5424_messages_as_rsyslog_parses_them(
+    rsyslog: Rsyslog, certs: LabCertificates, transport: str
+) -> None:
+    rsyslog.server.start()
+    if transport == "tcp":
+        url = f"syslog+tcp://{LOOPBACK}:{rsyslog.tcp_port}?facility=local3&app_name=gw"
+    else:
+        url = (
+            f"syslog+tls://{LOOPBACK}:{rsyslog.tls_port}?facility=local3&app_name=gw"
+            f"&ca_file={certs.ca_file}&server_name=localhost"
+        )
+    sink = open_traffic_sink(url)
+    await sink.open()
+    bad: TrafficRecord = {"id": "", "timestamp": "yesterday"}
+    with pytest.raises(RejectedRecords):
+        await sink.write([record(1), record(2, status=503), bad])
+    await sink.close()
+    await wait_for(lambda: len(rsyslog.lines()) == 2, "two messages")
+    first, second = rsyslog.lines()
+    assert first[:5] == ["worker-1", "gw", "traffic", "local3", "info"]
+    assert second[4] == "warning"  # a 5xx answer
+    assert json.loads(first[5]) == record(1)
+
+
+async def test_untrusted_certificate_is_unavailable_not_sent_in_clear(
+    rsyslog: Rsyslog, tmp_path: Path
+) -> None:
+    rsyslog.server.start()
+    other = lab_certificates(tmp_path / "other-ca", ["localhost"])
+    sink = SyslogTrafficSink.from_url(
+        f"syslog+tls://{LOOPBACK}:{rsyslog.tls_port}?ca_file={other.ca_file}&server_name=localhost"
+    )
+    with pytest.raises(StoreUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        await sink.write([record(1)])
+    await sink.close()
+    assert rsyslog.lines() == []
+
+
+async def test_shipper_spools_while_rsyslog_is_down_and_loses_nothing(
+    rsyslog: Rsyslog, tmp_path: Path
+) -> None:
+    sink = open_traffic_sink(f"syslog+tcp://{LOOPBACK}:{rsyslog.tcp_port}")
+    shipper = Shipper(
+        sink,
+        tmp_path / "spool",
+        batch_size=50,
+        flush_interval=0.05,
+        backoff_initial=0.1,
+        backoff_max=0.3,
+    )
+    await shipper.start()
+    for i in range(120):
+        shipper.submit(record(i))
+    await wait_for(lambda: shipper.stats().spooled == 120, "120 records in the spool")
+    rsyslog.server.start()
+    assert await shipper.flush()
+    await wait_for(lambda: len(rsyslog.lines()) == 120, "the spooled records")
+
+    rsyslog.server.restart()  # the shipper's open connection is now dead
+    for i in range(120, 200):
+        shipper.submit(record(i))
+    assert await shipper.flush()
+    await wait_for(lambda: len(rsyslog.lines()) == 200, "the records after the restart")
+    stats = await shipper.close()
+    await sink.close()
+    assert sorted(rsyslog.ids()) == [f"req-{i:05d}" for i in range(200)]
+    assert (stats.delivered, stats.dropped, stats.rejected) == (200, 0, 0)
+
+
+async def test_options_and_analytics_are_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="unknown syslog option"):
+        open_traffic_sink("syslog+tcp://h:514?colour=red")
+    with pytest.raises(ValueError, match="local0"):
+        open_traffic_sink("syslog+tcp://h:514?facility=kern")
+    sink = open_traffic_sink("syslog+tcp://h:514")
+    from datetime import UTC, datetime
+
+    moment = datetime.now(UTC)
+    with pytest.raises(StoreError, match="cannot answer analytics"):
+        await sink.query(AnalyticsQuery(start=moment, end=moment))
