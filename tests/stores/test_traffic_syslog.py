@@ -4,7 +4,6 @@ restarts."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import Iterator
@@ -14,9 +13,9 @@ import pytest
 
 from portway.deploy.lab_ca import LabCertificates, lab_certificates
 from portway.errors import RejectedRecords, StoreError, StoreUnavailable
-from portway.stores.shipper import Shipper
 from portway.stores.traffic import AnalyticsQuery, TrafficRecord, open_traffic_sink
 from portway.stores.traffic_syslog import SyslogTrafficSink
+from tests.stores.forwarding import record, started_shipper, wait_for
 from tests.support.servers import LOOPBACK, Server, free_port, missing_capability, tcp_open
 
 FIELDS = "%hostname%|%app-name%|%msgid%|%syslogfacility-text%|%syslogseverity-text%|%msg%\\n"
@@ -74,27 +73,6 @@ def rsyslog(tmp_path: Path, certs: LabCertificates) -> Iterator[Rsyslog]:
     found.server.close()
 
 
-def record(i: int, status: int = 200) -> TrafficRecord:
-    return TrafficRecord(
-        id=f"req-{i:05d}",
-        timestamp=f"2026-12-02T01:00:{i % 60:02d}.000000+00:00",
-        environment="prod",
-        api="orders",
-        status=status,
-        total_ms=2.5,
-        worker="worker-1",
-    )
-
-
-async def wait_for(predicate: object, what: str, timeout: float = 20.0) -> None:
-    assert callable(predicate)
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 async def test_rfc5424_messages_as_rsyslog_parses_them(
     rsyslog: Rsyslog, certs: LabCertificates, transport: str
@@ -138,15 +116,7 @@ async def test_shipper_spools_while_rsyslog_is_down_and_loses_nothing(
     rsyslog: Rsyslog, tmp_path: Path
 ) -> None:
     sink = open_traffic_sink(f"syslog+tcp://{LOOPBACK}:{rsyslog.tcp_port}")
-    shipper = Shipper(
-        sink,
-        tmp_path / "spool",
-        batch_size=50,
-        flush_interval=0.05,
-        backoff_initial=0.1,
-        backoff_max=0.3,
-    )
-    await shipper.start()
+    shipper = await started_shipper(sink, tmp_path / "spool", batch_size=50)
     for i in range(120):
         shipper.submit(record(i))
     await wait_for(lambda: shipper.stats().spooled == 120, "120 records in the spool")

@@ -100,6 +100,8 @@ class Hook:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int
+    """what the receiver answered"""
 
 
 class HookReceiver:
@@ -114,9 +116,10 @@ class HookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status = receiver.status
                 with receiver._lock:
-                    receiver.hooks.append(Hook(self.path, dict(self.headers.items()), body))
-                self._answer(receiver.status, b"{}")
+                    receiver.hooks.append(Hook(self.path, dict(self.headers.items()), body, status))
+                self._answer(status, b"{}")
 
             def do_GET(self) -> None:
                 self._answer(receiver.status, b'{"status": "ok", "checks": {"db": "up"}}')
@@ -143,6 +146,9 @@ class HookReceiver:
     def received(self) -> list[Hook]:
         with self._lock:
             return list(self.hooks)
+
+    def accepted(self) -> list[Hook]:
+        return [h for h in self.received() if 200 <= h.status < 300]
 
     def close(self) -> None:
         self._server.shutdown()

@@ -10,7 +10,8 @@ Backends are chosen by URL with ``open_traffic_sink``:
 - ``elasticsearch://host:9200,host2:9200?stream=portway-traffic&retention=30d`` (or ``http://`` /
   ``https://`` URLs) — ``traffic_elasticsearch``, which documents its options;
 - forwarding sinks, which keep nothing to query (workers only): ``syslog+tcp://`` /
-  ``syslog+tls://`` (``traffic_syslog``).
+  ``syslog+tls://`` (``traffic_syslog``), ``webhook+https://`` / ``webhook+http://``
+  (``traffic_http``).
 """
 
 from __future__ import annotations
@@ -103,7 +104,11 @@ def open_traffic_sink(url: str) -> TrafficSink:
         from portway.stores.traffic_syslog import SyslogTrafficSink
 
         return SyslogTrafficSink.from_url(url)
+    if scheme in ("webhook+http", "webhook+https"):
+        from portway.stores.traffic_http import HttpTrafficSink
+
+        return HttpTrafficSink.from_url(url)
     raise ValueError(
         f"traffic sink URL scheme {scheme!r} is not one of sqlite, elasticsearch, "
-        "syslog+tcp, syslog+tls"
+        "syslog+tcp, syslog+tls, webhook+http, webhook+https"
     )
