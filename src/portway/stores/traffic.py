@@ -11,7 +11,7 @@ Backends are chosen by URL with ``open_traffic_sink``:
   ``https://`` URLs) — ``traffic_elasticsearch``, which documents its options;
 - forwarding sinks, which keep nothing to query (workers only): ``syslog+tcp://`` /
   ``syslog+tls://`` (``traffic_syslog``), ``webhook+https://`` / ``webhook+http://``
-  (``traffic_http``).
+  (``traffic_http``), ``kafka://`` / ``kafka+ssl://`` (``traffic_kafka``).
 """
 
 from __future__ import annotations
@@ -108,7 +108,11 @@ def open_traffic_sink(url: str) -> TrafficSink:
         from portway.stores.traffic_http import HttpTrafficSink
 
         return HttpTrafficSink.from_url(url)
+    if scheme in ("kafka", "kafka+ssl"):
+        from portway.stores.traffic_kafka import KafkaTrafficSink
+
+        return KafkaTrafficSink.from_url(url)
     raise ValueError(
         f"traffic sink URL scheme {scheme!r} is not one of sqlite, elasticsearch, "
-        "syslog+tcp, syslog+tls, webhook+http, webhook+https"
+        "syslog+tcp, syslog+tls, webhook+http, webhook+https, kafka, kafka+ssl"
     )
