@@ -126,6 +126,17 @@ class ManagerSettings(Model):
             )
         return self
 
+    @field_validator("logs")
+    @classmethod
+    def _queryable(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if scheme.startswith(("syslog", "webhook", "kafka")):
+            raise ValueError(
+                f"{scheme}:// only forwards records and cannot answer analytics; the manager's "
+                "logs must be sqlite:// or elasticsearch:// (workers may forward elsewhere)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _tls(self) -> ManagerSettings:
         if self.tls_key_file is not None and self.tls_cert_file is None:

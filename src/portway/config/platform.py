@@ -74,7 +74,11 @@ class WorkerConfig(WorkerSettings):
         ),
     ] = "local://"
     logs: Annotated[
-        str | None, Field(description="traffic log sink; default: the manager's logs")
+        str | None,
+        Field(
+            description="traffic log sink; default: the manager's logs; also forwarding sinks: "
+            "syslog+tcp://, syslog+tls://, webhook+https://, kafka://"
+        ),
     ] = None
     state_dir: Annotated[
         Path | None, Field(description="cached revision and spool; default: DATA_DIR/worker-ENV")
