@@ -4,23 +4,16 @@ real SQLite traffic log."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from portway.errors import Conflict
-from portway.manager.alerts.conditions import Observation, Sources
+from portway.manager.alerts.conditions import Observation
 from portway.manager.alerts.engine import Engine
-from portway.manager.alerts.specs import Anomaly, Condition, ErrorRate, RuleSpec, TrafficZero
-from portway.manager.analytics import Analytics
-from portway.manager.registry import Liveness, WorkerRegistry
-from portway.manager.settings import ManagerSettings
+from portway.manager.alerts.specs import Condition, RuleSpec
 from portway.stores.config_store import ConfigStore
-from portway.stores.traffic import TrafficRecord, open_traffic_sink
 from tests.stores.conftest import config_store, config_url  # noqa: F401 - the fixtures
 
 T0 = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
@@ -133,87 +126,3 @@ async def test_replicas_on_one_store_record_a_transition_once(config_store: Conf
         await two._step(rule, state, script.now[0], [], later + timedelta(seconds=1))
     assert await events(config_store) == [("w1", "firing")]
     assert len(await config_store.find("alert_deliveries")) == 1
-
-
-# --- conditions on a real traffic log ------------------------------------------------------------
-
-
-@pytest.fixture
-async def traffic(tmp_path: Path) -> AsyncIterator[tuple[Sources, Any]]:
-    url = f"sqlite://{tmp_path / 'traffic.db'}"
-    sink = open_traffic_sink(url)
-    await sink.open()
-    settings = ManagerSettings(data_dir=tmp_path)
-    store: Any = None
-    async with httpx.AsyncClient() as http:
-
-        async def desired() -> dict[str, int | None]:
-            return {}
-
-        sources = Sources(
-            settings,
-            WorkerRegistry(store, Liveness(1.0, 3)),
-            Analytics(url),
-            desired,
-            http,
-        )
-        yield sources, sink
-        await sources.analytics.close()
-    await sink.close()
-
-
-def records(
-    at: datetime, count: int, status: int = 200, api: str = "orders"
-) -> list[TrafficRecord]:
-    return [
-        TrafficRecord(
-            id=f"{api}-{at.timestamp()}-{status}-{i}",
-            timestamp=at.isoformat(),
-            environment="dev",
-            api=api,
-            status=status,
-            total_ms=5.0,
-        )
-        for i in range(count)
-    ]
-
-
-async def test_error_rate_and_traffic_zero_on_real_records(traffic: tuple[Sources, Any]) -> None:
-    sources, sink = traffic
-    now = datetime.now(UTC)
-    await sink.write(
-        records(now - timedelta(seconds=30), 18) + records(now - timedelta(seconds=20), 2, 503)
-    )
-    rate = ErrorRate(kind="error_rate", api="orders", window_seconds=60, threshold=0.05)
-    [obs] = await sources.observe("e", rate, now)  # type: ignore[misc]
-    assert obs.bad is True
-    assert obs.value == pytest.approx(0.1)
-    higher = rate.model_copy(update={"threshold": 0.2})
-    [obs] = await sources.observe("e", higher, now)  # type: ignore[misc]
-    assert obs.bad is False
-    too_few = rate.model_copy(update={"min_requests": 50})
-    [obs] = await sources.observe("e", too_few, now)  # type: ignore[misc]
-    assert obs.bad is False  # no verdict on 20 requests
-    [idle] = await sources.observe("z", TrafficZero(kind="traffic_zero", api="billing"), now)  # type: ignore[misc]
-    [busy] = await sources.observe("z", TrafficZero(kind="traffic_zero", api="orders"), now)  # type: ignore[misc]
-    assert (idle.subject, idle.bad, busy.bad) == ("*/billing", True, False)
-
-
-async def test_anomaly_band_on_request_rate(traffic: tuple[Sources, Any]) -> None:
-    sources, sink = traffic
-    rule = Anomaly(
-        kind="anomaly",
-        metric="request_rate",
-        api="orders",
-        window_seconds=60,
-        warmup=5,
-        deviations=3.0,
-        alpha=0.3,
-    )
-    verdicts = []
-    for minute, count in enumerate([20, 24, 19, 22, 18, 23, 21, 80]):
-        end = T0 + timedelta(minutes=minute + 1)
-        await sink.write(records(end - timedelta(seconds=30), count))
-        [obs] = await sources.observe("a", rule, end)  # type: ignore[misc]
-        verdicts.append(obs.bad)
-    assert verdicts == [False] * 7 + [True]
