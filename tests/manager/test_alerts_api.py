@@ -84,6 +84,15 @@ def test_bad_rules_are_refused_with_the_field_and_nothing_is_stored(admin: TestC
     assert admin.get("/api/v1/alerts/rules").json() == []
 
 
+def test_metadata_and_link_local_addresses_are_refused(admin: TestClient) -> None:
+    hook = {"name": "h", "target": {"kind": "webhook", "url": "http://169.254.169.254/latest"}}
+    detail = problem(admin.post("/api/v1/alerts/channels", json=hook), 422, "body.target.url")
+    assert "169.254.169.254" in detail
+    uptime = {**RULE, "condition": {"kind": "uptime", "url": "http://[fe80::1]:8080/"}}
+    problem(admin.post("/api/v1/alerts/rules", json=uptime), 422, "body.condition.url")
+    assert admin.get("/api/v1/alerts/channels").json() == []
+
+
 def test_channels_need_the_settings_that_open_their_flows(tmp_path: Path) -> None:
     plain = settings_in(tmp_path, alert_interval=0)
     with TestClient(create_app(plain), raise_server_exceptions=False) as client:

@@ -65,7 +65,13 @@ async def build_services(settings: ManagerSettings, store: SealedStore) -> Servi
     )
     analytics = Analytics(settings.logs)
     alerts = Alerts(
-        settings, store, registry, analytics, catalog.desired_revisions, lambda: store.keyring
+        settings,
+        store,
+        registry,
+        analytics,
+        catalog.desired_revisions,
+        lambda: store.keyring,
+        catalog.backends.refusal,
     )
     return Services(
         settings,

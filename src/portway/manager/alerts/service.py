@@ -52,8 +52,12 @@ class Alerts:
         analytics: Analytics,
         desired: Desired,
         keyring: Callable[[], Keyring],
+        refusal: Callable[[str], str | None],
     ) -> None:
+        """``refusal``: why the manager may not call a URL (the backend address policy: cloud
+        metadata and link-local networks, the manager's own listener), or None."""
         self.settings = settings
+        self.refusal = refusal
         self.store = store
         self.keyring = keyring
         self.http = httpx.AsyncClient(trust_env=False, follow_redirects=False)
@@ -68,12 +72,14 @@ class Alerts:
         for index, name in enumerate(rule.channels):
             if await self.store.get(CHANNELS, name) is None:
                 raise ConfigError(f"no channel named {name!r}", f"body.channels[{index}]")
-        if isinstance(rule.condition, Uptime) and not self.settings.webhooks:
-            raise ConfigError(
-                "uptime checks call HTTP endpoints; set manager.webhooks: true "
-                "(flow out-manager-external-https) first",
-                "body.condition",
-            )
+        if isinstance(rule.condition, Uptime):
+            if not self.settings.webhooks:
+                raise ConfigError(
+                    "uptime checks call HTTP endpoints; set manager.webhooks: true "
+                    "(flow out-manager-external-https) first",
+                    "body.condition",
+                )
+            self._callable(rule.condition.url, "body.condition.url")
 
     async def save_rule(
         self, rule: RuleSpec, actor: str, name: str | None = None, expected: int | None = None
@@ -111,6 +117,7 @@ class Alerts:
                     "(flow out-manager-external-https) first",
                     "body.target",
                 )
+            self._callable(target.url, "body.target.url")
             parts = urlsplit(target.url)
             keyring = self.keyring()
             data["target"] |= {
@@ -129,6 +136,11 @@ class Alerts:
                 f"channel {name} is used by rule(s) {', '.join(users[:5])}; remove it there first"
             )
         await self._delete(CHANNELS, "alert_channel", name, expected, actor)
+
+    def _callable(self, url: str, field: str) -> None:
+        why = self.refusal(url)
+        if why is not None:
+            raise ConfigError(f"the manager may not call this address: {why}", field)
 
     # silences -------------------------------------------------------------------------------
     async def add_silence(self, silence: SilenceSpec, actor: str) -> Document:
