@@ -78,6 +78,8 @@ class Engine:
                 events += await self.evaluate(rule, silences, moment)
             except (StoreError, OSError) as exc:
                 log.warning("alert rule %s not evaluated: %s", rule.name, exc)
+            except Exception:  # one faulty rule must not stop the others
+                log.exception("alert rule %s not evaluated", rule.name)
         return events
 
     async def evaluate(self, rule: RuleSpec, silences: Sequence[Document], now: datetime) -> int:
