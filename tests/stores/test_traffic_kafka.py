@@ -11,28 +11,30 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from portway.deploy.lab_ca import lab_certificates
 from portway.errors import RejectedRecords, StoreUnavailable
 from portway.stores.traffic import TrafficRecord, open_traffic_sink
 from tests.stores.forwarding import record, started_shipper, wait_for
-from tests.support.kafka import kafka_server
-from tests.support.servers import LOOPBACK, Server, ServerMissing, closed_port, skip_or_fail
+from tests.support.kafka import Kafka, kafka_server
+from tests.support.servers import LOOPBACK, ServerMissing, closed_port, skip_or_fail
 
 
 @pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
+    workdir = tmp_path_factory.mktemp("kafka")
     try:
-        server = kafka_server(tmp_path_factory.mktemp("kafka"))
+        found = kafka_server(workdir, lab_certificates(workdir / "tls", ["localhost", LOOPBACK]))
     except ServerMissing as exc:
         skip_or_fail(exc)
-    with server:
-        yield server
+    with found.server:
+        yield found
 
 
 def topic() -> str:
     return f"traffic-{uuid.uuid4().hex[:8]}"
 
 
-async def consume(server: Server, name: str, count: int) -> list[tuple[bytes, TrafficRecord]]:
+async def consume(server: Kafka, name: str, count: int) -> list[tuple[bytes, TrafficRecord]]:
     consumer = AIOKafkaConsumer(
         name, bootstrap_servers=f"{LOOPBACK}:{server.port}", auto_offset_reset="earliest"
     )
@@ -49,7 +51,7 @@ async def consume(server: Server, name: str, count: int) -> list[tuple[bytes, Tr
     return found
 
 
-async def test_records_arrive_as_json_keyed_by_api(kafka: Server) -> None:
+async def test_records_arrive_as_json_keyed_by_api(kafka: Kafka) -> None:
     name = topic()
     sink = open_traffic_sink(f"kafka://{LOOPBACK}:{kafka.port}/{name}?client_id=gw-1")
     await sink.open()
@@ -58,6 +60,19 @@ async def test_records_arrive_as_json_keyed_by_api(kafka: Server) -> None:
     await sink.close()
     found = await consume(kafka, name, 2)
     assert found == [(b"orders", record(1)), (b"orders", record(2))]
+
+
+async def test_tls_with_the_brokers_ca_and_refused_without_it(kafka: Kafka) -> None:
+    name = topic()
+    ca = kafka.server.workdir / "tls" / "ca.pem"
+    sink = open_traffic_sink(f"kafka+ssl://{LOOPBACK}:{kafka.tls_port}/{name}?ca_file={ca}")
+    await sink.write([record(7)])
+    await sink.close()
+    assert await consume(kafka, name, 1) == [(b"orders", record(7))]
+    untrusted = open_traffic_sink(f"kafka+ssl://{LOOPBACK}:{kafka.tls_port}/{name}?timeout=3")
+    with pytest.raises(StoreUnavailable):
+        await untrusted.write([record(8)])
+    await untrusted.close()
 
 
 async def test_unreachable_cluster_is_unavailable() -> None:
@@ -73,16 +88,16 @@ async def test_unreachable_cluster_is_unavailable() -> None:
 
 
 async def test_shipper_keeps_every_record_while_the_broker_is_down(
-    kafka: Server, tmp_path: Path
+    kafka: Kafka, tmp_path: Path
 ) -> None:
     name = topic()
     sink = open_traffic_sink(f"kafka://{LOOPBACK}:{kafka.port}/{name}?timeout=3")
-    kafka.stop()
+    kafka.server.stop()
     shipper = await started_shipper(sink, tmp_path / "spool", batch_size=40)
     for i in range(100):
         shipper.submit(record(i))
     await wait_for(lambda: shipper.stats().spooled == 100, "100 records in the spool", 60)
-    kafka.start()
+    kafka.server.start()
     assert await shipper.flush(timeout=90)
     stats = await shipper.close()
     await sink.close()
