@@ -21,6 +21,7 @@ from portway.manager.registry import Liveness, WorkerRegistry
 from portway.manager.settings import ManagerSettings
 from portway.stores.config_store import ConfigStore, open_config_store
 from portway.stores.traffic import TrafficRecord, TrafficSink, open_traffic_sink
+from tests.support.receivers import HookReceiver
 from tests.support.servers import closed_port
 
 T0 = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
@@ -204,3 +205,44 @@ async def test_unreachable_log_store(tmp_path: Path) -> None:
     async with sources_for(tmp_path) as (sources, _):
         [obs] = await observe(sources, condition, datetime.now(UTC))
         assert obs.bad is False
+
+
+async def test_uptime_assertions_and_retries(tmp_path: Path) -> None:
+    target = HookReceiver()  # GET answers {"status": "ok", "checks": {"db": "up"}}
+    try:
+        async with sources_for(tmp_path) as (sources, _):
+            now = datetime.now(UTC)
+
+            async def check(**fields: Any) -> Observation:
+                condition = specs.Uptime(kind="uptime", url=f"{target.url}/health", **fields)
+                [obs] = await observe(sources, condition, now)
+                return obs
+
+            assert (await check(body_jsonpath="$.checks.db", body_equals="up")).bad is False
+            wrong = await check(body_jsonpath="$.checks.db", body_equals="down")
+            assert wrong.summary.endswith("$.checks.db is 'up', expected 'down'")
+            missing = await check(body_jsonpath="$.checks.cache")
+            assert missing.summary.endswith("$.checks.cache matches nothing")
+            target.delay = 0.3
+            slow = await check(max_latency_ms=100, retries=0)
+            assert slow.bad is True
+            assert "limit 100 ms" in slow.summary
+            target.delay = 0.0
+            target.status = 503
+            before = target.gets
+            failing = await check(retries=2, interval_seconds=1)
+            assert target.gets - before == 3  # the first attempt and two retries
+            assert failing.bad is True
+            assert "answered 503" in failing.summary
+            assert (
+                await sources.observe(
+                    "rule",
+                    specs.Uptime(
+                        kind="uptime", url=f"{target.url}/health", retries=2, interval_seconds=1
+                    ),
+                    now,
+                )
+                is None
+            )  # not due again within its interval
+    finally:
+        target.close()

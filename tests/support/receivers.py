@@ -8,6 +8,7 @@ import email
 import email.policy
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -110,6 +111,9 @@ class HookReceiver:
     def __init__(self) -> None:
         self.hooks: list[Hook] = []
         self.status = 200
+        self.delay = 0.0
+        """seconds before answering a GET"""
+        self.gets = 0
         self._lock = threading.Lock()
         receiver = self
 
@@ -122,6 +126,9 @@ class HookReceiver:
                 self._answer(status, b"{}")
 
             def do_GET(self) -> None:
+                with receiver._lock:
+                    receiver.gets += 1
+                time.sleep(receiver.delay)
                 self._answer(receiver.status, b'{"status": "ok", "checks": {"db": "up"}}')
 
             def _answer(self, status: int, body: bytes) -> None:
