@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,17 +15,23 @@ ROLES = ("admin", "api_manager", "deployer", "security_officer", "viewer")
 PASSWORD = "correct horse battery staple"
 
 
+def settings_in(tmp_path: Path, **extra: Any) -> ManagerSettings:
+    """A manager on SQLite under ``tmp_path``: no probes (tests drive them), no login delay."""
+    base: dict[str, Any] = {
+        "store": f"sqlite:///{tmp_path}/manager.db",
+        "data_dir": tmp_path,
+        "secret_file": tmp_path / "cluster.secret",
+        "bootstrap_file": tmp_path / "bootstrap.json",
+        "push_timeout": 2.0,
+        "probe_interval": 0,
+        "login_failure_delay": 0,
+    }
+    return ManagerSettings(**(base | extra))
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> ManagerSettings:
-    return ManagerSettings(
-        store=f"sqlite:///{tmp_path}/manager.db",
-        data_dir=tmp_path,
-        secret_file=tmp_path / "cluster.secret",
-        bootstrap_file=tmp_path / "bootstrap.json",
-        push_timeout=2.0,
-        probe_interval=0,  # tests drive probes explicitly
-        login_failure_delay=0,
-    )
+    return settings_in(tmp_path)
 
 
 @pytest.fixture

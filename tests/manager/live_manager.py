@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 
 from portway.manager.app import create_app
-from portway.manager.settings import ManagerSettings
+from tests.manager.conftest import settings_in
 
 
 @dataclass
@@ -31,16 +31,7 @@ class LiveManager:
 @contextmanager
 def live_manager(tmp_path: Path, **settings: Any) -> Iterator[LiveManager]:
     """A manager on SQLite under ``tmp_path`` (no probes, no login delay) with ``settings``."""
-    config = ManagerSettings(
-        store=f"sqlite:///{tmp_path}/manager.db",
-        data_dir=tmp_path,
-        secret_file=tmp_path / "cluster.secret",
-        bootstrap_file=tmp_path / "bootstrap.json",
-        push_timeout=2.0,
-        probe_interval=0,
-        login_failure_delay=0,
-        **settings,
-    )
+    config = settings_in(tmp_path, **settings)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(config), host="127.0.0.1", port=0, log_level="warning", lifespan="on"

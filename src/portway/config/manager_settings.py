@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from portway.config.base import Model
 
@@ -22,6 +22,55 @@ DEFAULT_BACKEND_DENY = (
     "0.0.0.0/32",  # unspecified: the worker's own host
     "::/128",
 )
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class SmtpRelay(Model):
+    """The mail relay the manager's alert e-mails go through (flow ``out-manager-smtp``)."""
+
+    host: Annotated[str, Field(min_length=1, max_length=253)]
+    ports: Annotated[
+        list[Port],
+        Field(
+            min_length=1,
+            description="relay ports (25, 587), tried in order until one accepts the connection",
+        ),
+    ] = [587]
+    starttls: Annotated[
+        Literal["auto", "required", "off"],
+        Field(
+            description="auto: STARTTLS when the relay offers it (always on 587); required: "
+            "refuse to send without it; off: plain SMTP (a relay on a trusted network)"
+        ),
+    ] = "auto"
+    ca_file: Annotated[
+        Path | None, Field(description="PEM CA bundle the relay's certificate must chain to")
+    ] = None
+    username: Annotated[str | None, Field(max_length=200, description="SMTP AUTH user")] = None
+    password_file: Annotated[
+        Path | None, Field(description="file holding the SMTP AUTH password (never inline)")
+    ] = None
+    sender: Annotated[
+        str, Field(min_length=3, max_length=254, description="From: address of alert e-mails")
+    ] = "portway@localhost"
+    timeout: Annotated[float, Field(gt=0, le=300, description="seconds per SMTP exchange")] = 30.0
+
+    @field_validator("ports")
+    @classmethod
+    def _unique(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"ports repeat: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _auth(self) -> SmtpRelay:
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together (SMTP AUTH)")
+        if self.username is not None and self.starttls == "off":
+            raise ValueError("SMTP AUTH with starttls off would send the password in clear")
+        return self
 
 
 class ManagerSettings(Model):
@@ -89,6 +138,17 @@ class ManagerSettings(Model):
                 f"({self.import_max_bytes}): an imported document travels in the body"
             )
         return self
+
+    @field_validator("logs")
+    @classmethod
+    def _queryable(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if scheme.startswith(("syslog", "webhook", "kafka")):
+            raise ValueError(
+                f"{scheme}:// only forwards records and cannot answer analytics; the manager's "
+                "logs must be sqlite:// or elasticsearch:// (workers may forward elsewhere)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _tls(self) -> ManagerSettings:
@@ -186,3 +246,26 @@ class ManagerSettings(Model):
             "or being the manager's own listen address"
         ),
     ] = Field(default_factory=list)
+
+    # alerts, e-mail and webhooks ---------------------------------------------------------------
+    smtp: Annotated[SmtpRelay | None, Field(description="mail relay; null = no mail")] = None
+    webhooks: Annotated[
+        bool,
+        Field(
+            description="the manager calls external HTTP(S) endpoints: alert webhooks and "
+            "uptime monitors (flow out-manager-external-https)"
+        ),
+    ] = False
+    alert_interval: Annotated[
+        float, Field(ge=0, le=3600, description="seconds between alert evaluations; 0 = never")
+    ] = 15.0
+    alert_retry_base: Annotated[
+        float,
+        Field(gt=0, le=3600, description="first retry delay of a failed notification; doubles"),
+    ] = 5.0
+    alert_retry_max: Annotated[
+        float, Field(gt=0, le=86400, description="longest delay between notification retries")
+    ] = 300.0
+    alert_max_attempts: Annotated[
+        int, Field(ge=1, le=1000, description="attempts before a notification is given up")
+    ] = 50

@@ -56,27 +56,9 @@ def url_scheme(url: str) -> str:
     return urlsplit(url).scheme
 
 
-class SmtpRelay(Model):
-    """The mail relay the manager sends through."""
-
-    host: Annotated[str, Field(min_length=1, max_length=253)]
-    ports: Annotated[list[Port], Field(min_length=1, description="relay ports (25, 587)")] = [587]
-
-    @field_validator("ports")
-    @classmethod
-    def _unique(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"ports repeat: {value}")
-        return value
-
-
 class ManagerConfig(ManagerSettings):
-    """The manager: every ``ManagerSettings`` field, plus what it reaches outside the platform."""
-
-    smtp: Annotated[SmtpRelay | None, Field(description="mail relay; null = no mail")] = None
-    webhooks: Annotated[
-        bool, Field(description="the manager calls external HTTPS endpoints (webhooks, monitoring)")
-    ] = False
+    """The manager: every ``ManagerSettings`` field (its mail relay and webhook egress included,
+    since the manager's alerts use them)."""
 
 
 class WorkerConfig(WorkerSettings):
@@ -92,7 +74,11 @@ class WorkerConfig(WorkerSettings):
         ),
     ] = "local://"
     logs: Annotated[
-        str | None, Field(description="traffic log sink; default: the manager's logs")
+        str | None,
+        Field(
+            description="traffic log sink; default: the manager's logs; also forwarding sinks: "
+            "syslog+tcp://, syslog+tls://, webhook+https://, kafka://"
+        ),
     ] = None
     state_dir: Annotated[
         Path | None, Field(description="cached revision and spool; default: DATA_DIR/worker-ENV")

@@ -12,6 +12,7 @@ from typing import Any
 
 from portway.stores.traffic import (
     AnalyticsQuery,
+    AnalyticsResult,
     SearchQuery,
     TrafficSink,
     open_traffic_sink,
@@ -31,8 +32,11 @@ class Analytics:
                 self._opened = True
         return self._sink
 
+    async def result(self, query: AnalyticsQuery) -> AnalyticsResult:
+        return await (await self._open()).query(query)
+
     async def query(self, query: AnalyticsQuery) -> dict[str, Any]:
-        result = await (await self._open()).query(query)
+        result = await self.result(query)
         out = asdict(result)
         out["by_status"] = {str(k): v for k, v in result.by_status.items()}
         out["top_consumers"] = [{"consumer": c, "count": n} for c, n in result.top_consumers]

@@ -18,6 +18,7 @@ from portway.cluster.signing import ReplayGuard, load_or_create_secret
 from portway.manager import cluster_api, json_body, problems, routes
 from portway.manager.access import Access
 from portway.manager.addresses import BackendPolicy
+from portway.manager.alerts.service import Alerts
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
 from portway.manager.body_limits import BodyCaps, BodyLimit
@@ -36,7 +37,7 @@ from portway.worker.metrics import MetricsListener
 log = logging.getLogger("portway.manager")
 
 
-async def build_services(settings: ManagerSettings, store: ConfigStore) -> Services:
+async def build_services(settings: ManagerSettings, store: SealedStore) -> Services:
     secret = load_or_create_secret(settings.secret_file)
     catalog = Catalog(
         store,
@@ -67,6 +68,15 @@ async def build_services(settings: ManagerSettings, store: ConfigStore) -> Servi
     )
     analytics = Analytics(settings.logs)
     access = Access(store, guard, settings.session_ttl)
+    alerts = Alerts(
+        settings,
+        store,
+        registry,
+        analytics,
+        catalog.desired_revisions,
+        lambda: store.keyring,
+        catalog.backends.refusal,
+    )
     return Services(
         settings,
         store,
@@ -79,6 +89,7 @@ async def build_services(settings: ManagerSettings, store: ConfigStore) -> Servi
         guard,
         analytics,
         access,
+        alerts,
     )
 
 
@@ -128,6 +139,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         app.state.services = services
         await _bootstrap(settings, config_store)
         await services.deployer.records.reconcile()
+        services.alerts.start()
         background = []
         if settings.effective_probe_interval > 0:
             background.append(asyncio.create_task(probe_workers(services), name="portway-probes"))
@@ -149,6 +161,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await services.alerts.close()
             await services.client.close()
             await services.analytics.close()
             await config_store.close()

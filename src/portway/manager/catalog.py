@@ -102,6 +102,10 @@ class Catalog:
     async def environments(self) -> list[Document]:
         return await self.store.find("environments")
 
+    async def desired_revisions(self) -> dict[str, int | None]:
+        """Environment -> the revision its workers should serve."""
+        return {d.id: d.data.get("desired_revision") for d in await self.environments()}
+
     async def update_environment(
         self, name: str, env: Environment, expected_version: int | None, actor: str
     ) -> Document:

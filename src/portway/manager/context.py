@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from portway.manager.access import Access
+from portway.manager.alerts.service import Alerts
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard
 from portway.manager.catalog import Catalog
@@ -29,3 +30,4 @@ class Services:
     login_guard: LoginGuard
     analytics: Analytics
     access: Access
+    alerts: Alerts

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends
 
 from portway.manager import (
     routes_access,
+    routes_alerts,
     routes_analytics,
     routes_catalog,
     routes_consumers,
@@ -49,5 +50,6 @@ for _module in (
     routes_consumers,
     routes_declarative,
     routes_analytics,
+    routes_alerts,
 ):
     router.include_router(_module.router)

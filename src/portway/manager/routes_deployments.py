@@ -142,7 +142,7 @@ async def environment_revision(
 
 # workers -----------------------------------------------------------------------------------
 async def _desired(svc: Svc) -> dict[str, int | None]:
-    return {d.id: d.data.get("desired_revision") for d in await svc.catalog.environments()}
+    return await svc.catalog.desired_revisions()
 
 
 @router.get("/workers", tags=["workers"], response_model=list[WorkerView])

@@ -90,6 +90,12 @@ COLLECTIONS: Mapping[str, Collection] = {
         Collection("sessions", unique=(("lookup",),), indexed=("user_id",)),
         Collection("audit", indexed=("target", "actor", "action")),
         Collection("meta"),
+        Collection("alert_rules"),
+        Collection("alert_channels"),
+        Collection("alert_silences"),
+        Collection("alert_states", indexed=("rule",)),
+        Collection("alert_events", indexed=("rule",)),
+        Collection("alert_deliveries", indexed=("state",)),
     )
 }
 

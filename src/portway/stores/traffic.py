@@ -8,7 +8,10 @@ Backends are chosen by URL with ``open_traffic_sink``:
 
 - ``sqlite:///var/portway/traffic.db?retention_days=30`` — embedded (``traffic_sqlite``);
 - ``elasticsearch://host:9200,host2:9200?stream=portway-traffic&retention=30d`` (or ``http://`` /
-  ``https://`` URLs) — ``traffic_elasticsearch``, which documents its options.
+  ``https://`` URLs) — ``traffic_elasticsearch``, which documents its options;
+- forwarding sinks, which keep nothing to query (workers only): ``syslog+tcp://`` /
+  ``syslog+tls://`` (``traffic_syslog``), ``webhook+https://`` / ``webhook+http://``
+  (``traffic_http``), ``kafka://`` / ``kafka+ssl://`` (``traffic_kafka``).
 """
 
 from __future__ import annotations
@@ -153,4 +156,19 @@ def open_traffic_sink(url: str) -> TrafficSink:
         from portway.stores.traffic_elasticsearch import ElasticsearchTrafficSink
 
         return ElasticsearchTrafficSink.from_url(url)
-    raise ValueError(f"traffic sink URL scheme {scheme!r} is not one of sqlite, elasticsearch")
+    if scheme in ("syslog+tcp", "syslog+tls"):
+        from portway.stores.traffic_syslog import SyslogTrafficSink
+
+        return SyslogTrafficSink.from_url(url)
+    if scheme in ("webhook+http", "webhook+https"):
+        from portway.stores.traffic_http import HttpTrafficSink
+
+        return HttpTrafficSink.from_url(url)
+    if scheme in ("kafka", "kafka+ssl"):
+        from portway.stores.traffic_kafka import KafkaTrafficSink
+
+        return KafkaTrafficSink.from_url(url)
+    raise ValueError(
+        f"traffic sink URL scheme {scheme!r} is not one of sqlite, elasticsearch, "
+        "syslog+tcp, syslog+tls, webhook+http, webhook+https, kafka, kafka+ssl"
+    )
