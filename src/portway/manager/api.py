@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 from portway.manager import (
     routes_access,
     routes_analytics,
+    routes_capabilities,
     routes_catalog,
     routes_consumers,
     routes_declarative,
@@ -35,5 +36,6 @@ for _module in (
     routes_consumers,
     routes_declarative,
     routes_analytics,
+    routes_capabilities,
 ):
     router.include_router(_module.router)
