@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from portway.cluster.signing import ReplayGuard, load_or_create_secret
-from portway.manager import api, cluster_api, json_body, problems
+from portway.manager import api, cluster_api, json_body, problems, web_ui
 from portway.manager.addresses import BackendPolicy
 from portway.manager.analytics import Analytics
 from portway.manager.auth import LoginGuard, bootstrap_admin
@@ -136,7 +136,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         "Authenticate with a personal access token (`Authorization: Bearer pwt_…`) or a "
         "browser session from `POST /api/v1/auth/login`.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by web_ui with local assets
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -155,6 +155,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
     app.add_middleware(cluster_api.SignedAnswers)
     app.include_router(api.router)
     app.include_router(cluster_api.router)
+    web_ui.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> PlainTextResponse:
