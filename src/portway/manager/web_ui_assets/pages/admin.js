@@ -20,7 +20,7 @@ export async function audit(main) {
         { title: "When", cell: (r) => when(r.at) },
         { title: "Actor", cell: (r) => r.actor },
         { title: "Action", cell: (r) => badge(r.action) },
-        { title: "Target", cell: (r) => h("code", {}, r.target) },
+        { title: "Target", cell: (r) => h("code", { class: "target" }, r.target) },
         { title: "Changes", cell: (r) => h("table", { class: "changes" }, h("tbody", {}, (r.changes || []).map((c) => h("tr", {}, h("th", { scope: "row" }, c.field), h("td", { class: "del" }, value(c.old)), h("td", { class: "add" }, value(c.new)))))) },
       ],
       rows.filter((r) => !q || [r.actor, r.action, r.target].some((v) => String(v).toLowerCase().includes(q))),

@@ -115,8 +115,8 @@ function lineDiff(a, b) {
   let j = 0;
   while (i < n || j < m) {
     if (i < n && j < m && left[i] === right[j]) { out.push([" ", left[i]]); i++; j++; }
-    else if (j < m && (i === n || lcs[i][j + 1] >= lcs[i + 1][j])) { out.push(["+", right[j]]); j++; }
-    else { out.push(["-", left[i]]); i++; }
+    else if (i < n && (j === m || lcs[i + 1][j] >= lcs[i][j + 1])) { out.push(["-", left[i]]); i++; }
+    else { out.push(["+", right[j]]); j++; }
   }
   return out;
 }
