@@ -206,6 +206,21 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         ):
             tab.go(route, heading)
             tab.check(name)
+        # a personal token from the account page: shown once, then revoked
+        page.get_by_label("Name", exact=True).fill("ci")
+        page.get_by_label("Your password", exact=True).fill(admin["password"])
+        page.get_by_role("button", name="Create token", exact=True).click()
+        token = secret_shown(tab)
+        assert token.startswith("pwt_")
+        with httpx.Client(trust_env=False) as client:
+            me = client.get(
+                platform.manager_url + "/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+            )
+        assert me.json()["username"] == admin["username"]
+        page.reload()
+        tab.wait_heading("Your account")
+        page.get_by_role("button", name="Revoke token ci", exact=True).click()
+        page.get_by_text("revoked").wait_for()
         tab.go("/apis/default/shop/edit", "Edit shop")
         tab.check("api-edit")
 
