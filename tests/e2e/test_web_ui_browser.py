@@ -206,6 +206,13 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         ):
             tab.go(route, heading)
             tab.check(name)
+        # the worker registry shows the worker converged on the rollback's revision
+        tab.go("/workers", "Workers")
+        row = page.get_by_role("row").filter(has_text="w1")
+        assert "4 / 4" in row.inner_text()
+        assert "healthy" in row.inner_text()
+        tab.go("/account", "Your account")
+
         # a personal token from the account page: shown once, then revoked
         page.get_by_label("Name", exact=True).fill("ci")
         page.get_by_label("Your password", exact=True).fill(admin["password"])

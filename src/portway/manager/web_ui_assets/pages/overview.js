@@ -91,7 +91,7 @@ export function workerTable(workers) {
       { title: "State", cell: (w) => badge(w.state, w.state === "up" ? "ok" : w.state === "down" ? "error" : "warn") },
       { title: "Served / desired", cell: (w) => `${w.served_revision ?? "—"} / ${w.desired_revision ?? "—"}` },
       { title: "Converged", cell: (w) => (w.in_sync ? badge("in sync", "ok") : badge("behind", "warn")) },
-      { title: "Last report", cell: (w) => when(w.last_seen || w.last_report) },
+      { title: "Last report", cell: (w) => when(w.last_report) },
     ],
     workers,
     "No worker has registered yet.",
