@@ -49,7 +49,7 @@ function trafficView(result, bucket) {
   const times = result.buckets.map((b) => Date.parse(b.start) / 1000);
   const rps = result.buckets.map((b) => b.count / bucket);
   const errorRate = result.buckets.map((b) => (b.count ? (100 * b.errors) / b.count : 0));
-  const errors = Object.entries(result.by_status).filter(([s]) => Number(s) >= 500).reduce((n, [, c]) => n + c, 0);
+  const errors = Object.entries(result.by_status).filter(([s]) => Number(s) >= 400).reduce((n, [, c]) => n + c, 0);
   const lat = result.latency_ms || {};
   const fmt = (v) => (v === undefined ? "—" : `${v.toFixed(1)} ms`);
   return [
@@ -57,7 +57,7 @@ function trafficView(result, bucket) {
       "div",
       { class: "stats" },
       stat("Requests", String(result.total)),
-      stat("Error rate (5xx)", result.total ? `${((100 * errors) / result.total).toFixed(2)} %` : "—"),
+      stat("Error rate (status ≥ 400)", result.total ? `${((100 * errors) / result.total).toFixed(2)} %` : "—"),
       stat("Latency p50", fmt(lat.p50)),
       stat("Latency p90", fmt(lat.p90)),
       stat("Latency p99", fmt(lat.p99)),
@@ -66,7 +66,7 @@ function trafficView(result, bucket) {
       "div",
       { class: "charts" },
       lineChart("Requests per second", times, [{ label: "req/s", values: rps }]),
-      lineChart("Error rate", times, [{ label: "5xx %", values: errorRate }], "%"),
+      lineChart("Error rate (status ≥ 400)", times, [{ label: "errors %", values: errorRate }], "%"),
     ),
   ];
 }
