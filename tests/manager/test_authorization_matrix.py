@@ -36,6 +36,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/auth/login"): PUBLIC,
     ("POST", "/api/v1/auth/logout"): SIGNED_IN,
     ("GET", "/api/v1/me"): "read",
+    ("GET", "/api/v1/me/permissions"): "read",
     ("PUT", "/api/v1/me/password"): SIGNED_IN,
     ("GET", "/api/v1/users"): "manage_users",
     ("POST", "/api/v1/users"): "manage_users",
@@ -135,6 +136,7 @@ EXPECTED: dict[tuple[str, str], str] = {
         "/api/v1/consumers/{consumer}/credentials/{credential_id}/rotate",
     ): "manage_consumers",
     ("GET", "/api/v1/schema/declarative"): PUBLIC,
+    ("GET", "/api/v1/schema/policies"): "read",
     ("GET", "/api/v1/declarative/export"): "read",
     # a dry run or an apply without changes needs only read; changes need each section's
     # permission (test_declarative.py covers that)

@@ -185,6 +185,7 @@ def run_up(profile: LocalProfile) -> int:
             f'  curl -H "Authorization: Bearer $(cat {profile.token_file})" '
             f"{profile.manager_url}/api/v1/workers"
         )
+        print(f"  open {profile.manager_url}/                       # the web manager UI")
         print(f"  open {profile.manager_url}/api/v1/docs            # the management API")
         print(f"  portway matrix --config {config}      # this installation's matrix")
         print(f"  portway audit --config {config} --from local")

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from portway.cluster.signing import ReplayGuard, load_or_create_secret
-from portway.manager import cluster_api, json_body, problems, routes
+from portway.manager import cluster_api, json_body, problems, routes, web_ui
 from portway.manager.access import Access
 from portway.manager.addresses import BackendPolicy
 from portway.manager.alerts.service import Alerts
@@ -173,7 +173,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         "Authenticate with a personal access token (`Authorization: Bearer pwt_…`) or a "
         "browser session from `POST /api/v1/auth/login`.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by web_ui with local assets
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -196,6 +196,7 @@ def create_app(settings: ManagerSettings, store: ConfigStore | None = None) -> F
         app.add_middleware(
             ApiRequestMetrics, metrics=metrics, prefix=routes.router.prefix
         )  # outermost: counts every answer
+    web_ui.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> PlainTextResponse:

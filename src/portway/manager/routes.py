@@ -18,6 +18,7 @@ from portway.manager import (
     routes_access,
     routes_alerts,
     routes_analytics,
+    routes_capabilities,
     routes_catalog,
     routes_consumers,
     routes_declarative,
@@ -51,5 +52,6 @@ for _module in (
     routes_declarative,
     routes_analytics,
     routes_alerts,
+    routes_capabilities,
 ):
     router.include_router(_module.router)
