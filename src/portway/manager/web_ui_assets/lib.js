@@ -68,6 +68,19 @@ export async function api(method, path, body, query) {
   return data;
 }
 
+// A paged list (`{items, next}`): follows `next` until the list ends or `max` items are read.
+export async function list(path, query = {}, max = 1000) {
+  const items = [];
+  let cursor;
+  do {
+    const limit = Math.min(1000, max - items.length);
+    const page = await api("GET", path, undefined, { ...query, limit, cursor });
+    items.push(...page.items);
+    cursor = page.next;
+  } while (cursor && items.length < max);
+  return items;
+}
+
 export const enc = encodeURIComponent;
 
 export function when(iso) {
