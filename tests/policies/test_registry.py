@@ -24,6 +24,7 @@ EVERY_TYPE = {
     "size_limit",
     "response_cache",
     "json_schema",
+    "xml_schema",
     "rewrite",
     "json_to_xml",
     "xml_to_json",

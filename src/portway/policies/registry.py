@@ -31,6 +31,7 @@ from portway.policies.size_limit import SizeLimitPolicy
 from portway.policies.throttling import ThrottlingPolicy
 from portway.policies.time_restriction import TimeRestrictionPolicy
 from portway.policies.token_endpoint import TokenEndpointPolicy
+from portway.policies.xml_schema import XmlSchemaPolicy
 
 _CLASSES: tuple[type[Policy[Any]], ...] = (
     ApiKeyPolicy,
@@ -48,6 +49,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     SizeLimitPolicy,
     ResponseCachePolicy,
     JsonSchemaPolicy,
+    XmlSchemaPolicy,
     RewritePolicy,
     JsonToXmlPolicy,
     XmlToJsonPolicy,

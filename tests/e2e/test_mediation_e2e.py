@@ -1,0 +1,60 @@
+"""Mediation policies configured through the management API, deployed, and run by a real
+worker in front of the echo backend (which answers with what it received, as JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import Platform
+from tests.support.processes import wait_until
+
+XS = 'xmlns:xs="http://www.w3.org/2001/XMLSchema"'
+ORDER_XSD = (
+    f'<xs:schema {XS}><xs:element name="order"><xs:complexType><xs:sequence>'
+    '<xs:element name="qty" type="xs:positiveInteger"/>'
+    "</xs:sequence></xs:complexType></xs:element></xs:schema>"
+)
+
+
+def deploy(platform: Platform, policies: dict[str, Any]) -> str:
+    """Deploy an API ``/orders`` with ``policies``; the worker's URL for it once it answers."""
+    _, port = platform.start_worker("w1")
+    api = {
+        "name": "orders",
+        "base_path": "/orders",
+        "backends": [{"url": platform.backend_url}],
+        "policies": policies,
+    }
+    platform.call("POST", "/projects/default/apis", api, expect=201)
+    deployed = platform.deploy("orders")
+    assert deployed["results"][0]["success"], deployed
+    url = f"http://127.0.0.1:{port}/orders/items"
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        wait_until(lambda: client.get(url).status_code != 404, "the API reaches the worker")
+    return url
+
+
+def test_xml_schema(platform: Platform) -> None:
+    schema = {"name": "xsd", "type": "xml_schema", "config": {"schema": ORDER_XSD}}
+    url = deploy(platform, {"request": [schema]})
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        good = client.post(url, content=b"<order><qty>3</qty></order>")
+        assert good.status_code == 200
+        assert good.json()["body"] == "<order><qty>3</qty></order>"
+        bad = client.post(url, content=b"<order><qty>0</qty></order>")
+        assert bad.status_code == 400
+        answer = bad.json()
+        assert (answer["error"], answer["path"]) == ("schema_violation", "/order/qty")
+        assert answer["correlation_id"] == bad.headers["X-Correlation-ID"]
+        xxe = b'<!DOCTYPE order [<!ENTITY x SYSTEM "file:///etc/passwd">]><order>&x;</order>'
+        assert client.post(url, content=xxe).json()["error"] == "invalid_xml"
+    refused = {"name": "xsd", "type": "xml_schema", "config": {"schema": "<nope"}}
+    api = {"name": "bad", "base_path": "/bad", "backends": [{"url": platform.backend_url}]}
+    with platform.api() as client:
+        response = client.post(
+            "/projects/default/apis", json={**api, "policies": {"request": [refused]}}
+        )
+    assert response.status_code == 422
+    assert "policies.request[0].config" in response.json()["message"]
