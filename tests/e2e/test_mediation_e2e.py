@@ -58,3 +58,32 @@ def test_xml_schema(platform: Platform) -> None:
         )
     assert response.status_code == 422
     assert "policies.request[0].config" in response.json()["message"]
+
+
+def test_redact(platform: Platform) -> None:
+    request = {
+        "name": "mask-card",
+        "type": "redact",
+        "config": {"json_paths": ["$.card.number"], "headers": ["X-Card"], "keep_last": 4},
+    }
+    response = {
+        "name": "hide-secret",
+        "type": "redact",
+        "config": {"json_paths": ["$.headers['x-secret']"], "action": "remove"},
+    }
+    url = deploy(platform, {"request": [request], "response": [response]})
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        sent = client.post(
+            url,
+            json={"card": {"number": "4111111111111111"}},
+            headers={"X-Card": "4111111111111111", "X-Secret": "s3cret"},
+        )
+        assert sent.status_code == 200
+        echoed = sent.json()
+        assert echoed["body"] == '{"card": {"number": "****1111"}}'
+        assert echoed["headers"]["x-card"] == "****1111"
+        assert "x-secret" not in echoed["headers"]  # removed from the backend's answer
+        assert "s3cret" not in sent.text
+        unreadable = client.post(url, content=b"card=4111111111111111")
+        assert unreadable.status_code == 400
+        assert unreadable.json()["error"] == "unreadable_body"

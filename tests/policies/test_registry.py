@@ -28,6 +28,7 @@ EVERY_TYPE = {
     "rewrite",
     "json_to_xml",
     "xml_to_json",
+    "redact",
     "mock_response",
 }
 

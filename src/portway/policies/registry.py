@@ -24,6 +24,7 @@ from portway.policies.mock_response import MockResponsePolicy
 from portway.policies.mtls import MtlsPolicy
 from portway.policies.oauth2_introspection import IntrospectionPolicy
 from portway.policies.quota import QuotaPolicy
+from portway.policies.redact import RedactPolicy
 from portway.policies.render import check_template
 from portway.policies.response_cache import ResponseCachePolicy
 from portway.policies.rewrite import RewritePolicy
@@ -53,6 +54,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     RewritePolicy,
     JsonToXmlPolicy,
     XmlToJsonPolicy,
+    RedactPolicy,
     MockResponsePolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}
