@@ -87,3 +87,37 @@ def test_redact(platform: Platform) -> None:
         unreadable = client.post(url, content=b"card=4111111111111111")
         assert unreadable.status_code == 400
         assert unreadable.json()["error"] == "unreadable_body"
+
+
+def test_content_filter(platform: Platform) -> None:
+    config = {
+        "patterns": [{"name": "sql", "pattern": r"(?i)\bunion\s+select\b"}],
+        "targets": ["body", "query"],
+        "max_body_bytes": 2000,
+        "max_json_depth": 4,
+    }
+    url = deploy(
+        platform, {"request": [{"name": "filter", "type": "content_filter", "config": config}]}
+    )
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        assert client.post(url, json={"q": "union of sets"}).status_code == 200
+        sql = client.post(url, json={"q": "1 UNION SELECT password"})
+        assert (sql.status_code, sql.json()["rule"]) == (400, "sql")
+        query = client.get(url, params={"q": "x union select y"})
+        assert (query.status_code, query.json()["target"]) == (400, "query")
+        deep = client.post(url, content=b"[" * 50 + b"]" * 50)
+        assert (deep.status_code, deep.json()["rule"]) == (400, "max_json_depth")
+        big = client.post(url, content=b"x" * 2001)
+        assert (big.status_code, big.json()["rule"]) == (413, "max_body_bytes")
+    bad = {
+        "name": "filter",
+        "type": "content_filter",
+        "config": {"patterns": [{"name": "x", "pattern": "(?<=a)"}]},
+    }
+    api = {"name": "bad", "base_path": "/bad", "backends": [{"url": platform.backend_url}]}
+    with platform.api() as client:
+        response = client.post(
+            "/projects/default/apis", json={**api, "policies": {"request": [bad]}}
+        )
+    assert response.status_code == 422
+    assert "policies.request[0].config.patterns[0].pattern" in response.json()["message"]

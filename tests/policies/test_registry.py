@@ -29,6 +29,7 @@ EVERY_TYPE = {
     "json_to_xml",
     "xml_to_json",
     "redact",
+    "content_filter",
     "mock_response",
 }
 

@@ -15,6 +15,7 @@ from portway.policies.base import Build, Phase, Policy
 from portway.policies.basic_auth import BasicAuthPolicy
 from portway.policies.client_ban import ClientBanPolicy
 from portway.policies.conditions import compile_condition
+from portway.policies.content_filter import ContentFilterPolicy
 from portway.policies.cors import CorsPolicy
 from portway.policies.ip_filter import IpFilterPolicy
 from portway.policies.json_schema import JsonSchemaPolicy
@@ -55,6 +56,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     JsonToXmlPolicy,
     XmlToJsonPolicy,
     RedactPolicy,
+    ContentFilterPolicy,
     MockResponsePolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}
