@@ -3,6 +3,7 @@ worker in front of the echo backend (which answers with what it received, as JSO
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,6 +37,18 @@ def deploy(platform: Platform, policies: dict[str, Any]) -> str:
     return url
 
 
+def refused(platform: Platform, entry: dict[str, Any]) -> str:
+    """Saving an API with ``entry`` in its request list fails with 422; the message."""
+    api = {"name": "bad", "base_path": "/bad", "backends": [{"url": platform.backend_url}]}
+    with platform.api() as client:
+        response = client.post(
+            "/projects/default/apis", json={**api, "policies": {"request": [entry]}}
+        )
+    assert response.status_code == 422, response.text
+    message: str = response.json()["message"]
+    return message
+
+
 def test_xml_schema(platform: Platform) -> None:
     schema = {"name": "xsd", "type": "xml_schema", "config": {"schema": ORDER_XSD}}
     url = deploy(platform, {"request": [schema]})
@@ -50,14 +63,8 @@ def test_xml_schema(platform: Platform) -> None:
         assert answer["correlation_id"] == bad.headers["X-Correlation-ID"]
         xxe = b'<!DOCTYPE order [<!ENTITY x SYSTEM "file:///etc/passwd">]><order>&x;</order>'
         assert client.post(url, content=xxe).json()["error"] == "invalid_xml"
-    refused = {"name": "xsd", "type": "xml_schema", "config": {"schema": "<nope"}}
-    api = {"name": "bad", "base_path": "/bad", "backends": [{"url": platform.backend_url}]}
-    with platform.api() as client:
-        response = client.post(
-            "/projects/default/apis", json={**api, "policies": {"request": [refused]}}
-        )
-    assert response.status_code == 422
-    assert "policies.request[0].config" in response.json()["message"]
+    broken = {"name": "xsd", "type": "xml_schema", "config": {"schema": "<nope"}}
+    assert "policies.request[0].config" in refused(platform, broken)
 
 
 def test_redact(platform: Platform) -> None:
@@ -114,10 +121,29 @@ def test_content_filter(platform: Platform) -> None:
         "type": "content_filter",
         "config": {"patterns": [{"name": "x", "pattern": "(?<=a)"}]},
     }
-    api = {"name": "bad", "base_path": "/bad", "backends": [{"url": platform.backend_url}]}
-    with platform.api() as client:
-        response = client.post(
-            "/projects/default/apis", json={**api, "policies": {"request": [bad]}}
-        )
-    assert response.status_code == 422
-    assert "policies.request[0].config.patterns[0].pattern" in response.json()["message"]
+    assert "policies.request[0].config.patterns[0].pattern" in refused(platform, bad)
+
+
+def test_xslt(platform: Platform, tmp_path: Path) -> None:
+    stylesheet = (
+        '<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
+        '<xsl:output omit-xml-declaration="yes"/>'
+        '<xsl:template match="/order"><purchase quantity="{qty}"/></xsl:template>'
+        "</xsl:stylesheet>"
+    )
+    config = {"stylesheet": stylesheet, "content_type": "application/xml"}
+    url = deploy(platform, {"request": [{"name": "to-purchase", "type": "xslt", "config": config}]})
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        sent = client.post(url, content=b"<order><qty>3</qty></order>")
+        assert sent.status_code == 200
+        echoed = sent.json()
+        assert echoed["body"] == '<purchase quantity="3"/>\n'
+        assert echoed["headers"]["content-type"] == "application/xml"
+        assert client.post(url, content=b"{}").json()["error"] == "invalid_xml"
+    secret = tmp_path / "secret.xsl"
+    secret.write_text(stylesheet)
+    hostile = stylesheet.replace(
+        "<xsl:output", f'<xsl:include href="{secret.as_uri()}"/><xsl:output'
+    )
+    entry = {"name": "x", "type": "xslt", "config": {"stylesheet": hostile}}
+    assert "xsl:include is not allowed" in refused(platform, entry)

@@ -30,6 +30,7 @@ EVERY_TYPE = {
     "xml_to_json",
     "redact",
     "content_filter",
+    "xslt",
     "mock_response",
 }
 

@@ -34,6 +34,7 @@ from portway.policies.throttling import ThrottlingPolicy
 from portway.policies.time_restriction import TimeRestrictionPolicy
 from portway.policies.token_endpoint import TokenEndpointPolicy
 from portway.policies.xml_schema import XmlSchemaPolicy
+from portway.policies.xslt import XsltPolicy
 
 _CLASSES: tuple[type[Policy[Any]], ...] = (
     ApiKeyPolicy,
@@ -57,6 +58,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     XmlToJsonPolicy,
     RedactPolicy,
     ContentFilterPolicy,
+    XsltPolicy,
     MockResponsePolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}
