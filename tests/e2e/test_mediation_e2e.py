@@ -147,3 +147,26 @@ def test_xslt(platform: Platform, tmp_path: Path) -> None:
     )
     entry = {"name": "x", "type": "xslt", "config": {"stylesheet": hostile}}
     assert "xsl:include is not allowed" in refused(platform, entry)
+
+
+def test_json_transform(platform: Platform) -> None:
+    request = {
+        "name": "reshape",
+        "type": "json_transform",
+        "config": {"expression": "{id: order.id, skus: order.items[*].sku}"},
+    }
+    response = {
+        "name": "summary",
+        "type": "json_transform",
+        "config": {"expression": "{method: method, forwarded: body}"},
+    }
+    url = deploy(platform, {"request": [request], "response": [response]})
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        order = {"order": {"id": 7, "items": [{"sku": "a"}, {"sku": "b"}], "secret": "x"}}
+        sent = client.post(url, json=order)
+        assert sent.status_code == 200
+        assert sent.json() == {"method": "POST", "forwarded": '{"id": 7, "skus": ["a", "b"]}'}
+        broken = client.post(url, content=b"{nope")
+        assert (broken.status_code, broken.json()["error"]) == (400, "invalid_json")
+    entry = {"name": "x", "type": "json_transform", "config": {"expression": "eval(a)"}}
+    assert "unknown JMESPath function 'eval'" in refused(platform, entry)

@@ -31,6 +31,7 @@ EVERY_TYPE = {
     "redact",
     "content_filter",
     "xslt",
+    "json_transform",
     "mock_response",
 }
 

@@ -19,6 +19,7 @@ from portway.policies.content_filter import ContentFilterPolicy
 from portway.policies.cors import CorsPolicy
 from portway.policies.ip_filter import IpFilterPolicy
 from portway.policies.json_schema import JsonSchemaPolicy
+from portway.policies.json_transform import JsonTransformPolicy
 from portway.policies.json_xml import JsonToXmlPolicy, XmlToJsonPolicy
 from portway.policies.jwt_auth import JwtPolicy
 from portway.policies.mock_response import MockResponsePolicy
@@ -59,6 +60,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     RedactPolicy,
     ContentFilterPolicy,
     XsltPolicy,
+    JsonTransformPolicy,
     MockResponsePolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}
