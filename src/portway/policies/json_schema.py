@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from portway.policies._body_check import BodyCheckPolicy
+from portway.policies._body_policies import BodyCheckPolicy
 from portway.policies.base import Build, Deny, ErrorSpec, PolicyConfig
 from portway.policies.jsonpath import compile_jsonpath, format_path, load_json
 

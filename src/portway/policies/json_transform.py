@@ -16,8 +16,9 @@ from jmespath.functions import Functions
 from jmespath.parser import ParsedResult
 from pydantic import Field, field_validator
 
-from portway.policies.base import ALL_PHASES, Build, Deny, ErrorSpec, Policy, PolicyConfig
-from portway.policies.contract import HeaderMap, PolicyContext, Reply
+from portway.policies._body_policies import BodyRewritePolicy
+from portway.policies.base import Build, Deny, ErrorSpec, PolicyConfig
+from portway.policies.contract import HeaderMap
 from portway.policies.jsonpath import load_json
 
 MAX_EXPRESSION_LENGTH = 4000
@@ -72,11 +73,10 @@ class JsonTransformConfig(PolicyConfig):
         return value
 
 
-class JsonTransformPolicy(Policy[JsonTransformConfig]):
+class JsonTransformPolicy(BodyRewritePolicy[JsonTransformConfig]):
     type_name = "json_transform"
     summary = "Replace the JSON body by the result of a JMESPath expression evaluated on it."
     config_model = JsonTransformConfig
-    phases = ALL_PHASES
     errors = {
         "invalid_json": ErrorSpec(400, "the body is not valid JSON"),
         "transform_failed": ErrorSpec(400, "the body cannot be transformed"),
@@ -88,7 +88,7 @@ class JsonTransformPolicy(Policy[JsonTransformConfig]):
         super().__init__(config, build)
         self._expression = compile_jmespath(config.expression)
 
-    def transform(self, body: bytes, headers: HeaderMap, response: bool) -> bytes:
+    def rewrite(self, body: bytes, headers: HeaderMap, response: bool) -> bytes:
         try:
             document = load_json(body)
         except ValueError:
@@ -100,20 +100,4 @@ class JsonTransformPolicy(Policy[JsonTransformConfig]):
             code = "invalid_response" if response else "transform_failed"
             raise Deny(code, details={"reason": reason}) from None
         headers.set("Content-Type", self.config.content_type)
-        headers.remove("content-length")  # the worker frames the new body
         return json.dumps(result, ensure_ascii=False).encode()
-
-    async def on_request(self, ctx: PolicyContext) -> Reply | None:
-        body = await ctx.request.body()
-        ctx.request.set_body(self.transform(body, ctx.request.headers, response=False))
-        return None
-
-    async def on_response(self, ctx: PolicyContext) -> Reply | None:
-        if ctx.response is None:
-            return None
-        body = await ctx.response.body()
-        ctx.response.set_body(self.transform(body, ctx.response.headers, response=True))
-        return None
-
-    async def on_error(self, ctx: PolicyContext) -> Reply | None:
-        return await self.on_response(ctx)

@@ -15,9 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from portway.policies._body_policies import BodyRewritePolicy
 from portway.policies._headers import check_header_name, check_header_value
-from portway.policies.base import ALL_PHASES, Build, Deny, ErrorSpec, Policy, PolicyConfig
-from portway.policies.contract import HeaderMap, PolicyContext, Reply
+from portway.policies.base import Build, Deny, ErrorSpec, PolicyConfig
+from portway.policies.contract import HeaderMap
 from portway.policies.jsonpath import compile_jsonpath, load_json
 from portway.policies.xmlsafe import XmlRejected, compile_element_path, parse_xml
 
@@ -77,11 +78,10 @@ class RedactConfig(PolicyConfig):
         return self
 
 
-class RedactPolicy(Policy[RedactConfig]):
+class RedactPolicy(BodyRewritePolicy[RedactConfig]):
     type_name = "redact"
     summary = "Mask or remove fields of JSON/XML bodies and headers."
     config_model = RedactConfig
-    phases = ALL_PHASES
     errors = {
         "unreadable_body": ErrorSpec(400, "the body cannot be read for redaction"),
         "unreadable_response": ErrorSpec(502, "the backend response cannot be read for redaction"),
@@ -169,26 +169,9 @@ class RedactPolicy(Policy[RedactConfig]):
                 return (prefix + text).encode()
         raise Deny(failure)
 
-    async def on_request(self, ctx: PolicyContext) -> Reply | None:
-        self._headers(ctx.request.headers)
-        redacted = self._body(await ctx.request.body(), "unreadable_body")
-        if redacted is not None:
-            ctx.request.set_body(redacted)
-            ctx.request.headers.remove("content-length")  # the worker frames the new body
-        return None
-
-    async def on_response(self, ctx: PolicyContext) -> Reply | None:
-        if ctx.response is None:
-            return None
-        self._headers(ctx.response.headers)
-        redacted = self._body(await ctx.response.body(), "unreadable_response")
-        if redacted is not None:
-            ctx.response.set_body(redacted)
-            ctx.response.headers.remove("content-length")
-        return None
-
-    async def on_error(self, ctx: PolicyContext) -> Reply | None:
-        return await self.on_response(ctx)
+    def rewrite(self, body: bytes, headers: HeaderMap, response: bool) -> bytes | None:
+        self._headers(headers)
+        return self._body(body, "unreadable_response" if response else "unreadable_body")
 
 
 def _scalar_text(value: Any) -> str:

@@ -16,7 +16,7 @@ import xmlschema
 from pydantic import Field, model_validator
 from xmlschema.exceptions import XMLSchemaWarning
 
-from portway.policies._body_check import BodyCheckPolicy
+from portway.policies._body_policies import BodyCheckPolicy
 from portway.policies.base import Build, Deny, ErrorSpec, PolicyConfig
 from portway.policies.xmlsafe import XmlRejected, parse_xml
 

@@ -15,8 +15,9 @@ from typing import Annotated, SupportsBytes, cast
 from lxml import etree
 from pydantic import Field, model_validator
 
-from portway.policies.base import ALL_PHASES, Build, Deny, ErrorSpec, Policy, PolicyConfig
-from portway.policies.contract import HeaderMap, PolicyContext, Reply
+from portway.policies._body_policies import BodyRewritePolicy
+from portway.policies.base import Build, Deny, ErrorSpec, PolicyConfig
+from portway.policies.contract import HeaderMap
 from portway.policies.xmlsafe import XmlRejected, parse_xml
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
@@ -66,11 +67,10 @@ class XsltConfig(PolicyConfig):
         return self
 
 
-class XsltPolicy(Policy[XsltConfig]):
+class XsltPolicy(BodyRewritePolicy[XsltConfig]):
     type_name = "xslt"
     summary = "Transform an XML body with an XSLT 1.0 stylesheet (no file or network access)."
     config_model = XsltConfig
-    phases = ALL_PHASES
     errors = {
         "invalid_xml": ErrorSpec(400, "the body is not acceptable XML"),
         "invalid_response": ErrorSpec(502, "the backend response is not acceptable XML"),
@@ -82,32 +82,16 @@ class XsltPolicy(Policy[XsltConfig]):
         super().__init__(config, build)
         self._transform = compile_stylesheet(config.stylesheet)
 
-    def transform(self, body: bytes, headers: HeaderMap, failure: str) -> bytes:
+    def rewrite(self, body: bytes, headers: HeaderMap, response: bool) -> bytes:
         try:
             document = _parse(body)
         except (XmlRejected, etree.XMLSyntaxError):
-            raise Deny(failure) from None
+            raise Deny("invalid_response" if response else "invalid_xml") from None
         try:
             result = self._transform(document)
         except etree.XSLTApplyError as exc:
             raise Deny("transform_failed", details={"reason": str(exc)[:500]}) from None
         if self.config.content_type is not None:
             headers.set("Content-Type", self.config.content_type)
-        headers.remove("content-length")  # the worker frames the new body
         # serialized as the stylesheet's xsl:output says (the stubs lack __bytes__)
         return bytes(cast(SupportsBytes, result))
-
-    async def on_request(self, ctx: PolicyContext) -> Reply | None:
-        body = await ctx.request.body()
-        ctx.request.set_body(self.transform(body, ctx.request.headers, "invalid_xml"))
-        return None
-
-    async def on_response(self, ctx: PolicyContext) -> Reply | None:
-        if ctx.response is None:
-            return None
-        body = await ctx.response.body()
-        ctx.response.set_body(self.transform(body, ctx.response.headers, "invalid_response"))
-        return None
-
-    async def on_error(self, ctx: PolicyContext) -> Reply | None:
-        return await self.on_response(ctx)
