@@ -55,6 +55,11 @@ async def test_invalid_json(world: World, body: bytes) -> None:
     assert (status, answer["error"]) == (400, "invalid_json")
 
 
+async def test_a_long_chain_is_flat_not_deep(world: World) -> None:
+    body = b'{"a": ' * 200 + b"1" + b"}" * 200
+    assert await transform(world, "a" + ".a" * 199, body) == (None, 1)
+
+
 async def test_a_type_error_from_the_data_is_400(world: World) -> None:
     status, answer = await transform(world, "length(order)", b'{"order": 5}')
     assert (status, answer["error"]) == (400, "transform_failed")
@@ -97,5 +102,10 @@ def test_config_rules() -> None:
     nested = {"expression": "{a: [foo.bar, eval(x)]}"}
     assert rejected("json_transform", nested)[1] == "unknown JMESPath function 'eval'"
     assert rejected("json_transform", {"expression": "`ls`"})[1].startswith("a `literal` must")
+    for deep in ("(" * 1900 + "a" + ")" * 1900, "!" * 3900 + "a", "[" * 1999):
+        assert rejected("json_transform", {"expression": deep}) == (
+            "p.config.expression",
+            "expression is nested deeper than 100 levels",
+        )
     long = {"expression": "a" * 5000}
     assert rejected("json_transform", long)[0] == "p.config.expression"

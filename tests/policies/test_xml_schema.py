@@ -172,3 +172,28 @@ def test_schema_config_rules() -> None:
     assert rejected("xml_schema", {"schema": unknown})[1] == (
         "schema is not a usable XML Schema: unknown type 'nope'"
     )
+
+
+def test_a_deeply_nested_schema_is_refused_not_a_crash() -> None:
+    open_, close = (
+        "<xs:element name='e'><xs:complexType><xs:sequence>",
+        "</xs:sequence></xs:complexType></xs:element>",
+    )
+    for levels in (330, 2000):
+        schema = f"<xs:schema {XS}>" + open_ * levels + close * levels + "</xs:schema>"
+        field, message = rejected("xml_schema", {"schema": schema})
+        assert field == "p.config"
+        assert message.startswith("schema is not a usable XML Schema")
+
+
+async def test_a_recursive_type_validates_the_deepest_accepted_document(world: World) -> None:
+    recursive = (
+        f'<xs:schema {XS}><xs:complexType name="t"><xs:sequence>'
+        '<xs:element name="e" type="t" minOccurs="0"/></xs:sequence></xs:complexType>'
+        '<xs:element name="e" type="t"/></xs:schema>'
+    )
+    pipeline = world.one("xml_schema", {"schema": recursive})
+    assert await pipeline.on_request(make_ctx(body=b"<e>" * 256 + b"</e>" * 256)) is None
+    reply = await pipeline.on_request(make_ctx(body=b"<e>" * 255 + b"<x/>" + b"</e>" * 255))
+    assert reply is not None
+    assert json.loads(reply.body)["error"] == "schema_violation"

@@ -22,32 +22,40 @@ from portway.policies.contract import HeaderMap
 from portway.policies.jsonpath import load_json
 
 MAX_EXPRESSION_LENGTH = 4000
+MAX_NESTING = 100
+"""Evaluation recurses once per level of the parsed expression: deeper is refused at save."""
 _FUNCTIONS = frozenset(Functions.FUNCTION_TABLE)
 
 
-def _nodes(node: Any) -> Iterator[dict[str, Any]]:
-    stack = [node]
+def _nodes(node: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Every node of a parsed expression with its depth, without recursion."""
+    stack = [(1, node)]
     while stack:
-        current = stack.pop()
+        depth, current = stack.pop()
         if isinstance(current, dict):
-            yield current
-            stack.extend(current.get("children", []))
+            yield depth, current
+            stack.extend((depth + 1, child) for child in current.get("children", []))
 
 
 def compile_jmespath(expression: str) -> ParsedResult:
     """Compile once; ``ValueError`` naming the problem, including an unknown function (which
-    ``jmespath`` itself only notices when the expression runs)."""
+    ``jmespath`` itself only notices when the expression runs) and nesting deeper than
+    ``MAX_NESTING`` (which would exhaust the stack when evaluated)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", PendingDeprecationWarning)
         try:
             parsed = jmespath.compile(expression)
+        except RecursionError:
+            raise ValueError(f"expression is nested deeper than {MAX_NESTING} levels") from None
         except JMESPathError as exc:
             raise ValueError(" ".join(str(exc).split())) from None
         except PendingDeprecationWarning:
             raise ValueError(
                 "a `literal` must be JSON (write strings as 'text' or `\"text\"`)"
             ) from None
-    for node in _nodes(parsed.parsed):
+    for depth, node in _nodes(parsed.parsed):
+        if depth > MAX_NESTING:
+            raise ValueError(f"expression is nested deeper than {MAX_NESTING} levels")
         if node.get("type") == "function_expression" and node.get("value") not in _FUNCTIONS:
             raise ValueError(f"unknown JMESPath function {node.get('value')!r}")
     return parsed

@@ -30,6 +30,8 @@ def compile_xml_schema(text: str) -> xmlschema.XMLSchema:
         warnings.simplefilter("always")
         try:
             schema = xmlschema.XMLSchema(io.StringIO(text), allow="none", defuse="always")
+        except RecursionError:
+            raise ValueError("schema is not a usable XML Schema: nested too deeply") from None
         except xmlschema.XMLSchemaException as exc:
             reason = (getattr(exc, "message", None) or str(exc)).splitlines()[0]
             raise ValueError(f"schema is not a usable XML Schema: {reason}") from None
