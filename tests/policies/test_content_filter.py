@@ -100,6 +100,22 @@ async def test_xml_limits(world: World, body: bytes, expected: tuple[int, str] |
     assert (None if found is None else (found[0], found[1]["rule"])) == expected
 
 
+async def test_a_compressed_body_cannot_slip_past(world: World) -> None:
+    config = {"patterns": [SQL], "max_json_depth": 2}
+    for encoding in ("gzip", "br", "identity, gzip"):
+        found = await verdict(
+            world, config, body=b"\x1f\x8b...", headers=[("Content-Encoding", encoding)]
+        )
+        assert found is not None
+        assert (found[0], found[1]["error"]) == (415, "encoded_body")
+    plain = [("Content-Encoding", "Identity")]
+    assert await verdict(world, config, body=b"{}", headers=plain) is None
+    assert await verdict(world, config, headers=[("Content-Encoding", "gzip")]) is None  # no body
+    path_only = {"patterns": [SQL], "targets": ["path"], "max_body_bytes": 100}
+    gzip = [("Content-Encoding", "gzip")]
+    assert await verdict(world, path_only, body=b"\x1f\x8b", headers=gzip) is None
+
+
 def test_config_rules() -> None:
     assert rejected("content_filter", {}) == ("p.config", "give patterns or at least one limit")
     field, message = rejected("content_filter", {"patterns": [{"name": "x", "pattern": "(a"}]})

@@ -80,10 +80,12 @@ class ContentFilterConfig(PolicyConfig):
         int | None, Field(ge=1, description="most elements in an XML body (413)")
     ] = None
 
+    def shape_limits(self) -> list[int | None]:
+        return [self.max_json_depth, self.max_json_keys, self.max_xml_depth, self.max_xml_elements]
+
     @model_validator(mode="after")
     def _something(self) -> ContentFilterConfig:
-        limits = [self.max_body_bytes, self.max_json_depth, self.max_json_keys]
-        limits += [self.max_xml_depth, self.max_xml_elements]
+        limits = [self.max_body_bytes, *self.shape_limits()]
         if not self.patterns and all(limit is None for limit in limits):
             raise ValueError("give patterns or at least one limit")
         return self
@@ -97,14 +99,18 @@ class ContentFilterPolicy(Policy[ContentFilterConfig]):
         "pattern_matched": ErrorSpec(400, "the request contains forbidden content"),
         "too_deep": ErrorSpec(400, "the body is nested too deeply"),
         "too_large": ErrorSpec(413, "the body is too large"),
+        "encoded_body": ErrorSpec(415, "a compressed body cannot be filtered"),
     }
-    __slots__ = ("_patterns",)
+    __slots__ = ("_judges_body", "_patterns")
 
     def __init__(self, config: ContentFilterConfig, build: Build) -> None:
         super().__init__(config, build)
         self._patterns = [
             (rule.name, compile_pattern(rule.pattern, rule.ignore_case)) for rule in config.patterns
         ]
+        self._judges_body = bool(config.patterns and "body" in config.targets) or any(
+            limit is not None for limit in config.shape_limits()
+        )
 
     def _texts(self, request: RequestView, body: bytes) -> list[tuple[Target, str]]:
         texts: list[tuple[Target, str]] = []
@@ -153,6 +159,10 @@ class ContentFilterPolicy(Policy[ContentFilterConfig]):
         body = await ctx.request.body()
         if cfg.max_body_bytes is not None and len(body) > cfg.max_body_bytes:
             raise Deny("too_large", details={"rule": "max_body_bytes"})
+        encoding = (ctx.request.headers.get("content-encoding") or "identity").strip().lower()
+        if body and encoding != "identity" and self._judges_body:
+            # the filter would judge bytes the backend never reads as they are
+            raise Deny("encoded_body", details={"rule": "content-encoding"})
         start = body.lstrip()[:1]
         if start in (b"{", b"[") and (cfg.max_json_depth, cfg.max_json_keys) != (None, None):
             self._json_limits(body)
