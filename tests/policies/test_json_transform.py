@@ -109,3 +109,23 @@ def test_config_rules() -> None:
         )
     long = {"expression": "a" * 5000}
     assert rejected("json_transform", long)[0] == "p.config.expression"
+
+
+@pytest.mark.parametrize(
+    ("type_", "config"),
+    [
+        ("json_transform", {"expression": "a"}),
+        ("json_to_xml", {}),
+        ("xml_to_json", {}),
+        (
+            "xslt",
+            {
+                "stylesheet": '<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"/>'
+            },
+        ),
+    ],
+)
+def test_a_content_type_cannot_smuggle_a_header(type_: str, config: dict[str, Any]) -> None:
+    field, message = rejected(type_, {**config, "content_type": "text/plain\r\nSet-Cookie: a=b"})
+    assert field == "p.config.content_type"
+    assert message.startswith("header values must not contain control characters")

@@ -17,6 +17,7 @@ from jmespath.parser import ParsedResult
 from pydantic import Field, field_validator
 
 from portway.policies._body_policies import BodyRewritePolicy
+from portway.policies._headers import SafeHeaderValue
 from portway.policies.base import Build, Deny, ErrorSpec, PolicyConfig
 from portway.policies.contract import HeaderMap
 from portway.policies.jsonpath import load_json
@@ -71,7 +72,7 @@ class JsonTransformConfig(PolicyConfig):
         ),
     ]
     content_type: Annotated[
-        str, Field(max_length=200, description="Content-Type of the result")
+        SafeHeaderValue, Field(max_length=200, description="Content-Type of the result")
     ] = "application/json"
 
     @field_validator("expression")

@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import Field
 
 from portway.policies._body_policies import BodyRewritePolicy
+from portway.policies._headers import SafeHeaderValue
 from portway.policies.base import Deny, ErrorSpec, PolicyConfig
 from portway.policies.contract import HeaderMap
 from portway.policies.jsonpath import load_json
@@ -32,7 +33,7 @@ class JsonToXmlConfig(PolicyConfig):
     ] = "item"
     declaration: Annotated[bool, Field(description="start with an XML declaration")] = True
     content_type: Annotated[
-        str, Field(max_length=200, description="Content-Type of the converted body")
+        SafeHeaderValue, Field(max_length=200, description="Content-Type of the converted body")
     ] = "application/xml; charset=utf-8"
 
 
@@ -63,7 +64,7 @@ class XmlToJsonConfig(PolicyConfig):
         bool, Field(description="wrap the result in an object named after the root element")
     ] = False
     content_type: Annotated[
-        str, Field(max_length=200, description="Content-Type of the converted body")
+        SafeHeaderValue, Field(max_length=200, description="Content-Type of the converted body")
     ] = "application/json"
 
 

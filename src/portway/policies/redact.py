@@ -13,10 +13,10 @@ import json
 import xml.etree.ElementTree as ET
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from portway.policies._body_policies import BodyRewritePolicy
-from portway.policies._headers import check_header_name, check_header_value
+from portway.policies._headers import SafeHeaderValue, check_header_name
 from portway.policies.base import Build, Deny, ErrorSpec, PolicyConfig
 from portway.policies.contract import HeaderMap
 from portway.policies.jsonpath import compile_jsonpath, load_json
@@ -48,8 +48,7 @@ class RedactConfig(PolicyConfig):
         Field(description="replace the value with the mask, or remove the field/header"),
     ] = "mask"
     mask: Annotated[
-        str,
-        AfterValidator(check_header_value),
+        SafeHeaderValue,
         Field(max_length=100, description="what a masked value is replaced with"),
     ] = "****"
     keep_last: Annotated[

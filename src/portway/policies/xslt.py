@@ -16,6 +16,7 @@ from lxml import etree
 from pydantic import Field, model_validator
 
 from portway.policies._body_policies import BodyRewritePolicy
+from portway.policies._headers import SafeHeaderValue
 from portway.policies.base import Build, Deny, ErrorSpec, PolicyConfig
 from portway.policies.contract import HeaderMap
 from portway.policies.xmlsafe import XmlRejected, parse_xml
@@ -57,7 +58,7 @@ class XsltConfig(PolicyConfig):
         ),
     ]
     content_type: Annotated[
-        str | None,
+        SafeHeaderValue | None,
         Field(max_length=200, description="Content-Type of the result (unchanged when absent)"),
     ] = None
 
