@@ -24,9 +24,14 @@ EVERY_TYPE = {
     "size_limit",
     "response_cache",
     "json_schema",
+    "xml_schema",
     "rewrite",
     "json_to_xml",
     "xml_to_json",
+    "redact",
+    "content_filter",
+    "xslt",
+    "json_transform",
     "mock_response",
 }
 

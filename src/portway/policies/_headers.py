@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -46,3 +49,8 @@ def check_header_value(value: str) -> str:
             "or characters outside Latin-1"
         )
     return value
+
+
+SafeHeaderValue = Annotated[str, AfterValidator(check_header_value)]
+"""A config string that ends up in a header (a Content-Type, a mask): refused at save when it
+could split or smuggle a header line."""

@@ -12,8 +12,8 @@ from pydantic import Field, field_validator, model_validator
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from portway.policies.base import Build, Deny, ErrorSpec, Phase, Policy, PolicyConfig
-from portway.policies.contract import PolicyContext, Reply
+from portway.policies._body_policies import BodyCheckPolicy
+from portway.policies.base import Build, Deny, ErrorSpec, PolicyConfig
 from portway.policies.jsonpath import compile_jsonpath, format_path, load_json
 
 _NO_REMOTE: Registry[Any] = Registry()  # $ref never fetches anything
@@ -58,11 +58,10 @@ class JsonSchemaConfig(PolicyConfig):
         return self
 
 
-class JsonSchemaPolicy(Policy[JsonSchemaConfig]):
+class JsonSchemaPolicy(BodyCheckPolicy[JsonSchemaConfig]):
     type_name = "json_schema"
     summary = "Validate the JSON body (or a JSONPath part of it) against a JSON Schema."
     config_model = JsonSchemaConfig
-    phases = frozenset({Phase.REQUEST, Phase.RESPONSE})
     errors = {
         "invalid_json": ErrorSpec(400, "the body is not valid JSON"),
         "schema_violation": ErrorSpec(400, "the body does not match the schema"),
@@ -80,7 +79,7 @@ class JsonSchemaPolicy(Policy[JsonSchemaConfig]):
         )
         self._path = compile_jsonpath(config.jsonpath)
 
-    def _check(self, body: bytes, content_type: str | None, response: bool) -> None:
+    def check(self, body: bytes, content_type: str | None, response: bool) -> None:
         failure = "invalid_response" if response else "invalid_json"
         if self.config.require_json_content_type and "json" not in (content_type or "").lower():
             raise Deny(failure, message="the body must be JSON (Content-Type)")
@@ -102,15 +101,3 @@ class JsonSchemaPolicy(Policy[JsonSchemaConfig]):
             if error is not None:
                 path = format_path([*location, *error.absolute_path])
                 raise Deny(code, details={"path": path, "reason": error.message[:500]})
-
-    async def on_request(self, ctx: PolicyContext) -> Reply | None:
-        body = await ctx.request.body()
-        self._check(body, ctx.request.headers.get("content-type"), response=False)
-        return None
-
-    async def on_response(self, ctx: PolicyContext) -> Reply | None:
-        if ctx.response is None:
-            return None
-        body = await ctx.response.body()
-        self._check(body, ctx.response.headers.get("content-type"), response=True)
-        return None

@@ -15,15 +15,18 @@ from portway.policies.base import Build, Phase, Policy
 from portway.policies.basic_auth import BasicAuthPolicy
 from portway.policies.client_ban import ClientBanPolicy
 from portway.policies.conditions import compile_condition
+from portway.policies.content_filter import ContentFilterPolicy
 from portway.policies.cors import CorsPolicy
 from portway.policies.ip_filter import IpFilterPolicy
 from portway.policies.json_schema import JsonSchemaPolicy
+from portway.policies.json_transform import JsonTransformPolicy
 from portway.policies.json_xml import JsonToXmlPolicy, XmlToJsonPolicy
 from portway.policies.jwt_auth import JwtPolicy
 from portway.policies.mock_response import MockResponsePolicy
 from portway.policies.mtls import MtlsPolicy
 from portway.policies.oauth2_introspection import IntrospectionPolicy
 from portway.policies.quota import QuotaPolicy
+from portway.policies.redact import RedactPolicy
 from portway.policies.render import check_template
 from portway.policies.response_cache import ResponseCachePolicy
 from portway.policies.rewrite import RewritePolicy
@@ -31,6 +34,8 @@ from portway.policies.size_limit import SizeLimitPolicy
 from portway.policies.throttling import ThrottlingPolicy
 from portway.policies.time_restriction import TimeRestrictionPolicy
 from portway.policies.token_endpoint import TokenEndpointPolicy
+from portway.policies.xml_schema import XmlSchemaPolicy
+from portway.policies.xslt import XsltPolicy
 
 _CLASSES: tuple[type[Policy[Any]], ...] = (
     ApiKeyPolicy,
@@ -48,9 +53,14 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     SizeLimitPolicy,
     ResponseCachePolicy,
     JsonSchemaPolicy,
+    XmlSchemaPolicy,
     RewritePolicy,
     JsonToXmlPolicy,
     XmlToJsonPolicy,
+    RedactPolicy,
+    ContentFilterPolicy,
+    XsltPolicy,
+    JsonTransformPolicy,
     MockResponsePolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}

@@ -25,6 +25,14 @@ class XmlRejected(ValueError):
     """The document is not well-formed or uses a forbidden construct (DTD, entity)."""
 
 
+class XmlTooLarge(XmlRejected):
+    """The document goes past a depth or element-count limit; ``limit`` names which."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 def _forbid(*_: object) -> NoReturn:
     raise XmlRejected("DTDs and entity declarations are not accepted")
 
@@ -34,7 +42,12 @@ def _tag(name: str) -> str:
     return "{" + name if "}" in name else name
 
 
-def parse_xml(data: bytes | str) -> ET.Element:
+def parse_xml(
+    data: bytes | str, *, max_depth: int = MAX_DEPTH, max_elements: int | None = None
+) -> ET.Element:
+    """The document element; ``XmlRejected`` when it is not well-formed or has a DTD,
+    ``XmlTooLarge`` past ``max_depth`` (at most ``MAX_DEPTH``) or ``max_elements``."""
+    max_depth = min(max_depth, MAX_DEPTH)
     builder = ET.TreeBuilder()
     parser = expat.ParserCreate(namespace_separator="}")
     parser.StartDoctypeDeclHandler = _forbid
@@ -43,12 +56,16 @@ def parse_xml(data: bytes | str) -> ET.Element:
     parser.ExternalEntityRefHandler = _forbid
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     depth = 0
+    elements = 0
 
     def start(name: str, attrs: dict[str, str]) -> None:
-        nonlocal depth
+        nonlocal depth, elements
         depth += 1
-        if depth > MAX_DEPTH:
-            raise XmlRejected(f"elements are nested deeper than {MAX_DEPTH}")
+        elements += 1
+        if depth > max_depth:
+            raise XmlTooLarge("depth", f"elements are nested deeper than {max_depth}")
+        if max_elements is not None and elements > max_elements:
+            raise XmlTooLarge("elements", f"the document has more than {max_elements} elements")
         builder.start(_tag(name), {_tag(k): v for k, v in attrs.items()})
 
     def end(name: str) -> None:
