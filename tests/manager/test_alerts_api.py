@@ -121,7 +121,7 @@ def test_webhook_url_and_secret_are_write_only(admin: TestClient, tmp_path: Path
         assert shown["target"]["url"] == "https://hooks.slack.example.test"
         assert shown["target"]["has_secret"] is True
         assert "secret" not in shown["target"]
-    audit = admin.get("/api/v1/audit?target_prefix=alert_channels/").json()
+    audit = admin.get("/api/v1/audit?target_prefix=alert_channels/").json()["items"]
     assert [a["action"] for a in audit] == ["alert_channel.create"]
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("manager.db*"))
     assert b"hooks.slack.example.test" in stored  # the origin, readable

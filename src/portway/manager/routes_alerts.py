@@ -7,6 +7,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
+from portway.config.management.alerts import (
+    AlertDelivery,
+    AlertEvent,
+    AlertState,
+    ChannelView,
+    RuleView,
+    SilenceView,
+)
 from portway.manager.alerts.service import CHANNELS, RULES, SILENCES, channel_view
 from portway.manager.alerts.specs import ChannelSpec, RuleSpec, SilenceSpec
 from portway.manager.deps import EnvManager, IfMatch, Reader, Svc, if_match, versioned
@@ -27,24 +35,24 @@ def _channel(doc: Document, response: Response) -> dict[str, Any]:
 
 
 # rules ---------------------------------------------------------------------------------------
-@router.get("/rules")
+@router.get("/rules", response_model=list[RuleView])
 async def list_rules(svc: Svc, _: Reader) -> list[dict[str, Any]]:
     return [_plain(d) for d in await svc.store.find(RULES)]
 
 
-@router.post("/rules", status_code=201)
+@router.post("/rules", status_code=201, response_model=RuleView)
 async def create_rule(
     body: RuleSpec, svc: Svc, who: EnvManager, response: Response
 ) -> dict[str, Any]:
     return versioned(await svc.alerts.save_rule(body, who.username), response)
 
 
-@router.get("/rules/{name}")
+@router.get("/rules/{name}", response_model=RuleView)
 async def get_rule(name: Name, svc: Svc, _: Reader, response: Response) -> dict[str, Any]:
     return versioned(await svc.alerts.get(RULES, name), response)
 
 
-@router.put("/rules/{name}")
+@router.put("/rules/{name}", response_model=RuleView)
 async def replace_rule(
     name: Name, body: RuleSpec, svc: Svc, who: EnvManager, response: Response, match: IfMatch = None
 ) -> dict[str, Any]:
@@ -58,24 +66,24 @@ async def delete_rule(name: Name, svc: Svc, who: EnvManager, match: IfMatch = No
 
 
 # channels ------------------------------------------------------------------------------------
-@router.get("/channels")
+@router.get("/channels", response_model=list[ChannelView])
 async def list_channels(svc: Svc, _: Reader) -> list[dict[str, Any]]:
     return [channel_view(d) for d in await svc.store.find(CHANNELS)]
 
 
-@router.post("/channels", status_code=201)
+@router.post("/channels", status_code=201, response_model=ChannelView)
 async def create_channel(
     body: ChannelSpec, svc: Svc, who: EnvManager, response: Response
 ) -> dict[str, Any]:
     return _channel(await svc.alerts.save_channel(body, who.username), response)
 
 
-@router.get("/channels/{name}")
+@router.get("/channels/{name}", response_model=ChannelView)
 async def get_channel(name: Name, svc: Svc, _: Reader, response: Response) -> dict[str, Any]:
     return _channel(await svc.alerts.get(CHANNELS, name), response)
 
 
-@router.put("/channels/{name}")
+@router.put("/channels/{name}", response_model=ChannelView)
 async def replace_channel(
     name: Name,
     body: ChannelSpec,
@@ -94,12 +102,12 @@ async def delete_channel(name: Name, svc: Svc, who: EnvManager, match: IfMatch =
 
 
 # silences ------------------------------------------------------------------------------------
-@router.get("/silences")
+@router.get("/silences", response_model=list[SilenceView])
 async def list_silences(svc: Svc, _: Reader) -> list[dict[str, Any]]:
     return [_plain(d) for d in await svc.store.find(SILENCES)]
 
 
-@router.post("/silences", status_code=201)
+@router.post("/silences", status_code=201, response_model=SilenceView)
 async def create_silence(body: SilenceSpec, svc: Svc, who: EnvManager) -> dict[str, Any]:
     return _plain(await svc.alerts.add_silence(body, who.username))
 
@@ -112,7 +120,7 @@ async def delete_silence(
 
 
 # what the rules produce ----------------------------------------------------------------------
-@router.get("/active")
+@router.get("/active", response_model=list[AlertState])
 async def active_alerts(
     svc: Svc, _: Reader, rule: Annotated[str | None, Query(max_length=63)] = None
 ) -> list[dict[str, Any]]:
@@ -121,7 +129,7 @@ async def active_alerts(
     return [_plain(d) for d in states if d.data.get("status") != "ok"]
 
 
-@router.get("/events")
+@router.get("/events", response_model=list[AlertEvent])
 async def alert_events(
     svc: Svc,
     _: Reader,
@@ -139,7 +147,7 @@ async def alert_events(
     return [_plain(d) for d in sorted(docs, key=lambda d: d.data["at"], reverse=True)[:limit]]
 
 
-@router.get("/deliveries")
+@router.get("/deliveries", response_model=list[AlertDelivery])
 async def alert_deliveries(
     svc: Svc,
     _: Reader,

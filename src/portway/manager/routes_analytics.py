@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from portway.config.management.analytics import TrafficAnalytics
+from portway.config.management.analytics import RequestPage, TrafficAnalytics
 from portway.manager.deps import Reader, Svc
 from portway.manager.problems import ApiError
 from portway.stores.traffic import AnalyticsQuery, SearchQuery
@@ -80,7 +80,7 @@ async def traffic_analytics(
     )
 
 
-@router.get("/requests", tags=["analytics"])
+@router.get("/requests", tags=["analytics"], response_model=RequestPage)
 async def search_requests(
     svc: Svc,
     _: Reader,

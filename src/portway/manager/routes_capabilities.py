@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from portway.config.management.catalog import PolicySchemas
 from portway.manager.auth import ROLE_PERMISSIONS, Permission
 from portway.manager.deps import Reader
 from portway.policies.registry import policy_json_schemas
@@ -16,26 +17,11 @@ from portway.policies.registry import policy_json_schemas
 router = APIRouter()
 
 
-class PolicyErrorCode(BaseModel):
-    status: int
-    message: str
-
-
-class PolicyTypeSchema(BaseModel):
-    summary: str
-    phases: list[str]
-    errors: dict[str, PolicyErrorCode]
-    config: dict[str, Any]
-
-
-@router.get("/schema/policies", tags=["policies"])
-async def policy_schemas(_: Reader) -> dict[str, PolicyTypeSchema]:
+@router.get("/schema/policies", tags=["policies"], response_model=PolicySchemas)
+async def policy_schemas(_: Reader) -> dict[str, dict[str, Any]]:
     """Per policy type: its summary, the lists (request, response, error) it may sit in, its
     error codes and the JSON schema of its ``config``."""
-    return {
-        name: PolicyTypeSchema.model_validate(entry)
-        for name, entry in policy_json_schemas().items()
-    }
+    return policy_json_schemas()
 
 
 class CallerPermissions(BaseModel):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, RootModel
 
 from portway.config.base import Model
 from portway.config.declarative import GlobalPolicy
@@ -114,3 +114,19 @@ class StaleUse(Answer):
 class GlobalPolicyDetail(GlobalPolicyView):
     used_by: list[GlobalPolicyUse]
     redeploy_required: list[StaleUse]
+
+
+class PolicyErrorCode(Answer):
+    status: int
+    message: str
+
+
+class PolicyTypeSchema(Answer):
+    summary: str
+    phases: Annotated[list[str], Field(description="the lists (request, response, error) it fits")]
+    errors: Annotated[dict[str, PolicyErrorCode], Field(description="its error codes")]
+    config: Annotated[dict[str, Any], Field(description="the JSON schema of its config")]
+
+
+class PolicySchemas(RootModel[dict[str, PolicyTypeSchema]]):
+    """Every policy type by name."""

@@ -31,3 +31,7 @@ class Problem(BaseModel):
     message: str
     correlation_id: str
     details: list[ProblemDetail] | None = None
+
+
+Number = int | float
+"""A JSON number shown as produced: ``float`` alone would render an integer 3 as 3.0."""
