@@ -69,7 +69,7 @@ export async function api(method, path, body, query) {
 }
 
 // A paged list (`{items, next}`): follows `next` until the list ends or `max` items are read.
-export async function list(path, query = {}, max = 1000) {
+export async function listAll(path, query = {}, max = 1000) {
   const items = [];
   let cursor;
   do {

@@ -1,6 +1,6 @@
 // The audit log (field-level changes, secrets masked by the API) and global policies.
 
-import { add, h, api, clear, table, when, badge, section, errorBox, button, toast, enc, session, list } from "../lib.js";
+import { add, h, api, clear, table, when, badge, section, errorBox, button, toast, enc, session, listAll } from "../lib.js";
 import { schemaForm, submitForm } from "../form.js";
 import { openapiDoc } from "./access.js";
 
@@ -10,7 +10,7 @@ function value(v) {
 }
 
 export async function audit(main) {
-  const rows = await list("/audit", {}, 200);
+  const rows = await listAll("/audit", {}, 200);
   const filter = h("input", { id: "audit-filter", type: "search", placeholder: "actor, action or target" });
   const holder = h("div");
   const draw = () => {

@@ -1,6 +1,6 @@
 // The dashboard and the analytics explorer, both over GET /analytics.
 
-import { add, h, api, clear, table, when, badge, section, errorBox, link, every, enc, list } from "../lib.js";
+import { add, h, api, clear, table, when, badge, section, errorBox, link, every, enc, listAll } from "../lib.js";
 import { lineChart } from "../charts.js";
 
 const RANGES = [
@@ -124,7 +124,7 @@ export async function dashboard(main) {
     const workers = (await api("GET", "/workers")).filter((w) => !environment || w.environment === environment);
     const deployments = [];
     for (const env of environments.filter((e) => !environment || e.name === environment)) {
-      deployments.push(...(await list(`/environments/${enc(env.name)}/deployments`, {}, 5)));
+      deployments.push(...(await listAll(`/environments/${enc(env.name)}/deployments`, {}, 5)));
     }
     deployments.sort((a, b) => b.at.localeCompare(a.at));
     clear(
@@ -163,7 +163,7 @@ export function deploymentTable(rows) {
 
 export async function analytics(main) {
   const p = params();
-  const [environments, apis] = await Promise.all([api("GET", "/environments"), list("/apis")]);
+  const [environments, apis] = await Promise.all([api("GET", "/environments"), listAll("/apis")]);
   const filters = { environment: p.get("environment") || "", api: p.get("api") || "", consumer: p.get("consumer") || "", range: p.get("range") || "1h" };
   const consumer = h("input", { id: "an-consumer", value: filters.consumer, placeholder: "any" });
   add(main, 
