@@ -25,6 +25,7 @@ SRC = Path(portway.__file__).parent
 # package -> Portway packages it may import (besides itself)
 ALLOWED: dict[str, set[str]] = {
     "http": set(),
+    "telemetry": set(),
     "errors": set(),
     "config": {"errors"},
     "cluster": {"config", "errors"},
@@ -32,8 +33,17 @@ ALLOWED: dict[str, set[str]] = {
     "policies": {"config", "errors", "stores", "http"},
     "compile": {"config", "errors", "stores", "policies"},
     "matrix": {"config", "errors"},
-    "worker": {"config", "errors", "cluster", "stores", "policies", "compile", "http"},
-    "manager": {"config", "errors", "cluster", "stores", "policies", "compile", "matrix"},
+    "worker": {"config", "errors", "cluster", "stores", "policies", "compile", "http", "telemetry"},
+    "manager": {
+        "config",
+        "errors",
+        "cluster",
+        "stores",
+        "policies",
+        "compile",
+        "matrix",
+        "telemetry",
+    },
     "demo": set(),
     "deploy": {"config", "errors", "matrix"},
     "local": {"cluster", "config", "errors"},

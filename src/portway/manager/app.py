@@ -32,7 +32,7 @@ from portway.manager.sealing import Keyring, SealedStore, load_keyring
 from portway.manager.settings import ManagerSettings
 from portway.manager.worker_client import WorkerClient
 from portway.stores.config_store import ConfigStore, open_config_store
-from portway.worker.metrics import MetricsListener
+from portway.telemetry.listener import MetricsListener
 
 log = logging.getLogger("portway.manager")
 

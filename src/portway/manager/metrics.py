@@ -7,7 +7,7 @@
   workers in sync, each worker's last convergence time, each environment's current revision.
 
 Its own registry (not prometheus_client's global one), served like a worker's
-(``portway.worker.metrics.MetricsListener``).
+(``portway.telemetry.listener.MetricsListener``).
 """
 
 from __future__ import annotations

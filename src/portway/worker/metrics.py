@@ -29,10 +29,6 @@ from typing import TYPE_CHECKING, Any
 from portway.stores.traffic import TrafficRecord
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
-    from prometheus_client import CollectorRegistry
-
     from portway.policies.resources import PolicyStats
     from portway.stores.shipper import Shipper
     from portway.worker.proxy import GatewayHandler
@@ -60,26 +56,6 @@ def prepare_directory() -> Path | None:
     made = Path(tempfile.mkdtemp(prefix="portway-metrics-"))
     os.environ[MULTIPROC_ENV] = str(made)
     return made
-
-
-class MetricsListener:
-    """Metrics over HTTP: prometheus_client's own server, in a thread. Without ``registry``, the
-    aggregate of every process's files (the supervising process of a worker)."""
-
-    def __init__(self, host: str, port: int, registry: CollectorRegistry | None = None) -> None:
-        from prometheus_client import CollectorRegistry, start_http_server
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        if registry is None:
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        server, _ = start_http_server(port, host, registry)
-        self._server: WSGIServer = server
-        self.port: int = server.server_address[1]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def process_gone(pid: int) -> None:

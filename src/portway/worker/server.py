@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from portway.config import log_format
 from portway.http import Handler, Server, redirect_to_https, serve, server_tls_context
+from portway.telemetry.listener import MetricsListener
 from portway.worker import metrics
 from portway.worker.certificates import CertificateReloader
 from portway.worker.errors import render_protocol_error
@@ -201,7 +202,7 @@ def run_worker_server(setup: Setup, settings: WorkerSettings) -> int:
         return _run_processes(setup, settings, None)
     folder = metrics.prepare_directory()
     try:
-        listener = metrics.MetricsListener(settings.metrics_host, settings.metrics_port)
+        listener = MetricsListener(settings.metrics_host, settings.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, listener.port)
         try:
             return _run_processes(setup, settings, metrics.process_gone)
