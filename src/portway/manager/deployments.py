@@ -295,6 +295,8 @@ class Deployer:
             )
             raise
         results = await self.publisher.push(environment, number)
+        for hook in self.on_push:
+            hook(environment, results)
         deployment |= {"status": PUBLISHED, "results": results}
         await self.records.settle(record, deployment)
         return {"id": record_id, **deployment}
