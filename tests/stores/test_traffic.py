@@ -239,4 +239,4 @@ def test_traffic_urls() -> None:
     with pytest.raises(ValueError, match="not a valid data stream name"):
         open_traffic_sink("elasticsearch://a:9200?stream=Bad")
     with pytest.raises(ValueError, match="not one of sqlite, elasticsearch"):
-        open_traffic_sink("kafka://x")
+        open_traffic_sink("ftp://x")
