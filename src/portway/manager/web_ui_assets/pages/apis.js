@@ -1,11 +1,11 @@
 // API proxies: list with search, detail, create/edit (schema-generated form), OpenAPI import.
 
-import { add, h, api, clear, table, when, badge, section, errorBox, link, button, pretty, toast, enc, session, list } from "../lib.js";
+import { add, h, api, clear, table, when, badge, section, errorBox, link, button, pretty, toast, enc, session, listAll } from "../lib.js";
 import { schemaForm, submitForm } from "../form.js";
 import { openapiDoc } from "./access.js";
 
 export async function list(main) {
-  const rows = await list("/apis");
+  const rows = await listAll("/apis");
   const search = h("input", { id: "api-search", type: "search", placeholder: "name, base path, host or project" });
   const holder = h("div");
   const draw = () => {

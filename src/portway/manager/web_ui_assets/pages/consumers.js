@@ -1,11 +1,11 @@
 // Consumers: list, create, credentials (shown once, rotate with grace, expire, disable), grants.
 
-import { add, h, api, clear, table, when, badge, section, errorBox, link, button, toast, enc, session, list } from "../lib.js";
+import { add, h, api, clear, table, when, badge, section, errorBox, link, button, toast, enc, session, listAll } from "../lib.js";
 import { schemaForm, submitForm } from "../form.js";
 import { openapiDoc } from "./access.js";
 
 export async function list(main) {
-  const [rows, doc] = await Promise.all([list("/consumers"), openapiDoc()]);
+  const [rows, doc] = await Promise.all([listAll("/consumers"), openapiDoc()]);
   add(main, 
     h("h1", {}, "Consumers"),
     table(
@@ -120,7 +120,7 @@ export async function detail(main, name) {
     ),
   );
   if (canManage) {
-    const apis = await list("/apis");
+    const apis = await listAll("/apis");
     const target = h("select", { id: "grant-api" }, apis.map((a) => h("option", { value: `${a.project}/${a.name}` }, `${a.project}/${a.name}`)));
     const form = schemaForm(doc.components.schemas.GrantTerms, doc, {});
     const choice = h("div", { class: "field" }, h("label", { for: "grant-api" }, "API proxy"), target);

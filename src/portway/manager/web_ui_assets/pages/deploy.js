@@ -1,7 +1,7 @@
 // Environments, deployments (deploy, undeploy, rollback with a note; history with per-worker
 // results; diff of two revisions) and the workers registry.
 
-import { add, h, api, clear, table, when, badge, section, errorBox, link, button, toast, enc, session, askNote, every, list } from "../lib.js";
+import { add, h, api, clear, table, when, badge, section, errorBox, link, button, toast, enc, session, askNote, every, listAll } from "../lib.js";
 import { schemaForm, submitForm } from "../form.js";
 import { openapiDoc } from "./access.js";
 import { deploymentTable, workerTable } from "./overview.js";
@@ -37,7 +37,7 @@ function results(d) {
 
 export async function environment(main, name) {
   const base = `/environments/${enc(name)}`;
-  const [env, history, apis, workers] = await Promise.all([api("GET", base), list(`${base}/deployments`, {}, 100), list("/apis"), api("GET", "/workers")]);
+  const [env, history, apis, workers] = await Promise.all([api("GET", base), listAll(`${base}/deployments`, {}, 100), listAll("/apis"), api("GET", "/workers")]);
   const canDeploy = session.can("deploy");
   const status = h("div", { "aria-live": "polite" });
   async function run(body, title) {

@@ -1,6 +1,6 @@
 // The dashboard and the analytics explorer, both over GET /analytics.
 
-import { add, h, api, clear, table, when, badge, section, errorBox, link, every, enc, list } from "../lib.js";
+import { add, h, api, clear, table, when, badge, section, errorBox, link, every, enc, listAll, params, setParams, statusBadge } from "../lib.js";
 import { lineChart } from "../charts.js";
 
 const RANGES = [
@@ -10,16 +10,6 @@ const RANGES = [
   ["24h", 86400, 900],
   ["7d", 7 * 86400, 3600],
 ];
-
-function params() {
-  return new URLSearchParams(location.hash.split("?")[1] || "");
-}
-
-function setParams(values) {
-  const p = params();
-  for (const [k, v] of Object.entries(values)) v ? p.set(k, v) : p.delete(k);
-  location.hash = location.hash.split("?")[0] + "?" + p.toString();
-}
 
 function select(id, label, options, value, onchange) {
   const el = h("select", { id, onchange: (e) => onchange(e.target.value) }, options.map(([v, text]) => h("option", { value: v, selected: v === value }, text)));
@@ -79,7 +69,7 @@ function tops(result) {
     { class: "grid-3" },
     section("Top APIs", table([{ title: "API", cell: (r) => r[0] }, { title: "Requests", cell: (r) => r[1] }], apis, "No traffic in this range.")),
     section("Top consumers", table([{ title: "Consumer", cell: (r) => r.consumer || "anonymous" }, { title: "Requests", cell: (r) => r.count }], result.top_consumers, "No traffic in this range.")),
-    section("By status", table([{ title: "Status", cell: (r) => badge(r[0], Number(r[0]) >= 500 ? "error" : Number(r[0]) >= 400 ? "warn" : "ok") }, { title: "Requests", cell: (r) => r[1] }], statuses, "No traffic in this range.")),
+    section("By status", table([{ title: "Status", cell: (r) => statusBadge(r[0]) }, { title: "Requests", cell: (r) => r[1] }], statuses, "No traffic in this range.")),
   );
 }
 
@@ -124,7 +114,7 @@ export async function dashboard(main) {
     const workers = (await api("GET", "/workers")).filter((w) => !environment || w.environment === environment);
     const deployments = [];
     for (const env of environments.filter((e) => !environment || e.name === environment)) {
-      deployments.push(...(await list(`/environments/${enc(env.name)}/deployments`, {}, 5)));
+      deployments.push(...(await listAll(`/environments/${enc(env.name)}/deployments`, {}, 5)));
     }
     deployments.sort((a, b) => b.at.localeCompare(a.at));
     clear(
@@ -163,7 +153,7 @@ export function deploymentTable(rows) {
 
 export async function analytics(main) {
   const p = params();
-  const [environments, apis] = await Promise.all([api("GET", "/environments"), list("/apis")]);
+  const [environments, apis] = await Promise.all([api("GET", "/environments"), listAll("/apis")]);
   const filters = { environment: p.get("environment") || "", api: p.get("api") || "", consumer: p.get("consumer") || "", range: p.get("range") || "1h" };
   const consumer = h("input", { id: "an-consumer", value: filters.consumer, placeholder: "any" });
   add(main, 
