@@ -43,9 +43,9 @@ def test_the_matrix_is_the_one_portway_matrix_show_prints(tmp_path: Path) -> Non
     store = f"sqlite:///{tmp_path}/manager.db"
     platform = tmp_path / "portway.yaml"
     platform.write_text(f"manager:\n  port: 18443\n  store: {store}\n")
+    command = ["matrix", "show", "--format", "json", "--config", str(platform)]
     shown = subprocess.run(
-        [sys.executable, "-m", "portway", "matrix", "show", "--format", "json"]
-        + ["--config", str(platform)],
+        [sys.executable, "-m", "portway", *command],
         capture_output=True,
         text=True,
         check=True,
