@@ -2,6 +2,7 @@
 
 import { add, h, api, clear, table, when, badge, section, errorBox, link, every, enc, listAll, params, setParams, statusBadge } from "../lib.js";
 import { lineChart } from "../charts.js";
+import { activeTable } from "./alerts.js";
 
 const RANGES = [
   ["15m", 15 * 60, 15],
@@ -112,6 +113,7 @@ export async function dashboard(main) {
   }
   async function refreshFleet() {
     const workers = (await api("GET", "/workers")).filter((w) => !environment || w.environment === environment);
+    const active = await api("GET", "/alerts/active");
     const deployments = [];
     for (const env of environments.filter((e) => !environment || e.name === environment)) {
       deployments.push(...(await listAll(`/environments/${enc(env.name)}/deployments`, {}, 5)));
@@ -125,6 +127,7 @@ export async function dashboard(main) {
         section("Workers and convergence", workerTable(workers)),
         section("Recent deployments", deploymentTable(deployments.slice(0, 8))),
       ),
+      section("Active alerts", activeTable(active), h("p", {}, link("#/alerts", "All alerts, events and rules"))),
     );
   }
   await refreshFleet();
