@@ -183,6 +183,10 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         page.get_by_text("6 shown.").wait_for()
         assert page.get_by_role("button", name="More", exact=True).is_hidden()
         tab.check("requests")
+        # a status the API refuses: its message, and no More to follow
+        tab.go("/requests?status=6xx", "Request log")
+        page.get_by_role("alert").filter(has_text="status must be a status code").wait_for()
+        assert page.get_by_role("button", name="More", exact=True).is_hidden()
 
         # rotate the key: a new secret, the old one works during the grace period
         tab.go("/consumers/acme", "acme")
