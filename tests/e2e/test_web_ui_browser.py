@@ -24,6 +24,10 @@ PETSTORE = {
 }
 
 
+QUIET_PETSTORE = '{"kind": "traffic_zero", "api": "petstore"}'
+OPS_MAIL = '{"kind": "email", "to": ["ops@example.com"]}'
+
+
 def sign_in(tab: Page, username: str, password: str) -> None:
     tab.page.goto(tab.base_url + "/")
     tab.wait_heading("Sign in")
@@ -39,11 +43,14 @@ def secret_shown(tab: Page) -> str:
     return str(code.inner_text())
 
 
-def call(port: int, key: str) -> int:
-    response = httpx.get(
+def send(port: int, key: str) -> httpx.Response:
+    return httpx.get(
         f"http://127.0.0.1:{port}/shop/echo", headers={"X-Api-Key": key}, trust_env=False
     )
-    return response.status_code
+
+
+def call(port: int, key: str) -> int:
+    return send(port, key).status_code
 
 
 @pytest.mark.timeout(600)  # one long scenario through every page in a real browser
@@ -136,7 +143,9 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         tab.check("environment")
         statuses = [call(worker_port, key) for _ in range(5)]
         assert statuses == [200, 200, 200, 429, 429]
-        assert call(worker_port, "pwk_wrong") == 401
+        refused = send(worker_port, "pwk_wrong")
+        assert refused.status_code == 401
+        correlation = refused.headers["X-Correlation-ID"]
 
         # the traffic reaches the dashboard and the analytics explorer
         def dashboard_counts() -> bool:
@@ -152,6 +161,32 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         tab.go("/analytics?environment=dev&api=shop&range=1h", "Analytics")
         page.get_by_role("cell", name="429", exact=True).wait_for()
         tab.check("analytics")
+
+        # the request log: the refused call found by its correlation id, with the policy that
+        # refused it; the refusals by status class; five per page, then "More" for the sixth
+        tab.go("/requests", "Request log")
+        page.get_by_label("Correlation id", exact=True).fill(correlation)
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.get_by_role("link", name=correlation, exact=True).click()
+        tab.wait_heading(f"Request {correlation}")
+        denied_by = page.locator("dt", has_text="Denied by").locator(
+            "xpath=following-sibling::dd[1]"
+        )
+        assert denied_by.inner_text() == "key"
+        assert "401" in page.locator("section", has_text="Response to the client").inner_text()
+        tab.check("request-detail")
+        tab.go("/requests?environment=dev&status=4xx", "Request log")
+        page.get_by_text("3 shown.").wait_for()
+        tab.go("/requests?environment=dev&limit=5", "Request log")
+        page.get_by_text("5 shown; more are older.").wait_for()
+        page.get_by_role("button", name="More", exact=True).click()
+        page.get_by_text("6 shown.").wait_for()
+        assert page.get_by_role("button", name="More", exact=True).is_hidden()
+        tab.check("requests")
+        # a status the API refuses: its message, and no More to follow
+        tab.go("/requests?status=6xx", "Request log")
+        page.get_by_role("alert").filter(has_text="status must be a status code").wait_for()
+        assert page.get_by_role("button", name="More", exact=True).is_hidden()
 
         # rotate the key: a new secret, the old one works during the grace period
         tab.go("/consumers/acme", "acme")
@@ -248,6 +283,59 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         tab.wait_heading("petstore in default")
         page.get_by_role("cell", name="/pets").first.wait_for()
 
+        # alerts: a rule and a silence created through their schema forms, the silence deleted;
+        # the rule fires (petstore gets no traffic) and shows on the alerts page and the dashboard
+        tab.go("/alerts", "Alerts")
+        tab.check("alerts-empty")
+
+        def submit(form_title: str, fields: dict[str, str], label: str) -> None:
+            form = page.locator("section", has=page.get_by_role("heading", name=form_title))
+            for field, text in fields.items():
+                form.get_by_label(field, exact=True).fill(text)
+            form.get_by_role("button", name=label, exact=True).click()
+
+        # this manager has no mail relay: the e-mail channel is refused on its Target field
+        submit(
+            "New notification channel", {"Name": "ops", "Target (JSON)": OPS_MAIL}, "Create channel"
+        )
+        page.locator(".field-error").filter(has_text="e-mail needs a mail relay").wait_for()
+        assert page.get_by_label("Target (JSON)").get_attribute("aria-invalid") == "true"
+        assert platform.call("GET", "/alerts/channels") == []
+        submit(
+            "New rule",
+            {"Name": "quiet-petstore", "Condition (JSON)": QUIET_PETSTORE},
+            "Create rule",
+        )
+        page.get_by_role("cell", name="quiet-petstore", exact=True).wait_for()
+        submit(
+            "New silence",
+            {"Ends At": "2099-01-01T00:00:00Z", "Comment": "upgrade"},
+            "Create silence",
+        )
+        page.get_by_role("cell", name="upgrade", exact=True).wait_for()
+        silence = platform.call("GET", "/alerts/silences")[0]
+        page.get_by_role("button", name=f"Delete silence {silence['id']}", exact=True).click()
+        wait_until(lambda: platform.call("GET", "/alerts/silences") == [], "silence deleted")
+
+        def firing() -> bool:
+            tab.go("/alerts", "Alerts")
+            page.reload()
+            tab.wait_heading("Alerts")
+            active = page.get_by_role("region", name="Active alerts", exact=True)
+            return bool(active.get_by_role("cell", name="quiet-petstore", exact=True).count())
+
+        wait_until(firing, "the traffic_zero rule fires", timeout=90)
+        tab.check("alerts")
+        tab.go("/", "Dashboard")
+        active = page.get_by_role("region", name="Active alerts", exact=True)
+        active.get_by_role("cell", name="quiet-petstore", exact=True).wait_for()
+
+        # the network matrix of the manager's settings: its port in the workers' flows
+        tab.go("/matrix", "Network matrix")
+        flow = page.get_by_role("row").filter(has_text="int-worker-manager-config")
+        assert str(platform.manager_port) in flow.inner_text()
+        tab.check("matrix")
+
         # a viewer: no edit actions, no secrets
         platform.call(
             "POST",
@@ -264,6 +352,7 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
             ("/consumers/acme", "acme"),
             ("/environments/dev", "Environment dev"),
             ("/global-policies", "Global policies"),
+            ("/alerts", "Alerts"),
         ):
             viewer.go(route, heading)
             viewer.check("viewer" + route.replace("/", "-"))
@@ -271,12 +360,14 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
             text = main.inner_text()
             assert key not in text
             assert rotated not in text
-            for action in ("New API proxy", "Edit", "Rotate", "Deploy", "Roll back", "Remove"):
+            actions = ("New API proxy", "Edit", "Rotate", "Deploy", "Roll back", "Remove", "Delete")
+            for action in (*actions, "Create rule", "Create channel", "Create silence"):
                 assert viewer.page.get_by_role("button", name=action, exact=True).count() == 0
                 assert viewer.page.get_by_role("link", name=action, exact=True).count() == 0, (
                     route,
                     action,
                 )
+            assert viewer.page.locator("button", has_text="Delete").count() == 0
         assert viewer.page.get_by_role("link", name="Audit log", exact=True).count() == 0
         assert viewer.page.get_by_role("link", name="Users", exact=True).count() == 0
 

@@ -99,6 +99,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/workers"): "read",
     ("GET", "/api/v1/analytics"): "read",
     ("GET", "/api/v1/requests"): "read",
+    ("GET", "/api/v1/matrix"): "read",
     ("GET", "/api/v1/alerts/rules"): "read",
     ("POST", "/api/v1/alerts/rules"): "manage_environments",
     ("GET", "/api/v1/alerts/rules/{name}"): "read",

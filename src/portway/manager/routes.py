@@ -23,6 +23,7 @@ from portway.manager import (
     routes_consumers,
     routes_declarative,
     routes_deployments,
+    routes_matrix,
 )
 from portway.manager.problems import COMMON_RESPONSES
 from portway.manager.query_check import no_unknown_query
@@ -52,6 +53,7 @@ for _module in (
     routes_declarative,
     routes_analytics,
     routes_alerts,
+    routes_matrix,
     routes_capabilities,
 ):
     router.include_router(_module.router)

@@ -8,6 +8,9 @@ import * as policies from "./pages/policies.js";
 import * as consumers from "./pages/consumers.js";
 import * as deploy from "./pages/deploy.js";
 import * as admin from "./pages/admin.js";
+import * as requests from "./pages/requests.js";
+import * as alerts from "./pages/alerts.js";
+import * as matrix from "./pages/matrix.js";
 
 const NAV = [
   ["Dashboard", "#/", null],
@@ -16,6 +19,9 @@ const NAV = [
   ["Environments", "#/environments", null],
   ["Workers", "#/workers", null],
   ["Analytics", "#/analytics", null],
+  ["Request log", "#/requests", null],
+  ["Alerts", "#/alerts", null],
+  ["Network matrix", "#/matrix", null],
   ["Global policies", "#/global-policies", null],
   ["Audit log", "#/audit", "read_audit"],
   ["Users", "#/users", "manage_users"],
@@ -25,6 +31,10 @@ const ROUTES = [
   [/^\/sign-in$/, access.signIn, true],
   [/^\/$/, overview.dashboard],
   [/^\/analytics$/, overview.analytics],
+  [/^\/requests$/, requests.list],
+  [/^\/requests\/([^/]+)$/, requests.detail],
+  [/^\/alerts$/, alerts.page],
+  [/^\/matrix$/, matrix.page],
   [/^\/account$/, access.account],
   [/^\/users$/, access.users],
   [/^\/apis$/, apis.list],

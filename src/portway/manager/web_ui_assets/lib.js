@@ -68,7 +68,7 @@ export async function api(method, path, body, query) {
   return data;
 }
 
-// A paged list (`{items, next}`): follows `next` until the list ends or `max` items are read.
+// A paged list (`{items, next}`), read whole: follows `next` until the list ends or `max` items are read.
 export async function listAll(path, query = {}, max = 1000) {
   const items = [];
   let cursor;
@@ -91,6 +91,23 @@ export function when(iso) {
 
 export function badge(text, kind = "neutral") {
   return h("span", { class: `badge badge-${kind}` }, text);
+}
+
+// An HTTP status as a badge: red from 500, amber from 400.
+export function statusBadge(status) {
+  const code = Number(status);
+  return badge(String(status), code >= 500 ? "error" : code >= 400 ? "warn" : "ok");
+}
+
+// The query part of the page's address (`#/analytics?range=1h`): filters that survive a reload.
+export function params() {
+  return new URLSearchParams(location.hash.split("?")[1] || "");
+}
+
+export function setParams(values) {
+  const p = params();
+  for (const [k, v] of Object.entries(values)) v ? p.set(k, v) : p.delete(k);
+  location.hash = location.hash.split("?")[0] + "?" + p.toString();
 }
 
 export function table(columns, rows, empty = "Nothing here yet.", label = "Table") {
@@ -118,6 +135,19 @@ export function link(href, text) {
 
 export function button(text, onclick, kind = "secondary", attrs = {}) {
   return h("button", { type: "button", class: `btn btn-${kind}`, onclick, ...attrs }, text);
+}
+
+// A row's "Delete" button: DELETE `path`, then load the page anew; an error shows atop `main`.
+export function deleteButton(what, path, main) {
+  const remove = async () => {
+    try {
+      await api("DELETE", path);
+      location.reload();
+    } catch (error) {
+      main.prepend(errorBox(error));
+    }
+  };
+  return button("Delete", remove, "danger", { class: "btn btn-small btn-danger", "aria-label": `Delete ${what}` });
 }
 
 export function section(title, ...children) {

@@ -1,6 +1,6 @@
 // The audit log (field-level changes, secrets masked by the API) and global policies.
 
-import { add, h, api, clear, table, when, badge, section, errorBox, button, toast, enc, session, listAll } from "../lib.js";
+import { add, h, api, clear, table, when, badge, section, toast, enc, session, listAll, deleteButton } from "../lib.js";
 import { schemaForm, submitForm } from "../form.js";
 import { openapiDoc } from "./access.js";
 
@@ -42,7 +42,7 @@ export async function globalPolicies(main) {
         { title: "Name", cell: (g) => g.name },
         { title: "Type", cell: (g) => (g.policy || g).type },
         { title: "Description", cell: (g) => (g.policy || g).description || g.description || "" },
-        ...(session.can("write_apis") ? [{ title: "", cell: (g) => button("Delete", async () => { try { await api("DELETE", `/global-policies/${enc(g.name)}`); location.reload(); } catch (error) { main.prepend(errorBox(error)); } }, "danger", { class: "btn btn-small btn-danger", "aria-label": `Delete ${g.name}` }) }] : []),
+        ...(session.can("write_apis") ? [{ title: "", cell: (g) => deleteButton(g.name, `/global-policies/${enc(g.name)}`, main) }] : []),
       ],
       rows,
       "No global policy.",

@@ -1,7 +1,8 @@
 // The dashboard and the analytics explorer, both over GET /analytics.
 
-import { add, h, api, clear, table, when, badge, section, errorBox, link, every, enc, listAll } from "../lib.js";
+import { add, h, api, clear, table, when, badge, section, errorBox, link, every, enc, listAll, params, setParams, statusBadge } from "../lib.js";
 import { lineChart } from "../charts.js";
+import { activeTable } from "./alerts.js";
 
 const RANGES = [
   ["15m", 15 * 60, 15],
@@ -10,16 +11,6 @@ const RANGES = [
   ["24h", 86400, 900],
   ["7d", 7 * 86400, 3600],
 ];
-
-function params() {
-  return new URLSearchParams(location.hash.split("?")[1] || "");
-}
-
-function setParams(values) {
-  const p = params();
-  for (const [k, v] of Object.entries(values)) v ? p.set(k, v) : p.delete(k);
-  location.hash = location.hash.split("?")[0] + "?" + p.toString();
-}
 
 function select(id, label, options, value, onchange) {
   const el = h("select", { id, onchange: (e) => onchange(e.target.value) }, options.map(([v, text]) => h("option", { value: v, selected: v === value }, text)));
@@ -79,7 +70,7 @@ function tops(result) {
     { class: "grid-3" },
     section("Top APIs", table([{ title: "API", cell: (r) => r[0] }, { title: "Requests", cell: (r) => r[1] }], apis, "No traffic in this range.")),
     section("Top consumers", table([{ title: "Consumer", cell: (r) => r.consumer || "anonymous" }, { title: "Requests", cell: (r) => r.count }], result.top_consumers, "No traffic in this range.")),
-    section("By status", table([{ title: "Status", cell: (r) => badge(r[0], Number(r[0]) >= 500 ? "error" : Number(r[0]) >= 400 ? "warn" : "ok") }, { title: "Requests", cell: (r) => r[1] }], statuses, "No traffic in this range.")),
+    section("By status", table([{ title: "Status", cell: (r) => statusBadge(r[0]) }, { title: "Requests", cell: (r) => r[1] }], statuses, "No traffic in this range.")),
   );
 }
 
@@ -122,6 +113,7 @@ export async function dashboard(main) {
   }
   async function refreshFleet() {
     const workers = (await api("GET", "/workers")).filter((w) => !environment || w.environment === environment);
+    const active = await api("GET", "/alerts/active");
     const deployments = [];
     for (const env of environments.filter((e) => !environment || e.name === environment)) {
       deployments.push(...(await listAll(`/environments/${enc(env.name)}/deployments`, {}, 5)));
@@ -135,6 +127,7 @@ export async function dashboard(main) {
         section("Workers and convergence", workerTable(workers)),
         section("Recent deployments", deploymentTable(deployments.slice(0, 8))),
       ),
+      section("Active alerts", activeTable(active), h("p", {}, link("#/alerts", "All alerts, events and rules"))),
     );
   }
   await refreshFleet();
