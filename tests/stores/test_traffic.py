@@ -76,10 +76,32 @@ async def test_aggregates(traffic_sink: TrafficSink) -> None:
     assert result.top_consumers == ranked
     # records 0..59 fall in the first minute, 60..99 in the second; errors are status >= 400
     assert [(b.count, b.errors) for b in result.buckets] == [(60, 12), (40, 8), (0, 0)]
-    # 1..100 ms: p50 = 50.5, p90 = 90.1, p99 = 99.01 exactly on SQLite; t-digest on Elasticsearch
+    # 1..100 ms: p50 = 50.5, p90 = 90.1, p95 = 95.05, p99 = 99.01 exactly on SQLite; t-digest on
+    # Elasticsearch
     assert result.latency_ms["p50"] == pytest.approx(50.5, abs=0.5)
     assert result.latency_ms["p90"] == pytest.approx(90.1, abs=0.5)
+    assert result.latency_ms["p95"] == pytest.approx(95.05, abs=0.5)
     assert result.latency_ms["p99"] == pytest.approx(99.01, abs=0.5)
+
+
+async def test_latency_percentiles_per_bucket(traffic_sink: TrafficSink) -> None:
+    # minute 0: 1, 2, 3, 4 ms; minute 1: one request at 7 ms and one without a latency;
+    # minute 2: none
+    latencies = [1.0, 2.0, 3.0, 4.0]
+    records = [record(i, total_ms=ms) for i, ms in enumerate(latencies)]
+    records += [record(60, total_ms=7.0), record(61)]
+    del records[-1]["total_ms"]
+    await traffic_sink.write(records)
+    result = await traffic_sink.query(query())
+    assert [b.count for b in result.buckets] == [4, 2, 0]
+    assert result.buckets[0].latency_ms == pytest.approx(
+        {"p50": 2.5, "p95": 3.85, "p99": 3.97}, rel=1e-12
+    )
+    assert result.buckets[1].latency_ms == {"p50": 7.0, "p95": 7.0, "p99": 7.0}
+    assert result.buckets[2].latency_ms == {}
+    # the whole range: 1, 2, 3, 4, 7 ms
+    expected = {"p50": 3.0, "p90": 5.8, "p95": 6.4, "p99": 6.88}
+    assert result.latency_ms == pytest.approx(expected, rel=1e-12)
 
 
 async def test_filters_and_time_range(traffic_sink: TrafficSink) -> None:

@@ -41,7 +41,12 @@ class Analytics:
         out["by_status"] = {str(k): v for k, v in result.by_status.items()}
         out["top_consumers"] = [{"consumer": c, "count": n} for c, n in result.top_consumers]
         out["buckets"] = [
-            {"start": b.start.isoformat(), "count": b.count, "errors": b.errors}
+            {
+                "start": b.start.isoformat(),
+                "count": b.count,
+                "errors": b.errors,
+                "latency_ms": b.latency_ms or None,
+            }
             for b in result.buckets
         ]
         return out

@@ -25,7 +25,10 @@ from portway.stores.traffic import AnalyticsQuery, Bucket, SearchQuery, TrafficR
 MAX_ID_LENGTH = 256
 MAX_BUCKETS = 10_000
 MAX_PAGE = 500
-PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0))
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0))
+"""Latency percentiles over the whole range (p90 kept for the clients that read it)."""
+BUCKET_PERCENTILES = (("p50", 50.0), ("p95", 95.0), ("p99", 99.0))
+"""Latency percentiles in each time bucket."""
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -97,12 +100,20 @@ def check_query(query: AnalyticsQuery) -> tuple[int, int, int]:
 
 
 def fill_buckets(
-    start_ms: int, end_ms: int, width: int, counts: Mapping[int, tuple[int, int]]
+    start_ms: int,
+    end_ms: int,
+    width: int,
+    counts: Mapping[int, tuple[int, int]],
+    latencies: Mapping[int, dict[str, float]] | None = None,
 ) -> list[Bucket]:
     """Every epoch-aligned bucket overlapping ``[start, end)``; ``counts`` maps bucket start (ms) to
-    ``(count, errors)``."""
+    ``(count, errors)``, ``latencies`` to the bucket's ``BUCKET_PERCENTILES`` (absent: none)."""
     first = (start_ms // width) * width
-    return [Bucket(from_ms(b), *counts.get(b, (0, 0))) for b in range(first, end_ms, width)]
+    latencies = latencies or {}
+    return [
+        Bucket(from_ms(b), *counts.get(b, (0, 0)), latency_ms=latencies.get(b, {}))
+        for b in range(first, end_ms, width)
+    ]
 
 
 def percentile(ordered: Sequence[float], p: float) -> float:
@@ -111,6 +122,11 @@ def percentile(ordered: Sequence[float], p: float) -> float:
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
     return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+
+
+def percentiles(ordered: Sequence[float], which: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """``{name: value}`` for each ``(name, p)`` of ``which``; ``{}`` when there are no values."""
+    return {name: percentile(ordered, p) for name, p in which} if ordered else {}
 
 
 def top(counts: Mapping[str, int], n: int) -> list[tuple[str, int]]:

@@ -108,6 +108,7 @@ class Bucket:
     start: datetime
     count: int
     errors: int
+    latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p95, p99; {} when none
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ class AnalyticsResult:
     by_status: dict[int, int] = field(default_factory=dict)
     by_api: dict[str, int] = field(default_factory=dict)
     top_consumers: list[tuple[str, int]] = field(default_factory=list)
-    latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p90, p99
+    latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p90, p95, p99
     buckets: list[Bucket] = field(default_factory=list)
 
 

@@ -40,6 +40,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, TransportError
 
 from portway.errors import RejectedRecords, StoreError, StoreUnavailable
 from portway.stores._traffic_common import (
+    BUCKET_PERCENTILES,
     PERCENTILES,
     check_query,
     check_search,
@@ -392,16 +393,17 @@ class ElasticsearchTrafficSink:
                     "order": [{"_count": "desc"}, {"_key": "asc"}],
                 }
             },
-            "latency": {
-                "percentiles": {"field": "total_ms", "percents": [p for _, p in PERCENTILES]}
-            },
+            "latency": _percentiles_agg(PERCENTILES),
             "buckets": {
                 "date_histogram": {
                     "field": "@timestamp",
                     "fixed_interval": f"{query.bucket_seconds}s",
                     "min_doc_count": 1,
                 },
-                "aggs": {"errors": {"filter": {"range": {"status": {"gte": 400}}}}},
+                "aggs": {
+                    "errors": {"filter": {"range": {"status": {"gte": 400}}}},
+                    "latency": _percentiles_agg(BUCKET_PERCENTILES),
+                },
             },
         }
         response = await self._call(
@@ -419,12 +421,6 @@ class ElasticsearchTrafficSink:
         found = response.get("aggregations")
         if not found or total == 0:
             return AnalyticsResult(total=total, buckets=fill_buckets(start, end, width, {}))
-        values = found["latency"]["values"]
-        latency = {
-            name: float(values[f"{p:.1f}"])
-            for name, p in PERCENTILES
-            if values.get(f"{p:.1f}") is not None
-        }
         return AnalyticsResult(
             total=total,
             by_status={int(b["key"]): int(b["doc_count"]) for b in found["by_status"]["buckets"]},
@@ -433,13 +429,17 @@ class ElasticsearchTrafficSink:
                 {str(b["key"]): int(b["doc_count"]) for b in found["consumers"]["buckets"]},
                 query.top_n,
             ),
-            latency_ms=latency,
+            latency_ms=_percentile_values(found["latency"], PERCENTILES),
             buckets=fill_buckets(
                 start,
                 end,
                 width,
                 {
                     int(b["key"]): (int(b["doc_count"]), int(b["errors"]["doc_count"]))
+                    for b in found["buckets"]["buckets"]
+                },
+                {
+                    int(b["key"]): _percentile_values(b["latency"], BUCKET_PERCENTILES)
                     for b in found["buckets"]["buckets"]
                 },
             ),
@@ -484,3 +484,16 @@ class ElasticsearchTrafficSink:
             rows.append((ms, rid, source))  # type: ignore[arg-type]  # written as TrafficRecord
         records, cursor = page_of(rows, query.limit)
         return SearchPage(records, cursor)
+
+
+def _percentiles_agg(which: Sequence[tuple[str, float]]) -> dict[str, Any]:
+    return {"percentiles": {"field": "total_ms", "percents": [p for _, p in which]}}
+
+
+def _percentile_values(agg: dict[str, Any], which: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """``{name: value}`` from a ``percentiles`` aggregation; ``{}`` when no document had a
+    ``total_ms`` (Elasticsearch then answers null for each percent)."""
+    values = agg["values"]
+    return {
+        name: float(values[f"{p:.1f}"]) for name, p in which if values.get(f"{p:.1f}") is not None
+    }

@@ -20,12 +20,13 @@ from urllib.parse import parse_qsl
 from portway.errors import RejectedRecords, StoreUnavailable
 from portway.stores._sqlite import connect_wal, mapped_errors
 from portway.stores._traffic_common import (
+    BUCKET_PERCENTILES,
     PERCENTILES,
     check_query,
     check_search,
     fill_buckets,
     page_of,
-    percentile,
+    percentiles,
     search_terms,
     split_records,
     top,
@@ -160,13 +161,14 @@ class SqliteTrafficSink:
                 "GROUP BY consumer ORDER BY n DESC, consumer ASC LIMIT ?",
                 [query.top_n],
             )
-            latencies = [
-                r[0]
-                for r in rows(
-                    "SELECT total_ms FROM traffic WHERE {where} AND total_ms IS NOT NULL "
-                    "ORDER BY total_ms"
-                )
-            ]
+            timed = rows(
+                "SELECT (ts / {width}) * {width}, total_ms FROM traffic "
+                "WHERE {where} AND total_ms IS NOT NULL ORDER BY total_ms"
+            )
+            latencies = [ms for _, ms in timed]
+            per_bucket: dict[int, list[float]] = {}
+            for b, ms in timed:  # sorted by total_ms, so each bucket's list is sorted too
+                per_bucket.setdefault(int(b), []).append(ms)
             buckets = rows(
                 "SELECT (ts / {width}) * {width} AS b, COUNT(*), SUM(COALESCE(status, 0) >= 400) "
                 "FROM traffic WHERE {where} GROUP BY b"
@@ -176,10 +178,14 @@ class SqliteTrafficSink:
                 by_status={int(s): int(n) for s, n in by_status},
                 by_api={str(a): int(n) for a, n in by_api},
                 top_consumers=top({str(c): int(n) for c, n in consumers}, query.top_n),
-                latency_ms=(
-                    {name: percentile(latencies, p) for name, p in PERCENTILES} if latencies else {}
+                latency_ms=percentiles(latencies, PERCENTILES),
+                buckets=fill_buckets(
+                    start,
+                    end,
+                    width,
+                    {int(b): (n, e) for b, n, e in buckets},
+                    {b: percentiles(v, BUCKET_PERCENTILES) for b, v in per_bucket.items()},
                 ),
-                buckets=fill_buckets(start, end, width, {int(b): (n, e) for b, n, e in buckets}),
             )
 
         return await self._run(fn)

@@ -14,10 +14,22 @@ class ConsumerCount(Answer):
     count: int
 
 
+class BucketLatency(Answer):
+    """Latency percentiles (``total_ms``) of one bucket's requests."""
+
+    p50: float
+    p95: float
+    p99: float
+
+
 class BucketCount(Answer):
     start: str
     count: int
-    errors: int
+    errors: Annotated[int, Field(description="requests answered with status >= 400")]
+    latency_ms: Annotated[
+        BucketLatency | None,
+        Field(description="null when no request in the bucket carried a latency"),
+    ]
 
 
 class TrafficAnalytics(Answer):
@@ -25,7 +37,13 @@ class TrafficAnalytics(Answer):
     by_status: Annotated[dict[str, int], Field(description="requests by HTTP status")]
     by_api: dict[str, int]
     top_consumers: list[ConsumerCount]
-    latency_ms: Annotated[dict[str, float], Field(description="p50, p90 and p99")]
+    latency_ms: Annotated[
+        dict[str, float],
+        Field(
+            description="p50, p90, p95 and p99 over the whole range; {} when no request carried a "
+            "latency"
+        ),
+    ]
     buckets: list[BucketCount]
 
 
