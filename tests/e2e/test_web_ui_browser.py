@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,6 +52,16 @@ def send(port: int, key: str) -> httpx.Response:
 
 def call(port: int, key: str) -> int:
     return send(port, key).status_code
+
+
+def latency_over_time(page: Any) -> None:
+    """The p95 tile shows a latency and the latency chart draws p50, p95 and p99."""
+    p95 = page.locator(".stat", has_text="Latency p95").locator(".stat-value")
+    assert p95.inner_text().endswith(" ms"), p95.inner_text()
+    chart = page.locator("figure.chart", has_text="Latency over time")
+    chart.get_by_role("img", name="Latency over time chart").wait_for()
+    labels = chart.locator(".u-legend .u-label").all_inner_texts()
+    assert {"p50", "p95", "p99"} <= set(labels), labels
 
 
 @pytest.mark.timeout(600)  # one long scenario through every page in a real browser
@@ -157,9 +168,11 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         wait_until(dashboard_counts, "the dashboard counts the 6 requests", timeout=60)
         page.get_by_role("cell", name="shop", exact=True).wait_for()
         page.get_by_role("cell", name="acme", exact=True).wait_for()
+        latency_over_time(page)
         tab.check("dashboard")
         tab.go("/analytics?environment=dev&api=shop&range=1h", "Analytics")
         page.get_by_role("cell", name="429", exact=True).wait_for()
+        latency_over_time(page)
         tab.check("analytics")
 
         # the request log: the refused call found by its correlation id, with the policy that

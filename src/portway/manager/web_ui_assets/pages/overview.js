@@ -40,6 +40,8 @@ function trafficView(result, bucket) {
   const times = result.buckets.map((b) => Date.parse(b.start) / 1000);
   const rps = result.buckets.map((b) => b.count / bucket);
   const errorRate = result.buckets.map((b) => (b.count ? (100 * b.errors) / b.count : 0));
+  // a bucket without a latency (no request) is a gap in the chart, not a zero
+  const latency = (name) => result.buckets.map((b) => (b.latency_ms ? b.latency_ms[name] : null));
   const errors = Object.entries(result.by_status).filter(([s]) => Number(s) >= 400).reduce((n, [, c]) => n + c, 0);
   const lat = result.latency_ms || {};
   const fmt = (v) => (v === undefined ? "—" : `${v.toFixed(1)} ms`);
@@ -51,6 +53,7 @@ function trafficView(result, bucket) {
       stat("Error rate (status ≥ 400)", result.total ? `${((100 * errors) / result.total).toFixed(2)} %` : "—"),
       stat("Latency p50", fmt(lat.p50)),
       stat("Latency p90", fmt(lat.p90)),
+      stat("Latency p95", fmt(lat.p95)),
       stat("Latency p99", fmt(lat.p99)),
     ),
     h(
@@ -58,6 +61,7 @@ function trafficView(result, bucket) {
       { class: "charts" },
       lineChart("Requests per second", times, [{ label: "req/s", values: rps }]),
       lineChart("Error rate (status ≥ 400)", times, [{ label: "errors %", values: errorRate }], "%"),
+      lineChart("Latency over time", times, ["p50", "p95", "p99"].map((name) => ({ label: name, values: latency(name) })), " ms"),
     ),
   ];
 }
