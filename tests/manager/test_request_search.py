@@ -1,5 +1,6 @@
 """``GET /api/v1/requests``: request search through the management API, on SQLite and on
-Elasticsearch, with the role check and clear errors for bad input."""
+Elasticsearch, with the role check and clear errors for bad input; and ``GET /api/v1/analytics``
+over the same records (its latency percentiles per time bucket)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,35 @@ def test_search_filters_and_pages(searcher: TestClient) -> None:
     third = get(limit=4, cursor=second["next_cursor"])
     assert ids(second) + ids(third) == ["cid-4", "cid-3", "cid-2", "cid-1", "cid-0"]
     assert third["next_cursor"] is None
+
+
+def test_analytics_answers_latency_percentiles_per_bucket(searcher: TestClient) -> None:
+    # one-second buckets from two seconds before the first record: record i (total_ms 10 * i)
+    # alone in bucket i + 2, the others empty
+    first = NOW - timedelta(minutes=30)
+    response = searcher.get(
+        "/api/v1/analytics",
+        params={
+            "start": (first - timedelta(seconds=2)).isoformat(),
+            "end": (first + timedelta(seconds=12)).isoformat(),
+            "bucket_seconds": 1,
+            "environment": "prod",
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["total"] == 9
+    # 0, 10, ..., 80 ms: p90 = 72 stays for the clients that read it
+    expected = {"p50": 40.0, "p90": 72.0, "p95": 76.0, "p99": 79.2}
+    assert body["latency_ms"] == pytest.approx(expected, rel=1e-12)
+    buckets = body["buckets"]
+    assert [b["start"] for b in buckets] == [
+        (first + timedelta(seconds=s)).isoformat() for s in range(-2, 12)
+    ]
+    assert [b["count"] for b in buckets] == [0, 0] + [1] * 9 + [0, 0, 0]
+    assert [b["latency_ms"] for b in buckets] == [None, None] + [
+        {"p50": 10.0 * i, "p95": 10.0 * i, "p99": 10.0 * i} for i in range(9)
+    ] + [None, None, None]
 
 
 def test_a_record_comes_back_as_stored(searcher: TestClient, traffic_url: str) -> None:
