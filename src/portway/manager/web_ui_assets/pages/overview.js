@@ -61,7 +61,7 @@ function trafficView(result, bucket) {
       { class: "charts" },
       lineChart("Requests per second", times, [{ label: "req/s", values: rps }]),
       lineChart("Error rate (status ≥ 400)", times, [{ label: "errors %", values: errorRate }], "%"),
-      lineChart("Latency over time", times, ["p50", "p95", "p99"].map((name) => ({ label: name, values: latency(name) })), " ms"),
+      lineChart("Latency over time", times, ["p50", "p95", "p99"].map((name) => ({ label: name, values: latency(name), points: true })), " ms"),
     ),
   ];
 }
