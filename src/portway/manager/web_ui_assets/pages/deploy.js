@@ -171,6 +171,7 @@ export async function workers(main) {
       ],
       rows,
       "No worker has registered yet.",
+      "Workers",
     ), section(
       "Policy counters",
       h("p", { class: "muted" }, "Each policy's counters since the worker process started, as its last status report gave them."),
