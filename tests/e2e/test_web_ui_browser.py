@@ -256,9 +256,31 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
             tab.check(name)
         # the worker registry shows the worker converged on the rollback's revision
         tab.go("/workers", "Workers")
-        row = page.get_by_role("row").filter(has_text="w1")
+        registry = page.get_by_role("region", name="Workers", exact=True)
+        row = registry.get_by_role("row").filter(has_text="w1")
         assert "4 / 4" in row.inner_text()
         assert "healthy" in row.inner_text()
+        # its policy counters, as its last report gave them: the limit refused calls
+        counters = page.get_by_role("region", name="Policy counters", exact=True)
+
+        names = ("evaluated", "allowed", "denied", "errors", "skipped", "shadow_denied")
+
+        def limit_row_shown() -> bool:
+            [worker] = platform.call("GET", "/workers")
+            [limit] = [c for c in worker["policy_counters"] if c["policy"] == "limit"]
+            expected = ["w1", limit["key"], limit["scope"], "limit"]
+            expected += [str(limit[n]) for n in names]
+            rows = counters.get_by_role("row").filter(has_text="limit")
+            return bool(rows.count()) and rows.first.get_by_role("cell").all_inner_texts() == (
+                expected
+            )
+
+        wait_until(limit_row_shown, "the workers page shows the limit policy's counters")
+        cells = counters.get_by_role("row").filter(has_text="limit").first.get_by_role("cell")
+        shown = dict(zip(names, map(int, cells.all_inner_texts()[4:]), strict=True))
+        assert shown["denied"] >= 2  # the two 429s
+        assert shown["allowed"] >= 3
+        tab.check("workers-counters")
         tab.go("/account", "Your account")
 
         # a personal token from the account page: shown once, then revoked
@@ -347,6 +369,16 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         tab.go("/matrix", "Network matrix")
         flow = page.get_by_role("row").filter(has_text="int-worker-manager-config")
         assert str(platform.manager_port) in flow.inner_text()
+        # each rule of `portway matrix check` with its verdict, the checklist, the diagram
+        rules = page.get_by_role("region", name="Security rules", exact=True)
+        ssh = rules.get_by_role("row").filter(has_text="ssh-only-from-vpn")
+        assert ssh.get_by_text("pass", exact=True).count() == 1
+        assert rules.get_by_text("fail", exact=True).count() == 0
+        checklist = page.get_by_role("region", name="Port opening checklist", exact=True)
+        monitoring = checklist.get_by_role("row").filter(has_text="Monitoring and alerting")
+        assert "needs a person" in monitoring.inner_text()
+        diagram = page.get_by_role("img", name="Diagram of the flows", exact=True)
+        assert f"({platform.manager_port}) Manager" in diagram.inner_text()
         tab.check("matrix")
 
         # a viewer: no edit actions, no secrets

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from portway.config.management.common import Problem
+from portway.matrix.checklist import Status
 
 ERRORS = ("400", "401", "403", "404", "409", "413", "422", "500", "503")
 
@@ -53,3 +54,19 @@ def test_an_error_answer_is_the_problem_model(admin: TestClient) -> None:
     problem = Problem.model_validate(answer.json())
     assert problem.error == "not_found"
     assert problem.correlation_id == answer.headers["X-Correlation-ID"]
+
+
+def test_the_matrix_and_workers_answers_name_their_nested_models(manager: TestClient) -> None:
+    schemas = manager.get("/api/v1/openapi.json").json()["components"]["schemas"]
+
+    def item_ref(model: str, field: str) -> str:
+        return str(schemas[model]["properties"][field]["items"]["$ref"])
+
+    assert item_ref("NetworkMatrix", "rules") == "#/components/schemas/MatrixRuleVerdict"
+    assert item_ref("NetworkMatrix", "checklist") == "#/components/schemas/MatrixChecklistItem"
+    assert item_ref("MatrixRuleVerdict", "violations") == "#/components/schemas/MatrixViolation"
+    assert item_ref("WorkerView", "policy_counters") == "#/components/schemas/WorkerPolicyCounters"
+    assert schemas["MatrixRuleVerdict"]["properties"]["verdict"]["enum"] == ["pass", "fail"]
+    statuses = schemas["MatrixChecklistItem"]["properties"]["status"]["enum"]
+    assert statuses == [s.value for s in Status]
+    assert "policy_counters" in schemas["WorkerView"]["required"]

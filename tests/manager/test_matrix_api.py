@@ -12,6 +12,9 @@ from fastapi.testclient import TestClient
 
 from portway.config.management.matrix import NetworkMatrix
 from portway.manager.app import create_app
+from portway.manager.routes_matrix import matrix_answer
+from portway.matrix.effective import effective_matrix
+from portway.matrix.settings import settings_from_mapping
 from tests.manager.conftest import settings_in
 
 
@@ -59,3 +62,46 @@ def test_the_matrix_is_the_one_portway_matrix_show_prints(tmp_path: Path) -> Non
 
 def test_the_matrix_needs_a_caller(manager: TestClient) -> None:
     assert manager.get("/api/v1/matrix").status_code == 401
+
+
+def _portway(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "portway", *command], capture_output=True, text=True, check=False
+    )
+
+
+def test_the_verdicts_checklist_and_diagram_are_the_clis(tmp_path: Path) -> None:
+    platform = tmp_path / "portway.yaml"
+    platform.write_text("manager:\n  port: 18443\n")
+    answer = _read(tmp_path, port=18443)
+    checked = _portway("matrix", "check", "--config", str(platform))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout == f"0 violation(s) of {len(answer.rules)} rules over 14 enabled flows\n"
+    assert [r.verdict for r in answer.rules] == ["pass"] * 6
+    assert "ssh-only-from-vpn" in {r.id for r in answer.rules}
+    listed = _portway("matrix", "checklist", "--config", str(platform)).stdout
+    expected = [f"- [ ] {i.text} — {i.status}: {i.evidence}" for i in answer.checklist]
+    assert listed.splitlines()[2:] == expected
+    assert answer.checklist[-1].status == "needs a person"
+    drawn = _portway("matrix", "show", "--format", "ascii", "--config", str(platform)).stdout
+    assert answer.diagram == drawn
+    assert "(18443) Manager" in answer.diagram
+
+
+def test_a_violation_fails_its_rule_and_the_checklist() -> None:
+    extra = {"id": "custom", "source": "internet", "destination": "mongodb", "ports": [25080],
+             "description": "custom flow"}  # fmt: skip
+    settings = settings_from_mapping({"extra_flows": [extra]})
+    answer = matrix_answer(settings, effective_matrix(settings))
+    verdicts = {r.id: r for r in answer.rules}
+    databases = verdicts["no-databases-from-internet"]
+    assert databases.verdict == "fail"
+    message = "flow custom (Internet → MongoDB 25080/tcp) exposes MongoDB port 25080 to the"
+    message += " Internet"
+    assert [(v.flow, v.message) for v in databases.violations] == [("custom", message)]
+    assert verdicts["dmz-lan-segmentation"].verdict == "fail"
+    assert verdicts["ssh-only-from-vpn"].verdict == "pass"
+    assert verdicts["ssh-only-from-vpn"].violations == []
+    items = {i.text: i for i in answer.checklist}
+    assert items["DMZ and LAN separation is implemented"].status == "failed"
+    assert "custom" in items["DMZ and LAN separation is implemented"].evidence

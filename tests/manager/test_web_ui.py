@@ -184,3 +184,32 @@ def test_each_role_reads_exactly_its_permissions(
         assert body["role"] == role.value
         assert body["username"] == f"{role.value.replace('_', '-')}-user"
         assert set(body["permissions"]) == {p.value for p in ROLE_PERMISSIONS[role]}
+
+
+def _properties(document: dict[str, object], model: str) -> set[str]:
+    schemas = document["components"]["schemas"]  # type: ignore[index]
+    return set(schemas[model]["properties"])
+
+
+def test_the_matrix_and_workers_pages_read_fields_the_api_declares(manager: TestClient) -> None:
+    """A renamed or dropped field of the matrix or workers answers shows here, not as a blank
+    cell; and the matrix page draws its diagram as text (no style injected: the CSP)."""
+    document = manager.get("/api/v1/openapi.json").json()
+    base = f"/ui/{web_ui.asset_version()}/pages"
+    matrix = manager.get(f"{base}/matrix.js").text
+    read = set(re.findall(r"\bmatrix\.(\w+)", matrix))
+    assert {"rules", "checklist", "diagram", "flows"} <= read
+    assert read <= _properties(document, "NetworkMatrix")
+    verdict = set(re.findall(r"\br\.(\w+)", matrix))
+    assert verdict == _properties(document, "MatrixRuleVerdict")
+    item = set(re.findall(r"\bi\.(\w+)", matrix))
+    assert item == _properties(document, "MatrixChecklistItem")
+    assert set(re.findall(r"\bv\.(\w+)", matrix)) <= _properties(document, "MatrixViolation")
+    assert "style" not in matrix
+    assert re.search(r'h\("pre", \{[^}]*\}, matrix\.diagram\)', matrix)
+    workers = manager.get(f"{base}/deploy.js").text
+    workers = workers[workers.index("export async function workers") :]
+    assert set(re.findall(r"\bw\.(\w+)", workers)) <= _properties(document, "WorkerView")
+    [names] = re.findall(r"\.\.\.\[([^\]]+)\]\.map", workers)
+    counted = set(re.findall(r'"(\w+)"', names)) | set(re.findall(r"\bc\.(\w+)", workers))
+    assert counted - {"worker"} == _properties(document, "WorkerPolicyCounters")

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from portway.cluster.messages import StatusReport
+from portway.config.management.deployments import WorkerPolicyCounters
 from portway.errors import Conflict, NotFound
 from portway.manager.worker_client import WorkerClient
 from portway.stores.config_store import ConfigStore, Document
@@ -175,4 +178,21 @@ class WorkerRegistry:
             "probe": probe.view() if probe else None,
             "started_at": data.get("started_at"),
             "registered_at": data.get("registered_at"),
+            "policy_counters": _policy_counters(data.get("counters")),
         }
+
+
+def _policy_counters(counters: Any) -> list[dict[str, Any]]:
+    """The per-policy rows of a status report's counters, with the fields this manager knows (a
+    row that lacks one, or is not an object, is left out rather than failing the workers list)."""
+    rows = counters.get("policies") if isinstance(counters, dict) else None
+    if not isinstance(rows, list):
+        return []
+    valid: list[dict[str, Any]] = []
+    for row in rows:
+        try:
+            known = {name: row.get(name) for name in WorkerPolicyCounters.model_fields}
+            valid.append(WorkerPolicyCounters.model_validate(known).model_dump())
+        except (AttributeError, ValidationError):
+            continue
+    return valid

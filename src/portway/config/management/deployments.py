@@ -94,6 +94,20 @@ class ProbeView(Answer):
     error: str | None
 
 
+class WorkerPolicyCounters(Answer):
+    """One policy's counters since the worker process started, as it last reported them."""
+
+    key: Annotated[str, Field(description="what the policy is attached to (API, route)")]
+    scope: str
+    policy: str
+    evaluated: int
+    allowed: int
+    denied: int
+    errors: int
+    skipped: int
+    shadow_denied: int
+
+
 class WorkerView(Answer):
     id: str
     environment: str | None
@@ -109,6 +123,10 @@ class WorkerView(Answer):
     probe: ProbeView | None
     started_at: str | None
     registered_at: str | None
+    policy_counters: Annotated[
+        list[WorkerPolicyCounters],
+        Field(description="per-policy counters of the last status report (none before one)"),
+    ]
 
 
 class FieldChange(Answer):

@@ -1,5 +1,7 @@
 """The network connection matrix the manager's settings describe (``GET /api/v1/matrix``): the
-same document as ``portway matrix show --format json``, plus the zones."""
+same document as ``portway matrix show --format json``, plus the zones, the verdict of each rule
+``portway matrix check`` evaluates, the items ``portway matrix checklist`` answers (without audit
+reports) and the ASCII diagram ``portway matrix show --format ascii`` draws."""
 
 from __future__ import annotations
 
@@ -49,9 +51,38 @@ class MatrixFlow(Answer):
     enabled: Annotated[bool, Field(description="off: the installation does not use this flow")]
 
 
+class MatrixViolation(Answer):
+    flow: Annotated[str, Field(description="the id of the flow that breaks the rule")]
+    message: str
+
+
+class MatrixRuleVerdict(Answer):
+    id: str
+    title: str
+    verdict: Annotated[Literal["pass", "fail"], Field(description="fail: a violation or more")]
+    violations: list[MatrixViolation]
+
+
+class MatrixChecklistItem(Answer):
+    text: str
+    status: Annotated[
+        Literal["done", "failed", "no evidence", "needs a person"],
+        Field(description="no evidence: an audit report would decide it, none was given"),
+    ]
+    evidence: str
+
+
 class NetworkMatrix(Answer):
     schema_version: Annotated[str, Field(description="portway.matrix/v1")]
     zones: list[MatrixZone]
     components: list[MatrixComponent]
     tables: list[MatrixTable]
     flows: list[MatrixFlow]
+    rules: Annotated[
+        list[MatrixRuleVerdict], Field(description="`portway matrix check`, rule by rule")
+    ]
+    checklist: Annotated[
+        list[MatrixChecklistItem],
+        Field(description="`portway matrix checklist` without audit reports"),
+    ]
+    diagram: Annotated[str, Field(description="`portway matrix show --format ascii`")]

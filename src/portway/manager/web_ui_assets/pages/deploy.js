@@ -171,6 +171,22 @@ export async function workers(main) {
       ],
       rows,
       "No worker has registered yet.",
+      "Workers",
+    ), section(
+      "Policy counters",
+      h("p", { class: "muted" }, "Each policy's counters since the worker process started, as its last status report gave them."),
+      table(
+        [
+          { title: "Worker", cell: (c) => c.worker },
+          { title: "Attached to", cell: (c) => h("code", {}, c.key) },
+          { title: "Scope", cell: (c) => c.scope },
+          { title: "Policy", cell: (c) => c.policy },
+          ...["evaluated", "allowed", "denied", "errors", "skipped", "shadow_denied"].map((name) => ({ title: name.replace("_", " "), cell: (c) => String(c[name]) })),
+        ],
+        rows.flatMap((w) => w.policy_counters.map((c) => ({ worker: w.id, ...c }))),
+        "No worker has reported a policy yet.",
+        "Policy counters",
+      ),
     ));
   }
   await draw();
