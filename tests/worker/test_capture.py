@@ -199,7 +199,7 @@ async def test_uncaptured_apis_still_mask_keys_in_the_backend_target(tmp_path: P
     ("capture", "message"),
     [
         ({"mask_json": ["card.number"]}, "is not a JSONPath"),
-        ({"mask_xml": ["order/number"]}, "is not an absolute XPath"),
+        ({"mask_xml": ["order/number"]}, "is not an absolute ElementPath"),
         ({"max_body_bytes": -1}, "greater than or equal to 0"),
         ({"request": {"headers": "yes"}}, "valid boolean"),
     ],

@@ -2,7 +2,7 @@
 
 Each of the four regions of an exchange opts in to its headers and its body; the client request
 also to its query parameters. Masking rules name header names, query parameters, JSONPath fields
-(JSON bodies) and XPath fields (XML bodies); credentials are masked whatever the rules say. An
+(JSON bodies) and ElementPath fields (XML bodies); credentials are masked whatever the rules say. An
 environment may replace the whole setting (``environments: {prod: {...}}``). The worker applies
 all of it before the record leaves it (``portway.worker.capture``).
 """
@@ -52,7 +52,7 @@ class Capture(Model):
         default_factory=list, max_length=MAX_RULES, description="JSONPath fields masked"
     )
     mask_xml: list[RulePath] = Field(
-        default_factory=list, max_length=MAX_RULES, description="XPath fields masked"
+        default_factory=list, max_length=MAX_RULES, description="ElementPath fields masked"
     )
 
     @field_validator("mask_json")
@@ -68,7 +68,7 @@ class Capture(Model):
     def _xpaths(cls, value: list[str]) -> list[str]:
         for path in value:
             if not path.startswith("/"):
-                raise ValueError(f"{path!r} is not an absolute XPath (it must start with '/')")
+                raise ValueError(f"{path!r} is not an absolute ElementPath (it must start with '/')")
         return value
 
     @property

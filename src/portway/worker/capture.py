@@ -8,7 +8,7 @@ every occurrence of a repeated header is masked, query parameter names are compa
 percent-decoding. The target sent to the backend (``backend_path``) always has its query masked.
 
 Bodies are kept up to ``max_body_bytes`` (``truncated`` beyond), as ``text`` (UTF-8) or
-``base64``. With JSONPath or XPath rules a JSON or XML body is parsed and its matches masked; a
+``base64``. With JSONPath or ElementPath rules a JSON or XML body is parsed and its matches masked; a
 body that cannot be parsed whole (cut by the cap, malformed) is then left out rather than kept
 unmasked. An API capturing a request body has its request bodies read whole before the backend
 call (up to the worker's ``max_body_bytes``, 413 beyond, as when a policy reads it). Response
