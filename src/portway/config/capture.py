@@ -68,7 +68,9 @@ class Capture(Model):
     def _xpaths(cls, value: list[str]) -> list[str]:
         for path in value:
             if not path.startswith("/"):
-                raise ValueError(f"{path!r} is not an absolute ElementPath (it must start with '/')")
+                raise ValueError(
+                    f"{path!r} is not an absolute ElementPath (it must start with '/')"
+                )
         return value
 
     @property

@@ -7,15 +7,13 @@ query (or form) parameters named like keys and tokens. Header names compare case
 every occurrence of a repeated header is masked, query parameter names are compared after
 percent-decoding. The target sent to the backend (``backend_path``) always has its query masked.
 
-Bodies are kept up to ``max_body_bytes`` (``truncated`` beyond), as ``text`` (UTF-8) or
-``base64``. With JSONPath or ElementPath rules a JSON or XML body is parsed and its matches masked; a
-body that cannot be parsed whole (cut by the cap, malformed) is then left out rather than kept
-unmasked. An API capturing a request body has its request bodies read whole before the backend
-call (up to the worker's ``max_body_bytes``, 413 beyond, as when a policy reads it). Response
-bodies are captured when the worker holds them whole (they had arrived when the backend's
-headers were read, or a policy read them); a response streamed through is noted as
-``{"omitted": "streamed"}``.
-"""
+Bodies are kept up to ``max_body_bytes`` (``truncated`` beyond), as ``text`` (UTF-8) or ``base64``.
+With JSONPath or ElementPath rules a JSON or XML body is parsed and its matches masked; a body that
+cannot be parsed whole (cut by the cap, malformed) is then left out rather than kept unmasked. An
+API capturing a request body has its request bodies read whole before the backend call (up to the
+worker's ``max_body_bytes``, 413 beyond, as when a policy reads it). Response bodies are captured
+when the worker holds them whole (they had arrived when the backend's headers were read, or a
+policy read them); a response streamed through is noted as ``{"omitted": "streamed"}``."""
 
 from __future__ import annotations
 
