@@ -142,3 +142,5 @@ class AuditRecord(Answer):
     action: str
     target: str
     changes: list[FieldChange]
+    values_omitted: str | None = None
+    """Set when the old and new values were too large to keep: why, and how many fields changed."""
