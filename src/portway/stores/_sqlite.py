@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,3 +60,15 @@ def mapped_errors() -> Iterator[None]:
         raise StoreUnavailable(f"sqlite: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"sqlite: {exc}") from exc
+
+
+async def close_when_idle(conn: sqlite3.Connection, lock: threading.Lock) -> None:
+    """Close ``conn`` once no call holds ``lock``: closing a connection under a running query
+    frees what the query still reads and crashes the process (a background task's query racing
+    a shutdown)."""
+
+    def close() -> None:
+        with lock:
+            conn.close()
+
+    await asyncio.to_thread(close)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from portway.errors import DuplicateKey, NotFound, StaleVersion, StoreUnavailable
-from portway.stores._sqlite import connect_wal, mapped_errors
+from portway.stores._sqlite import close_when_idle, connect_wal, mapped_errors
 from portway.stores._validate import canonical_json, check_key, check_where, json_type
 from portway.stores.config_store import (
     COLLECTIONS,
@@ -114,6 +114,8 @@ class SqliteConfigStore:
 
         def call() -> T:
             with self._lock, mapped_errors():
+                if self._conn is not conn:
+                    raise StoreUnavailable("config store was closed")
                 if not write:
                     return fn(conn)
                 conn.execute("BEGIN IMMEDIATE")
@@ -159,7 +161,7 @@ class SqliteConfigStore:
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await asyncio.to_thread(conn.close)
+            await close_when_idle(conn, self._lock)
 
     async def get(self, collection_name: str, key: str) -> Document | None:
         collection(collection_name)

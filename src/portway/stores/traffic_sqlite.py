@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from portway.errors import RejectedRecords, StoreUnavailable
-from portway.stores._sqlite import connect_wal, mapped_errors
+from portway.stores._sqlite import close_when_idle, connect_wal, mapped_errors
 from portway.stores._traffic_common import (
     BUCKET_PERCENTILES,
     PERCENTILES,
@@ -80,6 +80,8 @@ class SqliteTrafficSink:
 
         def call() -> T:
             with self._lock, mapped_errors():
+                if self._conn is not conn:
+                    raise StoreUnavailable("traffic sink was closed")
                 return fn(conn)
 
         return await asyncio.to_thread(call)
@@ -93,7 +95,7 @@ class SqliteTrafficSink:
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await asyncio.to_thread(conn.close)
+            await close_when_idle(conn, self._lock)
 
     async def write(self, records: Sequence[TrafficRecord]) -> None:
         valid, rejected = split_records(records)
