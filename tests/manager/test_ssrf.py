@@ -18,6 +18,7 @@ from portway.manager.addresses import embedded_ipv4, is_private
 from portway.manager.app import create_app
 from portway.manager.settings import ManagerSettings
 from tests.manager.test_openapi_import import IMPORT, PETSTORE_V3
+from tests.support.servers import missing_capability
 
 PRIVATE = {
     "unspecified v4": "0.0.0.0",
@@ -124,7 +125,7 @@ def two_servers() -> Iterator[tuple[Any, Any, int]]:
     except OSError:
         good.shutdown()
         good.server_close()
-        pytest.skip("127.0.0.2 is not usable here")
+        missing_capability("127.0.0.2 is not usable here")
     threading.Thread(target=internal.serve_forever, daemon=True).start()
     try:
         yield good_seen, internal.RequestHandlerClass, port
