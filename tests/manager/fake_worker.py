@@ -27,6 +27,7 @@ class FakeWorker:
         self.secret = secret
         self.worker_id = worker_id
         self.served: int | None = None
+        self.started_at = datetime.now(UTC)
         self.pushes: list[int] = []
         self.unsigned_calls = 0
         self.forge: str | None = None
@@ -99,14 +100,17 @@ class FakeWorker:
     def address(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def report(self, manager: TestClient, environment: str = "dev") -> dict[str, Any]:
-        """A signed status report, as the real worker sends it periodically."""
+    def report(
+        self, manager: TestClient, environment: str = "dev", served: int | None = -1
+    ) -> dict[str, Any]:
+        """A signed status report, as the real worker sends it periodically (``served``
+        overrides the revision reported, as a report composed before a push would)."""
         body = (
             StatusReport(
                 environment=environment,
                 address=self.address,
-                served_revision=self.served,
-                started_at=datetime.now(UTC),
+                served_revision=self.served if served == -1 else served,
+                started_at=self.started_at,
             )
             .model_dump_json()
             .encode()

@@ -248,6 +248,25 @@ def test_the_registry_shows_convergence(env: TestClient, worker: FakeWorker) -> 
     assert env.get("/api/v1/workers?environment=prod").json() == []
 
 
+def test_the_registry_shows_an_acknowledged_push_before_the_next_report(
+    env: TestClient, worker: FakeWorker
+) -> None:
+    env.post("/api/v1/environments/dev/deployments", json={"api": "a"})
+    row = worker_row(env)
+    assert row["desired_revision"] == row["served_revision"] == 1
+    assert row["in_sync"] is True
+    # a report composed before the push, arriving after it, does not undo the acknowledgement
+    worker.report(env, served=None)
+    assert worker_row(env)["served_revision"] == 1
+    env.post("/api/v1/environments/dev/deployments", json={"api": "b"})
+    worker.report(env, served=1)
+    assert worker_row(env)["served_revision"] == 2
+    # a restarted worker (another start time) is believed, whatever it serves
+    worker.started_at = datetime.now(UTC) + timedelta(seconds=1)
+    worker.report(env, served=None)
+    assert worker_row(env)["served_revision"] is None
+
+
 def test_a_decommissioned_worker_can_be_forgotten(env: TestClient, worker: FakeWorker) -> None:
     assert env.delete("/api/v1/workers/w1").status_code == 204
     assert env.get("/api/v1/workers").json() == []

@@ -54,6 +54,8 @@ class Publisher:
                     "at": datetime.now(UTC).isoformat(),
                     "seconds": round(time.monotonic() - started, 3),
                 }
+            if ack.served_revision is not None:
+                await self.registry.mark_served(doc_id, ack.served_revision, datetime.now(UTC))
             return result | {
                 "success": ack.success and ack.served_revision == number,
                 "served_revision": ack.served_revision,

@@ -67,18 +67,22 @@ class WorkerRegistry:
         for _ in range(5):
             doc = await self.store.get("workers", worker_id)
             old = doc.data if doc else {}
+            served = report.served_revision
+            if _overtaken(old, report, desired):
+                # sent before the push this worker already acknowledged: keep the newer revision
+                served = old["served_revision"]
             data: dict[str, Any] = {
                 **old,
                 "environment": report.environment,
                 "address": report.address,
-                "served_revision": report.served_revision,
+                "served_revision": served,
                 "healthy": report.healthy,
                 "started_at": report.started_at.isoformat(),
                 "counters": report.counters,
                 "last_report": now,
             }
             data.setdefault("registered_at", now)
-            converged = report.served_revision is not None and report.served_revision == desired
+            converged = served is not None and served == desired
             if converged and (old.get("served_revision") != desired or "converged_at" not in old):
                 data["converged_at"] = now
             try:
@@ -88,6 +92,23 @@ class WorkerRegistry:
                     await self.store.replace(
                         "workers", worker_id, data, expected_version=doc.version
                     )
+                return
+            except Conflict:
+                continue
+
+    async def mark_served(self, worker_id: str, revision: int, at: datetime) -> None:
+        """Record what a worker acknowledged to a push, before its next status report arrives."""
+        for _ in range(5):
+            doc = await self.store.get("workers", worker_id)
+            if doc is None:
+                return
+            data = {**doc.data, "served_revision": revision}
+            if revision == doc.data.get("desired_revision") and (
+                doc.data.get("served_revision") != revision or "converged_at" not in doc.data
+            ):
+                data["converged_at"] = at.isoformat()
+            try:
+                await self.store.replace("workers", worker_id, data, expected_version=doc.version)
                 return
             except Conflict:
                 continue
@@ -196,3 +217,18 @@ def _policy_counters(counters: Any) -> list[dict[str, Any]]:
         except (AttributeError, ValidationError):
             continue
     return valid
+
+
+def _overtaken(old: dict[str, Any], report: StatusReport, desired: int | None) -> bool:
+    """A report from the same worker process naming an older revision (or none) than one it
+    acknowledged.
+
+    Revision numbers only grow within an environment, so within one process (same start time) a
+    lower number is a report that was in flight while a push was installed.
+    """
+    recorded = old.get("served_revision")
+    return (
+        recorded is not None
+        and old.get("started_at") == report.started_at.isoformat()
+        and (report.served_revision or 0) < recorded <= (desired or 0)
+    )
