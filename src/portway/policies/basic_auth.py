@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 from typing import Annotated
 
@@ -29,8 +30,14 @@ from portway.policies.contract import PolicyContext, Reply
 
 MAX_HEADER = 4096
 _HASHER = PasswordHasher()
-# verified against when the username is unknown, so timing does not reveal which users exist
-_DUMMY_HASH = _HASHER.hash("portway-no-such-user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so timing does not reveal which users exist.
+    Computed on first use: hashing costs ~0.2 s and 64 MiB, which a worker without Basic auth
+    should not pay at start."""
+    return _HASHER.hash("portway-no-such-user")
 
 
 def verify_password(secret_hash: str, password: str) -> bool:
@@ -42,7 +49,7 @@ def verify_password(secret_hash: str, password: str) -> bool:
 
 async def check_password(secret_hash: str | None, password: str) -> bool:
     """Shared with the token endpoint: argon2 in a thread."""
-    return await asyncio.to_thread(verify_password, secret_hash or _DUMMY_HASH, password) and (
+    return await asyncio.to_thread(verify_password, secret_hash or _dummy_hash(), password) and (
         secret_hash is not None
     )
 

@@ -10,22 +10,30 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import xmlschema
 from pydantic import Field, model_validator
-from xmlschema.exceptions import XMLSchemaWarning
 
 from portway.policies._body_policies import BodyCheckPolicy
 from portway.policies.base import Build, Deny, ErrorSpec, PolicyConfig
 from portway.policies.xmlsafe import XmlRejected, parse_xml
+
+if TYPE_CHECKING:
+    import xmlschema
 
 MAX_SCHEMA_LENGTH = 1 << 20
 
 
 def compile_xml_schema(text: str) -> xmlschema.XMLSchema:
     """The compiled schema; ``ValueError`` naming the problem (not XML, not a valid XSD, an
-    import or include, which is never fetched)."""
+    import or include, which is never fetched).
+
+    ``xmlschema`` (with elementpath, ~29 MB) is imported on first use, so a worker whose revision
+    has no XML Schema policy does not carry it.
+    """
+    import xmlschema
+    from xmlschema.exceptions import XMLSchemaWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
