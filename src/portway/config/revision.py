@@ -9,9 +9,10 @@ revisions mixed.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BaseModel, Field, ValidationError
 
 from portway.config.base import JsonDatetime, Model, Slug
 from portway.config.models import ApiProxy, PolicySpec
@@ -82,3 +83,44 @@ class EnvironmentRevision(Model):
     apis: list[DeployedApi] = Field(default_factory=list)
     global_policies: dict[str, PolicySpec] = Field(default_factory=dict)
     consumers: list[ConsumerSnapshot] = Field(default_factory=list)
+
+    @classmethod
+    def read_for_serving(cls, raw: str | bytes) -> EnvironmentRevision:
+        """Parse a revision a worker will only read, one API at a time, its default parts shared.
+
+        An API proxy is some fourteen models (connection, health checks, breaker, capture
+        regions, ...), mostly at their defaults: parsed whole, 10,000 APIs cost ~95 MB. Parsing
+        API by API and making every part left at its defaults one shared instance per model class
+        lets each API's default parts be freed (and their memory reused) before the next is
+        parsed. Nothing may modify the result. Raises ``ValueError`` naming the API at fault.
+        """
+        doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            raise ValueError("a revision is a JSON object")
+        items = doc.pop("apis", [])
+        revision = cls.model_validate(doc)
+        if not isinstance(items, list):
+            raise ValueError("apis: a list is required")
+        shared: dict[type[BaseModel], BaseModel] = {}
+        for index, item in enumerate(items):
+            try:
+                deployed = DeployedApi.model_validate(item)
+            except ValidationError as exc:
+                raise ValueError(f"apis[{index}]: {exc}") from None
+            _share_defaults(deployed.api, shared)
+            revision.apis.append(deployed)
+        return revision
+
+
+def _share_defaults(model: BaseModel, shared: dict[type[BaseModel], BaseModel]) -> None:
+    fields = model.__dict__
+    for name, value in fields.items():
+        if isinstance(value, BaseModel):
+            if value.model_fields_set:
+                _share_defaults(value, shared)
+            else:  # every field at its default: equal to any other instance left at defaults
+                fields[name] = shared.setdefault(type(value), value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _share_defaults(item, shared)

@@ -37,7 +37,7 @@ _SPOOL_ENV = "PORTWAY_STATIC_SPOOL"
 
 
 async def setup(process: WorkerProcess) -> Handler:
-    revision = EnvironmentRevision.model_validate_json(
+    revision = EnvironmentRevision.read_for_serving(
         Path(os.environ[_REVISION_ENV]).read_text()  # noqa: ASYNC240 - once, at start-up
     )
     handler = GatewayHandler()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
@@ -154,7 +153,7 @@ class ConfigSync:
         )
         if response.status_code != 200:
             raise ClusterError(f"pulling revision {number} failed: {response.status_code}")
-        revision = EnvironmentRevision.model_validate_json(response.content)
+        revision = EnvironmentRevision.read_for_serving(response.content)
         if revision.environment != env or revision.revision != number:
             raise ClusterError(f"manager sent {revision.environment}@{revision.revision}")
         return revision
@@ -193,7 +192,7 @@ class ConfigSync:
         except FileNotFoundError:
             return None
         try:
-            revision = EnvironmentRevision.model_validate(json.loads(raw))
+            revision = EnvironmentRevision.read_for_serving(raw)
         except ValueError as exc:
             log.error("ignoring unreadable cached revision %s: %s", self.cache_file, exc)
             return None
