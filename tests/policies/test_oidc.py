@@ -219,7 +219,13 @@ async def test_hostile_callbacks(gw: World, op: Server, browser: httpx.Client) -
     # an attacker's own valid transaction, offered in the victim's callback (login CSRF)
     _, attacker_cookie = await start(pipeline)
     assert await tampered({}, cookie=attacker_cookie) == (400, "invalid_login_state")
-    # no cookie at all
+    # another method, then no cookie at all
+    auth_url, login_cookie = await start(pipeline)
+    back = oidc.log_in(browser, auth_url)
+    post = callback_ctx(back, login_cookie)
+    post.request.method = "POST"
+    assert error_of(await pipeline.on_request(post)) == (400, "invalid_login_state")
+    assert location(await pipeline.on_request(callback_ctx(back, login_cookie))) == "/app/orders"
     auth_url, _ = await start(pipeline)
     back = oidc.log_in(browser, auth_url)
     bare = make_ctx(path="/app/callback", query=parse_qsl(urlsplit(back).query))

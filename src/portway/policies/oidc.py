@@ -618,8 +618,10 @@ class OidcPolicy(Policy[OidcConfig]):
         cfg = self.config
         clear = [("Set-Cookie", self._set_cookie(ctx, self._login_cookie, "", 0))]
         clear.append(("Cache-Control", "no-store"))
+        if ctx.request.method != "GET":  # before the claim: another method must not burn it
+            raise Deny("invalid_login_state", headers=clear)
         login = await self._claim_login(ctx)
-        if login is None or ctx.request.method not in ("GET", "HEAD"):
+        if login is None:
             raise Deny("invalid_login_state", headers=clear)
         state = ctx.request.query_get("state") or ""
         if not hmac.compare_digest(state.encode(), str(login["state"]).encode()):
