@@ -3,6 +3,7 @@ policy's hooks are called directly, the provider is driven over HTTP as a browse
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -24,7 +25,8 @@ from portway.policies.oidc import OidcConfig, OidcPolicy
 from portway.policies.pipeline import CompiledPipeline
 from portway.policies.registry import policy_json_schemas, validate_policy_spec
 from portway.policies.resources import PolicyServices
-from tests.policies.helpers import World, make_ctx
+from portway.stores.cache_redis import RedisCache
+from tests.policies.helpers import FakeClock, RecordingCache, World, make_ctx
 from tests.support import oidc
 from tests.support.servers import Server, ServerMissing, closed_port, skip_or_fail
 
@@ -470,3 +472,50 @@ def test_secrets_are_write_only() -> None:
     assert schema["client_secret"]["writeOnly"] is True
     assert schema["cookie_secret"]["writeOnly"] is True
     assert "writeOnly" not in schema["client_id"]
+
+
+@pytest.mark.servers
+async def test_two_workers_share_sessions_through_redis(
+    op: Server, browser: httpx.Client, redis: Server
+) -> None:
+    """Two workers (each its own services and Redis client) behind one login: a login started
+    on one completes on the other, the session works on both, a callback raced on both
+    succeeds once, and a logout on one ends the session on the other."""
+    prefix = f"oidc-{secrets.token_hex(4)}:"
+    caches = [RedisCache(f"redis://127.0.0.1:{redis.port}/0", prefix=prefix) for _ in range(2)]
+    workers = []
+    for cache in caches:
+        await cache.open()
+        services = PolicyServices(environment="prod", cache=cache, local_cache=cache)
+        workers.append(World(FakeClock(), RecordingCache(FakeClock()), RecordingCache(FakeClock())))
+        workers[-1].services = services
+    a, b = (w.one("oidc", config(op)) for w in workers)
+    try:
+        auth_url, login_cookie = await start(a)
+        back = oidc.log_in(browser, auth_url)
+        first, second = await asyncio.gather(
+            a.on_request(callback_ctx(back, login_cookie)),
+            b.on_request(callback_ctx(back, login_cookie)),
+        )
+        outcomes = sorted([first.status if first else 0, second.status if second else 0])
+        assert outcomes == [302, 400]  # the transaction was claimed once (compare-and-set)
+        won = first if first is not None and first.status == 302 else second
+        assert won is not None
+        session = cookie_value(set_cookies(won)["portway_session"])
+        for pipeline in (a, b):
+            ctx = make_ctx(path="/app/x", headers=[("Cookie", f"portway_session={session}")])
+            assert await pipeline.on_request(ctx) is None
+            assert ctx.consumer == "alice"
+        await b.on_request(
+            make_ctx(path="/app/logout", headers=[("Cookie", f"portway_session={session}")])
+        )
+        after = make_ctx(
+            path="/app/x",
+            headers=[("Accept", "application/json"), ("Cookie", f"portway_session={session}")],
+        )
+        assert error_of(await a.on_request(after)) == (401, "login_required")
+    finally:
+        for world, cache in zip(workers, caches, strict=True):
+            assert world.services is not None
+            await world.services.aclose()
+            await cache.close()
