@@ -519,3 +519,18 @@ async def test_two_workers_share_sessions_through_redis(
             assert world.services is not None
             await world.services.aclose()
             await cache.close()
+
+
+async def test_an_error_from_the_provider_is_a_failed_login(gw: World, op: Server) -> None:
+    """``prompt=none`` without a session at the provider: it answers ``login_required`` to the
+    callback (a real error response, with the right state)."""
+    pipeline = gw.one("oidc", config(op))
+    auth_url, login_cookie = await start(pipeline)
+    with httpx.Client(trust_env=False, timeout=10.0) as fresh:
+        answer = fresh.get(auth_url + "&prompt=none")
+    back = answer.headers["location"]
+    assert back.startswith(CALLBACK + "?")
+    reply = await pipeline.on_request(callback_ctx(back, login_cookie))
+    assert error_of(reply) == (401, "login_failed")
+    assert reply is not None
+    assert json.loads(reply.body)["provider_error"] == "login_required"
