@@ -133,6 +133,8 @@ def test_the_policy_json_schemas_mark_secrets_write_only() -> None:
         ("token_endpoint", "secret"),
         ("token_endpoint", "private_key"),
         ("oauth2_introspection", "client_secret"),
+        ("oidc", "client_secret"),
+        ("oidc", "cookie_secret"),
     }
 
 

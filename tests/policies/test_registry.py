@@ -14,6 +14,7 @@ EVERY_TYPE = {
     "jwt",
     "oauth2_introspection",
     "token_endpoint",
+    "oidc",
     "mtls",
     "ip_filter",
     "cors",

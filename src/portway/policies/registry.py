@@ -25,6 +25,7 @@ from portway.policies.jwt_auth import JwtPolicy
 from portway.policies.mock_response import MockResponsePolicy
 from portway.policies.mtls import MtlsPolicy
 from portway.policies.oauth2_introspection import IntrospectionPolicy
+from portway.policies.oidc import OidcPolicy
 from portway.policies.quota import QuotaPolicy
 from portway.policies.redact import RedactPolicy
 from portway.policies.render import check_template
@@ -43,6 +44,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     JwtPolicy,
     IntrospectionPolicy,
     TokenEndpointPolicy,
+    OidcPolicy,
     MtlsPolicy,
     IpFilterPolicy,
     CorsPolicy,
