@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 
+from portway.worker.settings import WorkerSettings
 from tests.worker.support import api, backends, gateway, revision
+from tests.worker.test_upstreams import dead_url
 
 
 def within(count: int, total: int, share: float, sigmas: float = 5.0) -> bool:
@@ -252,3 +254,38 @@ async def test_consistent_hash_spreads_keys_over_the_weights() -> None:
                 assert len(first) == 1
                 got.update(first.keys())
     assert within(got["canary"], 600, 0.3), got
+
+
+async def test_sticky_cookie_is_secure_only_when_the_client_came_over_https() -> None:
+    async with backends("a", "b") as (a, b):
+        rev = revision(api("svc", "/svc", [a.url, b.url], traffic={"sticky": {"mode": "cookie"}}))
+        trusting = WorkerSettings(
+            host="127.0.0.1", port=0, processes=1, trusted_proxies=["127.0.0.1/32"]
+        )
+        async with gateway(rev, settings=trusting) as gw, httpx.AsyncClient() as client:
+            url = f"{gw.url}/svc/x"
+            secure = await client.get(url, headers={"X-Forwarded-Proto": "https"})
+            assert secure.headers["set-cookie"].endswith("; Secure")
+            plain = await client.get(url)
+            assert "Secure" not in plain.headers["set-cookie"]
+        async with gateway(rev) as gw, httpx.AsyncClient() as client:
+            # an untrusted peer's X-Forwarded-Proto is replaced: the hop was plain HTTP
+            spoofed = await client.get(f"{gw.url}/svc/x", headers={"X-Forwarded-Proto": "https"})
+            assert "Secure" not in spoofed.headers["set-cookie"]
+
+
+async def test_no_sticky_cookie_names_a_failover_address() -> None:
+    async with backends("standby") as (standby,):
+        rev = revision(
+            api(
+                "svc",
+                "/svc",
+                [dead_url(), {"url": standby.url, "kind": "failover"}],
+                connection={"retries": 0, "retry_delay": {"initial": 0}},
+                traffic={"sticky": {"mode": "cookie"}},
+            )
+        )
+        async with gateway(rev) as gw, httpx.AsyncClient() as client:
+            response = await client.get(f"{gw.url}/svc/x")
+            assert response.headers["x-backend"] == "standby"
+            assert "set-cookie" not in response.headers
