@@ -17,6 +17,7 @@ from portway.worker.errors import render_protocol_error
 from portway.worker.proxy import GatewayHandler
 from portway.worker.runtime import Runtime, compile_runtime
 from portway.worker.settings import WorkerSettings, h2_limits, server_limits
+from portway.worker.traffic import TrafficShared
 
 
 def api(
@@ -46,6 +47,8 @@ class Gateway:
         self.handler = handler
         self.server = server
         self.settings = settings
+        self.shared = TrafficShared()
+        """The sticky-cookie key and mirror counters, kept across ``deploy`` as a worker does."""
 
     @property
     def port(self) -> int:
@@ -58,7 +61,7 @@ class Gateway:
     async def deploy(
         self, rev: EnvironmentRevision, pipelines: PipelineFactory = no_pipeline
     ) -> Runtime:
-        runtime = compile_runtime(rev, self.settings, pipelines)
+        runtime = compile_runtime(rev, self.settings, pipelines, self.shared)
         await runtime.start()
         self.handler.swap(runtime)
         return runtime

@@ -35,6 +35,12 @@ def backend_tls_context(verify: bool, ca_file: str | None, http2: bool = False) 
 
 
 def tls_settings(api: ApiProxy) -> Iterator[tuple[bool, str | None]]:
-    """The distinct (verify, ca_file) pairs the API's HTTPS backends need a context for."""
-    if any(urlsplit(b.url).scheme == "https" for b in api.backends):
+    """The distinct (verify, ca_file) pairs the API's HTTPS backends (of every group, and its
+    mirror) need a context for."""
+    traffic = api.traffic
+    urls = [b.url for b in api.backends]
+    urls += [b.url for group in traffic.groups for b in group.backends]
+    if traffic.mirror is not None:
+        urls.append(traffic.mirror.url)
+    if any(urlsplit(url).scheme == "https" for url in urls):
         yield api.connection.tls_verify, api.connection.ca_bundle

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, Strict, field_validator, model_validator
+from pydantic import Field, Strict, ValidationError, field_validator, model_validator
 
 from portway.config.base import Model, Slug
 from portway.config.capture import CaptureSettings
@@ -219,6 +219,166 @@ class Endpoint(Model):
     _methods = field_validator("methods")(classmethod(lambda cls, v: _check_methods(v)))
 
 
+# Traffic management: backend groups (canary, blue/green), sticky sessions, mirroring. Kept in one
+# block with one field on ``ApiProxy`` (``traffic``); the worker side is ``portway.worker.traffic``.
+
+DEFAULT_GROUP = "default"
+"""The name of the group the API's own ``backends`` (with its ``balancing``) form."""
+_TOKEN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"
+"""An HTTP token (RFC 9110): what a header name and a cookie name may be."""
+
+
+class BackendGroup(Model):
+    """A named set of backend addresses with its own balancing (a canary, the green of
+    blue/green). Connection, health and circuit-breaker settings are the API's."""
+
+    name: Annotated[
+        str,
+        Field(
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+            description="the group's name in weights and rules ('default' is the API's own "
+            "backends)",
+        ),
+    ]
+    backends: Annotated[list[Backend], Field(min_length=1, max_length=100)]
+    balancing: Annotated[Balancing, Strict(False)] = Balancing.ROUND_ROBIN
+
+
+class GroupRule(Model):
+    """Requests carrying a header (or cookie) go to ``group``, whatever the weights say."""
+
+    group: Annotated[str, Field(max_length=63, description="a group name, or 'default'")]
+    header: Annotated[str | None, Field(pattern=_TOKEN, description="header name (any case)")] = (
+        None
+    )
+    cookie: Annotated[str | None, Field(pattern=_TOKEN, description="cookie name")] = None
+    values: Annotated[
+        list[Annotated[str, Field(max_length=1000)]],
+        Field(
+            max_length=100,
+            description="accepted values, compared exactly; empty: any value (present)",
+        ),
+    ] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GroupRule:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("exactly one of header and cookie is required")
+        return self
+
+
+class StickyMode(StrEnum):
+    OFF = "off"
+    COOKIE = "cookie"
+    HASH = "hash"
+
+
+class HashOn(StrEnum):
+    CLIENT_IP = "client_ip"
+    HEADER = "header"
+    COOKIE = "cookie"
+
+
+class StickySessions(Model):
+    """Keep a client on one backend address: a signed cookie the worker sets (``cookie``), or a
+    consistent hash of a header, cookie or the client IP (``hash``)."""
+
+    mode: Annotated[StickyMode, Strict(False)] = StickyMode.OFF
+    cookie_name: Annotated[
+        str, Field(pattern=_TOKEN, description="mode cookie: the cookie the worker sets")
+    ] = "portway_sticky"
+    max_age: Annotated[
+        int | None,
+        Field(ge=1, le=31_536_000, description="mode cookie: seconds; null: a session cookie"),
+    ] = None
+    hash_on: Annotated[HashOn, Strict(False), Field(description="mode hash: what is hashed")] = (
+        HashOn.CLIENT_IP
+    )
+    hash_name: Annotated[
+        str | None,
+        Field(pattern=_TOKEN, description="mode hash: the header or cookie name"),
+    ] = None
+
+    @model_validator(mode="after")
+    def _hash_name(self) -> StickySessions:
+        named = self.hash_on != HashOn.CLIENT_IP
+        if self.mode == StickyMode.HASH and named and self.hash_name is None:
+            raise ValueError(f"hash_name is required when hash_on is {self.hash_on.value}")
+        return self
+
+
+class Mirror(Model):
+    """A copy of sampled requests to another backend, sent in the background; its answer is
+    discarded and it never delays or fails the client's request."""
+
+    url: Annotated[str, Field(max_length=2000, description="http(s)://host[:port][/base-path]")]
+    percent: Annotated[float, Field(gt=0, le=100, description="share of requests mirrored")] = 100.0
+    max_in_flight: Annotated[
+        int, Field(ge=1, le=1000, description="mirror exchanges at once per process; more: dropped")
+    ] = 16
+    timeout: Annotated[float, Field(gt=0, le=300, description="seconds per mirror exchange")] = 5.0
+    max_body_bytes: Annotated[
+        int,
+        Field(ge=0, le=16 * 1024 * 1024, description="larger request bodies are not mirrored"),
+    ] = 1024 * 1024
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            return Backend(url=value).url
+        except ValidationError as exc:  # the same rules as a backend's URL, named as this field
+            raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+
+
+class TrafficSettings(Model):
+    """Backend groups with a weighted split and routing rules, sticky sessions, mirroring."""
+
+    groups: Annotated[list[BackendGroup], Field(max_length=20)] = Field(default_factory=list)
+    weights: Annotated[
+        dict[str, Annotated[int, Field(ge=0, le=10000)]],
+        Field(
+            description="share of requests per group (a missing group gets 0); "
+            "empty: everything to 'default'"
+        ),
+    ] = Field(default_factory=dict)
+    rules: Annotated[
+        list[GroupRule], Field(max_length=50, description="checked in order, before the weights")
+    ] = Field(default_factory=list)
+    sticky: StickySessions = StickySessions()
+    mirror: Mirror | None = None
+
+    @model_validator(mode="after")
+    def _groups_known(self) -> TrafficSettings:
+        names = [DEFAULT_GROUP]
+        for index, group in enumerate(self.groups):
+            if group.name in names:
+                raise ValueError(f"traffic.groups[{index}].name: {group.name!r} is used twice")
+            names.append(group.name)
+        known = ", ".join(names)
+        for name in self.weights:
+            if name not in names:
+                raise ValueError(
+                    f"traffic.weights.{name}: unknown backend group {name!r} (groups: {known})"
+                )
+        if self.weights and sum(self.weights.values()) <= 0:
+            raise ValueError("traffic.weights: the weights must add up to more than 0")
+        for index, rule in enumerate(self.rules):
+            if rule.group not in names:
+                raise ValueError(
+                    f"traffic.rules[{index}].group: unknown backend group {rule.group!r} "
+                    f"(groups: {known})"
+                )
+        return self
+
+    @property
+    def routes_requests(self) -> bool:
+        """Whether requests need a choice beyond the default group's balancing."""
+        return bool(self.groups or self.rules or self.sticky.mode != StickyMode.OFF) or any(
+            name != DEFAULT_GROUP for name in self.weights
+        )
+
+
 class ApiProxy(Model):
     """An API proxy: the client route, the backend addresses and the policies between them."""
 
@@ -257,6 +417,10 @@ class ApiProxy(Model):
         CaptureSettings,
         Field(description="headers, query and bodies kept in traffic records, and their masking"),
     ] = CaptureSettings()
+    traffic: Annotated[
+        TrafficSettings,
+        Field(description="backend groups, weighted split, routing rules, sticky sessions, mirror"),
+    ] = TrafficSettings()
 
     @field_validator("base_path")
     @classmethod

@@ -35,6 +35,7 @@ from portway.worker.runtime import compile_runtime
 from portway.worker.server import WorkerProcess, run_worker_server
 from portway.worker.sync import ConfigSync, ManagerUnreachable, SyncSettings
 from portway.worker.tracing import Tracing
+from portway.worker.traffic import TrafficShared, sticky_key
 
 log = logging.getLogger("portway.worker")
 
@@ -86,9 +87,10 @@ async def setup(
     shipper = stores.shipper
     assert shipper is not None
     handler.traffic = shipper.submit
+    shared = TrafficShared(sticky_key(secret, environment))
 
     async def apply(revision: EnvironmentRevision) -> None:
-        runtime = compile_runtime(revision, settings, stores.pipelines)
+        runtime = compile_runtime(revision, settings, stores.pipelines, shared)
         await runtime.start()
         handler.swap(runtime)
 
@@ -99,6 +101,7 @@ async def setup(
             "inflight": runtime.inflight if runtime else 0,
             "policies": stores.services.stats.snapshot(),
             "traffic_log": asdict(shipper.stats()),
+            "mirror": shared.mirror_stats.snapshot(),
         }
 
     several = settings.processes > 1

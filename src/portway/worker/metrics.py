@@ -11,7 +11,7 @@ its live gauges disappear. Each serving process:
   errors, retries and failovers;
 - samples every ``SAMPLE_SECONDS`` what is state rather than event: breaker states and pool usage
   per backend address, the revision served, requests in flight, the traffic shipper's queue,
-  spool and delivery counts, and the policies' verdict counters.
+  spool and delivery counts, the policies' verdict counters and the traffic mirrors' counts.
 """
 
 from __future__ import annotations
@@ -148,6 +148,11 @@ class WorkerMetrics:
         self.shipper_rejected = Counter(
             "portway_traffic_records_rejected", "Records the log sink refused"
         )
+        self.mirror = Counter(
+            "portway_mirror_requests",
+            "Request copies to an API's mirror: mirrored (answered), dropped (not sent), failed",
+            ["api", "outcome"],
+        )
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._seen: dict[tuple[str, ...], int] = {}
 
@@ -201,6 +206,10 @@ class WorkerMetrics:
                             self.breaker.labels(*labels, state).set(
                                 1 if address.breaker.state == state else 0
                             )
+            for api, counts in runtime.shared.mirror_stats.snapshot().items():
+                for outcome, total in counts.items():
+                    child = self.mirror.labels(api, outcome)
+                    self._grow(child, ("mirror", api, outcome), total)
         if stats is not None:
             for row in stats.snapshot():
                 for verdict in VERDICTS:

@@ -50,6 +50,7 @@ from portway.worker.grpc import GrpcAware, is_grpc
 from portway.worker.headers import incoming_correlation_id, request_headers, response_headers
 from portway.worker.runtime import Route, Runtime
 from portway.worker.tracing import Tracing
+from portway.worker.traffic import Choice
 from portway.worker.traffic_record import RequestNote, traffic_record
 from portway.worker.upstream import Address, NoHealthyUpstream
 
@@ -347,6 +348,13 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
     body = request.body
     data = body.take()
     forward = _forward_path(route, request, match.rest)
+    client_ip = runtime.trusted.client_ip(request)
+    if upstream.mirror is not None:
+        try:
+            data = await upstream.mirror.offer(request.method, forward, headers, data, body)
+        except (BodyTooLarge, RequestTimeout) as exc:
+            return _refuse(note, *_error_for(exc), cid)
+    choice = upstream.choose(headers, client_ip)
     if note is not None:
         if data is None and note.capture is not None and note.capture.buffers_request:
             try:
@@ -361,8 +369,9 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
             headers,
             data if data is not None else body,
             content_length=body.length,
-            client_ip=runtime.trusted.client_ip(request),
+            client_ip=client_ip,
             trace=None if note is None else note.send,
+            choice=choice,
         )
     except ClientDisconnected:
         raise
@@ -379,6 +388,8 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
         correlation_id=cid_b,
         websocket=websocket and response.status == 101,
     )
+    if choice is not None:
+        _sticky(out, choice, address)
     if response.status == 101:
         if not websocket:
             response.close()
@@ -400,6 +411,12 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
         checked=True,
         trailers=response.trailers,
     )
+
+
+def _sticky(out: Headers, choice: Choice, address: Address) -> None:
+    cookie = choice.set_cookie(address)
+    if cookie is not None:
+        out.append((b"set-cookie", cookie))
 
 
 class _Tunnel:
@@ -429,6 +446,7 @@ class _PipelineCall:
     hooks, then the client's response (or the pipeline's error answer at any step)."""
 
     __slots__ = (
+        "choice",
         "cid",
         "ctx",
         "note",
@@ -459,6 +477,7 @@ class _PipelineCall:
         self.cid = cid
         self.note = note
         self.upstream: UpstreamResponse | None = None
+        self.choice: Choice | None = None
         self.query = parse_qsl(request.query, keep_blank_values=True)
         self.view = RequestView(
             method=request.method,
@@ -601,10 +620,18 @@ class _PipelineCall:
             body = request.body
             taken = body.take()
             payload, length = (taken, None) if taken is not None else (body, body.length)
+        route_upstream = self.route.upstream
+        assert route_upstream is not None
+        mirror = route_upstream.mirror
+        if mirror is not None:
+            whole = payload if isinstance(payload, bytes) else None
+            got = await mirror.offer(view.method, forward, headers, whole, request.body)
+            if got is not None and whole is None:
+                payload, length = got, None
+        self.choice = route_upstream.choose(headers, self.ctx.client_ip)
         if self.note is not None:
             self.note.sent(headers, payload)
-        assert self.route.upstream is not None
-        upstream, address = await self.route.upstream.send(
+        upstream, address = await route_upstream.send(
             view.method,
             forward,
             headers,
@@ -612,6 +639,7 @@ class _PipelineCall:
             content_length=length,
             client_ip=self.ctx.client_ip,
             trace=None if self.note is None else self.note.send,
+            choice=self.choice,
         )
         self.upstream = upstream
         return upstream, address
@@ -660,6 +688,8 @@ class _PipelineCall:
             version=upstream.http_version,
             correlation_id=self.cid.encode("ascii"),
         )
+        if self.choice is not None:
+            _sticky(out, self.choice, address)
         if view.body_override is not None:
             upstream.close()
             return Response(view.status, out, view.body_override, on_finish=finish)

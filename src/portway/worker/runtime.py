@@ -21,6 +21,7 @@ from portway.worker.dns import DnsCache
 from portway.worker.headers import TrustedProxies
 from portway.worker.health import HealthChecker
 from portway.worker.settings import WorkerSettings
+from portway.worker.traffic import TrafficShared
 from portway.worker.upstream import PoolCache, Upstream
 
 Route = CompiledRoute[Upstream]
@@ -37,12 +38,15 @@ class Runtime:
         upstreams: list[Upstream],
         settings: WorkerSettings,
         pools: PoolCache | None = None,
+        shared: TrafficShared | None = None,
     ) -> None:
         self.revision = revision
         self.router = router
         self.upstreams = upstreams
         self._pools = pools
         self.settings = settings
+        self.shared = shared or TrafficShared()
+        """The process's sticky-cookie key and mirror counters (outlive this revision)."""
         self.trusted = TrustedProxies(settings.trusted_proxies)
         self.via = settings.via.encode("ascii")
         self.max_body = settings.limits.max_body_bytes
@@ -97,6 +101,9 @@ class Runtime:
         self.closed = True
         for checker in self._checkers:
             await checker.close()
+        for upstream in self.upstreams:
+            if upstream.mirror is not None:
+                await upstream.mirror.close()
         if self._pools is not None:
             await self._pools.close()
 
@@ -105,9 +112,12 @@ def compile_runtime(
     revision: EnvironmentRevision,
     settings: WorkerSettings | None = None,
     pipeline_factory: PipelineFactory = no_pipeline,
+    shared: TrafficShared | None = None,
 ) -> Runtime:
-    """Compile a revision for serving. Raises ``DeploymentError`` when it cannot be served."""
+    """Compile a revision for serving. Raises ``DeploymentError`` when it cannot be served.
+    ``shared`` carries the process's sticky-cookie key and mirror counters across revisions."""
     settings = settings or WorkerSettings()
+    shared = shared or TrafficShared()
     pools = PoolCache(
         DnsCache(), functools.lru_cache(maxsize=None)(_tls_context), settings.pool_idle_timeout
     )
@@ -115,12 +125,12 @@ def compile_runtime(
     upstreams: list[Upstream] = []
 
     def upstream_for(api: ApiProxy) -> Upstream:
-        upstreams.append(Upstream(api, pools))
+        upstreams.append(Upstream(api, pools, shared))
         return upstreams[-1]
 
     router = compile_routes(revision, pipeline_factory, upstream_for)
     try:
-        return Runtime(revision, router, upstreams, settings, pools)
+        return Runtime(revision, router, upstreams, settings, pools, shared)
     except ValueError as exc:  # a capture masking rule (JSONPath, XPath) that does not compile
         raise DeploymentError(f"capture rules do not compile: {exc}") from exc
 

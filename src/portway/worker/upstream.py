@@ -5,6 +5,10 @@ request. Transport failures are retried (after a backoff) on another primary whe
 may be sent again: always when it never left (connect errors), otherwise only for idempotent
 methods (or when ``retry_non_idempotent``) and a body that can be replayed. When the primaries
 are exhausted or none is available, the failover addresses are tried in their configured order.
+
+With ``traffic`` settings (``portway.worker.traffic``) the API has several backend groups, each
+with its own primaries, failovers and balancer; ``choose`` says which group (and which address,
+for sticky sessions) a request goes to, and ``send`` keeps to that group.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ import time
 from collections.abc import AsyncIterable, Callable
 from urllib.parse import urlsplit
 
-from portway.config.models import ApiProxy, Backend, BackendKind, ConnectionSettings
+from portway.config.models import (
+    DEFAULT_GROUP,
+    ApiProxy,
+    Backend,
+    BackendKind,
+    Balancing,
+    ConnectionSettings,
+)
 from portway.http import (
     IDEMPOTENT_METHODS,
     ConnectionPool,
@@ -28,6 +39,14 @@ from portway.http.target import check_forward_path
 from portway.worker.balancing import make_balancer
 from portway.worker.breaker import Breaker
 from portway.worker.dns import DnsCache
+from portway.worker.traffic import (
+    Choice,
+    Group,
+    MirrorSender,
+    TrafficRouter,
+    TrafficShared,
+    rendezvous,
+)
 
 Pool = ConnectionPool | H2ConnectionPool
 """HTTP/1.1 keep-alive connections, or one multiplexed HTTP/2 connection (``Backend.http2``)."""
@@ -188,23 +207,58 @@ class Address:
 class Upstream:
     """All addresses of one API proxy."""
 
-    def __init__(self, api: ApiProxy, pool_for: PoolFactory) -> None:
+    def __init__(
+        self, api: ApiProxy, pool_for: PoolFactory, shared: TrafficShared | None = None
+    ) -> None:
         self.api = api
         self._loop: asyncio.AbstractEventLoop | None = None
         conn = api.connection
         self.connection: ConnectionSettings = conn
-        self._balancer = make_balancer(api.balancing)
         self._passive = api.passive_health
         self._error_statuses = frozenset(conn.error_statuses)
-        self.primaries: list[Address] = []
-        self.failovers: list[Address] = []
-        for backend in api.backends:
-            breaker = Breaker(api.circuit_breaker) if api.circuit_breaker.enabled else None
-            address = Address(backend, pool_for(backend, conn), breaker)
-            (self.primaries if backend.kind == BackendKind.PRIMARY else self.failovers).append(
-                address
+        self.default = self._group(DEFAULT_GROUP, api.backends, api.balancing, pool_for)
+        self.groups = {DEFAULT_GROUP: self.default}
+        for group in api.traffic.groups:
+            self.groups[group.name] = self._group(
+                group.name, group.backends, group.balancing, pool_for
             )
-        self.addresses = self.primaries + self.failovers
+        self.primaries = self.default.primaries
+        self.failovers = self.default.failovers
+        self.addresses = [
+            a for group in self.groups.values() for a in group.primaries + group.failovers
+        ]
+        """Every address of every group (health checks, metrics)."""
+        traffic = api.traffic
+        shared = shared or TrafficShared()
+        self.traffic = TrafficRouter(api, self.groups, shared) if traffic.routes_requests else None
+        """Chooses a group and address per request; ``None`` when the API has one group and
+        no sticky sessions (the default group's balancer alone decides)."""
+        self.mirror: MirrorSender | None = None
+        if traffic.mirror is not None:
+            mirror = Backend(url=traffic.mirror.url)
+            self.mirror = MirrorSender(
+                traffic.mirror,
+                Address(mirror, pool_for(mirror, conn), None),
+                f"{api.project}/{api.name}",
+                shared.mirror_stats,
+            )
+
+    def _group(
+        self, name: str, backends: list[Backend], balancing: Balancing, pool_for: PoolFactory
+    ) -> Group:
+        api = self.api
+        primaries: list[Address] = []
+        failovers: list[Address] = []
+        for backend in backends:
+            breaker = Breaker(api.circuit_breaker) if api.circuit_breaker.enabled else None
+            address = Address(backend, pool_for(backend, self.connection), breaker)
+            (primaries if backend.kind == BackendKind.PRIMARY else failovers).append(address)
+        return Group(name, primaries, failovers, make_balancer(balancing))
+
+    def choose(self, headers: Headers, client_ip: str) -> Choice | None:
+        """Where a request goes (``send(choice=...)``); ``None`` without traffic settings."""
+        traffic = self.traffic
+        return None if traffic is None else traffic.choose(headers, client_ip)
 
     def is_error(self, status: int) -> bool:
         if self._error_statuses:
@@ -223,8 +277,15 @@ class Upstream:
         if address.breaker is not None:
             address.breaker.record(ok, now)
 
-    def _pick(self, client_ip: str, tried: list[Address], now: float) -> Address | None:
-        primaries = self.primaries
+    def _pick(
+        self, client_ip: str, tried: list[Address], now: float, choice: Choice | None
+    ) -> Address | None:
+        group = self.default if choice is None else choice.group
+        primaries = group.primaries
+        if choice is not None:
+            pinned = choice.pinned
+            if pinned is not None and pinned not in tried and pinned.available(now):
+                return pinned
         if len(primaries) == 1:
             only = primaries[0]
             return only if only.available(now) else None
@@ -233,7 +294,9 @@ class Upstream:
             candidates = [a for a in primaries if a.available(now)]
             if not candidates:
                 return None
-        return candidates[self._balancer.pick(candidates, client_ip)]
+        if choice is not None and choice.hash_key is not None:
+            return candidates[rendezvous(candidates, choice.hash_key)]
+        return candidates[group.balancer.pick(candidates, client_ip)]
 
     def _delay(self, retry: int) -> float:
         delay = self.connection.retry_delay
@@ -251,9 +314,11 @@ class Upstream:
         content_length: int | None,
         client_ip: str,
         trace: SendTrace | None = None,
+        choice: Choice | None = None,
     ) -> tuple[UpstreamResponse, Address]:
-        """Send with balancing, retries and failover; ``path`` includes the query string.
-        Raises ``BadTarget`` for a path that could climb above a backend's base path."""
+        """Send with balancing, retries and failover inside the chosen group (``choose``; the
+        default group without one); ``path`` includes the query string. Raises ``BadTarget``
+        for a path that could climb above a backend's base path."""
         check_forward_path(path)
         loop = self._loop
         if loop is None:
@@ -265,12 +330,12 @@ class Upstream:
         last: UpstreamError | None = None
         attempt = 0
         plan: list[Address | None] = [None] * (1 + conn.retries)
-        for failover in self.failovers:
+        for failover in (self.default if choice is None else choice.group).failovers:
             plan.extend([failover] * (1 + conn.failover_retries))
         for fixed in plan:
             now = loop.time()
             if fixed is None:
-                address = self._pick(client_ip, tried, now)
+                address = self._pick(client_ip, tried, now, choice)
                 if address is None:
                     continue  # no primary left: go on with the failovers
             else:
