@@ -138,6 +138,7 @@ class World:
     global_policies: dict[str, PolicySpec] = field(default_factory=dict)
     transport: httpx.MockTransport | None = None
     services: PolicyServices | None = None
+    nonce_secret: str = ""
 
     def make_services(self) -> PolicyServices:
         if self.services is None:
@@ -163,6 +164,7 @@ class World:
             created_at=datetime.fromtimestamp(NOW, UTC),
             consumers=self.consumers,
             global_policies=self.global_policies,
+            nonce_secret=self.nonce_secret,
         )
 
     def pipeline(self, *scopes: PolicyLists, label: str = "default/orders") -> CompiledPipeline:

@@ -32,9 +32,26 @@ class CredentialSnapshot(Model):
     """A consumer credential as workers see it: hashes only, never the secret."""
 
     id: str
-    kind: Annotated[str, Field(pattern=r"^(api_key|basic)$")]
-    lookup: Annotated[str, Field(description="sha256 hex of the API key, or the basic username")]
+    kind: Annotated[str, Field(pattern=r"^(api_key|basic|digest)$")]
+    lookup: Annotated[
+        str,
+        Field(
+            description="sha256 hex of the API key, the basic username, or "
+            "'digest:<username>:<realm>'"
+        ),
+    ]
     secret_hash: Annotated[str | None, Field(description="argon2 hash of a password")] = None
+    username: Annotated[str | None, Field(description="digest only: the username")] = None
+    realm: Annotated[str | None, Field(description="digest only: the realm HA1 was made for")] = (
+        None
+    )
+    ha1: Annotated[
+        dict[str, str],
+        Field(
+            description="digest only: H(username:realm:password) hex per hash ('SHA-256', "
+            "and 'MD5' when the credential allows it); the password itself is never kept"
+        ),
+    ] = Field(default_factory=dict)
     expires_at: JsonDatetime | None = None
     disabled: bool = False
 
@@ -82,3 +99,10 @@ class EnvironmentRevision(Model):
     apis: list[DeployedApi] = Field(default_factory=list)
     global_policies: dict[str, PolicySpec] = Field(default_factory=dict)
     consumers: list[ConsumerSnapshot] = Field(default_factory=list)
+    nonce_secret: Annotated[
+        str,
+        Field(
+            description="random per revision: the key workers sign stateless nonces with "
+            "(HTTP Digest); empty in revisions not built by a manager"
+        ),
+    ] = ""

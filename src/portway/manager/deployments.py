@@ -23,6 +23,7 @@ revisions in the store), ``publishing`` (compile check and push to workers) and
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -234,6 +235,7 @@ class Deployer:
             apis=apis,
             global_policies=global_policies,
             consumers=consumers,
+            nonce_secret=secrets.token_urlsafe(32),
         )
         self.compile_check(snapshot)
         await self.revisions.put(snapshot)

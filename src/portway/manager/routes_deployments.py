@@ -107,11 +107,16 @@ def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
                 **c,
                 "lookup": "***" if c.get("kind") == "api_key" else c.get("lookup"),
                 "secret_hash": "***" if c.get("secret_hash") else None,
+                "ha1": {name: "***" for name in c.get("ha1") or {}},
             }
             for c in consumer.get("credentials", [])
         ]
         consumers.append({**consumer, "credentials": credentials})
-    return {**snapshot, "consumers": consumers}
+    return {
+        **snapshot,
+        "consumers": consumers,
+        "nonce_secret": "***" if snapshot.get("nonce_secret") else "",
+    }
 
 
 @router.get(

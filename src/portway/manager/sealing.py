@@ -116,6 +116,9 @@ def convert_secrets(collection: str, data: dict[str, Any], convert: Callable[[st
                 _convert_spec(spec, convert)
         for spec in (data.get("global_policies") or {}).values():
             _convert_spec(spec, convert)
+        nonce_secret = data.get("nonce_secret")
+        if isinstance(nonce_secret, str) and nonce_secret:
+            data["nonce_secret"] = convert(nonce_secret)
 
 
 SEALED = ("apis", "api_revisions", "global_policies")

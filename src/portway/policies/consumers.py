@@ -31,20 +31,30 @@ class ConsumerIndex:
         default_factory=dict
     )
     by_name: dict[str, ConsumerSnapshot] = field(default_factory=dict)
+    by_digest: dict[str, tuple[ConsumerSnapshot, CredentialSnapshot]] = field(default_factory=dict)
+    """digest credentials by ``lookup`` (``digest:<username>:<realm>``)"""
+    nonce_secret: bytes = b""
 
     @classmethod
-    def build(cls, consumers: Sequence[ConsumerSnapshot]) -> ConsumerIndex:
-        index = cls()
+    def build(
+        cls, consumers: Sequence[ConsumerSnapshot], nonce_secret: bytes = b""
+    ) -> ConsumerIndex:
+        index = cls(nonce_secret=nonce_secret)
         for consumer in consumers:
             index.by_name[consumer.name] = consumer
             for cred in consumer.credentials:
-                target = index.by_key_hash if cred.kind == "api_key" else index.by_username
+                if cred.kind == "api_key":
+                    target = index.by_key_hash
+                elif cred.kind == "digest":
+                    target = index.by_digest
+                else:
+                    target = index.by_username
                 target[cred.lookup] = (consumer, cred)
         return index
 
     @classmethod
     def for_revision(cls, revision: EnvironmentRevision) -> ConsumerIndex:
-        return cls.build(revision.consumers)
+        return cls.build(revision.consumers, revision.nonce_secret.encode())
 
 
 AUTH_ERRORS: dict[str, ErrorSpec] = {
