@@ -9,7 +9,7 @@ revisions mixed.
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -92,6 +92,25 @@ class ConsumerSnapshot(Model):
     grants: list[GrantSnapshot] = Field(default_factory=list)
 
 
+class SigningKeySnapshot(Model):
+    """One of the environment's JWT signing keys, as workers see it."""
+
+    kid: Annotated[str, Field(min_length=1, max_length=100, description="'kid' of its tokens")]
+    algorithm: Literal["RS256", "ES256"]
+    public_jwk: Annotated[
+        dict[str, Any], Field(description="the public key as a JWK, as the JWKS publishes it")
+    ]
+    private_key: Annotated[
+        str | None,
+        Field(description="PEM private key; only the current key carries one (workers sign)"),
+    ] = None
+    current: Annotated[bool, Field(description="the key new tokens are signed with")] = False
+    retire_at: Annotated[
+        JsonDatetime | None,
+        Field(description="a previous key: published and accepted until then"),
+    ] = None
+
+
 class EnvironmentRevision(Model):
     environment: Slug
     revision: Annotated[int, Field(ge=0)]
@@ -106,3 +125,7 @@ class EnvironmentRevision(Model):
             "(HTTP Digest); empty in revisions not built by a manager"
         ),
     ] = ""
+    signing_keys: Annotated[
+        list[SigningKeySnapshot],
+        Field(description="the environment's JWT signing keys: the current one and those retiring"),
+    ] = Field(default_factory=list)
