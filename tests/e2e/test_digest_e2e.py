@@ -100,8 +100,16 @@ def test_digest_with_requests_and_hostile_variants(platform: Platform) -> None:
         )
         nonce = challenge["nonce"]
         tampered = nonce[:-2] + ("AA" if nonce[-2:] != "AA" else "BB")
-        forged = client.get(url, headers=header("/orders/items?page=2", "00000003", nonce=tampered))
+        forged = client.get(
+            url,
+            headers=header("/orders/items?page=2", "00000003", nonce=tampered, username="nobody"),
+        )
         assert (forged.status_code, forged.json()["error"]) == (401, "invalid_credentials")
+        # a changed nonce is never accepted, even with the password: the client gets a new one
+        changed = client.get(
+            url, headers=header("/orders/items?page=2", "00000005", nonce=tampered)
+        )
+        assert (changed.status_code, changed.json()["error"]) == (401, "stale_nonce")
         other_realm = client.get(
             url, headers=header("/orders/items?page=2", "00000004", realm="portway")
         )

@@ -265,17 +265,21 @@ async def test_nonce_from_another_revision_secret_or_realm_is_refused(world: Wor
     world.services = None
     header = answer(challenge)
     assert await world.one("digest_auth").on_request(make_ctx(headers=[header])) is None
-    # a new revision has a new secret: the nonce no longer verifies
+    # a new revision has a new secret: the nonce no longer verifies; a client that proves the
+    # password over it is told it is stale (and gets a nonce of the new secret), nothing more
     world.services = None
     world.nonce_secret = "revision-two"
-    reply = await world.one("digest_auth").on_request(
-        make_ctx(headers=[answer(challenge, nc="00000002")])
-    )
-    assert code_of(reply) == "invalid_credentials"
+    pipeline = world.one("digest_auth")
+    reply = await pipeline.on_request(make_ctx(headers=[answer(challenge, nc="00000002")]))
+    assert reply is not None
+    assert code_of(reply) == "stale_nonce"
+    assert await pipeline.on_request(make_ctx(headers=[answer(challenge_of(reply))])) is None
+    guess = answer(challenge, nc="00000003", password="guess")
+    assert code_of(await pipeline.on_request(make_ctx(headers=[guess]))) == "invalid_credentials"
     other_realm = await challenged(world, {"realm": "other"})
     moved = answer({**other_realm, "realm": REALM})
     reply = await world.one("digest_auth").on_request(make_ctx(headers=[moved]))
-    assert code_of(reply) == "invalid_credentials"
+    assert code_of(reply) == "stale_nonce"  # never accepted: the nonce is not this realm's
 
 
 @pytest.mark.parametrize(

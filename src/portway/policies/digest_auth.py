@@ -7,9 +7,10 @@ signed revision and the management API never shows it.
 Nonces are stateless: ``base64url(timestamp ‖ random ‖ HMAC(secret, timestamp ‖ random ‖ realm))``
 with the revision's ``nonce_secret`` (random per revision, the same on every worker of the
 environment), so any worker accepts a nonce another issued, a nonce from another realm or a
-changed one is refused, and an expired one whose digest is otherwise right is answered with
-``stale=true`` (clients then retry with the fresh nonce, without asking the user again). A new
-revision changes the secret: outstanding nonces then fail once with ``stale=true``.
+changed one is refused, and an expired or unrecognised one whose digest is otherwise right (it
+proves the password) is answered with ``stale=true`` (clients then retry with the fresh nonce,
+without asking the user again). A new revision changes the secret: outstanding nonces then get
+``stale=true`` once.
 
 Replay: each (nonce, nc) pair is claimed once in the shared cache with an atomic
 compare-and-set, for as long as the nonce lives; a replayed request is refused on every worker.
@@ -342,8 +343,6 @@ class DigestAuthPolicy(Policy[DigestAuthConfig]):
         if not self._uri_matches(ctx, params["uri"]):
             raise self._malformed("digest parameter uri does not match the request target")
         state = self._nonce_state(params["nonce"])
-        if state == "invalid":
-            raise Deny("invalid_credentials", headers=self.challenge())
         found = self._find(params, algorithm)
         ha1 = found[1].ha1.get(hash_name(algorithm)) if found else None
         # the comparison runs for unknown users too, so timing does not tell which exist
@@ -351,7 +350,10 @@ class DigestAuthPolicy(Policy[DigestAuthConfig]):
         matches = hmac.compare_digest(expected.encode(), params["response"].lower().encode())
         if found is None or ha1 is None or not matches:
             raise Deny("invalid_credentials", headers=self.challenge())
-        if state == "stale":
+        if state != "fresh":
+            # the digest proves the password, over a nonce that is too old or not ours (a
+            # previous revision's secret): a fresh nonce, and the client retries without asking
+            # the user again; nothing is let through on it
             raise Deny("stale_nonce", headers=self.challenge(stale=True))
         if cfg.replay_protection:
             try:
