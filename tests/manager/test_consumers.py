@@ -262,3 +262,81 @@ def test_environments_without_a_deployment_get_no_revision(admin: TestClient) ->
     assert created.status_code == 201
     assert created.headers["X-Portway-Published"] == ""
     assert admin.get("/api/v1/environments/dev").json()["desired_revision"] is None
+
+
+def test_digest_credentials_keep_ha1_never_the_password(
+    deployed: TestClient, settings: ManagerSettings, tmp_path: Path
+) -> None:
+    password = "a long digest password"
+    deployed.post(C, json={"name": "app"})
+    created = deployed.post(
+        f"{C}/app/credentials",
+        json={"kind": "digest", "username": "app-user", "password": password, "realm": "shop"},
+    )
+    assert created.status_code == 201, created.text
+    view = created.json()
+    assert (view["kind"], view["username"], view["realm"], view["secret"]) == (
+        "digest",
+        "app-user",
+        "shop",
+        password,
+    )
+    assert "ha1" not in view
+    ha1 = hashlib.sha256(f"app-user:shop:{password}".encode()).hexdigest()
+    [cred] = consumer(deployed, pulled(deployed, settings))["credentials"]
+    assert (cred["kind"], cred["lookup"], cred["username"], cred["realm"]) == (
+        "digest",
+        "digest:app-user:shop",
+        "app-user",
+        "shop",
+    )
+    assert cred["ha1"] == {"SHA-256": ha1}  # no MD5 unless asked for
+    assert pulled(deployed, settings)["nonce_secret"]
+    for path in tmp_path.glob("manager.db*"):
+        assert password.encode() not in path.read_bytes()
+    # the management API shows neither HA1 nor the nonce secret
+    shown = deployed.get("/api/v1/environments/dev/revision").json()
+    [shown_cred] = consumer(deployed, shown)["credentials"]
+    assert shown_cred["ha1"] == {"SHA-256": "***"}
+    assert shown["nonce_secret"] == "***"
+    assert ha1 not in str(deployed.get("/api/v1/audit").json()["items"])
+    # a basic credential may share the username: digest looks up by username and realm
+    basic = deployed.post(f"{C}/app/credentials", json={"kind": "basic", "username": "app-user"})
+    assert basic.status_code == 201
+    dup = deployed.post(
+        f"{C}/app/credentials", json={"kind": "digest", "username": "app-user", "realm": "shop"}
+    )
+    assert dup.status_code == 409
+    # a new password recomputes HA1 (and keeps MD5 only if it was kept)
+    changed = deployed.patch(
+        f"{C}/app/credentials/{view['id']}", json={"password": "another digest password"}
+    )
+    assert changed.status_code == 200, changed.text
+    creds = consumer(deployed, pulled(deployed, settings))["credentials"]
+    [again] = [c for c in creds if c["kind"] == "digest"]
+    assert again["ha1"]["SHA-256"] != ha1
+    legacy = deployed.post(
+        f"{C}/app/credentials", json={"kind": "digest", "username": "old-client", "md5": True}
+    ).json()
+    creds = consumer(deployed, pulled(deployed, settings))["credentials"]
+    [old] = [c for c in creds if c["username"] == "old-client"]
+    md5 = hashlib.md5(f"old-client:portway:{legacy['secret']}".encode()).hexdigest()
+    assert (old["realm"], old["ha1"]["MD5"]) == ("portway", md5)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"kind": "digest"}, "digest credentials need a username"),
+        ({"kind": "basic", "username": "u", "realm": "r"}, "realm and md5 belong to digest"),
+        ({"kind": "digest", "username": "u", "realm": 'a"b'}, "String should match pattern"),
+        ({"kind": "api_key", "md5": True}, "realm and md5 belong to digest"),
+    ],
+)
+def test_invalid_digest_credentials_are_422(
+    deployed: TestClient, body: dict[str, Any], message: str
+) -> None:
+    deployed.post(C, json={"name": "app"})
+    response = deployed.post(f"{C}/app/credentials", json=body)
+    assert response.status_code == 422, response.text
+    assert message in response.text

@@ -17,6 +17,7 @@ from portway.config.revision import (
     CredentialSnapshot,
     EnvironmentRevision,
     GrantSnapshot,
+    SigningKeySnapshot,
     api_key_lookup,
 )
 from portway.errors import StoreUnavailable
@@ -138,6 +139,8 @@ class World:
     global_policies: dict[str, PolicySpec] = field(default_factory=dict)
     transport: httpx.MockTransport | None = None
     services: PolicyServices | None = None
+    nonce_secret: str = ""
+    signing_keys: list[SigningKeySnapshot] = field(default_factory=list)
 
     def make_services(self) -> PolicyServices:
         if self.services is None:
@@ -163,6 +166,8 @@ class World:
             created_at=datetime.fromtimestamp(NOW, UTC),
             consumers=self.consumers,
             global_policies=self.global_policies,
+            nonce_secret=self.nonce_secret,
+            signing_keys=self.signing_keys,
         )
 
     def pipeline(self, *scopes: PolicyLists, label: str = "default/orders") -> CompiledPipeline:

@@ -273,14 +273,18 @@ async def test_jwks_symmetric_and_mismatched_keys_are_ignored(world: World) -> N
             {"algorithms": ["RS256"], "secret": SECRET},
             "secret is set but no HS* algorithm is allowed",
         ),
-        ({"algorithms": ["RS256"]}, "RS256 needs public_key or jwks_url"),
+        ({"algorithms": ["RS256"]}, "RS256 needs public_key, jwks_url or environment_keys"),
         (
             {"algorithms": ["HS256"], "secret": SECRET, "public_key": RSA_PEM},
-            "public_key/jwks_url is set but only HS* algorithms are allowed",
+            "public_key is set but only HS* algorithms are allowed",
         ),
         (
             {"public_key": RSA_PEM, "jwks_url": "https://x/jwks"},
-            "set public_key or jwks_url, not both",
+            "set one of public_key or jwks_url, not both",
+        ),
+        (
+            {"jwks_url": "https://x/jwks", "environment_keys": True},
+            "set one of jwks_url or environment_keys, not both",
         ),
         ({"public_key": "garbage"}, "public_key is not a PEM public key"),
         (

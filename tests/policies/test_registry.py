@@ -11,6 +11,7 @@ from portway.policies.registry import POLICY_TYPES, policy_json_schemas, validat
 EVERY_TYPE = {
     "api_key",
     "basic_auth",
+    "digest_auth",
     "jwt",
     "oauth2_introspection",
     "token_endpoint",

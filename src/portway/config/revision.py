@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -33,9 +33,26 @@ class CredentialSnapshot(Model):
     """A consumer credential as workers see it: hashes only, never the secret."""
 
     id: str
-    kind: Annotated[str, Field(pattern=r"^(api_key|basic)$")]
-    lookup: Annotated[str, Field(description="sha256 hex of the API key, or the basic username")]
+    kind: Annotated[str, Field(pattern=r"^(api_key|basic|digest)$")]
+    lookup: Annotated[
+        str,
+        Field(
+            description="sha256 hex of the API key, the basic username, or "
+            "'digest:<username>:<realm>'"
+        ),
+    ]
     secret_hash: Annotated[str | None, Field(description="argon2 hash of a password")] = None
+    username: Annotated[str | None, Field(description="digest only: the username")] = None
+    realm: Annotated[str | None, Field(description="digest only: the realm HA1 was made for")] = (
+        None
+    )
+    ha1: Annotated[
+        dict[str, str],
+        Field(
+            description="digest only: H(username:realm:password) hex per hash ('SHA-256', "
+            "and 'MD5' when the credential allows it); the password itself is never kept"
+        ),
+    ] = Field(default_factory=dict)
     expires_at: JsonDatetime | None = None
     disabled: bool = False
 
@@ -76,6 +93,25 @@ class ConsumerSnapshot(Model):
     grants: list[GrantSnapshot] = Field(default_factory=list)
 
 
+class SigningKeySnapshot(Model):
+    """One of the environment's JWT signing keys, as workers see it."""
+
+    kid: Annotated[str, Field(min_length=1, max_length=100, description="'kid' of its tokens")]
+    algorithm: Literal["RS256", "ES256"]
+    public_jwk: Annotated[
+        dict[str, Any], Field(description="the public key as a JWK, as the JWKS publishes it")
+    ]
+    private_key: Annotated[
+        str | None,
+        Field(description="PEM private key; only the current key carries one (workers sign)"),
+    ] = None
+    current: Annotated[bool, Field(description="the key new tokens are signed with")] = False
+    retire_at: Annotated[
+        JsonDatetime | None,
+        Field(description="a previous key: published and accepted until then"),
+    ] = None
+
+
 class EnvironmentRevision(Model):
     environment: Slug
     revision: Annotated[int, Field(ge=0)]
@@ -83,6 +119,17 @@ class EnvironmentRevision(Model):
     apis: list[DeployedApi] = Field(default_factory=list)
     global_policies: dict[str, PolicySpec] = Field(default_factory=dict)
     consumers: list[ConsumerSnapshot] = Field(default_factory=list)
+    nonce_secret: Annotated[
+        str,
+        Field(
+            description="random per revision: the key workers sign stateless nonces with "
+            "(HTTP Digest); empty in revisions not built by a manager"
+        ),
+    ] = ""
+    signing_keys: Annotated[
+        list[SigningKeySnapshot],
+        Field(description="the environment's JWT signing keys: the current one and those retiring"),
+    ] = Field(default_factory=list)
 
     @classmethod
     def read_for_serving(cls, raw: str | bytes) -> EnvironmentRevision:

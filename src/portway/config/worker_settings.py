@@ -175,6 +175,14 @@ class WorkerSettings(Model):
     metrics_host: Annotated[str, Field(description="address the metrics listener binds")] = (
         "127.0.0.1"
     )
+    jwks_path: Annotated[
+        str | None,
+        Field(
+            pattern=r"^/[A-Za-z0-9._~/-]{0,200}$",
+            description="where the environment's JWT signing keys are published as a JWKS "
+            "(when it has any); null: not published",
+        ),
+    ] = "/.well-known/jwks.json"
     tracing_endpoint: Annotated[
         str | None,
         Field(
@@ -183,6 +191,13 @@ class WorkerSettings(Model):
             description="OTLP/HTTP traces URL (http://collector:4318/v1/traces); off when unset",
         ),
     ] = None
+
+    @field_validator("jwks_path")
+    @classmethod
+    def _jwks_path(cls, value: str | None) -> str | None:
+        if value is not None and (value == "/_portway" or value.startswith("/_portway/")):
+            raise ValueError("jwks_path cannot be under /_portway (the control endpoints)")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

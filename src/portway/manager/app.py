@@ -30,6 +30,7 @@ from portway.manager.metrics import ApiRequestMetrics, ManagerMetrics
 from portway.manager.registry import Liveness, WorkerRegistry
 from portway.manager.sealing import Keyring, SealedStore, load_keyring
 from portway.manager.settings import ManagerSettings
+from portway.manager.signing_keys import SigningKeys
 from portway.manager.worker_client import WorkerClient
 from portway.stores.config_store import ConfigStore, open_config_store
 from portway.telemetry.listener import MetricsListener
@@ -55,8 +56,15 @@ async def build_services(settings: ManagerSettings, store: SealedStore) -> Servi
         probe_timeout=min(settings.push_timeout, 5.0),
         ca_file=settings.cluster_ca_file,
     )
+    signing_keys = SigningKeys(store, catalog)
     deployer = Deployer(
-        store, catalog, registry, client, settings.push_timeout, consumers=consumers.snapshot
+        store,
+        catalog,
+        registry,
+        client,
+        settings.push_timeout,
+        consumers=consumers.snapshot,
+        signing_keys=signing_keys.snapshot,
     )
     guard = LoginGuard(
         max_user_failures=settings.login_max_failures_user,
@@ -90,6 +98,7 @@ async def build_services(settings: ManagerSettings, store: SealedStore) -> Servi
         analytics,
         access,
         alerts,
+        signing_keys,
     )
 
 

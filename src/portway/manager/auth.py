@@ -54,6 +54,7 @@ class Permission(StrEnum):
     MANAGE_CONSUMERS = "manage_consumers"
     MANAGE_USERS = "manage_users"
     READ_AUDIT = "read_audit"
+    MANAGE_KEYS = "manage_keys"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

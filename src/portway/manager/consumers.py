@@ -2,9 +2,12 @@
 
 API keys are 256-bit random strings (``pwk_…``) shown once at creation; only their SHA-256 is
 stored, which is also how workers look them up (``CredentialSnapshot.lookup``). Basic credentials
-keep an argon2 hash of the password. Rotation creates a new key and lets the old one live until the
-end of a grace period. Grants (consumer → API proxy) live inside the consumer document, so one
-versioned write changes a consumer and its grants together.
+keep an argon2 hash of the password. Digest credentials (RFC 7616) keep HA1 =
+H(username:realm:password) per hash instead, computed here when the password is set; the password
+itself is never stored, and HA1 never leaves the manager except inside a revision. Rotation
+creates a new key and lets the old one live until the end of a grace period. Grants (consumer →
+API proxy) live inside the consumer document, so one versioned write changes a consumer and its
+grants together.
 
 Workers learn about all of this through ``EnvironmentRevision.consumers``: every change here is
 followed by ``Deployer.republish`` (see ``docs/decisions.md``).
@@ -32,11 +35,14 @@ from portway.errors import ConfigError, Conflict, DuplicateKey, NotFound
 from portway.manager import audit
 from portway.manager.auth import hash_password
 from portway.manager.paging import read_page
+from portway.policies.digest_auth import REALM_PATTERN as DIGEST_REALM_PATTERN
+from portway.policies.digest_auth import digest_lookup, make_ha1
 from portway.stores.config_store import ConfigStore, Document, Order
 
 API_KEY_PREFIX = "pwk_"
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$"
 MAX_GRACE = 90 * 86400
+DEFAULT_DIGEST_REALM = "portway"
 
 
 def aware(moment: datetime | None) -> datetime | None:
@@ -54,7 +60,7 @@ def _iso(moment: datetime | None) -> str | None:
 class CredentialCreate(Model):
     """A new credential; the API key or password is returned once in ``secret``."""
 
-    kind: Literal["api_key", "basic"] = "api_key"
+    kind: Literal["api_key", "basic", "digest"] = "api_key"
     label: Annotated[str, Field(max_length=200)] = ""
     expires_at: JsonDatetime | None = None
     key: Annotated[
@@ -67,22 +73,41 @@ class CredentialCreate(Model):
         ),
     ] = None
     username: Annotated[
-        str | None, Field(pattern=USERNAME_PATTERN, description="basic credentials only")
+        str | None, Field(pattern=USERNAME_PATTERN, description="basic and digest credentials")
     ] = None
     password: Annotated[
         str | None,
-        Field(min_length=12, max_length=1024, description="basic only; generated when absent"),
+        Field(
+            min_length=12,
+            max_length=1024,
+            description="basic and digest; generated when absent",
+        ),
     ] = None
+    realm: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=100,
+            pattern=DIGEST_REALM_PATTERN,
+            description="digest only: the realm of the digest_auth policy (default portway)",
+        ),
+    ] = None
+    md5: Annotated[
+        bool,
+        Field(description="digest only: also keep an MD5 HA1, for policies that allow MD5"),
+    ] = False
 
     @model_validator(mode="after")
     def _by_kind(self) -> CredentialCreate:
         if self.kind == "api_key" and (self.username is not None or self.password is not None):
-            raise ValueError("username and password belong to basic credentials")
-        if self.kind == "basic":
+            raise ValueError("username and password belong to basic and digest credentials")
+        if self.kind in ("basic", "digest"):
             if self.username is None:
-                raise ValueError("basic credentials need a username")
+                raise ValueError(f"{self.kind} credentials need a username")
             if self.key is not None:
                 raise ValueError("key belongs to api_key credentials")
+        if self.kind != "digest" and (self.realm is not None or self.md5):
+            raise ValueError("realm and md5 belong to digest credentials")
         return self
 
 
@@ -115,6 +140,7 @@ def credential_view(doc: Document, now: datetime | None = None) -> dict[str, Any
         "label": data.get("label", ""),
         "key_prefix": data.get("key_prefix"),
         "username": data.get("username"),
+        "realm": data.get("realm"),
         "created_at": data.get("created_at"),
         "expires_at": expires,
         "disabled": bool(data.get("disabled")),
@@ -133,7 +159,16 @@ def _audit_credential(data: dict[str, Any] | None) -> dict[str, Any] | None:
     """What the audit log keeps of a credential: metadata, never the key, hash or password."""
     if data is None:
         return None
-    keep = ("kind", "label", "key_prefix", "username", "expires_at", "disabled", "consumer_id")
+    keep = (
+        "kind",
+        "label",
+        "key_prefix",
+        "username",
+        "realm",
+        "expires_at",
+        "disabled",
+        "consumer_id",
+    )
     return {k: data.get(k) for k in keep}
 
 
@@ -290,6 +325,16 @@ class Consumers:
         if body.kind == "api_key":
             secret = body.key or API_KEY_PREFIX + secrets.token_urlsafe(32)
             data |= {"lookup": api_key_lookup(secret), "key_prefix": secret[:8]}
+        elif body.kind == "digest":
+            secret = body.password or secrets.token_urlsafe(18)
+            assert body.username is not None
+            realm = body.realm or DEFAULT_DIGEST_REALM
+            data |= {
+                "lookup": digest_lookup(body.username, realm),
+                "username": body.username,
+                "realm": realm,
+                "ha1": _ha1(body.username, realm, secret, md5=body.md5),
+            }
         else:
             secret = body.password or secrets.token_urlsafe(18)
             assert body.username is not None
@@ -331,9 +376,16 @@ class Consumers:
         if "disabled" in given and body.disabled is not None:
             data["disabled"] = body.disabled
         if "password" in given and body.password is not None:
-            if old.data["kind"] != "basic":
-                raise ConfigError("only basic credentials have a password", "body.password")
-            data["secret_hash"] = hash_password(body.password)
+            if old.data["kind"] == "digest":
+                data["ha1"] = _ha1(
+                    data["username"], data["realm"], body.password, md5="MD5" in data["ha1"]
+                )
+            elif old.data["kind"] == "basic":
+                data["secret_hash"] = hash_password(body.password)
+            else:
+                raise ConfigError(
+                    "only basic and digest credentials have a password", "body.password"
+                )
         doc = await self.store.replace(
             "credentials", old.id, data, expected_version=expected_version or old.version
         )
@@ -411,6 +463,9 @@ class Consumers:
                     kind=data["kind"],
                     lookup=data["lookup"],
                     secret_hash=data.get("secret_hash"),
+                    username=data.get("username") if data["kind"] == "digest" else None,
+                    realm=data.get("realm"),
+                    ha1=data.get("ha1") or {},
                     expires_at=data.get("expires_at"),
                     disabled=bool(data.get("disabled")),
                 )
@@ -442,6 +497,12 @@ class Consumers:
                 )
             )
         return out
+
+
+def _ha1(username: str, realm: str, password: str, *, md5: bool) -> dict[str, str]:
+    """HA1 per hash, computed once when the password is set (the password is not kept)."""
+    hashes = ["SHA-256", "MD5"] if md5 else ["SHA-256"]
+    return {name: make_ha1(name, username, realm, password) for name in hashes}
 
 
 def _spec(doc: Document) -> dict[str, Any]:

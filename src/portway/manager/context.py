@@ -13,6 +13,7 @@ from portway.manager.consumers import Consumers
 from portway.manager.deployments import Deployer
 from portway.manager.registry import WorkerRegistry
 from portway.manager.settings import ManagerSettings
+from portway.manager.signing_keys import SigningKeys
 from portway.manager.worker_client import WorkerClient
 from portway.stores.config_store import ConfigStore
 
@@ -31,3 +32,4 @@ class Services:
     analytics: Analytics
     access: Access
     alerts: Alerts
+    signing_keys: SigningKeys

@@ -23,6 +23,7 @@ revisions in the store), ``publishing`` (compile check and push to workers) and
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,12 @@ from typing import Any
 
 from portway.compile.check import RevisionCheck
 from portway.config.models import PolicySpec, global_refs
-from portway.config.revision import ConsumerSnapshot, DeployedApi, EnvironmentRevision
+from portway.config.revision import (
+    ConsumerSnapshot,
+    DeployedApi,
+    EnvironmentRevision,
+    SigningKeySnapshot,
+)
 from portway.errors import ConfigError, Conflict, DeploymentError, NotFound
 from portway.manager import audit
 from portway.manager.catalog import Catalog, api_key
@@ -50,6 +56,7 @@ from portway.manager.worker_client import WorkerClient
 from portway.stores.config_store import ConfigStore, Document
 
 ConsumerSource = Callable[[str], Awaitable[list[ConsumerSnapshot]]]
+KeySource = Callable[[str], Awaitable[list[SigningKeySnapshot]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +78,12 @@ class Deployer:
         client: WorkerClient,
         push_timeout: float,
         consumers: ConsumerSource | None = None,
+        signing_keys: KeySource | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.consumers = consumers
+        self.signing_keys = signing_keys
         self.revisions = EnvironmentRevisions(store)
         self.api_revisions_store = ApiRevisions(store, catalog)
         self.records = DeploymentHistory(store, catalog)
@@ -167,11 +176,14 @@ class Deployer:
             ]
             return await self._publish(environment, actor, note, changes)
 
-    async def republish(self, actor: str, note: str) -> list[dict[str, Any]]:
-        """A new revision of every deployed environment with the same APIs and fresh consumers."""
+    async def republish(
+        self, actor: str, note: str, only: str | None = None
+    ) -> list[dict[str, Any]]:
+        """A new revision of every deployed environment (or of ``only``) with the same APIs,
+        fresh consumers and signing keys."""
         published = []
         for env in await self.catalog.environments():
-            if env.data.get("desired_revision") is None:
+            if env.data.get("desired_revision") is None or only not in (None, env.id):
                 continue
             async with self._locks[env.id]:
                 result = await self._publish(env.id, actor, note, [])
@@ -234,6 +246,12 @@ class Deployer:
             apis=apis,
             global_policies=global_policies,
             consumers=consumers,
+            nonce_secret=secrets.token_urlsafe(32),
+            signing_keys=(
+                await self.signing_keys(environment)
+                if self.signing_keys is not None
+                else (current.signing_keys if current else [])
+            ),
         )
         self.compile_check(snapshot)
         await self.revisions.put(snapshot)

@@ -95,6 +95,7 @@ EnvManager = Annotated[Principal, Depends(allowed(Permission.MANAGE_ENVIRONMENTS
 ConsumerManager = Annotated[Principal, Depends(allowed(Permission.MANAGE_CONSUMERS))]
 UserManager = Annotated[Principal, Depends(allowed(Permission.MANAGE_USERS))]
 AuditReader = Annotated[Principal, Depends(allowed(Permission.READ_AUDIT))]
+KeyManager = Annotated[Principal, Depends(allowed(Permission.MANAGE_KEYS))]
 
 
 def versioned(doc: Document, response: Response) -> dict[str, Any]:

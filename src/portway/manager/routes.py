@@ -24,6 +24,7 @@ from portway.manager import (
     routes_declarative,
     routes_deployments,
     routes_matrix,
+    routes_signing_keys,
 )
 from portway.manager.problems import COMMON_RESPONSES
 from portway.manager.query_check import no_unknown_query
@@ -50,6 +51,7 @@ for _module in (
     routes_catalog,
     routes_deployments,
     routes_consumers,
+    routes_signing_keys,
     routes_declarative,
     routes_analytics,
     routes_alerts,

@@ -36,8 +36,12 @@ CredentialId = Annotated[str, Path(max_length=64)]
 Slug = Annotated[str, Path(max_length=63)]
 
 
-async def _publish(svc: Svc, who: Principal, note: str, response: Response) -> None:
-    published = await svc.deployer.republish(who.username, note)
+async def publish_now(
+    svc: Svc, who: Principal, note: str, response: Response, only: str | None = None
+) -> None:
+    """Publish a new revision of each deployed environment (or of ``only``) at once and name
+    them in the answer's ``X-Portway-Published``."""
+    published = await svc.deployer.republish(who.username, note, only=only)
     response.headers[PUBLISHED_HEADER] = ", ".join(
         f"{p['environment']}@{p['env_revision']}" for p in published
     )
@@ -62,7 +66,7 @@ async def create_consumer(
     body: ConsumerSpec, svc: Svc, who: ConsumerManager, response: Response
 ) -> dict[str, Any]:
     doc = await svc.consumers.create(body, who.username)
-    await _publish(svc, who, f"consumer {body.name} created", response)
+    await publish_now(svc, who, f"consumer {body.name} created", response)
     response.headers["ETag"] = f'"{doc.version}"'
     return consumer_view(doc)
 
@@ -86,7 +90,7 @@ async def replace_consumer(
     match: IfMatch = None,
 ) -> dict[str, Any]:
     doc = await svc.consumers.replace(consumer, body, if_match(match), who.username)
-    await _publish(svc, who, f"consumer {consumer} changed", response)
+    await publish_now(svc, who, f"consumer {consumer} changed", response)
     response.headers["ETag"] = f'"{doc.version}"'
     return consumer_view(doc)
 
@@ -97,7 +101,7 @@ async def delete_consumer(
 ) -> Response:
     await svc.consumers.delete(consumer, if_match(match), who.username)
     response = Response(status_code=204)
-    await _publish(svc, who, f"consumer {consumer} deleted", response)
+    await publish_now(svc, who, f"consumer {consumer} deleted", response)
     return response
 
 
@@ -124,7 +128,7 @@ async def put_grant(
     """Grant the consumer access to one API proxy (or change the grant's terms)."""
     grant = GrantSpec.model_validate({**body.model_dump(), "project": project, "api": api})
     doc, stored = await svc.consumers.put_grant(consumer, grant, if_match(match), who.username)
-    await _publish(svc, who, f"grant {consumer} -> {project}/{api}", response)
+    await publish_now(svc, who, f"grant {consumer} -> {project}/{api}", response)
     response.headers["ETag"] = f'"{doc.version}"'
     return stored.model_dump(mode="json")
 
@@ -140,7 +144,7 @@ async def delete_grant(
 ) -> Response:
     await svc.consumers.delete_grant(consumer, project, api, if_match(match), who.username)
     response = Response(status_code=204)
-    await _publish(svc, who, f"grant {consumer} -> {project}/{api} removed", response)
+    await publish_now(svc, who, f"grant {consumer} -> {project}/{api} removed", response)
     return response
 
 
@@ -167,7 +171,7 @@ async def create_credential(
 ) -> dict[str, Any]:
     """A new API key or basic credential; ``secret`` holds the key or password, shown once."""
     doc, secret = await svc.consumers.add_credential(consumer, body, who.username)
-    await _publish(svc, who, f"credential for {consumer}", response)
+    await publish_now(svc, who, f"credential for {consumer}", response)
     response.headers["Cache-Control"] = "no-store"
     return {**credential_view(doc), "secret": secret}
 
@@ -202,7 +206,7 @@ async def update_credential(
     doc = await svc.consumers.update_credential(
         consumer, credential_id, body, who.username, if_match(match)
     )
-    await _publish(svc, who, f"credential {credential_id} of {consumer} changed", response)
+    await publish_now(svc, who, f"credential {credential_id} of {consumer} changed", response)
     return credential_view(doc)
 
 
@@ -222,7 +226,7 @@ async def rotate_credential(
 ) -> dict[str, Any]:
     """A new API key (``secret``, shown once); the old key stays valid for ``grace_seconds``."""
     doc, secret = await svc.consumers.rotate_credential(consumer, credential_id, body, who.username)
-    await _publish(svc, who, f"credential {credential_id} of {consumer} rotated", response)
+    await publish_now(svc, who, f"credential {credential_id} of {consumer} rotated", response)
     response.headers["Cache-Control"] = "no-store"
     return {**credential_view(doc), "secret": secret}
 
@@ -235,5 +239,5 @@ async def delete_credential(
 ) -> Response:
     await svc.consumers.delete_credential(consumer, credential_id, who.username)
     response = Response(status_code=204)
-    await _publish(svc, who, f"credential {credential_id} of {consumer} deleted", response)
+    await publish_now(svc, who, f"credential {credential_id} of {consumer} deleted", response)
     return response

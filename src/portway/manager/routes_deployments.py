@@ -99,7 +99,8 @@ async def deployment_history(
 
 
 def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """The revision as the management API shows it: credential hashes are not handed out."""
+    """The revision as the management API shows it: credential hashes, the nonce secret and
+    private keys are not handed out."""
     consumers = []
     for consumer in snapshot.get("consumers", []):
         credentials = [
@@ -107,11 +108,20 @@ def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
                 **c,
                 "lookup": "***" if c.get("kind") == "api_key" else c.get("lookup"),
                 "secret_hash": "***" if c.get("secret_hash") else None,
+                "ha1": {name: "***" for name in c.get("ha1") or {}},
             }
             for c in consumer.get("credentials", [])
         ]
         consumers.append({**consumer, "credentials": credentials})
-    return {**snapshot, "consumers": consumers}
+    return {
+        **snapshot,
+        "consumers": consumers,
+        "nonce_secret": "***" if snapshot.get("nonce_secret") else "",
+        "signing_keys": [
+            {**k, "private_key": "***" if k.get("private_key") else None}
+            for k in snapshot.get("signing_keys", [])
+        ],
+    }
 
 
 @router.get(

@@ -101,6 +101,11 @@ def _convert_spec(spec: dict[str, Any], convert: Callable[[str], str]) -> None:
             config[name] = convert(value)
 
 
+def _convert_field(data: Any, name: str, convert: Callable[[str], str]) -> None:
+    if isinstance(data, dict) and isinstance(data.get(name), str) and data[name]:
+        data[name] = convert(data[name])
+
+
 def convert_secrets(collection: str, data: dict[str, Any], convert: Callable[[str], str]) -> None:
     """Apply ``convert`` to every policy secret of a stored document, in place."""
     if collection == "global_policies":
@@ -110,15 +115,22 @@ def convert_secrets(collection: str, data: dict[str, Any], convert: Callable[[st
         if isinstance(api, dict):
             for _, _, spec, _ in scoped_specs(api):
                 _convert_spec(spec, convert)
+    elif collection == "signing_keys":
+        _convert_field(data, "private_key", convert)
     elif collection == "revision":
         for deployed in data.get("apis") or []:
             for _, _, spec, _ in scoped_specs(deployed.get("api") or {}):
                 _convert_spec(spec, convert)
         for spec in (data.get("global_policies") or {}).values():
             _convert_spec(spec, convert)
+        for key in data.get("signing_keys") or []:
+            _convert_field(key, "private_key", convert)
+        nonce_secret = data.get("nonce_secret")
+        if isinstance(nonce_secret, str) and nonce_secret:
+            data["nonce_secret"] = convert(nonce_secret)
 
 
-SEALED = ("apis", "api_revisions", "global_policies")
+SEALED = ("apis", "api_revisions", "global_policies", "signing_keys")
 
 
 class SealedStore:

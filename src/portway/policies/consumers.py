@@ -1,4 +1,5 @@
-"""The consumer index a revision carries, and the checks every authentication policy shares."""
+"""The consumer index a revision carries (with the environment's nonce secret and signing keys),
+and the checks every authentication policy shares."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from portway.config.revision import (
 from portway.policies._headers import check_header_name, clean_header_value
 from portway.policies.base import Deny, ErrorSpec, PolicyConfig
 from portway.policies.contract import PolicyContext
+from portway.policies.signing_keys import EnvironmentKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +33,39 @@ class ConsumerIndex:
         default_factory=dict
     )
     by_name: dict[str, ConsumerSnapshot] = field(default_factory=dict)
+    by_digest: dict[str, tuple[ConsumerSnapshot, CredentialSnapshot]] = field(default_factory=dict)
+    """digest credentials by ``lookup`` (``digest:<username>:<realm>``)"""
+    nonce_secret: bytes = b""
+    keys: EnvironmentKeys = field(default_factory=EnvironmentKeys)
+    """the environment's JWT signing keys"""
 
     @classmethod
-    def build(cls, consumers: Sequence[ConsumerSnapshot]) -> ConsumerIndex:
-        index = cls()
+    def build(
+        cls,
+        consumers: Sequence[ConsumerSnapshot],
+        nonce_secret: bytes = b"",
+        keys: EnvironmentKeys | None = None,
+    ) -> ConsumerIndex:
+        index = cls(nonce_secret=nonce_secret, keys=keys or EnvironmentKeys())
         for consumer in consumers:
             index.by_name[consumer.name] = consumer
             for cred in consumer.credentials:
-                target = index.by_key_hash if cred.kind == "api_key" else index.by_username
+                if cred.kind == "api_key":
+                    target = index.by_key_hash
+                elif cred.kind == "digest":
+                    target = index.by_digest
+                else:
+                    target = index.by_username
                 target[cred.lookup] = (consumer, cred)
         return index
 
     @classmethod
     def for_revision(cls, revision: EnvironmentRevision) -> ConsumerIndex:
-        return cls.build(revision.consumers)
+        return cls.build(
+            revision.consumers,
+            revision.nonce_secret.encode(),
+            EnvironmentKeys.build(revision.signing_keys),
+        )
 
 
 AUTH_ERRORS: dict[str, ErrorSpec] = {

@@ -1,7 +1,9 @@
 """JWT validation: HS/RS/PS/ES/EdDSA with the algorithm pinned to its key type, keys from a
 secret, a PEM public key or a JWKS URL (cached, refetched on an unknown ``kid`` at most once per
 ``jwks_min_refresh_seconds``), ``iss``/``aud``/``exp``/``nbf`` with leeway against the gateway's
-clock, required claims, claims to headers."""
+clock, required claims, claims to headers. With ``environment_keys`` it verifies against the
+environment's signing keys (the current one and those in their rotation overlap), which the
+token endpoint signs with and the workers publish as a JWKS."""
 
 from __future__ import annotations
 
@@ -63,6 +65,13 @@ class JwtConfig(AuthOptions):
     jwks_url: Annotated[
         str | None, Field(max_length=2000, description="URL of the issuer's JWKS document")
     ] = None
+    environment_keys: Annotated[
+        bool,
+        Field(
+            description="verify with the environment's signing keys (managed by the manager; "
+            "the key named by the token's 'kid', with its own algorithm)"
+        ),
+    ] = False
     jwks_cache_seconds: Annotated[
         float, Field(ge=10, le=86400, description="how long a fetched JWKS is used")
     ] = 300.0
@@ -123,12 +132,21 @@ class JwtConfig(AuthOptions):
             raise ValueError(f"{hmac[0]} needs a secret")
         if self.secret is not None and not hmac:
             raise ValueError("secret is set but no HS* algorithm is allowed")
-        if asymmetric and self.public_key is None and self.jwks_url is None:
-            raise ValueError(f"{asymmetric[0]} needs public_key or jwks_url")
-        if (self.public_key is not None or self.jwks_url is not None) and not asymmetric:
-            raise ValueError("public_key/jwks_url is set but only HS* algorithms are allowed")
-        if self.public_key is not None and self.jwks_url is not None:
-            raise ValueError("set public_key or jwks_url, not both")
+        sources = [
+            name
+            for name, given in (
+                ("public_key", self.public_key is not None),
+                ("jwks_url", self.jwks_url is not None),
+                ("environment_keys", self.environment_keys),
+            )
+            if given
+        ]
+        if asymmetric and not sources:
+            raise ValueError(f"{asymmetric[0]} needs public_key, jwks_url or environment_keys")
+        if sources and not asymmetric:
+            raise ValueError(f"{sources[0]} is set but only HS* algorithms are allowed")
+        if len(sources) > 1:
+            raise ValueError(f"set one of {' or '.join(sources)}, not both")
         if self.public_key is not None:
             key = load_public_key(self.public_key)
             if not any(key_fits(a, key) for a in asymmetric):
@@ -255,6 +273,9 @@ class JwtPolicy(Policy[JwtConfig]):
             return self.config.secret
         if self._public_key is not None:
             return self._public_key if key_fits(alg, self._public_key) else None
+        if self.config.environment_keys:
+            own = self.build.consumers.keys.find(kid, self.services.clock())
+            return own.key if own is not None and own.algorithm == alg else None
         if self._jwks is None:
             return None
         found = await self._jwks.key(self.services, kid)

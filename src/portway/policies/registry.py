@@ -17,6 +17,7 @@ from portway.policies.client_ban import ClientBanPolicy
 from portway.policies.conditions import compile_condition
 from portway.policies.content_filter import ContentFilterPolicy
 from portway.policies.cors import CorsPolicy
+from portway.policies.digest_auth import DigestAuthPolicy
 from portway.policies.ip_filter import IpFilterPolicy
 from portway.policies.json_schema import JsonSchemaPolicy
 from portway.policies.json_transform import JsonTransformPolicy
@@ -41,6 +42,7 @@ from portway.policies.xslt import XsltPolicy
 _CLASSES: tuple[type[Policy[Any]], ...] = (
     ApiKeyPolicy,
     BasicAuthPolicy,
+    DigestAuthPolicy,
     JwtPolicy,
     IntrospectionPolicy,
     TokenEndpointPolicy,

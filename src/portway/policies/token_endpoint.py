@@ -1,6 +1,10 @@
 """A token endpoint: the gateway issues JWTs (RFC 6749 client_credentials, password and
 refresh_token grants) for consumers of its own store. Put it on the endpoint that should answer
-(e.g. ``POST /oauth/token``); the JWT policy verifies what it issues with the same key."""
+(e.g. ``POST /oauth/token``); the JWT policy verifies what it issues with the same key.
+
+With ``key_source: environment`` it signs with the environment's current signing key (generated
+and rotated by the manager, ``kid`` in the header) instead of a key in its config; workers publish
+the public keys as a JWKS, and the ``jwt`` policy verifies with ``environment_keys``."""
 
 from __future__ import annotations
 
@@ -32,6 +36,13 @@ MAX_FORM_BYTES = 64 * 1024
 
 
 class TokenEndpointConfig(PolicyConfig):
+    key_source: Annotated[
+        Literal["config", "environment"],
+        Field(
+            description="config: sign with algorithm and secret/private_key below; environment: "
+            "with the environment's current signing key (rotated by the manager)"
+        ),
+    ] = "config"
     algorithm: Annotated[Algorithm, Field(description="signing algorithm of issued tokens")] = (
         "HS256"
     )
@@ -75,6 +86,16 @@ class TokenEndpointConfig(PolicyConfig):
 
     @model_validator(mode="after")
     def _keys(self) -> TokenEndpointConfig:
+        if len(set(self.grants)) != len(self.grants):
+            raise ValueError("grants must not repeat")
+        if self.key_source == "environment":
+            given = {"algorithm", "secret", "private_key", "key_id"} & self.model_fields_set
+            if given:
+                raise ValueError(
+                    f"{sorted(given)[0]} comes from the environment's signing key "
+                    "(key_source: environment)"
+                )
+            return self
         hmac = self.algorithm in HMAC_ALGORITHMS
         if hmac and (self.secret is None or self.private_key is not None):
             raise ValueError(f"{self.algorithm} needs a secret and no private_key")
@@ -83,8 +104,6 @@ class TokenEndpointConfig(PolicyConfig):
                 raise ValueError(f"{self.algorithm} needs a private_key and no secret")
             if not key_fits(self.algorithm, load_private_key(self.private_key)):
                 raise ValueError(f"private_key does not fit {self.algorithm}")
-        if len(set(self.grants)) != len(self.grants):
-            raise ValueError("grants must not repeat")
         return self
 
 
@@ -99,6 +118,7 @@ class TokenEndpointPolicy(Policy[TokenEndpointConfig]):
         "unsupported_grant_type": ErrorSpec(400, "this grant type is not supported"),
         "invalid_scope": ErrorSpec(400, "the requested scope is not allowed"),
         "method_not_allowed": ErrorSpec(405, "use POST"),
+        "no_signing_key": ErrorSpec(503, "the environment has no signing key"),
     }
     __slots__ = ("_key", "_verify_key")
 
@@ -153,7 +173,7 @@ class TokenEndpointPolicy(Policy[TokenEndpointConfig]):
         base: dict[str, Any] = {"iss": cfg.issuer, "sub": consumer.name, "iat": now, "nbf": now}
         if cfg.audience:
             base["aud"] = cfg.audience
-        headers = {"kid": cfg.key_id} if cfg.key_id else None
+        key, algorithm, headers = self._signer()
         access = {
             **base,
             "exp": now + cfg.access_token_seconds,
@@ -164,7 +184,7 @@ class TokenEndpointPolicy(Policy[TokenEndpointConfig]):
         if scopes:
             access["scope"] = " ".join(scopes)
         answer: dict[str, Any] = {
-            "access_token": jwt.encode(access, self._key, algorithm=cfg.algorithm, headers=headers),
+            "access_token": jwt.encode(access, key, algorithm=algorithm, headers=headers),
             "token_type": "Bearer",
             "expires_in": cfg.access_token_seconds,
         }
@@ -178,14 +198,40 @@ class TokenEndpointPolicy(Policy[TokenEndpointConfig]):
                 "typ": "refresh",
                 "scope": " ".join(scopes),
             }
-            answer["refresh_token"] = jwt.encode(
-                claims, self._key, algorithm=cfg.algorithm, headers=headers
-            )
+            answer["refresh_token"] = jwt.encode(claims, key, algorithm=algorithm, headers=headers)
         return Reply(
             200,
             json.dumps(answer).encode(),
             [("Cache-Control", "no-store"), ("Pragma", "no-cache")],
         )
+
+    def _signer(self) -> tuple[Any, str, dict[str, Any] | None]:
+        """The key, algorithm and extra JWT header tokens are signed with."""
+        cfg = self.config
+        if cfg.key_source == "environment":
+            signing = self.build.consumers.keys.signing
+            if signing is None:
+                raise Deny("no_signing_key")
+            return signing.key, signing.algorithm, {"kid": signing.kid}
+        return self._key, cfg.algorithm, {"kid": cfg.key_id} if cfg.key_id else None
+
+    def _verifier(self, token: str) -> tuple[Any, str]:
+        """The key and algorithm a refresh token presented here must verify with."""
+        cfg = self.config
+        if cfg.key_source == "config":
+            return self._verify_key, cfg.algorithm
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except InvalidTokenError:
+            raise Deny("invalid_grant") from None
+        found = (
+            self.build.consumers.keys.find(kid, self.services.clock())
+            if isinstance(kid, str)
+            else None
+        )
+        if found is None:
+            raise Deny("invalid_grant")
+        return found.key, found.algorithm
 
     async def _form(self, ctx: PolicyContext) -> dict[str, str]:
         content_type = (ctx.request.headers.get("content-type") or "").lower()
@@ -246,11 +292,12 @@ class TokenEndpointPolicy(Policy[TokenEndpointConfig]):
         token = form.get("refresh_token", "")
         if not token or len(token) > 8192:
             raise Deny("invalid_request")
+        key, algorithm = self._verifier(token)
         try:
             claims = jwt.decode(
                 token,
-                self._verify_key,
-                algorithms=[cfg.algorithm],
+                key,
+                algorithms=[algorithm],
                 issuer=cfg.issuer,
                 audience=cfg.audience,
                 options={

@@ -81,6 +81,7 @@ COLLECTIONS: Mapping[str, Collection] = {
         Collection("global_policies"),
         Collection("consumers", unique=(("name",),)),
         Collection("credentials", unique=(("lookup",),), indexed=("consumer_id",)),
+        Collection("signing_keys", indexed=("environment",)),
         Collection("env_revisions", indexed=("environment",)),
         Collection("env_revision_parts", indexed=("environment",)),
         Collection("deployments", indexed=("environment", "api_id")),

@@ -48,6 +48,7 @@ from portway.stores.traffic import TrafficRecord
 from portway.worker.errors import error_response, new_correlation_id
 from portway.worker.grpc import GrpcAware, is_grpc
 from portway.worker.headers import incoming_correlation_id, request_headers, response_headers
+from portway.worker.jwks import jwks_response, serves_jwks
 from portway.worker.runtime import Route, Runtime
 from portway.worker.tracing import Tracing
 from portway.worker.traffic import Choice
@@ -130,6 +131,9 @@ class GatewayHandler:
         if runtime is None:
             cid = incoming_correlation_id(request) or new_correlation_id()
             return error_response(503, "no_configuration", "the worker has no configuration", cid)
+        if serves_jwks(runtime.revision, runtime.settings.jwks_path, request):
+            cid = incoming_correlation_id(request) or new_correlation_id()
+            return jwks_response(runtime.revision, request, cid)
         runtime.enter()
         tracing = self.tracing
         note = (

@@ -16,10 +16,11 @@ class ConsumerView(ConsumerSpec, Versioned):
 
 class CredentialView(Answer):
     id: str
-    kind: Annotated[str, Field(description="api_key or basic")]
+    kind: Annotated[str, Field(description="api_key, basic or digest")]
     label: str
     key_prefix: str | None
     username: str | None
+    realm: Annotated[str | None, Field(description="digest only: the realm of its HA1")] = None
     created_at: str | None
     expires_at: str | None
     disabled: bool
