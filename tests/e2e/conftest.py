@@ -80,7 +80,7 @@ class Platform:
             self.root,
         )
         self.processes.append(proc)
-        wait_until(lambda: self.manager_ok(), "manager", proc=proc)
+        wait_until(lambda: self.manager_ok(), "manager", timeout=60.0, proc=proc)
         return proc
 
     def start_worker(
@@ -164,8 +164,10 @@ def launch(
         ca_file=ca_file,
     )
     try:
-        plat.start_manager()
-        plat.token = json.loads((tmp_path / "bootstrap-admin.json").read_text())["token"]
+        manager = plat.start_manager()
+        bootstrap = tmp_path / "bootstrap-admin.json"
+        wait_until(bootstrap.exists, "the first admin's credentials", proc=manager)
+        plat.token = json.loads(bootstrap.read_text())["token"]
         plat.call("POST", "/environments", {"name": "dev"}, expect=201)
         plat.call("POST", "/projects", {"name": "default"}, expect=201)
         yield plat

@@ -114,9 +114,11 @@ async def _bootstrap(settings: ManagerSettings, store: ConfigStore) -> None:
         )
         return
     settings.bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.bootstrap_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial = settings.bootstrap_file.with_name(settings.bootstrap_file.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump({"username": username, "password": password, "token": token}, handle)
+    os.replace(partial, settings.bootstrap_file)  # a reader sees the whole file or none
     log.warning(
         "first admin %r created; credentials written once to %s", username, settings.bootstrap_file
     )
