@@ -80,6 +80,7 @@ class ConfigSync:
         self._counters = counters or dict
         self.state = SyncState()
         self._lock = asyncio.Lock()
+        self._skipped_answer: int | None = None
         self._client = httpx.AsyncClient(
             base_url=settings.manager_url.rstrip("/"),
             timeout=settings.request_timeout,
@@ -199,7 +200,9 @@ class ConfigSync:
         return revision if revision.environment == self.settings.environment else None
 
     # converging ---------------------------------------------------------------------------
-    async def _converge(self, desired: int | None) -> None:
+    async def _converge(self, desired: int | None, from_report: bool = False) -> None:
+        if from_report and self._older_answer(desired):
+            return
         if desired is not None:
             self.state.desired_revision = desired
         async with self._lock:
@@ -207,6 +210,22 @@ class ConfigSync:
                 return
             revision = await self.pull(desired)
             await self._install(revision)
+
+    def _older_answer(self, desired: int | None) -> bool:
+        """A report answer naming an older revision than the one served was composed before a
+        push this worker installed (revision numbers only grow): skip it once. The same answer
+        twice in a row is the manager's word (an environment made anew) and is followed."""
+        served = self.state.served_revision
+        if desired is None or served is None or desired >= served:
+            self._skipped_answer = None
+            return False
+        if self._skipped_answer == desired:
+            return False
+        self._skipped_answer = desired
+        log.info(
+            "report answer names revision %d while %d is served; asking again", desired, served
+        )
+        return True
 
     async def _install(self, revision: EnvironmentRevision) -> None:
         try:
@@ -315,7 +334,7 @@ class ConfigSync:
             answer = await self._report_quietly()
             if answer is not None:
                 try:
-                    await self._converge(answer.desired_revision)
+                    await self._converge(answer.desired_revision, from_report=True)
                 except Exception as exc:
                     log.warning("converging to %s failed: %s", answer.desired_revision, exc)
             await asyncio.sleep(self.settings.poll_interval)
