@@ -86,8 +86,21 @@ def test_wsdl_import_serves_each_operation_to_a_zeep_client(
     }
     api.pop("version", None)
     platform.call("PUT", "/projects/default/apis/stock", api, expect=200)
+    platform.call(
+        "POST",
+        "/projects/default/apis/import/wsdl",
+        {"name": "stock12", "document": backend.wsdl(), "port": "StockSoap12Port"},
+        expect=201,
+    )
     _, port = platform.start_worker("w1")
     url = wait_deployed(platform, "stock", port, "/stock")
+    url12 = wait_deployed(platform, "stock12", port, "/stock12")
+    service12 = soap_client(backend, BINDING12, url12)
+    assert service12.GetQuote(symbol="INITECH").price == decimal.Decimal("3.25")
+    assert backend.received[-1].path == "/soap12"
+    with pytest.raises(zeep.exceptions.Fault) as fault12:
+        service12.GetQuote(symbol="NOPE")
+    assert fault12.value.message == "unknown symbol NOPE"
 
     service = soap_client(backend, BINDING11, url)
     answer = service.GetQuote(symbol="ACME", currency="EUR")

@@ -74,8 +74,8 @@ def error_response(
 def client_soap_version(request: Request) -> SoapVersion | None:
     """The SOAP version the client's request announces (``portway.policies.soap``)."""
     content_type = request.header(b"content-type")
-    if content_type is None:
-        return None
+    if content_type is None or b"xml" not in content_type.lower():
+        return None  # the common case, on every request through a pipeline: one header scan
     action = request.header(b"soapaction")
     return request_version(
         content_type.decode("latin-1"), None if action is None else action.decode("latin-1")

@@ -336,17 +336,18 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
             note, 405, "method_not_allowed", "method not allowed", cid, [(b"allow", allow)], soap
         )
     route = match.value
+    if note is not None:
+        note.api = route.api.name
+        note.project = route.api.project
+        note.routed(runtime.capture[(route.api.project, route.api.name)], request)
     if route.operations:
         chosen = await _soap_operation(runtime, request, route, cid, note)
         if isinstance(chosen, Response):
             return chosen
         route = chosen
-    upstream = route.upstream
     if note is not None:
-        note.api = route.api.name
-        note.project = route.api.project
         note.endpoint = route.endpoint.path if route.endpoint is not None else None
-        note.routed(runtime.capture[(route.api.project, route.api.name)], request)
+    upstream = route.upstream
     if route.api.maintenance or upstream is None:
         soap = _soap_of(request, route)
         return _refuse(note, 503, "maintenance", "the API is under maintenance", cid, soap=soap)
