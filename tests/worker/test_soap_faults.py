@@ -4,33 +4,16 @@ a policy's denial, a bad path, a 404 — while a JSON client of the same API kee
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from portway.compile.routes import PipelineFactory
-from portway.policies.factory import route_pipelines
-from portway.policies.resources import PolicyServices
 from portway.policies.soap import read_fault
-from portway.stores.cache_local import LocalCache
 from tests.worker.support import api, backends, gateway, revision
 
 DENY = {"request": [{"name": "deny", "type": "ip_filter", "config": {"deny": ["127.0.0.1"]}}]}
 SOAP11 = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"urn:x"'}
 SOAP12 = {"Content-Type": 'application/soap+xml; charset=utf-8; action="urn:x"'}
-
-
-@pytest.fixture
-async def pipelines() -> AsyncIterator[PipelineFactory]:
-    cache, local = LocalCache(), LocalCache()
-    await cache.open()
-    await local.open()
-    services = PolicyServices(environment="test", cache=cache, local_cache=local)
-    yield route_pipelines(services)
-    await services.aclose()
-    await local.close()
-    await cache.close()
 
 
 async def test_soap_clients_get_faults_in_their_version(pipelines: PipelineFactory) -> None:

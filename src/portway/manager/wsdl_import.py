@@ -20,28 +20,16 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError, model_validator
 
-from portway.config.base import Model, Slug
 from portway.config.models import ApiProxy, Backend, Endpoint, SoapOperation
 from portway.errors import ConfigError
+from portway.manager.openapi_import import ImportTarget
 
 MAX_OPERATIONS = 2000
 
 
-class WsdlImportRequest(Model):
-    """Where the WSDL comes from and how to turn it into a SOAP API proxy."""
+class WsdlImportRequest(ImportTarget):
+    """Where the WSDL comes from and which of its ports becomes a SOAP API proxy."""
 
-    name: Slug
-    description: Annotated[str | None, Field(max_length=1000)] = None
-    base_path: Annotated[
-        str | None, Field(max_length=2000, description="client path prefix; default /NAME")
-    ] = None
-    backends: Annotated[
-        list[Backend] | None, Field(description="default: the port's soap:address")
-    ] = None
-    url: Annotated[
-        str | None,
-        Field(max_length=2000, pattern=r"^https?://", description="fetch the WSDL here"),
-    ] = None
     document: Annotated[str | None, Field(description="the WSDL document itself (XML text)")] = None
     port: Annotated[
         str | None,
