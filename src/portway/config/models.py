@@ -220,8 +220,8 @@ class SoapOperation(Model):
         str | None,
         Field(
             max_length=1000,
-            pattern=r"^\{[^{}\s]*\}[A-Za-z_][\w.-]*$",
-            description="the Body's first element as {namespace}local",
+            pattern=r"^(\{[^{}\s]+\})?[A-Za-z_][\w.-]*$",
+            description="the Body's first element as {namespace}local (local alone: no namespace)",
         ),
     ] = None
 

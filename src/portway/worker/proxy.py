@@ -460,17 +460,16 @@ async def _soap_operation(
         message = f"not a usable SOAP envelope: {exc}"
         return _refuse(note, 400, "invalid_envelope", message, cid, soap=soap)
     action = request_action(content_type, header_action)
-    by_element = [
-        (r, r.endpoint.soap)
-        for r in route.operations
-        if r.endpoint is not None
-        and r.endpoint.soap is not None
-        and r.endpoint.soap.element in (None, envelope.element)
-    ]
-    for candidate, match in by_element:
-        if action is None or match.action in (None, action):
+    element_known = False
+    for candidate in route.operations:
+        match = candidate.endpoint.soap if candidate.endpoint is not None else None
+        if match is None or match.element not in (None, envelope.element):
+            continue
+        element_known = element_known or match.element is not None
+        # a declared action must be the request's; without one, a declared element decides
+        if match.action in (None, action) or (action is None and match.element is not None):
             return candidate
-    if by_element:
+    if element_known:
         message = f"SOAPAction {action!r} is not the action of the Body element {envelope.element}"
         return _refuse(note, 400, "soap_action_mismatch", message, cid, soap=soap)
     message = f"no operation of this service takes the Body element {envelope.element}"
