@@ -14,7 +14,7 @@ def router(*mounts: Mount[str]) -> Router[str]:
     return Router(mounts)
 
 
-def value(result: Match[str] | NotAllowed | None) -> str | None:
+def value(result: Match[str] | NotAllowed[str] | None) -> str | None:
     assert not isinstance(result, NotAllowed)
     return result.value if result is not None else None
 

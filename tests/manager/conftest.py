@@ -41,6 +41,21 @@ def manager(settings: ManagerSettings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
+def open_manager(settings: ManagerSettings) -> Iterator[TestClient]:
+    """An admin client of a manager allowed to import from loopback (the tests' document
+    servers), with an 8 KiB import limit; project ``default`` exists."""
+    allowed = settings.model_copy(
+        update={"import_allow_private_hosts": True, "import_max_bytes": 8192}
+    )
+    with TestClient(create_app(allowed), raise_server_exceptions=False) as client:
+        assert allowed.bootstrap_file is not None
+        token = json.loads(Path(allowed.bootstrap_file).read_text())["token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        client.post("/api/v1/projects", json={"name": "default"})
+        yield client
+
+
+@pytest.fixture
 def admin(manager: TestClient, settings: ManagerSettings) -> TestClient:
     assert settings.bootstrap_file is not None
     token = json.loads(settings.bootstrap_file.read_text())["token"]

@@ -7,15 +7,12 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from portway.manager.app import create_app
 from portway.manager.openapi_import import ImportRequest, build_api
-from portway.manager.settings import ManagerSettings
 
 IMPORT = "/api/v1/projects/default/apis/import"
 
@@ -254,20 +251,6 @@ def doc_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture
-def open_manager(settings: ManagerSettings) -> Iterator[TestClient]:
-    """A manager allowed to fetch from loopback (the test's document server), 8 KiB limit."""
-    allowed = settings.model_copy(
-        update={"import_allow_private_hosts": True, "import_max_bytes": 8192}
-    )
-    with TestClient(create_app(allowed), raise_server_exceptions=False) as client:
-        assert allowed.bootstrap_file is not None
-        token = json.loads(Path(allowed.bootstrap_file).read_text())["token"]
-        client.headers["Authorization"] = f"Bearer {token}"
-        client.post("/api/v1/projects", json={"name": "default"})
-        yield client
 
 
 def test_import_from_a_url(open_manager: TestClient, doc_server: str) -> None:

@@ -35,6 +35,7 @@ EVERY_TYPE = {
     "xslt",
     "json_transform",
     "mock_response",
+    "soap_rest",
 }
 
 

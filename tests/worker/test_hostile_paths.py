@@ -8,16 +8,10 @@ verdict: each is answered 403 (the policy), 400 (refused spelling) or 405 (unlis
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from portway.compile.routes import PipelineFactory
 from portway.http.target import check_forward_path
-from portway.policies.factory import route_pipelines
-from portway.policies.resources import PolicyServices
-from portway.stores.cache_local import LocalCache
 from portway.stores.traffic import TrafficRecord
 from tests.worker.support import Backend, api, backends, gateway, revision
 
@@ -41,18 +35,6 @@ def apis(backend: Backend, *, fallthrough: bool = False) -> list[Any]:
             **opt_in,
         ),
     ]
-
-
-@pytest.fixture
-async def pipelines() -> AsyncIterator[PipelineFactory]:
-    cache, local = LocalCache(), LocalCache()
-    await cache.open()
-    await local.open()
-    services = PolicyServices(environment="test", cache=cache, local_cache=local)
-    yield route_pipelines(services)
-    await services.aclose()
-    await local.close()
-    await cache.close()
 
 
 async def raw(port: int, method: str, target: str) -> tuple[int, dict[str, str], bytes]:

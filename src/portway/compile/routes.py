@@ -40,6 +40,9 @@ class Route(Generic[U]):
     pipeline: Pipeline
     upstream: U | None
     """``None`` for an API without backends (in maintenance) and in the manager's check."""
+    operations: tuple[Route[U], ...] = ()
+    """SOAP endpoints sharing this path and methods: the worker reads the envelope and serves
+    the one whose ``soap`` match it fits (``portway.policies.soap``); empty for other routes."""
 
 
 def _mount_key(base_path: str) -> str:
@@ -106,10 +109,16 @@ def compile_routes(
     mounts: list[Mount[Route[U]]] = []
     for deployed in revision.apis:
         api = deployed.api
-        endpoints = [
-            EndpointMount(ep.path, frozenset(ep.methods), route_for(api, ep))
-            for ep in api.endpoints
-        ]
+        endpoints: list[EndpointMount[Route[U]]] = []
+        soap: dict[tuple[str, frozenset[str]], list[Route[U]]] = {}
+        for ep in api.endpoints:
+            if ep.soap is None:
+                endpoints.append(EndpointMount(ep.path, frozenset(ep.methods), route_for(api, ep)))
+            else:
+                soap.setdefault((ep.path, frozenset(ep.methods)), []).append(route_for(api, ep))
+        for (path, methods), operations in soap.items():
+            dispatch = Route(api, None, NO_PIPELINE, upstream_of(api), tuple(operations))
+            endpoints.append(EndpointMount(path, methods, dispatch))
         mounts.append(
             Mount(
                 api.base_path,

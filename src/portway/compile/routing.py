@@ -20,7 +20,7 @@ probes per path segment whatever the number of routes. Most specific wins:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import unquote
 
@@ -58,8 +58,10 @@ class Match(Generic[T]):
 
 
 @dataclass(slots=True)
-class NotAllowed:
+class NotAllowed(Generic[T]):
     allowed: frozenset[str]
+    value: T | None = field(default=None, compare=False)
+    """The mount whose methods refused: its API answers (a SOAP API with a fault)."""
 
 
 class _Node(Generic[T]):
@@ -238,7 +240,7 @@ class Router(Generic[T]):
             tables.append(self._any)
         return tables
 
-    def match(self, host: str, method: str, path: str) -> Match[T] | NotAllowed | None:
+    def match(self, host: str, method: str, path: str) -> Match[T] | NotAllowed[T] | None:
         """Route a request; ``path`` is the canonical (percent-encoded) path."""
         raw = path.split("/")[1:] if path != "/" else []
         segs = [unquote(s) for s in raw] if "%" in path else raw
@@ -272,7 +274,7 @@ class Router(Generic[T]):
                     if listed and not entry.fallthrough:
                         if "GET" in listed:
                             listed.add("HEAD")
-                        return NotAllowed(frozenset(listed))
+                        return NotAllowed(frozenset(listed), entry.value)
                 return Match(entry.value, params, rest, False)
-            return NotAllowed(frozenset(allowed))
+            return NotAllowed(frozenset(allowed), node.entries[0].value)
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, Strict, ValidationError, field_validator, model_validator
@@ -207,12 +207,41 @@ class PolicyLists(Model):
         return self
 
 
+class SoapOperation(Model):
+    """Which SOAP requests an endpoint takes: those naming ``action`` (``SOAPAction`` header,
+    or the ``action`` parameter of ``application/soap+xml``) and/or whose Body starts with
+    ``element``. Endpoints sharing a path and methods are told apart by these."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200, description="operation name")]
+    action: Annotated[
+        str | None, Field(max_length=1000, description="the operation's SOAP action")
+    ] = None
+    element: Annotated[
+        str | None,
+        Field(
+            max_length=1000,
+            pattern=r"^(\{[^{}\s]+\})?[A-Za-z_][\w.-]*$",
+            description="the Body's first element as {namespace}local (local alone: no namespace)",
+        ),
+    ] = None
+
+    @model_validator(mode="after")
+    def _something(self) -> SoapOperation:
+        if self.action is None and self.element is None:
+            raise ValueError("give action, element or both")
+        return self
+
+
 class Endpoint(Model):
     """An operation under the proxy's base path, with its own policies."""
 
     path: Annotated[str, Field(max_length=2000, description="relative path, '{name}' params")]
     methods: list[str] = Field(default_factory=list)
     description: Annotated[str, Field(max_length=1000)] = ""
+    soap: Annotated[
+        SoapOperation | None,
+        Field(description="a SOAP operation: matched by its action and/or Body element"),
+    ] = None
     policies: PolicyLists = PolicyLists()
 
     _path = field_validator("path")(classmethod(lambda cls, v: _check_path(v, "path")))
@@ -412,6 +441,10 @@ class ApiProxy(Model):
     passive_health: PassiveHealth = PassiveHealth()
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     maintenance: Annotated[bool, Field(description="answer 503 without calling backends")] = False
+    soap_version: Annotated[
+        Literal["1.1", "1.2"] | None,
+        Field(description="a SOAP API: the gateway's error answers are SOAP faults"),
+    ] = None
     policies: PolicyLists = PolicyLists()
     capture: Annotated[
         CaptureSettings,
@@ -445,9 +478,19 @@ class ApiProxy(Model):
     def _needs_backends(self) -> ApiProxy:
         if not self.backends and not self.maintenance:
             raise ValueError("backends: at least one backend address is required")
-        paths = [(e.path, tuple(sorted(e.methods))) for e in self.endpoints]
-        if len(set(paths)) != len(paths):
-            raise ValueError("endpoints: the same path and methods are declared twice")
+        routes: dict[tuple[str, tuple[str, ...]], list[Endpoint]] = {}
+        for endpoint in self.endpoints:
+            routes.setdefault((endpoint.path, tuple(sorted(endpoint.methods))), []).append(endpoint)
+        for shared in routes.values():
+            if len(shared) == 1:
+                continue
+            if any(e.soap is None for e in shared):
+                raise ValueError("endpoints: the same path and methods are declared twice")
+            keys = [(e.soap.action, e.soap.element) for e in shared if e.soap is not None]
+            if len(set(keys)) != len(keys):
+                raise ValueError(
+                    "endpoints: two SOAP operations on one path have the same action and element"
+                )
         return self
 
 

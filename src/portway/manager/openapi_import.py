@@ -36,8 +36,8 @@ _PARAM = re.compile(r"^\{([^{}]+)\}$")
 _LITERAL = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]*$")
 
 
-class ImportRequest(Model):
-    """Where the document comes from and how to turn it into a proxy."""
+class ImportTarget(Model):
+    """What every import names: the proxy to create and where its document is fetched."""
 
     name: Slug
     description: Annotated[str | None, Field(max_length=1000)] = None
@@ -45,12 +45,21 @@ class ImportRequest(Model):
         str | None, Field(max_length=2000, description="client path prefix; default /NAME")
     ] = None
     backends: Annotated[
-        list[Backend] | None, Field(description="default: the document's first server")
+        list[Backend] | None,
+        Field(
+            description="default: from the document (OpenAPI: its first server; WSDL: the "
+            "port's soap:address)"
+        ),
     ] = None
     url: Annotated[
         str | None,
         Field(max_length=2000, pattern=r"^https?://", description="fetch the document here"),
     ] = None
+
+
+class ImportRequest(ImportTarget):
+    """Where the document comes from and how to turn it into a proxy."""
+
     document: Annotated[
         str | dict[str, Any] | None,
         Field(description="the document itself: a JSON object, or the text of a JSON/YAML file"),

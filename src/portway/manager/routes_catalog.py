@@ -25,7 +25,7 @@ from portway.config.management.catalog import (
 )
 from portway.config.models import ApiProxy, Endpoint, Environment, PolicyLists, PolicySpec, Project
 from portway.errors import ConfigError
-from portway.manager import editing, openapi_import
+from portway.manager import editing, openapi_import, wsdl_import
 from portway.manager.catalog import api_key
 from portway.manager.context import Services
 from portway.manager.deps import (
@@ -259,30 +259,68 @@ async def import_api(
 ) -> dict[str, Any]:
     """Create an API proxy from an OpenAPI 3.x / Swagger 2.0 document (given or at a URL)."""
     await svc.catalog.project(project)
+    raw, field = await _import_source(svc, body.url, body.document)
+    document = openapi_import.parse_document(raw, field)
+    api, warnings = openapi_import.build_api(document, body, project)
+    return await _store_import(svc, who.username, api, warnings, response, dry_run)
+
+
+async def _import_source(svc: Services, url: str | None, document: Any) -> tuple[Any, str]:
+    """The document to import and the field it came from: fetched from ``url`` (size, time
+    and address rules of ``openapi_import.fetch_document``) or given, within the import cap."""
     settings = svc.settings
-    if body.url is not None:
-        raw: Any = await openapi_import.fetch_document(
-            body.url,
+    if url is not None:
+        fetched = await openapi_import.fetch_document(
+            url,
             max_bytes=settings.import_max_bytes,
             seconds=settings.import_timeout,
             allow_private=settings.import_allow_private_hosts,
             allowed=settings.import_allow_cidrs,
         )
-        field = "body.url"
-    else:
-        raw = body.document
-        if isinstance(raw, str) and len(raw.encode()) > settings.import_max_bytes:
-            raise openapi_import.too_large(settings.import_max_bytes, "body.document")
-        field = "body.document"
-    document = openapi_import.parse_document(raw, field)
-    api, warnings = openapi_import.build_api(document, body, project)
+        return fetched, "body.url"
+    if isinstance(document, str) and len(document.encode()) > settings.import_max_bytes:
+        raise openapi_import.too_large(settings.import_max_bytes, "body.document")
+    return document, "body.document"
+
+
+async def _store_import(
+    svc: Services,
+    username: str,
+    api: ApiProxy,
+    warnings: list[str],
+    response: Response,
+    dry_run: bool,
+) -> dict[str, Any]:
     svc.catalog.check_backends(api)
     if dry_run:
         response.status_code = 200
         return {**api.model_dump(mode="json"), "version": None, "warnings": warnings}
-    doc = await svc.catalog.create_api(api, who.username)
-    response.headers["Location"] = f"/api/v1/projects/{project}/apis/{api.name}"
+    doc = await svc.catalog.create_api(api, username)
+    response.headers["Location"] = f"/api/v1/projects/{api.project}/apis/{api.name}"
     return {**versioned(doc, response), "warnings": warnings}
+
+
+@router.post(
+    "/projects/{project}/apis/import/wsdl",
+    status_code=201,
+    tags=["apis"],
+    response_model=ImportedApi,
+    responses={200: {"model": ImportedApi, "description": "dry run: built and validated only"}},
+)
+async def import_wsdl(
+    project: Name,
+    body: wsdl_import.WsdlImportRequest,
+    svc: Svc,
+    who: ApiWriter,
+    response: Response,
+    dry_run: Annotated[bool, Query(description="build and validate, store nothing")] = False,
+) -> dict[str, Any]:
+    """Create a SOAP API proxy from a WSDL 1.1 document (given or at a URL): one endpoint per
+    operation, matched by SOAPAction and Body element."""
+    await svc.catalog.project(project)
+    raw, field = await _import_source(svc, body.url, body.document)
+    api, warnings = wsdl_import.build_api(raw, body, project, field)
+    return await _store_import(svc, who.username, api, warnings, response, dry_run)
 
 
 @router.get("/projects/{project}/apis/{name}", tags=["apis"], response_model=ApiProxyView)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 class HeaderMap:
@@ -132,6 +132,8 @@ class PolicyContext:
     consumer: str | None = None
     roles: tuple[str, ...] = ()
     error: GatewayError | None = None
+    soap_version: Literal["1.1", "1.2"] | None = None
+    """``1.1``/``1.2`` when error answers are SOAP faults (a SOAP API, or the client spoke SOAP)."""
     variables: dict[str, Any] = field(default_factory=dict)
     log: dict[str, Any] = field(default_factory=dict)
 

@@ -7,7 +7,8 @@ Contract with the worker (``portway.policies.contract.Pipeline``):
   the backend and without calling ``on_response`` (a policy answered: mock, CORS preflight,
   cache hit, token endpoint — or an error already rendered through the error list).
 - ``on_response(ctx)`` with ``ctx.response`` set: ``None`` → send ``ctx.response`` (policies may
-  have changed it); a ``Reply`` → send that instead (an error rendered through the error list).
+  have changed it, request-list policies in ``after_response`` too); a ``Reply`` → send that
+  instead (an error rendered through the error list, also when ``after_response`` refused).
 - ``on_error(ctx)`` with ``ctx.error`` set by the worker (backend unreachable, timeout ...):
   always returns the ``Reply`` to send.
 - ``on_log(ctx)``: synchronous, only records into ``ctx.log``.
@@ -148,6 +149,11 @@ class CompiledPipeline:
             if step.has_after_response:
                 try:
                     await step.policy.after_response(ctx)
+                except Deny as deny:
+                    # a request-list policy that converts the answer may refuse it (soap_rest)
+                    step.counters.denied += 1
+                    ctx.log["denied_by"] = step.name
+                    return await self._fail(ctx, _error_of(step, deny), step.messages)
                 except HTTPError:
                     raise
                 except Exception:

@@ -33,6 +33,7 @@ from portway.policies.render import check_template
 from portway.policies.response_cache import ResponseCachePolicy
 from portway.policies.rewrite import RewritePolicy
 from portway.policies.size_limit import SizeLimitPolicy
+from portway.policies.soap_rest import SoapRestPolicy
 from portway.policies.throttling import ThrottlingPolicy
 from portway.policies.time_restriction import TimeRestrictionPolicy
 from portway.policies.token_endpoint import TokenEndpointPolicy
@@ -66,6 +67,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     XsltPolicy,
     JsonTransformPolicy,
     MockResponsePolicy,
+    SoapRestPolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}
 

@@ -5,7 +5,8 @@ Precedence (first that applies wins):
 1. per-error template: the policy's ``messages[code]``;
 2. policy-level template: the policy's ``messages["*"]``;
 3. platform error rules (``PolicyServices.error_rules``, by code, then ``"*"``);
-4. the built-in default: ``{"status", "error", "message", "correlation_id"}`` as JSON.
+4. the built-in default: ``{"status", "error", "message", "correlation_id"}`` as JSON, or a
+   SOAP fault (``portway.policies.soap.fault``) when ``ctx.soap_version`` is set.
 
 Templates use ``$name`` / ``${name}`` placeholders: ``code``, ``status``, ``message``,
 ``correlation_id``, ``request_uri``, ``method``, ``time``. Values are escaped for the body's
@@ -24,6 +25,7 @@ from xml.sax.saxutils import escape
 from portway.policies._headers import clean_header_value
 from portway.policies.contract import GatewayError, PolicyContext, Reply
 from portway.policies.resources import ErrorRule
+from portway.policies.soap import fault
 
 TEMPLATE_FIELDS = ("code", "status", "message", "correlation_id", "request_uri", "method", "time")
 
@@ -85,6 +87,11 @@ def render_error(
         escaped = {k: _escape_for(rule.content_type, v) for k, v in fields.items()}
         body = Template(rule.body).safe_substitute(escaped).encode()
         return Reply(status, body, headers, rule.content_type)
+    if ctx.soap_version is not None:
+        content_type, body = fault(
+            ctx.soap_version, status, error.code, message, ctx.correlation_id
+        )
+        return Reply(status, body, headers, content_type)
     document: dict[str, object] = {
         "status": status,
         "error": error.code,

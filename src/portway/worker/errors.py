@@ -1,11 +1,13 @@
-"""Errors the worker answers by itself: a small JSON body with the correlation id, never a trace."""
+"""Errors the worker answers by itself: a small JSON body with the correlation id, never a trace;
+a SOAP fault of the right version instead when the API is a SOAP API or the client spoke SOAP."""
 
 from __future__ import annotations
 
 import json
 import random
 
-from portway.http import Headers, Response
+from portway.http import Headers, Request, Response
+from portway.policies.soap import SoapVersion, fault, request_version
 
 JSON = b"application/json"
 
@@ -52,15 +54,32 @@ def error_response(
     correlation_id: str,
     headers: Headers | None = None,
     details: list[dict[str, str]] | None = None,
+    soap: SoapVersion | None = None,
 ) -> Response:
+    if soap is not None:
+        content_type, body = fault(soap, status, code, message, correlation_id)
+        kind = content_type.encode("ascii")
+    else:
+        kind, body = JSON, error_body(code, message, correlation_id, details)
     out: Headers = [
-        (b"content-type", JSON),
+        (b"content-type", kind),
         (b"x-correlation-id", correlation_id.encode("ascii")),
         (b"cache-control", b"no-store"),
     ]
     if headers:
         out.extend(headers)
-    return Response(status, out, error_body(code, message, correlation_id, details))
+    return Response(status, out, body)
+
+
+def client_soap_version(request: Request) -> SoapVersion | None:
+    """The SOAP version the client's request announces (``portway.policies.soap``)."""
+    content_type = request.header(b"content-type")
+    if content_type is None or b"xml" not in content_type.lower():
+        return None  # the common case, on every request through a pipeline: one header scan
+    action = request.header(b"soapaction")
+    return request_version(
+        content_type.decode("latin-1"), None if action is None else action.decode("latin-1")
+    )
 
 
 def render_protocol_error(status: int, reason: str) -> tuple[Headers, bytes]:

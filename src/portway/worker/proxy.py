@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 from portway.compile.routing import NotAllowed
 from portway.config.log_format import CORRELATION_ID
 from portway.http import (
+    Body,
     BodyTooLarge,
     ClientDisconnected,
     ConnectError,
@@ -44,8 +45,16 @@ from portway.policies.contract import (
     RequestView,
     ResponseView,
 )
+from portway.policies.soap import (
+    MAX_ENVELOPE_BYTES,
+    NotAnEnvelope,
+    SoapVersion,
+    read_envelope,
+    request_action,
+)
+from portway.policies.soap import request_version as soap_request_version
 from portway.stores.traffic import TrafficRecord
-from portway.worker.errors import error_response, new_correlation_id
+from portway.worker.errors import client_soap_version, error_response, new_correlation_id
 from portway.worker.grpc import GrpcAware, is_grpc
 from portway.worker.headers import incoming_correlation_id, request_headers, response_headers
 from portway.worker.jwks import jwks_response, serves_jwks
@@ -119,7 +128,8 @@ class GatewayHandler:
         try:
             path = request.path = canonical_path(request.path, request.query)
         except BadTarget as exc:
-            return _bad_path(exc, incoming_correlation_id(request) or new_correlation_id())
+            cid = incoming_correlation_id(request) or new_correlation_id()
+            return _bad_path(exc, cid, client_soap_version(request))
         if path.startswith(CONTROL_PREFIX) and (
             len(path) == len(CONTROL_PREFIX) or path[len(CONTROL_PREFIX)] == "/"
         ):
@@ -262,10 +272,9 @@ class _Finish:
                 log.exception("the log hook failed")
 
 
-def _bad_path(exc: BadTarget, cid: str) -> Response:
-    return error_response(
-        400, "invalid_path", str(exc), cid, details=[{"field": "path", "message": str(exc)}]
-    )
+def _bad_path(exc: BadTarget, cid: str, soap: SoapVersion | None = None) -> Response:
+    details = [{"field": "path", "message": str(exc)}]
+    return error_response(400, "invalid_path", str(exc), cid, details=details, soap=soap)
 
 
 def _error_for(exc: BaseException) -> tuple[int, str, str]:
@@ -309,11 +318,12 @@ def _refuse(
     message: str,
     cid: str,
     headers: Headers | None = None,
+    soap: SoapVersion | None = None,
 ) -> Response:
     """The gateway's error answer, its code noted for the traffic record."""
     if note is not None:
         note.error = code
-    return error_response(status, code, message, cid, headers)
+    return error_response(status, code, message, cid, headers, soap=soap)
 
 
 async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -> Response:
@@ -321,21 +331,31 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
     CORRELATION_ID.set(cid)  # in every log line this request causes
     match = runtime.router.match(request.host, request.method, request.path)
     if match is None:
-        return _refuse(note, 404, "not_found", "no API matches this request", cid)
+        soap = client_soap_version(request)
+        return _refuse(note, 404, "not_found", "no API matches this request", cid, soap=soap)
     if isinstance(match, NotAllowed):
         allow = ", ".join(sorted(match.allowed)).encode("ascii")
+        refusing = match.value
+        soap = client_soap_version(request) if refusing is None else _soap_of(request, refusing)
         return _refuse(
-            note, 405, "method_not_allowed", "method not allowed", cid, [(b"allow", allow)]
+            note, 405, "method_not_allowed", "method not allowed", cid, [(b"allow", allow)], soap
         )
     route = match.value
-    upstream = route.upstream
     if note is not None:
         note.api = route.api.name
         note.project = route.api.project
-        note.endpoint = route.endpoint.path if route.endpoint is not None else None
         note.routed(runtime.capture[(route.api.project, route.api.name)], request)
+    if route.operations:
+        chosen = await _soap_operation(runtime, request, route, cid, note)
+        if isinstance(chosen, Response):
+            return chosen
+        route = chosen
+    if note is not None:
+        note.endpoint = route.endpoint.path if route.endpoint is not None else None
+    upstream = route.upstream
     if route.api.maintenance or upstream is None:
-        return _refuse(note, 503, "maintenance", "the API is under maintenance", cid)
+        soap = _soap_of(request, route)
+        return _refuse(note, 503, "maintenance", "the API is under maintenance", cid, soap=soap)
     if route.pipeline is not NO_PIPELINE:
         return await _proxy_with_pipeline(
             runtime, request, route, match.params, match.rest, cid, note
@@ -364,7 +384,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
             try:
                 data = await body.read_all(runtime.max_body)
             except (BodyTooLarge, RequestTimeout) as exc:
-                return _refuse(note, *_error_for(exc), cid)
+                return _refuse(note, *_error_for(exc), cid, soap=_soap_of(request, route))
         note.sent(headers, data)
     try:
         response, address = await upstream.send(
@@ -380,7 +400,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
     except ClientDisconnected:
         raise
     except (UpstreamError, NoHealthyUpstream, BodyTooLarge, RequestTimeout, BadTarget) as exc:
-        return _refuse(note, *_error_for(exc), cid)
+        return _refuse(note, *_error_for(exc), cid, soap=_soap_of(request, route))
     if note is not None:
         note.backend = address.url
         note.backend_target = forward
@@ -397,7 +417,8 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
     if response.status == 101:
         if not websocket:
             response.close()
-            return error_response(502, "bad_gateway", "unexpected upgrade from backend", cid)
+            message = "unexpected upgrade from backend"
+            return error_response(502, "bad_gateway", message, cid, soap=_soap_of(request, route))
         return Response(101, out, tunnel=_Tunnel(response))
     taken = response.body.take()
     if note is not None:
@@ -421,6 +442,59 @@ def _sticky(out: Headers, choice: Choice, address: Address) -> None:
     cookie = choice.set_cookie(address)
     if cookie is not None:
         out.append((b"set-cookie", cookie))
+
+
+def _soap_of(request: Request, route: Route) -> SoapVersion | None:
+    """Errors are SOAP faults when the client spoke SOAP (in its version) or the API is a SOAP
+    API (in the API's version)."""
+    return client_soap_version(request) or route.api.soap_version
+
+
+async def _soap_operation(
+    runtime: Runtime, request: Request, route: Route, cid: str, note: RequestNote | None
+) -> Route | Response:
+    """The SOAP endpoint among ``route.operations`` whose action and Body element the request
+    has (the body is read whole, within the body limit, and kept for the backend); otherwise
+    the fault that says why not."""
+    content_type = (request.header(b"content-type") or b"").decode("latin-1")
+    raw_action = request.header(b"soapaction")
+    header_action = None if raw_action is None else raw_action.decode("latin-1")
+    version = soap_request_version(content_type, header_action)
+    soap = version or route.api.soap_version or "1.1"
+    if version is None:
+        message = (
+            "a SOAP request needs Content-Type text/xml with a SOAPAction header (SOAP 1.1) "
+            "or application/soap+xml (SOAP 1.2)"
+        )
+        return _refuse(note, 415, "unsupported_media_type", message, cid, soap=soap)
+    try:
+        limit = min(runtime.max_body or MAX_ENVELOPE_BYTES, MAX_ENVELOPE_BYTES)
+        data = await request.body.read_all(limit)
+    except (BodyTooLarge, RequestTimeout) as exc:
+        return _refuse(note, *_error_for(exc), cid, soap=soap)
+    body = request.body = Body(None, len(data))
+    body.feed(data)
+    body.finish()
+    try:
+        envelope = read_envelope(data, version)
+    except NotAnEnvelope as exc:
+        message = f"not a usable SOAP envelope: {exc}"
+        return _refuse(note, 400, "invalid_envelope", message, cid, soap=soap)
+    action = request_action(content_type, header_action)
+    element_known = False
+    for candidate in route.operations:
+        match = candidate.endpoint.soap if candidate.endpoint is not None else None
+        if match is None or match.element not in (None, envelope.element):
+            continue
+        element_known = element_known or match.element is not None
+        # a declared action must be the request's; without one, a declared element decides
+        if match.action in (None, action) or (action is None and match.element is not None):
+            return candidate
+    if element_known:
+        message = f"SOAPAction {action!r} is not the action of the Body element {envelope.element}"
+        return _refuse(note, 400, "soap_action_mismatch", message, cid, soap=soap)
+    message = f"no operation of this service takes the Body element {envelope.element}"
+    return _refuse(note, 400, "unknown_operation", message, cid, soap=soap)
 
 
 class _Tunnel:
@@ -503,6 +577,7 @@ class _PipelineCall:
             path_params=params,
             scheme=request.scheme,
             tls_peer_cert=request.tls_peer_cert,
+            soap_version=_soap_of(request, route),
         )
         if note is not None:
             note.ctx = self.ctx
@@ -569,7 +644,7 @@ class _PipelineCall:
         if reply is not None:
             out = _reply_response(reply, self.cid)
         else:
-            out = error_response(status, code, message, self.cid)
+            out = error_response(status, code, message, self.cid, soap=ctx.soap_version)
         out.on_finish = _Finish(None, ctx, self.pipeline, self.started)
         return out
 
@@ -589,7 +664,8 @@ class _PipelineCall:
         """The backend's request target, with the policies' path and query rewrites."""
         request, view = self.request, self.view
         if view.path != request.path:
-            path = canonical_path(view.path).encode("ascii")
+            # "" is the backend URL's own path (soap_rest's default)
+            path = canonical_path(view.path).encode("ascii") if view.path else b""
             forward = path + (b"?" + request.query.encode("ascii") if request.query else b"")
         else:
             forward = _forward_path(self.route, request, rest)
