@@ -71,6 +71,12 @@ class ConsumerSnapshot(Model):
     name: str
     disabled: bool = False
     roles: list[str] = Field(default_factory=list)
+    ip_allow: Annotated[
+        list[str], Field(description="CIDRs the consumer may call from; empty: any address")
+    ] = Field(default_factory=list)
+    metadata: Annotated[
+        dict[str, str], Field(description="the consumer's attributes (consumer.metadata.KEY)")
+    ] = Field(default_factory=dict)
     credentials: list[CredentialSnapshot] = Field(default_factory=list)
     grants: list[GrantSnapshot] = Field(default_factory=list)
 

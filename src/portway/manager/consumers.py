@@ -437,6 +437,8 @@ class Consumers:
                     name=spec.name,
                     disabled=spec.disabled,
                     roles=list(spec.roles),
+                    ip_allow=list(spec.ip_allow),
+                    metadata=dict(spec.metadata),
                     credentials=sorted(creds.get(doc.id, []), key=lambda c: c.id),
                     grants=grants,
                 )

@@ -117,7 +117,7 @@ class BasicAuthPolicy(Policy[BasicAuthConfig]):
         consumer, credential = found
         now = self.services.clock()
         check_consumer(ctx, consumer, credential, now, require_grant=cfg.check_grant)
-        apply_identity(ctx, cfg, consumer.name, consumer.roles)
+        apply_identity(ctx, cfg, consumer.name, consumer.roles, self.build.consumers)
         ctx.variables["credential_id"] = credential.id
         if cfg.strip_credential:
             ctx.request.headers.remove("authorization")

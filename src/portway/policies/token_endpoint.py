@@ -23,7 +23,7 @@ from portway.policies._keys import (
 )
 from portway.policies.base import Build, Deny, ErrorSpec, Policy, PolicyConfig
 from portway.policies.basic_auth import check_password, memo_key, parse_basic
-from portway.policies.consumers import check_consumer
+from portway.policies.consumers import AUTH_ERRORS, check_address, check_consumer
 from portway.policies.contract import PolicyContext, Reply
 from portway.policies.secrets import WRITE_ONLY
 
@@ -99,6 +99,7 @@ class TokenEndpointPolicy(Policy[TokenEndpointConfig]):
         "unsupported_grant_type": ErrorSpec(400, "this grant type is not supported"),
         "invalid_scope": ErrorSpec(400, "the requested scope is not allowed"),
         "method_not_allowed": ErrorSpec(405, "use POST"),
+        "address_not_allowed": AUTH_ERRORS["address_not_allowed"],
     }
     __slots__ = ("_key", "_verify_key")
 
@@ -140,6 +141,7 @@ class TokenEndpointPolicy(Policy[TokenEndpointConfig]):
             )
         except Deny:
             raise Deny(code) from None
+        check_address(ctx, self.build.consumers, consumer.name)
 
     def _scope(self, form: dict[str, str]) -> list[str]:
         requested = form.get("scope", "").split()
