@@ -28,13 +28,28 @@ def api_key_lookup(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+class SecretSnapshot(Model):
+    """One live secret version of an API client."""
+
+    version: Annotated[int, Field(ge=1)]
+    secret_hash: Annotated[str, Field(description="argon2 hash of the secret")]
+    expires_at: JsonDatetime | None = None
+
+
 class CredentialSnapshot(Model):
     """A consumer credential as workers see it: hashes only, never the secret."""
 
     id: str
-    kind: Annotated[str, Field(pattern=r"^(api_key|basic)$")]
-    lookup: Annotated[str, Field(description="sha256 hex of the API key, or the basic username")]
+    kind: Annotated[str, Field(pattern=r"^(api_key|basic|client)$")]
+    lookup: Annotated[
+        str,
+        Field(description="sha256 hex of the API key, the basic username or the client_id"),
+    ]
     secret_hash: Annotated[str | None, Field(description="argon2 hash of a password")] = None
+    secrets: Annotated[
+        list[SecretSnapshot],
+        Field(description="an API client's secret versions (any one that has not expired works)"),
+    ] = Field(default_factory=list)
     expires_at: JsonDatetime | None = None
     disabled: bool = False
 

@@ -16,6 +16,7 @@ from portway.config.management.consumers import (
     ConsumerView,
     CreatedCredential,
     CredentialView,
+    SecretVersionView,
 )
 from portway.manager.auth import Principal
 from portway.manager.consumers import (
@@ -24,9 +25,19 @@ from portway.manager.consumers import (
     RotateRequest,
     consumer_view,
     credential_view,
+    secret_view,
 )
 from portway.manager.deps import ConsumerManager, IfMatch, Reader, Svc, if_match
-from portway.manager.paging import DEFAULT_LIMIT, Cursor, Limit, Oldest, Page, paged
+from portway.manager.paging import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    Oldest,
+    Page,
+    page_in_memory,
+    paged,
+)
+from portway.stores.config_store import Document
 
 router = APIRouter()
 PUBLISHED_HEADER = "X-Portway-Published"
@@ -34,6 +45,12 @@ PUBLISHED_HEADER = "X-Portway-Published"
 ConsumerName = Annotated[str, Path(max_length=100)]
 CredentialId = Annotated[str, Path(max_length=64)]
 Slug = Annotated[str, Path(max_length=63)]
+
+
+def _created(doc: Document, secret: str) -> dict[str, Any]:
+    """A credential with its secret, shown once (an API client's also names the version)."""
+    versions = doc.data.get("secrets") or [{}]
+    return {**credential_view(doc), "secret": secret, "secret_version": versions[-1].get("version")}
 
 
 async def _publish(svc: Svc, who: Principal, note: str, response: Response) -> None:
@@ -165,11 +182,12 @@ async def create_credential(
     who: ConsumerManager,
     response: Response,
 ) -> dict[str, Any]:
-    """A new API key or basic credential; ``secret`` holds the key or password, shown once."""
+    """A new API key, basic credential or API client; ``secret`` holds the key, password or client
+    secret, shown once."""
     doc, secret = await svc.consumers.add_credential(consumer, body, who.username)
     await _publish(svc, who, f"credential for {consumer}", response)
     response.headers["Cache-Control"] = "no-store"
-    return {**credential_view(doc), "secret": secret}
+    return _created(doc, secret)
 
 
 @router.get(
@@ -220,11 +238,61 @@ async def rotate_credential(
     who: ConsumerManager,
     response: Response,
 ) -> dict[str, Any]:
-    """A new API key (``secret``, shown once); the old key stays valid for ``grace_seconds``."""
+    """A new API key (``secret``, shown once); the old key stays valid for ``grace_seconds``. An
+    API client keeps its id and gets a new secret version; older versions stay valid for
+    ``grace_seconds``."""
     doc, secret = await svc.consumers.rotate_credential(consumer, credential_id, body, who.username)
     await _publish(svc, who, f"credential {credential_id} of {consumer} rotated", response)
     response.headers["Cache-Control"] = "no-store"
-    return {**credential_view(doc), "secret": secret}
+    return _created(doc, secret)
+
+
+@router.get(
+    "/consumers/{consumer}/credentials/{credential_id}/secrets",
+    tags=["consumers"],
+    response_model=Page[SecretVersionView],
+)
+async def list_secret_versions(
+    consumer: ConsumerName,
+    credential_id: CredentialId,
+    svc: Svc,
+    _: Reader,
+    request: Request,
+    response: Response,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    order: Oldest = "asc",
+) -> Page[dict[str, Any]]:
+    """An API client's secret versions with their dates (never a secret or hash)."""
+    versions = await svc.consumers.secret_versions(consumer, credential_id)
+    items, after = page_in_memory(
+        [secret_view(v) for v in versions],
+        lambda v: f"{v['version']:08d}",
+        f"secrets:{credential_id}",
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
+    return paged(request, response, items, after)
+
+
+@router.delete(
+    "/consumers/{consumer}/credentials/{credential_id}/secrets/{version}",
+    tags=["consumers"],
+    response_model=SecretVersionView,
+)
+async def revoke_secret_version(
+    consumer: ConsumerName,
+    credential_id: CredentialId,
+    version: Annotated[int, Path(ge=1, le=10**9)],
+    svc: Svc,
+    who: ConsumerManager,
+    response: Response,
+) -> dict[str, Any]:
+    """Revoke one secret version of an API client: it stops working at once."""
+    found = await svc.consumers.revoke_secret(consumer, credential_id, version, who.username)
+    await _publish(svc, who, f"secret {version} of {credential_id} of {consumer} revoked", response)
+    return secret_view(found)
 
 
 @router.delete(

@@ -107,6 +107,7 @@ def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
                 **c,
                 "lookup": "***" if c.get("kind") == "api_key" else c.get("lookup"),
                 "secret_hash": "***" if c.get("secret_hash") else None,
+                "secrets": [{**v, "secret_hash": "***"} for v in c.get("secrets", [])],
             }
             for c in consumer.get("credentials", [])
         ]

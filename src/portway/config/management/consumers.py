@@ -16,10 +16,14 @@ class ConsumerView(ConsumerSpec, Versioned):
 
 class CredentialView(Answer):
     id: str
-    kind: Annotated[str, Field(description="api_key or basic")]
+    kind: Annotated[str, Field(description="api_key, basic or client")]
     label: str
     key_prefix: str | None
     username: str | None
+    client_id: Annotated[str | None, Field(description="API clients: the client_id")] = None
+    secret_versions: Annotated[
+        list[int] | None, Field(description="API clients: the versions of the secret that work")
+    ] = None
     created_at: str | None
     expires_at: str | None
     disabled: bool
@@ -30,4 +34,17 @@ class CredentialView(Answer):
 
 
 class CreatedCredential(CredentialView):
-    secret: Annotated[str, Field(description="the API key or password, shown once")]
+    secret: Annotated[str, Field(description="the API key, password or client secret, shown once")]
+    secret_version: Annotated[
+        int | None, Field(description="API clients: the version of this secret")
+    ] = None
+
+
+class SecretVersionView(Answer):
+    """One secret version of an API client: when it was made and until when it works."""
+
+    version: int
+    created_at: str
+    expires_at: Annotated[str | None, Field(description="end of its grace period, if any")]
+    revoked_at: str | None
+    active: bool
