@@ -141,6 +141,7 @@ EXPECTED: dict[tuple[str, str], str] = {
         "DELETE",
         "/api/v1/consumers/{consumer}/credentials/{credential_id}/secrets/{version}",
     ): "manage_consumers",
+    ("POST", "/api/v1/consumers/import"): "manage_consumers",
     ("GET", "/api/v1/schema/declarative"): PUBLIC,
     ("GET", "/api/v1/schema/policies"): "read",
     ("GET", "/api/v1/declarative/export"): "read",

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from portway.config.declarative import ConsumerSpec, GrantSpec, GrantTerms
 from portway.config.management.consumers import (
     ConsumerView,
     CreatedCredential,
     CredentialView,
+    ImportResult,
     SecretVersionView,
 )
+from portway.manager import consumer_import
 from portway.manager.auth import Principal
 from portway.manager.consumers import (
     CredentialCreate,
@@ -82,6 +84,49 @@ async def create_consumer(
     await _publish(svc, who, f"consumer {body.name} created", response)
     response.headers["ETag"] = f'"{doc.version}"'
     return consumer_view(doc)
+
+
+@router.post(
+    "/consumers/import",
+    tags=["consumers"],
+    response_model=ImportResult,
+    responses={200: {"content": {"text/csv": {}}, "description": "with Accept: text/csv"}},
+)
+async def import_consumers(
+    body: consumer_import.ImportRequest,
+    svc: Svc,
+    who: ConsumerManager,
+    request: Request,
+    response: Response,
+    dry_run: Annotated[bool, Query(description="check and report, store nothing")] = False,
+    partial: Annotated[
+        bool, Query(description="store the rows without errors even when others have some")
+    ] = False,
+) -> Any:
+    """Create or update consumers and their credentials from a CSV or JSON file, keyed by name.
+    Generated keys and secrets are in this answer once and never again; ``Accept: text/csv``
+    answers the same as a CSV file (cells that a spreadsheet would run as formulas are quoted)."""
+    answer = await consumer_import.run(
+        svc.consumers, body, who.username, dry_run=dry_run, partial=partial
+    )
+    counts = answer["counts"]
+    if not dry_run and (counts["created"] or counts["updated"]):
+        await _publish(
+            svc, who, f"{counts['created'] + counts['updated']} consumers imported", response
+        )
+    headers = {"Cache-Control": "no-store"}
+    if "text/csv" in request.headers.get("accept", ""):
+        return Response(
+            consumer_import.result_csv(answer),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                **headers,
+                **{k: v for k, v in response.headers.items() if k == PUBLISHED_HEADER.lower()},
+                "Content-Disposition": 'attachment; filename="consumer-import-result.csv"',
+            },
+        )
+    response.headers.update(headers)
+    return answer
 
 
 @router.get("/consumers/{consumer}", tags=["consumers"], response_model=ConsumerView)

@@ -48,3 +48,45 @@ class SecretVersionView(Answer):
     expires_at: Annotated[str | None, Field(description="end of its grace period, if any")]
     revoked_at: str | None
     active: bool
+
+
+class ImportedCredential(Answer):
+    kind: Annotated[str, Field(description="api_key, basic or client")]
+    status: Annotated[str, Field(description="created or unchanged")]
+    id: str | None = None
+    label: str | None = None
+    key_prefix: str | None = None
+    username: str | None = None
+    client_id: str | None = None
+    secret: Annotated[
+        str | None,
+        Field(
+            description="a generated key, password or client secret: shown here once, never again"
+        ),
+    ] = None
+
+
+class ImportFieldError(Answer):
+    field: str
+    message: str
+
+
+class ImportedRow(Answer):
+    row: Annotated[int, Field(description="CSV: row as a spreadsheet numbers it; JSON: from 1")]
+    name: str | None
+    status: Annotated[str, Field(description="created, updated, unchanged or failed")]
+    errors: list[ImportFieldError]
+    credentials: list[ImportedCredential]
+
+
+class ImportCounts(Answer):
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+
+
+class ImportResult(Answer):
+    dry_run: bool
+    counts: ImportCounts
+    rows: list[ImportedRow]
