@@ -261,15 +261,16 @@ async def plan(consumers: Consumers, rows: list[RowResult]) -> None:
         seen_names[spec.name] = row.row
         old = existing.get(spec.name)
         given = spec.model_dump(mode="json", include=spec.model_fields_set - {"credentials"})
+        try:
+            merged = ConsumerSpec.model_validate(given if old is None else _spec(old) | given)
+        except ValidationError as exc:
+            for err in exc.errors():
+                row.fail(".".join(str(p) for p in err.get("loc", ())) or "row", err["msg"])
+            continue
         if old is None:
-            merged = ConsumerSpec.model_validate(given)
             row.status = "created"
-        else:
-            merged = ConsumerSpec.model_validate(_spec(old) | given)
-            if merged.model_dump(mode="json") != ConsumerSpec.model_validate(_spec(old)).model_dump(
-                mode="json"
-            ):
-                row.status = "updated"
+        elif merged != ConsumerSpec.model_validate(_spec(old)):
+            row.status = "updated"
         try:
             await consumers.check_grants(
                 merged.grants, "grants", apis=apis, environments=environments
