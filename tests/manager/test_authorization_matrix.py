@@ -142,6 +142,12 @@ EXPECTED: dict[tuple[str, str], str] = {
         "POST",
         "/api/v1/consumers/{consumer}/credentials/{credential_id}/rotate",
     ): "manage_consumers",
+    ("GET", "/api/v1/consumers/{consumer}/credentials/{credential_id}/secrets"): "read",
+    (
+        "DELETE",
+        "/api/v1/consumers/{consumer}/credentials/{credential_id}/secrets/{version}",
+    ): "manage_consumers",
+    ("POST", "/api/v1/consumers/import"): "manage_consumers",
     ("GET", "/api/v1/schema/declarative"): PUBLIC,
     ("GET", "/api/v1/schema/policies"): "read",
     ("GET", "/api/v1/declarative/export"): "read",
@@ -155,6 +161,7 @@ DUMMY = {
     "index": "0",
     "phase": "request",
     "revision": "1",
+    "version": "1",
 }
 
 

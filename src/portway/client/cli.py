@@ -7,6 +7,8 @@
     portway export                  the declarative configuration (YAML)
     portway apply -f FILE           make the configuration equal to FILE (--dry-run, --prune)
     portway schema                  the JSON Schema of the declarative file
+    portway consumers import FILE   consumers with credentials from CSV or JSON (--dry-run,
+                                    --partial, --result FILE: the CSV with generated secrets)
 
 Connection: ``--manager URL`` (or ``PORTWAY_MANAGER``; default the single-host profile's
 http://127.0.0.1:8081) and ``--token`` (or ``PORTWAY_TOKEN``, or the file ``--token-file``,
@@ -18,6 +20,8 @@ usage (an input file that cannot be read included).
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +33,7 @@ import yaml
 from portway.client.management_client import ManagementAPIError, ManagerClient
 from portway.client.output import as_json, as_yaml, short, table
 from portway.config.management.catalog import ApiProxyView, ImportedApi
+from portway.config.management.consumers import ImportedCredential
 from portway.config.management.declarative import ApplyResult
 from portway.config.management.deployments import Deployment
 from portway.errors import UsageError
@@ -344,6 +349,69 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# consumers ---------------------------------------------------------------------------------
+def _consumer_import(args: argparse.Namespace, client: ManagerClient, out: TextIO) -> int:
+    document = read_text(args.file)
+    fmt = args.format or ("csv" if args.file.lower().endswith(".csv") else "json")
+    if args.result:
+        result_path = Path(args.result)
+        try:  # the secrets are written once, readable by the owner only, never over a file
+            handle = os.open(result_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise UsageError(f"{args.result}: {exc.strerror or exc}") from None
+        try:
+            text = client.import_consumers_csv(
+                fmt, document, dry_run=args.dry_run, partial=args.partial
+            )
+        except BaseException:
+            os.close(handle)
+            result_path.unlink()
+            raise
+        with os.fdopen(handle, "w", newline="") as written:
+            written.write(text)
+        counts: dict[str, int] = {}
+        seen: set[str] = set()
+        for line in csv.DictReader(io.StringIO(text)):
+            if line["row"] not in seen:
+                seen.add(line["row"])
+                counts[line["status"]] = counts.get(line["status"], 0) + 1
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        out.write(f"{'plan' if args.dry_run else 'imported'}: {summary}; result in {args.result}\n")
+        return 0 if "failed" not in counts else 1
+    result = client.import_consumers(fmt, document, dry_run=args.dry_run, partial=args.partial)
+    if args.output == "json":
+        as_json(result, out)
+    else:
+        rows = []
+        for row in result.rows:
+            errors = "; ".join(f"{e.field}: {e.message}" for e in row.errors)
+            credentials: list[ImportedCredential | None] = [*row.credentials] or [None]
+            for cred in credentials:
+                rows.append(
+                    [
+                        row.row,
+                        row.name or "",
+                        row.status,
+                        cred.kind if cred else "",
+                        (cred.username or cred.client_id or "") if cred else "",
+                        (cred.secret or "") if cred else "",
+                        errors,
+                    ]
+                )
+        table(
+            ["ROW", "NAME", "STATUS", "CREDENTIAL", "ID", "SECRET (SHOWN ONCE)", "ERRORS"],
+            rows,
+            out,
+        )
+        c = result.counts
+        verb = "plan" if result.dry_run else "imported"
+        out.write(
+            f"{verb}: {c.created} created, {c.updated} updated, {c.unchanged} unchanged, "
+            f"{c.failed} failed\n"
+        )
+    return 0 if result.counts.failed == 0 else 1
+
+
 # registration ------------------------------------------------------------------------------
 def _connection(outputs: Sequence[str] = ("table", "json")) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -457,6 +525,31 @@ def register(subparsers: Any) -> None:
         "--prune", action="store_true", help="delete what the file's sections do not list"
     )
     apply.set_defaults(func=_run(_apply))
+
+    consumers = subparsers.add_parser("consumers", help="consumers: import")
+    consumers_sub = consumers.add_subparsers(
+        dest="consumers_command", required=True, metavar="ACTION"
+    )
+    importing = consumers_sub.add_parser(
+        "import",
+        parents=[common],
+        help="create or update consumers and their credentials from a CSV or JSON file",
+    )
+    importing.add_argument("file", help="the CSV or JSON file ('-' = stdin)")
+    importing.add_argument(
+        "--format", choices=("csv", "json"), default=None, help="default: by the file's suffix"
+    )
+    importing.add_argument("--dry-run", action="store_true", help="check and report only")
+    importing.add_argument(
+        "--partial", action="store_true", help="store the rows without errors despite others"
+    )
+    importing.add_argument(
+        "--result",
+        default=None,
+        help="write the result as CSV here (a new file, mode 0600): generated keys and secrets "
+        "are in it and shown nowhere else",
+    )
+    importing.set_defaults(func=_run(_consumer_import))
 
     schema = subparsers.add_parser(
         "schema", help="print the JSON Schema of the declarative file or of portway.yaml"

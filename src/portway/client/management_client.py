@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from portway.config.declarative import DeclarativeConfig
 from portway.config.management.access import Me
 from portway.config.management.catalog import ApiProxyView, ApiSummary, ImportedApi
+from portway.config.management.consumers import ImportResult
 from portway.config.management.declarative import ApplyResult
 from portway.config.management.deployments import Deployment, WorkerView
 
@@ -86,10 +87,13 @@ class ManagerClient:
         *,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
+        accept: str | None = None,
     ) -> Any:
+        """The parsed JSON answer (the text when ``accept`` asks for another type)."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
+        headers = {"Accept": accept} if accept else None
         try:
-            response = self._http.request(method, path, json=json, params=clean)
+            response = self._http.request(method, path, json=json, params=clean, headers=headers)
         except httpx.HTTPError as exc:
             raise ManagementAPIError(
                 0, "unreachable", f"cannot reach the manager at {self.base_url}: {exc}"
@@ -108,6 +112,8 @@ class ManagerClient:
                 problem.get("details") or (),
                 problem.get("correlation_id"),
             )
+        if accept is not None and accept != "application/json":
+            return response.text
         return response.json() if response.content else None
 
     def _answer(self, model: type[T] | Any, method: str, path: str, **kwargs: Any) -> T:
@@ -234,6 +240,31 @@ class ManagerClient:
     ) -> ApplyResult:
         params = {"dry_run": str(dry_run).lower(), "prune": str(prune).lower()}
         return self._answer(ApplyResult, "POST", "/declarative/apply", json=document, params=params)
+
+    # consumers ----------------------------------------------------------------------------
+    def import_consumers(
+        self, fmt: str, document: str, *, dry_run: bool = False, partial: bool = False
+    ) -> ImportResult:
+        return self._answer(
+            ImportResult,
+            "POST",
+            "/consumers/import",
+            json={"format": fmt, "document": document},
+            params={"dry_run": str(dry_run).lower(), "partial": str(partial).lower()},
+        )
+
+    def import_consumers_csv(
+        self, fmt: str, document: str, *, dry_run: bool = False, partial: bool = False
+    ) -> str:
+        """The same import, answered as the CSV result file (generated secrets in it, once)."""
+        text: str = self._call(
+            "POST",
+            "/consumers/import",
+            json={"format": fmt, "document": document},
+            params={"dry_run": str(dry_run).lower(), "partial": str(partial).lower()},
+            accept="text/csv",
+        )
+        return text
 
     def schema(self) -> dict[str, Any]:
         return self._answer(dict[str, Any], "GET", "/schema/declarative")

@@ -9,14 +9,16 @@ the API and shown once; users and tokens are not declarative either.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from portway.config.base import JsonDatetime, Model, Slug
 from portway.config.models import ApiProxy, Environment, PolicySpec, Project
 from portway.config.revision import GrantQuota, GrantThrottle
+from portway.config.worker_settings import check_networks
 
 CONSUMER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
 ConsumerName = Annotated[
@@ -27,6 +29,34 @@ ConsumerName = Annotated[
     ),
 ]
 SCHEMA_ID = "https://portway.dev/schemas/declarative-v1.json"
+MAX_IP_ALLOW = 100
+MAX_METADATA = 50
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_EMAIL_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def check_email(value: str) -> str:
+    """An address ``local@domain`` (RFC 5321 lengths, dot-atom local part, a dotted DNS name of
+    letters, digits and hyphens); ``ValueError`` naming what is wrong."""
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError("an email address needs local@domain")
+    if len(value) > 254 or len(local) > 64:
+        raise ValueError("an email address has at most 64 characters before @ and 254 in all")
+    if not _EMAIL_LOCAL.fullmatch(local):
+        raise ValueError(f"{local!r} is not a valid local part (before @)")
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_EMAIL_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{domain!r} is not a valid domain name (after @)")
+    if labels[-1].isdigit():
+        raise ValueError(f"{domain!r} is not a domain name")
+    return value
+
+
+Email = Annotated[str, Field(max_length=254), AfterValidator(check_email)]
+MetadataKey = Annotated[str, Field(pattern=METADATA_KEY_PATTERN)]
+MetadataValue = Annotated[str, Field(max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 class GlobalPolicy(PolicySpec):
@@ -85,10 +115,29 @@ class ConsumerSpec(Model):
         list[Annotated[str, Field(min_length=1, max_length=100)]], Field(max_length=50)
     ] = Field(default_factory=list)
     grants: Annotated[list[GrantSpec], Field(max_length=10000)] = Field(default_factory=list)
+    email: Annotated[Email | None, Field(description="contact address (stays in the manager)")] = (
+        None
+    )
+    ip_allow: Annotated[
+        list[Annotated[str, Field(max_length=50)]],
+        AfterValidator(check_networks),
+        Field(
+            max_length=MAX_IP_ALLOW,
+            description="IPv4/IPv6 addresses or CIDRs the consumer may call from (empty: any)",
+        ),
+    ] = Field(default_factory=list)
+    metadata: Annotated[
+        dict[MetadataKey, MetadataValue],
+        Field(
+            max_length=MAX_METADATA,
+            description="key/value attributes; policies read them as consumer.metadata.KEY",
+        ),
+    ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_grants(self) -> ConsumerSpec:
         _unique([(g.project, g.api) for g in self.grants], "grants: {} is granted twice")
+        _unique(self.ip_allow, "ip_allow: {} appears twice")
         return self
 
 

@@ -29,15 +29,23 @@ def api_key_lookup(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+class SecretSnapshot(Model):
+    """One live secret version of an API client."""
+
+    version: Annotated[int, Field(ge=1)]
+    secret_hash: Annotated[str, Field(description="argon2 hash of the secret")]
+    expires_at: JsonDatetime | None = None
+
+
 class CredentialSnapshot(Model):
     """A consumer credential as workers see it: hashes only, never the secret."""
 
     id: str
-    kind: Annotated[str, Field(pattern=r"^(api_key|basic|digest)$")]
+    kind: Annotated[str, Field(pattern=r"^(api_key|basic|digest|client)$")]
     lookup: Annotated[
         str,
         Field(
-            description="sha256 hex of the API key, the basic username, or "
+            description="sha256 hex of the API key, the basic username, the client_id, or "
             "'digest:<username>:<realm>'"
         ),
     ]
@@ -53,6 +61,10 @@ class CredentialSnapshot(Model):
             "and 'MD5' when the credential allows it); the password itself is never kept"
         ),
     ] = Field(default_factory=dict)
+    secrets: Annotated[
+        list[SecretSnapshot],
+        Field(description="an API client's secret versions (any one that has not expired works)"),
+    ] = Field(default_factory=list)
     expires_at: JsonDatetime | None = None
     disabled: bool = False
 
@@ -89,6 +101,12 @@ class ConsumerSnapshot(Model):
     name: str
     disabled: bool = False
     roles: list[str] = Field(default_factory=list)
+    ip_allow: Annotated[
+        list[str], Field(description="CIDRs the consumer may call from; empty: any address")
+    ] = Field(default_factory=list)
+    metadata: Annotated[
+        dict[str, str], Field(description="the consumer's attributes (consumer.metadata.KEY)")
+    ] = Field(default_factory=dict)
     credentials: list[CredentialSnapshot] = Field(default_factory=list)
     grants: list[GrantSnapshot] = Field(default_factory=list)
 

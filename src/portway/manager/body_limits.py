@@ -23,7 +23,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_IMPORT_ROUTES = re.compile(r"/api/v1/(?:projects/[^/]+/apis/import(?:/wsdl)?|declarative/apply)")
+_IMPORT_ROUTES = re.compile(
+    r"/api/v1/(?:projects/[^/]+/apis/import(?:/wsdl)?|declarative/apply|consumers/import)"
+)
 _CLUSTER_PREFIX = "/_portway/cluster/"
 
 
@@ -34,7 +36,8 @@ class BodyCaps:
     api: int
     """JSON API routes (everything not named below)."""
     imports: int
-    """OpenAPI and WSDL import and declarative apply, which carry whole documents."""
+    """OpenAPI and WSDL import, declarative apply and consumer import, which carry whole
+    documents."""
     cluster: int
     """The signed cluster API workers call."""
 

@@ -4,10 +4,12 @@ API keys are 256-bit random strings (``pwk_…``) shown once at creation; only t
 stored, which is also how workers look them up (``CredentialSnapshot.lookup``). Basic credentials
 keep an argon2 hash of the password. Digest credentials (RFC 7616) keep HA1 =
 H(username:realm:password) per hash instead, computed here when the password is set; the password
-itself is never stored, and HA1 never leaves the manager except inside a revision. Rotation
-creates a new key and lets the old one live until the end of a grace period. Grants (consumer →
-API proxy) live inside the consumer document, so one versioned write changes a consumer and its
-grants together.
+itself is never stored, and HA1 never leaves the manager except inside a revision. API clients
+(``kind: client``) are a ``client_id`` with versioned secrets (argon2 hashes); basic
+authentication and the token endpoint's client_credentials grant accept any live version.
+Rotation creates a new key (or a new secret version of a client) and lets the old one live until
+the end of a grace period. Grants (consumer → API proxy) live inside the consumer document, so
+one versioned write changes a consumer and its grants together.
 
 Workers learn about all of this through ``EnvironmentRevision.consumers``: every change here is
 followed by ``Deployer.republish`` (see ``docs/decisions.md``).
@@ -29,6 +31,7 @@ from portway.config.revision import (
     ConsumerSnapshot,
     CredentialSnapshot,
     GrantSnapshot,
+    SecretSnapshot,
     api_key_lookup,
 )
 from portway.errors import ConfigError, Conflict, DuplicateKey, NotFound
@@ -40,6 +43,9 @@ from portway.policies.digest_auth import digest_lookup, make_ha1
 from portway.stores.config_store import ConfigStore, Document, Order
 
 API_KEY_PREFIX = "pwk_"
+CLIENT_ID_PREFIX = "pwc_"
+CLIENT_SECRET_PREFIX = "pwcs_"
+MAX_SECRET_VERSIONS = 10
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$"
 MAX_GRACE = 90 * 86400
 DEFAULT_DIGEST_REALM = "portway"
@@ -60,7 +66,7 @@ def _iso(moment: datetime | None) -> str | None:
 class CredentialCreate(Model):
     """A new credential; the API key or password is returned once in ``secret``."""
 
-    kind: Literal["api_key", "basic", "digest"] = "api_key"
+    kind: Literal["api_key", "basic", "digest", "client"] = "api_key"
     label: Annotated[str, Field(max_length=200)] = ""
     expires_at: JsonDatetime | None = None
     key: Annotated[
@@ -97,15 +103,22 @@ class CredentialCreate(Model):
         Field(description="digest only: also keep an MD5 HA1, for policies that allow MD5"),
     ] = False
 
+    client_id: Annotated[
+        str | None,
+        Field(pattern=USERNAME_PATTERN, description="API clients only; generated when absent"),
+    ] = None
+
     @model_validator(mode="after")
     def _by_kind(self) -> CredentialCreate:
-        if self.kind == "api_key" and (self.username is not None or self.password is not None):
+        named = ("basic", "digest")
+        if self.kind not in named and (self.username is not None or self.password is not None):
             raise ValueError("username and password belong to basic and digest credentials")
-        if self.kind in ("basic", "digest"):
-            if self.username is None:
-                raise ValueError(f"{self.kind} credentials need a username")
-            if self.key is not None:
-                raise ValueError("key belongs to api_key credentials")
+        if self.kind != "api_key" and self.key is not None:
+            raise ValueError("key belongs to api_key credentials")
+        if self.kind != "client" and self.client_id is not None:
+            raise ValueError("client_id belongs to client credentials")
+        if self.kind in named and self.username is None:
+            raise ValueError(f"{self.kind} credentials need a username")
         if self.kind != "digest" and (self.realm is not None or self.md5):
             raise ValueError("realm and md5 belong to digest credentials")
         return self
@@ -124,9 +137,36 @@ class CredentialUpdate(Model):
 
 class RotateRequest(Model):
     grace_seconds: Annotated[
-        int, Field(ge=0, le=MAX_GRACE, description="how long the old key stays valid")
+        int, Field(ge=0, le=MAX_GRACE, description="how long the old key or secret stays valid")
     ] = 86400
-    expires_at: Annotated[JsonDatetime | None, Field(description="expiry of the new key")] = None
+    expires_at: Annotated[
+        JsonDatetime | None, Field(description="expiry of the new key or secret")
+    ] = None
+
+
+def grace_end(current_expiry: str | None, grace_seconds: int) -> str:
+    """When a rotated key or secret stops working: after the grace period, or at its own expiry
+    when that comes first."""
+    end = datetime.now(UTC) + timedelta(seconds=grace_seconds)
+    if current_expiry and datetime.fromisoformat(current_expiry) < end:
+        end = datetime.fromisoformat(current_expiry)
+    return end.isoformat()
+
+
+def _live(expires_at: str | None, moment: datetime) -> bool:
+    return not expires_at or datetime.fromisoformat(expires_at) > moment
+
+
+def secret_view(version: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """One secret version of an API client as listed: dates and state, never the hash."""
+    moment = now or datetime.now(UTC)
+    return {
+        "version": version["version"],
+        "created_at": version["created_at"],
+        "expires_at": version.get("expires_at"),
+        "revoked_at": version.get("revoked_at"),
+        "active": not version.get("revoked_at") and _live(version.get("expires_at"), moment),
+    }
 
 
 def credential_view(doc: Document, now: datetime | None = None) -> dict[str, Any]:
@@ -141,6 +181,12 @@ def credential_view(doc: Document, now: datetime | None = None) -> dict[str, Any
         "key_prefix": data.get("key_prefix"),
         "username": data.get("username"),
         "realm": data.get("realm"),
+        "client_id": data.get("client_id"),
+        "secret_versions": [
+            v["version"] for v in data.get("secrets", []) if secret_view(v, moment)["active"]
+        ]
+        if data["kind"] == "client"
+        else None,
         "created_at": data.get("created_at"),
         "expires_at": expires,
         "disabled": bool(data.get("disabled")),
@@ -165,11 +211,14 @@ def _audit_credential(data: dict[str, Any] | None) -> dict[str, Any] | None:
         "key_prefix",
         "username",
         "realm",
+        "client_id",
         "expires_at",
         "disabled",
-        "consumer_id",
     )
-    return {k: data.get(k) for k in keep}
+    kept = {k: data.get(k) for k in (*keep, "consumer_id")}
+    if "secrets" in data:  # versions and dates only: never a hash
+        kept["versions"] = [secret_view(v) for v in data["secrets"]]
+    return kept
 
 
 def spec_data(spec: ConsumerSpec) -> dict[str, Any]:
@@ -335,6 +384,17 @@ class Consumers:
                 "realm": realm,
                 "ha1": _ha1(body.username, realm, secret, md5=body.md5),
             }
+        elif body.kind == "client":
+            client_id = body.client_id or CLIENT_ID_PREFIX + secrets.token_hex(12)
+            secret = CLIENT_SECRET_PREFIX + secrets.token_urlsafe(32)
+            version = {
+                "version": 1,
+                "secret_hash": hash_password(secret),
+                "created_at": now.isoformat(),
+                "expires_at": None,
+                "revoked_at": None,
+            }
+            data |= {"lookup": client_id, "client_id": client_id, "secrets": [version]}
         else:
             secret = body.password or secrets.token_urlsafe(18)
             assert body.username is not None
@@ -346,7 +406,7 @@ class Consumers:
         try:
             doc = await self.store.insert("credentials", uuid.uuid4().hex, data)
         except DuplicateKey:
-            what = "API key" if body.kind == "api_key" else "username"
+            what = {"api_key": "API key", "basic": "username", "client": "client_id"}[body.kind]
             raise Conflict(f"this {what} is already in use") from None
         await audit.record(
             self.store,
@@ -405,11 +465,15 @@ class Consumers:
     async def rotate_credential(
         self, name: str, credential_id: str, body: RotateRequest, actor: str
     ) -> tuple[Document, str]:
-        """A new API key; the old one stays valid for the grace period, then expires."""
+        """A new API key; the old one stays valid for the grace period, then expires. An API
+        client gets a new secret version instead (``rotate_client_secret``)."""
         _, old = await self.credential(name, credential_id)
+        if old.data["kind"] == "client":
+            return await self.rotate_client_secret(name, old, body, actor)
         if old.data["kind"] != "api_key":
             raise ConfigError(
-                "only API keys rotate; change a basic password with PATCH", "credential_id"
+                "only API keys and clients rotate; change a basic password with PATCH",
+                "credential_id",
             )
         if old.data.get("replaced_by"):
             raise ConfigError(
@@ -423,11 +487,11 @@ class Consumers:
             actor,
             rotated_from=old.id,
         )
-        grace_end = datetime.now(UTC) + timedelta(seconds=body.grace_seconds)
-        current_expiry = old.data.get("expires_at")
-        if current_expiry and datetime.fromisoformat(current_expiry) < grace_end:
-            grace_end = datetime.fromisoformat(current_expiry)
-        data = {**old.data, "expires_at": grace_end.isoformat(), "replaced_by": new.id}
+        data = {
+            **old.data,
+            "expires_at": grace_end(old.data.get("expires_at"), body.grace_seconds),
+            "replaced_by": new.id,
+        }
         await self.store.replace("credentials", old.id, data, expected_version=old.version)
         await audit.record(
             self.store,
@@ -438,6 +502,80 @@ class Consumers:
             _audit_credential(data),
         )
         return new, secret
+
+    async def rotate_client_secret(
+        self, name: str, old: Document, body: RotateRequest, actor: str
+    ) -> tuple[Document, str]:
+        """A new secret version of an API client; every live older version stays valid until the
+        end of the grace period. Revoked and expired versions beyond the newest
+        ``MAX_SECRET_VERSIONS`` are dropped."""
+        now = datetime.now(UTC)
+        versions = [dict(v) for v in old.data.get("secrets", [])]
+        for version in versions:
+            if not version.get("revoked_at") and _live(version.get("expires_at"), now):
+                version["expires_at"] = grace_end(version.get("expires_at"), body.grace_seconds)
+        live = [v for v in versions if secret_view(v, now)["active"]]
+        if len(live) >= MAX_SECRET_VERSIONS:
+            raise Conflict(
+                f"{len(live)} secret versions are still valid; revoke one before rotating again"
+            )
+        secret = CLIENT_SECRET_PREFIX + secrets.token_urlsafe(32)
+        number = max((int(v["version"]) for v in versions), default=0) + 1
+        versions.append(
+            {
+                "version": number,
+                "secret_hash": hash_password(secret),
+                "created_at": now.isoformat(),
+                "expires_at": _iso(body.expires_at),
+                "revoked_at": None,
+            }
+        )
+        kept = [v for v in versions if secret_view(v, now)["active"]]
+        spent = [v for v in versions if not secret_view(v, now)["active"]]
+        room = MAX_SECRET_VERSIONS - len(kept)
+        kept += spent[len(spent) - room :] if room > 0 else []
+        versions = sorted(kept, key=lambda v: int(v["version"]))
+        data = {**old.data, "secrets": versions}
+        doc = await self.store.replace("credentials", old.id, data, expected_version=old.version)
+        await audit.record(
+            self.store,
+            actor,
+            "credential.rotate",
+            f"consumers/{name}/credentials/{old.id}",
+            _audit_credential(old.data),
+            _audit_credential(data),
+        )
+        return doc, secret
+
+    async def secret_versions(self, name: str, credential_id: str) -> list[dict[str, Any]]:
+        _, doc = await self.credential(name, credential_id)
+        if doc.data["kind"] != "client":
+            raise NotFound("secret versions", f"{name}/{credential_id} (not an API client)")
+        return [dict(v) for v in doc.data.get("secrets", [])]
+
+    async def revoke_secret(
+        self, name: str, credential_id: str, version: int, actor: str
+    ) -> dict[str, Any]:
+        """A secret version stops working at once (it stays listed, revoked)."""
+        _, old = await self.credential(name, credential_id)
+        versions = [dict(v) for v in old.data.get("secrets", [])]
+        found = next((v for v in versions if v["version"] == version), None)
+        if old.data["kind"] != "client" or found is None:
+            raise NotFound("secret versions", f"{name}/{credential_id}/{version}")
+        if found.get("revoked_at"):
+            return found
+        found["revoked_at"] = datetime.now(UTC).isoformat()
+        data = {**old.data, "secrets": versions}
+        await self.store.replace("credentials", old.id, data, expected_version=old.version)
+        await audit.record(
+            self.store,
+            actor,
+            "credential.revoke_secret",
+            f"consumers/{name}/credentials/{old.id}/secrets/{version}",
+            _audit_credential(old.data),
+            _audit_credential(data),
+        )
+        return found
 
     async def delete_credential(self, name: str, credential_id: str, actor: str) -> None:
         _, old = await self.credential(name, credential_id)
@@ -466,6 +604,15 @@ class Consumers:
                     username=data.get("username") if data["kind"] == "digest" else None,
                     realm=data.get("realm"),
                     ha1=data.get("ha1") or {},
+                    secrets=[
+                        SecretSnapshot(
+                            version=v["version"],
+                            secret_hash=v["secret_hash"],
+                            expires_at=v.get("expires_at"),
+                        )
+                        for v in data.get("secrets", [])
+                        if not v.get("revoked_at")
+                    ],
                     expires_at=data.get("expires_at"),
                     disabled=bool(data.get("disabled")),
                 )
@@ -492,6 +639,8 @@ class Consumers:
                     name=spec.name,
                     disabled=spec.disabled,
                     roles=list(spec.roles),
+                    ip_allow=list(spec.ip_allow),
+                    metadata=dict(spec.metadata),
                     credentials=sorted(creds.get(doc.id, []), key=lambda c: c.id),
                     grants=grants,
                 )

@@ -26,6 +26,7 @@ from portway.stores.config_store import (
     Document,
     InvalidCursor,
     Order,
+    decode_cursor,
     encode_cursor,
 )
 
@@ -88,6 +89,31 @@ async def read_page(
         raise ApiError(
             422, "validation_error", f"query.cursor: {exc.message}", "query.cursor"
         ) from None
+
+
+def page_in_memory(
+    items: Sequence[T],
+    key: Callable[[T], str],
+    name: str,
+    *,
+    order: Order,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[T], str | None]:
+    """A page of a short list held in one document (e.g. an API client's secret versions), with
+    the same cursors as store lists: ``name`` says which list a cursor belongs to."""
+    ordered = sorted(items, key=key, reverse=order == "desc")
+    if cursor is not None:
+        try:
+            last = decode_cursor(cursor, name, None, order)
+        except InvalidCursor as exc:
+            raise ApiError(
+                422, "validation_error", f"query.cursor: {exc.message}", "query.cursor"
+            ) from None
+        ordered = [i for i in ordered if (key(i) > last if order == "asc" else key(i) < last)]
+    page = ordered[:limit]
+    more = len(ordered) > limit
+    return page, encode_cursor(name, None, order, key(page[-1])) if more else None
 
 
 def paged(request: Request, response: Response, items: list[T], next_cursor: str | None) -> Page[T]:

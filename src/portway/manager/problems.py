@@ -36,6 +36,7 @@ class ApiError(Exception):
         message: str,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -43,6 +44,8 @@ class ApiError(Exception):
         self.message = message
         self.field = field
         self.headers = headers or {}
+        self.details = details
+        """several fields at once (e.g. each failed row of an import); default: ``field``"""
 
 
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -162,7 +165,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
-        details = [{"field": exc.field, "message": exc.message}] if exc.field else None
+        details = exc.details or (
+            [{"field": exc.field, "message": exc.message}] if exc.field else None
+        )
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
         return problem(request, exc.status, exc.code, exc.message, details, headers | exc.headers)
 

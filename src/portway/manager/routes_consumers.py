@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from portway.config.declarative import ConsumerSpec, GrantSpec, GrantTerms
 from portway.config.management.consumers import (
     ConsumerView,
     CreatedCredential,
     CredentialView,
+    ImportResult,
+    SecretVersionView,
 )
+from portway.manager import consumer_import
 from portway.manager.auth import Principal
 from portway.manager.consumers import (
     CredentialCreate,
@@ -24,9 +27,19 @@ from portway.manager.consumers import (
     RotateRequest,
     consumer_view,
     credential_view,
+    secret_view,
 )
 from portway.manager.deps import ConsumerManager, IfMatch, Reader, Svc, if_match
-from portway.manager.paging import DEFAULT_LIMIT, Cursor, Limit, Oldest, Page, paged
+from portway.manager.paging import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    Oldest,
+    Page,
+    page_in_memory,
+    paged,
+)
+from portway.stores.config_store import Document
 
 router = APIRouter()
 PUBLISHED_HEADER = "X-Portway-Published"
@@ -34,6 +47,12 @@ PUBLISHED_HEADER = "X-Portway-Published"
 ConsumerName = Annotated[str, Path(max_length=100)]
 CredentialId = Annotated[str, Path(max_length=64)]
 Slug = Annotated[str, Path(max_length=63)]
+
+
+def _created(doc: Document, secret: str) -> dict[str, Any]:
+    """A credential with its secret, shown once (an API client's also names the version)."""
+    versions = doc.data.get("secrets") or [{}]
+    return {**credential_view(doc), "secret": secret, "secret_version": versions[-1].get("version")}
 
 
 async def publish_now(
@@ -69,6 +88,49 @@ async def create_consumer(
     await publish_now(svc, who, f"consumer {body.name} created", response)
     response.headers["ETag"] = f'"{doc.version}"'
     return consumer_view(doc)
+
+
+@router.post(
+    "/consumers/import",
+    tags=["consumers"],
+    response_model=ImportResult,
+    responses={200: {"content": {"text/csv": {}}, "description": "with Accept: text/csv"}},
+)
+async def import_consumers(
+    body: consumer_import.ImportRequest,
+    svc: Svc,
+    who: ConsumerManager,
+    request: Request,
+    response: Response,
+    dry_run: Annotated[bool, Query(description="check and report, store nothing")] = False,
+    partial: Annotated[
+        bool, Query(description="store the rows without errors even when others have some")
+    ] = False,
+) -> Any:
+    """Create or update consumers and their credentials from a CSV or JSON file, keyed by name.
+    Generated keys and secrets are in this answer once and never again; ``Accept: text/csv``
+    answers the same as a CSV file (cells that a spreadsheet would run as formulas are quoted)."""
+    answer = await consumer_import.run(
+        svc.consumers, body, who.username, dry_run=dry_run, partial=partial
+    )
+    counts = answer["counts"]
+    if not dry_run and (counts["created"] or counts["updated"]):
+        await publish_now(
+            svc, who, f"{counts['created'] + counts['updated']} consumers imported", response
+        )
+    headers = {"Cache-Control": "no-store"}
+    if "text/csv" in request.headers.get("accept", ""):
+        return Response(
+            consumer_import.result_csv(answer),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                **headers,
+                **{k: v for k, v in response.headers.items() if k == PUBLISHED_HEADER.lower()},
+                "Content-Disposition": 'attachment; filename="consumer-import-result.csv"',
+            },
+        )
+    response.headers.update(headers)
+    return answer
 
 
 @router.get("/consumers/{consumer}", tags=["consumers"], response_model=ConsumerView)
@@ -169,11 +231,12 @@ async def create_credential(
     who: ConsumerManager,
     response: Response,
 ) -> dict[str, Any]:
-    """A new API key or basic credential; ``secret`` holds the key or password, shown once."""
+    """A new API key, basic credential or API client; ``secret`` holds the key, password or client
+    secret, shown once."""
     doc, secret = await svc.consumers.add_credential(consumer, body, who.username)
     await publish_now(svc, who, f"credential for {consumer}", response)
     response.headers["Cache-Control"] = "no-store"
-    return {**credential_view(doc), "secret": secret}
+    return _created(doc, secret)
 
 
 @router.get(
@@ -224,11 +287,63 @@ async def rotate_credential(
     who: ConsumerManager,
     response: Response,
 ) -> dict[str, Any]:
-    """A new API key (``secret``, shown once); the old key stays valid for ``grace_seconds``."""
+    """A new API key (``secret``, shown once); the old key stays valid for ``grace_seconds``. An
+    API client keeps its id and gets a new secret version; older versions stay valid for
+    ``grace_seconds``."""
     doc, secret = await svc.consumers.rotate_credential(consumer, credential_id, body, who.username)
     await publish_now(svc, who, f"credential {credential_id} of {consumer} rotated", response)
     response.headers["Cache-Control"] = "no-store"
-    return {**credential_view(doc), "secret": secret}
+    return _created(doc, secret)
+
+
+@router.get(
+    "/consumers/{consumer}/credentials/{credential_id}/secrets",
+    tags=["consumers"],
+    response_model=Page[SecretVersionView],
+)
+async def list_secret_versions(
+    consumer: ConsumerName,
+    credential_id: CredentialId,
+    svc: Svc,
+    _: Reader,
+    request: Request,
+    response: Response,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    order: Oldest = "asc",
+) -> Page[dict[str, Any]]:
+    """An API client's secret versions with their dates (never a secret or hash)."""
+    versions = await svc.consumers.secret_versions(consumer, credential_id)
+    items, after = page_in_memory(
+        [secret_view(v) for v in versions],
+        lambda v: f"{v['version']:08d}",
+        f"secrets:{credential_id}",
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
+    return paged(request, response, items, after)
+
+
+@router.delete(
+    "/consumers/{consumer}/credentials/{credential_id}/secrets/{version}",
+    tags=["consumers"],
+    response_model=SecretVersionView,
+)
+async def revoke_secret_version(
+    consumer: ConsumerName,
+    credential_id: CredentialId,
+    version: Annotated[int, Path(ge=1, le=10**9)],
+    svc: Svc,
+    who: ConsumerManager,
+    response: Response,
+) -> dict[str, Any]:
+    """Revoke one secret version of an API client: it stops working at once."""
+    found = await svc.consumers.revoke_secret(consumer, credential_id, version, who.username)
+    await publish_now(
+        svc, who, f"secret {version} of {credential_id} of {consumer} revoked", response
+    )
+    return secret_view(found)
 
 
 @router.delete(

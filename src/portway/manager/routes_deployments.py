@@ -109,6 +109,7 @@ def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
                 "lookup": "***" if c.get("kind") == "api_key" else c.get("lookup"),
                 "secret_hash": "***" if c.get("secret_hash") else None,
                 "ha1": {name: "***" for name in c.get("ha1") or {}},
+                "secrets": [{**v, "secret_hash": "***"} for v in c.get("secrets", [])],
             }
             for c in consumer.get("credentials", [])
         ]

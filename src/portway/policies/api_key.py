@@ -73,7 +73,7 @@ class ApiKeyPolicy(Policy[ApiKeyConfig]):
         check_consumer(
             ctx, consumer, credential, self.services.clock(), require_grant=cfg.check_grant
         )
-        apply_identity(ctx, cfg, consumer.name, consumer.roles)
+        apply_identity(ctx, cfg, consumer.name, consumer.roles, self.build.consumers)
         ctx.variables["credential_id"] = credential.id
         if cfg.strip_credential:
             if cfg.location == "header":

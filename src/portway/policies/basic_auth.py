@@ -1,8 +1,10 @@
 """HTTP Basic authentication against the consumer store (argon2 password hashes).
 
-argon2 verification is deliberately slow, so it runs in a worker thread, and a successful check
-is remembered briefly in-process under a hash of (username, password, stored hash): a password
-change invalidates it, and the memo never holds a password."""
+The username is a basic credential's username or an API client's ``client_id``; a client's
+password is any of its secret versions that has not expired (a rotated secret keeps working
+through its grace period). argon2 verification is deliberately slow, so it runs in a worker
+thread, and a successful check is remembered briefly in-process under a hash of (username,
+password, stored hash): a password change invalidates it, and the memo never holds a password."""
 
 from __future__ import annotations
 
@@ -11,22 +13,26 @@ import base64
 import binascii
 import functools
 import hashlib
+from datetime import UTC, datetime
 from typing import Annotated
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import Field
 
+from portway.config.revision import ConsumerSnapshot, CredentialSnapshot
 from portway.policies._headers import clean_header_value
 from portway.policies.base import Deny, ErrorSpec, Policy
 from portway.policies.consumers import (
     AUTH_ERRORS,
     AuthOptions,
+    ConsumerIndex,
     apply_identity,
     check_consumer,
     scrub_identity_headers,
 )
 from portway.policies.contract import PolicyContext, Reply
+from portway.policies.resources import PolicyServices
 
 MAX_HEADER = 4096
 _HASHER = PasswordHasher()
@@ -59,6 +65,47 @@ def memo_key(username: str, password: str, secret_hash: str) -> str:
     for part in (username, password, secret_hash):
         digest.update(part.encode("utf-8", "surrogateescape") + b"\x00")
     return "basic:" + digest.hexdigest()
+
+
+def live_hashes(credential: CredentialSnapshot, now: float) -> list[str]:
+    """The password hashes that open ``credential`` now: a basic password, or an API client's
+    secret versions that have not expired (newest first)."""
+    if credential.kind != "client":
+        return [credential.secret_hash] if credential.secret_hash else []
+    moment = datetime.fromtimestamp(now, UTC)
+    return [
+        s.secret_hash
+        for s in sorted(credential.secrets, key=lambda s: -s.version)
+        if s.expires_at is None
+        or (s.expires_at if s.expires_at.tzinfo else s.expires_at.replace(tzinfo=UTC)) > moment
+    ]
+
+
+async def authenticate(
+    index: ConsumerIndex,
+    services: PolicyServices,
+    username: str,
+    password: str,
+    *,
+    cache_seconds: float = 60.0,
+) -> tuple[ConsumerSnapshot, CredentialSnapshot] | None:
+    """The consumer and credential a username and password open, if any (basic auth and the token
+    endpoint share this). An unknown username costs one argon2 check like a known one."""
+    found = index.by_username.get(username)
+    hashes = live_hashes(found[1], services.clock()) if found else []
+    memo = services.shared_memo
+    for secret_hash in hashes:
+        if memo.get(memo_key(username, password, secret_hash)) is not None:
+            return found
+    if not hashes:
+        await check_password(None, password)
+        return None
+    for secret_hash in hashes:
+        if await check_password(secret_hash, password):
+            if cache_seconds > 0:
+                memo.set(memo_key(username, password, secret_hash), True, cache_seconds)
+            return found
+    return None
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -112,19 +159,19 @@ class BasicAuthPolicy(Policy[BasicAuthConfig]):
         if parsed is None:
             raise Deny("missing_credentials", headers=challenge)
         username, password = parsed
-        found = self.build.consumers.by_username.get(username)
-        secret_hash = found[1].secret_hash if found else None
-        memo = self.services.shared_memo
-        key = memo_key(username, password, secret_hash or "")
-        if found is None or secret_hash is None or memo.get(key) is None:
-            if not await check_password(secret_hash, password) or found is None:
-                raise Deny("invalid_credentials", headers=challenge)
-            if cfg.cache_seconds > 0:
-                memo.set(key, True, cfg.cache_seconds)
+        found = await authenticate(
+            self.build.consumers,
+            self.services,
+            username,
+            password,
+            cache_seconds=cfg.cache_seconds,
+        )
+        if found is None:
+            raise Deny("invalid_credentials", headers=challenge)
         consumer, credential = found
         now = self.services.clock()
         check_consumer(ctx, consumer, credential, now, require_grant=cfg.check_grant)
-        apply_identity(ctx, cfg, consumer.name, consumer.roles)
+        apply_identity(ctx, cfg, consumer.name, consumer.roles, self.build.consumers)
         ctx.variables["credential_id"] = credential.id
         if cfg.strip_credential:
             ctx.request.headers.remove("authorization")

@@ -3,6 +3,7 @@ and the checks every authentication policy shares."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +20,9 @@ from portway.config.revision import (
 from portway.policies._headers import check_header_name, clean_header_value
 from portway.policies.base import Deny, ErrorSpec, PolicyConfig
 from portway.policies.contract import PolicyContext
+from portway.policies.ip_filter import IpNetwork, parse_address, within
 from portway.policies.signing_keys import EnvironmentKeys
+from portway.policies.variables import CONSUMER_METADATA
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,8 @@ class ConsumerIndex:
     nonce_secret: bytes = b""
     keys: EnvironmentKeys = field(default_factory=EnvironmentKeys)
     """the environment's JWT signing keys"""
+    ip_allow: dict[str, list[IpNetwork]] = field(default_factory=dict)
+    """consumer name -> the networks of its IP allow list (only consumers that have one)"""
 
     @classmethod
     def build(
@@ -49,6 +54,10 @@ class ConsumerIndex:
         index = cls(nonce_secret=nonce_secret, keys=keys or EnvironmentKeys())
         for consumer in consumers:
             index.by_name[consumer.name] = consumer
+            if consumer.ip_allow:
+                index.ip_allow[consumer.name] = [
+                    ipaddress.ip_network(cidr, strict=False) for cidr in consumer.ip_allow
+                ]
             for cred in consumer.credentials:
                 if cred.kind == "api_key":
                     target = index.by_key_hash
@@ -79,6 +88,9 @@ AUTH_ERRORS: dict[str, ErrorSpec] = {
         403, "the consumer's access does not include this environment"
     ),
     "missing_role": ErrorSpec(403, "the consumer lacks a required role"),
+    "address_not_allowed": ErrorSpec(
+        403, "the client address is not in the consumer's IP allow list"
+    ),
 }
 
 
@@ -161,13 +173,31 @@ class AuthOptions(PolicyConfig):
         return None if value is None else check_header_name(value)
 
 
+def check_address(ctx: PolicyContext, index: ConsumerIndex, consumer: str) -> None:
+    """``Deny`` (403 naming the rule) when the consumer has an IP allow list and the client address
+    — the worker's view of it, ``X-Forwarded-For`` believed only from its trusted proxies — is
+    outside it."""
+    networks = index.ip_allow.get(consumer)
+    if networks is None:
+        return
+    address = parse_address(ctx.client_ip)
+    if address is None or not within(address, networks):
+        raise Deny("address_not_allowed", details={"rule": f"consumers/{consumer}/ip_allow"})
+
+
 def apply_identity(
-    ctx: PolicyContext, options: AuthOptions, consumer: str, roles: Sequence[str]
+    ctx: PolicyContext,
+    options: AuthOptions,
+    consumer: str,
+    roles: Sequence[str],
+    index: ConsumerIndex,
 ) -> None:
-    """Record the authenticated consumer, check roles and pass identity headers downstream.
+    """Record the authenticated consumer, check its IP allow list and roles, make its metadata
+    available (``consumer.metadata.KEY``) and pass identity headers downstream.
 
     Identity headers are always removed from the incoming request first, so a client can never
     forge them, whatever the outcome."""
+    check_address(ctx, index, consumer)
     if options.required_roles:
         held = set(roles)
         wanted = set(options.required_roles)
@@ -176,6 +206,8 @@ def apply_identity(
             raise Deny("missing_role")
     ctx.consumer = consumer
     ctx.roles = tuple(roles)
+    known = index.by_name.get(consumer)
+    ctx.variables[CONSUMER_METADATA] = dict(known.metadata) if known is not None else {}
     if options.consumer_header:
         ctx.request.headers.set(options.consumer_header, clean_header_value(consumer))
     if options.roles_header:

@@ -368,7 +368,7 @@ class DigestAuthPolicy(Policy[DigestAuthConfig]):
         check_consumer(
             ctx, consumer, credential, self.services.clock(), require_grant=cfg.check_grant
         )
-        apply_identity(ctx, cfg, consumer.name, consumer.roles)
+        apply_identity(ctx, cfg, consumer.name, consumer.roles, self.build.consumers)
         ctx.variables["credential_id"] = credential.id
         if cfg.strip_credential:
             ctx.request.headers.remove("authorization")

@@ -45,7 +45,7 @@ def parse_address(value: str) -> IpAddress | None:
     return address
 
 
-def _within(address: IpAddress, networks: Sequence[IpNetwork]) -> bool:
+def within(address: IpAddress, networks: Sequence[IpNetwork]) -> bool:
     return any(address.version == n.version and address in n for n in networks)
 
 
@@ -55,7 +55,7 @@ def client_address(
     """The client address; ``None`` when it cannot be determined (a malformed forwarded entry
     from a trusted proxy)."""
     address = parse_address(peer)
-    if address is None or not trusted or not _within(address, trusted):
+    if address is None or not trusted or not within(address, trusted):
         return address
     entries = [e for value in forwarded for e in value.split(",") if e.strip(" \t")]
     for entry in reversed(entries[-MAX_FORWARDED_ENTRIES:]):
@@ -63,7 +63,7 @@ def client_address(
         if hop is None:
             return None
         address = hop
-        if not _within(hop, trusted):
+        if not within(hop, trusted):
             return hop
     return address
 
@@ -112,8 +112,8 @@ class IpFilterPolicy(Policy[IpFilterConfig]):
         if address is None:
             raise Deny("ip_denied")
         ctx.variables["client.address"] = str(address)
-        if _within(address, self._deny):
+        if within(address, self._deny):
             raise Deny("ip_denied")
-        if self._allow and not _within(address, self._allow):
+        if self._allow and not within(address, self._allow):
             raise Deny("ip_denied")
         return None

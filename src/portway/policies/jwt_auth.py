@@ -360,7 +360,7 @@ class JwtPolicy(Policy[JwtConfig]):
                 raise Deny("access_denied")
             check_consumer(ctx, consumer, None, self.services.clock(), require_grant=True)
             roles = list(dict.fromkeys([*roles, *consumer.roles]))
-        apply_identity(ctx, cfg, subject, roles)
+        apply_identity(ctx, cfg, subject, roles, self.build.consumers)
         ctx.variables["jwt.claims"] = claims
         for claim, header in cfg.claims_to_headers.items():
             if claim in claims:

@@ -101,5 +101,5 @@ class MtlsPolicy(Policy[MtlsConfig]):
                 raise Deny("access_denied")
             check_consumer(ctx, consumer, None, self.services.clock(), require_grant=True)
             roles = list(consumer.roles)
-        apply_identity(ctx, cfg, consumer_name, roles)
+        apply_identity(ctx, cfg, consumer_name, roles, self.build.consumers)
         return None

@@ -148,7 +148,7 @@ class IntrospectionPolicy(Policy[IntrospectionConfig]):
         if not isinstance(subject, str) or not subject:
             raise Deny("invalid_token", headers=challenge)
         roles = roles_of(answer.get(cfg.roles_field)) if cfg.roles_field else []
-        apply_identity(ctx, cfg, subject, roles)
+        apply_identity(ctx, cfg, subject, roles, self.build.consumers)
         ctx.variables["oauth2.scopes"] = sorted(scopes)
         if cfg.strip_credential:
             ctx.request.headers.remove("authorization")

@@ -521,7 +521,7 @@ class OidcPolicy(Policy[OidcConfig]):
                 raise Deny("login_required", headers=[("Cache-Control", "no-store")])
             return await self._start_login(ctx)
         roles = [r for r in session.get("roles", []) if isinstance(r, str)]
-        apply_identity(ctx, cfg, str(session["sub"]), roles)
+        apply_identity(ctx, cfg, str(session["sub"]), roles, self.build.consumers)
         for name, value in session.get("headers", []):
             ctx.request.headers.set(name, value)
         ctx.variables["oidc.claims"] = session.get("claims", {})

@@ -26,8 +26,8 @@ from portway.policies._keys import (
     load_private_key,
 )
 from portway.policies.base import Build, Deny, ErrorSpec, Policy, PolicyConfig
-from portway.policies.basic_auth import check_password, memo_key, parse_basic
-from portway.policies.consumers import check_consumer
+from portway.policies.basic_auth import authenticate, parse_basic
+from portway.policies.consumers import AUTH_ERRORS, check_address, check_consumer
 from portway.policies.contract import PolicyContext, Reply
 from portway.policies.secrets import WRITE_ONLY
 
@@ -119,6 +119,7 @@ class TokenEndpointPolicy(Policy[TokenEndpointConfig]):
         "invalid_scope": ErrorSpec(400, "the requested scope is not allowed"),
         "method_not_allowed": ErrorSpec(405, "use POST"),
         "no_signing_key": ErrorSpec(503, "the environment has no signing key"),
+        "address_not_allowed": AUTH_ERRORS["address_not_allowed"],
     }
     __slots__ = ("_key", "_verify_key")
 
@@ -133,15 +134,7 @@ class TokenEndpointPolicy(Policy[TokenEndpointConfig]):
     async def _authenticate(
         self, username: str, password: str
     ) -> tuple[ConsumerSnapshot, CredentialSnapshot] | None:
-        found = self.build.consumers.by_username.get(username)
-        secret_hash = found[1].secret_hash if found else None
-        memo = self.services.shared_memo
-        key = memo_key(username, password, secret_hash or "")
-        if found is None or memo.get(key) is None:
-            if not await check_password(secret_hash, password) or found is None:
-                return None
-            memo.set(key, True, 60)
-        return found
+        return await authenticate(self.build.consumers, self.services, username, password)
 
     def _check(
         self,
@@ -160,6 +153,7 @@ class TokenEndpointPolicy(Policy[TokenEndpointConfig]):
             )
         except Deny:
             raise Deny(code) from None
+        check_address(ctx, self.build.consumers, consumer.name)
 
     def _scope(self, form: dict[str, str]) -> list[str]:
         requested = form.get("scope", "").split()

@@ -6,6 +6,7 @@
     client_ip method path environment project api endpoint scheme correlation_id consumer roles
     time.epoch time.hour time.minute time.weekday time.date   (UTC; weekday 1 = Monday)
     var.NAME              a value a policy stored in ctx.variables
+    consumer.metadata.KEY an attribute of the consumer an authentication policy identified
     response.status       response.header.NAME               (response and error lists)
 
 A missing value resolves to ``None``. Malformed bodies resolve to ``None`` too: a condition on a
@@ -45,7 +46,17 @@ _TIME: dict[str, Callable[[datetime], Any]] = {
     "weekday": lambda d: d.isoweekday(),
     "date": lambda d: d.date().isoformat(),
 }
-_PREFIXES = ("header.", "query.", "path.", "form.", "var.", "response.header.")
+_PREFIXES = (
+    "header.",
+    "query.",
+    "path.",
+    "form.",
+    "var.",
+    "response.header.",
+    "consumer.metadata.",
+)
+CONSUMER_METADATA = "_portway.consumer_metadata"
+"""ctx.variables key: the metadata of the identified consumer (set by ``apply_identity``)."""
 
 _JSON_CACHE = "_portway.json_body"
 _XML_CACHE = "_portway.xml_body"
@@ -79,6 +90,9 @@ class Variable:
             return _TIME[self.name](datetime.fromtimestamp(now, UTC))
         if kind == "var":
             return ctx.variables.get(self.name)
+        if kind == "consumer.metadata":
+            metadata = ctx.variables.get(CONSUMER_METADATA)
+            return metadata.get(self.name) if metadata else None
         if kind == "response.status":
             return ctx.response.status if ctx.response is not None else None
         if kind == "response.header":
@@ -164,7 +178,8 @@ def compile_variable(source: str) -> Variable:
             return Variable(source, kind, source[len(prefix) :])
     raise ValueError(
         f"unknown variable {source!r} (use header.X, query.X, path.X, form.X, body.$..., "
-        "xml./..., var.X, response.status, response.header.X, time.* or a context value)"
+        "xml./..., var.X, consumer.metadata.X, response.status, response.header.X, time.* or "
+        "a context value)"
     )
 
 
