@@ -113,6 +113,20 @@ def test_a_json_import_with_grants_and_given_credentials(deployed: TestClient) -
     assert again["counts"]["unchanged"] == 1
 
 
+def test_digest_credentials_import_idempotently_and_clash_by_realm(deployed: TestClient) -> None:
+    digest = {"kind": "digest", "username": "ann", "password": "a long password 2", "realm": "r1"}
+    document = {"consumers": [{"name": "ann", "credentials": [digest]}]}
+    first = ok(deployed, "json", json.dumps(document))
+    assert first["counts"]["created"] == 1
+    assert ok(deployed, "json", json.dumps(document))["counts"]["unchanged"] == 1
+    other = {"consumers": [{"name": "bob", "credentials": [digest]}]}
+    clash = run(deployed, "json", json.dumps(other))
+    assert clash.status_code == 422, clash.text
+    assert "credentials[0].username" in clash.text
+    elsewhere = {"consumers": [{"name": "bob", "credentials": [digest | {"realm": "r2"}]}]}
+    assert ok(deployed, "json", json.dumps(elsewhere))["counts"]["created"] == 1
+
+
 def test_a_failing_row_stores_nothing_unless_partial(deployed: TestClient) -> None:
     document = (
         "name,email,api_key\r\n"

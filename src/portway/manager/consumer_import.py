@@ -37,8 +37,15 @@ from portway.config.declarative import ConsumerSpec
 from portway.config.revision import api_key_lookup
 from portway.errors import ConfigError
 from portway.manager import audit
-from portway.manager.consumers import Consumers, CredentialCreate, _spec, credential_view
+from portway.manager.consumers import (
+    DEFAULT_DIGEST_REALM,
+    Consumers,
+    CredentialCreate,
+    _spec,
+    credential_view,
+)
 from portway.manager.problems import ApiError
+from portway.policies.digest_auth import digest_lookup
 from portway.stores.config_store import Document
 
 MAX_ROWS = 1000
@@ -221,6 +228,8 @@ def _identity(body: CredentialCreate) -> tuple[str, str]:
         return ("key", api_key_lookup(body.key)) if body.key else ("api_key_label", body.label)
     if body.kind == "basic":
         return "lookup", str(body.username)
+    if body.kind == "digest":
+        return "lookup", digest_lookup(str(body.username), body.realm or DEFAULT_DIGEST_REALM)
     return ("lookup", body.client_id) if body.client_id else ("client_label", body.label)
 
 
@@ -288,7 +297,7 @@ async def plan(consumers: Consumers, rows: list[RowResult]) -> None:
                 continue
             taken = owner_of.get(identity) or owner_of.get(("lookup", identity[1]))
             if identity[0] in ("lookup", "key") and taken is not None:
-                what = {"api_key": "key", "basic": "username", "client": "client_id"}[body.kind]
+                what = {"api_key": "key", "client": "client_id"}.get(body.kind, "username")
                 row.fail(f"{where}.{what}", f"this {what} is already in use by another consumer")
                 continue
             if identity[0] in ("lookup", "key"):

@@ -406,7 +406,7 @@ class Consumers:
         try:
             doc = await self.store.insert("credentials", uuid.uuid4().hex, data)
         except DuplicateKey:
-            what = {"api_key": "API key", "basic": "username", "client": "client_id"}[body.kind]
+            what = {"api_key": "API key", "client": "client_id"}.get(body.kind, "username")
             raise Conflict(f"this {what} is already in use") from None
         await audit.record(
             self.store,
