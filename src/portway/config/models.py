@@ -143,6 +143,32 @@ class ConnectionSettings(Model):
     ] = Field(default_factory=list)
 
 
+class EndpointConnection(Model):
+    """An endpoint's own timeouts and retries; each field set replaces the API's
+    (``ConnectionSettings``), each left out keeps it."""
+
+    read_timeout: Annotated[
+        float | None, Field(gt=0, le=3600, description="seconds between bytes")
+    ] = None
+    total_timeout: Annotated[
+        float | None, Field(gt=0, le=86400, description="seconds per attempt")
+    ] = None
+    retries: Annotated[
+        int | None, Field(ge=0, le=10, description="extra tries on primary addresses")
+    ] = None
+    failover_retries: Annotated[int | None, Field(ge=0, le=10)] = None
+    retry_non_idempotent: Annotated[
+        bool | None,
+        Field(description="also retry POST/PATCH (only when the backend is idempotent)"),
+    ] = None
+    retry_delay: RetryDelay | None = None
+
+    def applied_to(self, connection: ConnectionSettings) -> ConnectionSettings:
+        """``connection`` with this endpoint's settings in place of the API's."""
+        update = {name: getattr(self, name) for name in self.model_fields_set}
+        return connection.model_copy(update={k: v for k, v in update.items() if v is not None})
+
+
 class HealthCheck(Model):
     enabled: bool = False
     path: str = "/"
@@ -214,9 +240,47 @@ class Endpoint(Model):
     methods: list[str] = Field(default_factory=list)
     description: Annotated[str, Field(max_length=1000)] = ""
     policies: PolicyLists = PolicyLists()
+    connection: Annotated[
+        EndpointConnection | None,
+        Field(description="this endpoint's timeouts and retries, in place of the API's"),
+    ] = None
 
     _path = field_validator("path")(classmethod(lambda cls, v: _check_path(v, "path")))
     _methods = field_validator("methods")(classmethod(lambda cls, v: _check_methods(v)))
+
+
+def _check_base_path(value: str, what: str) -> str:
+    _check_path(value, what)
+    if value == RESERVED_PREFIX or value.startswith(RESERVED_PREFIX + "/"):
+        raise ValueError(f"{RESERVED_PREFIX} is reserved for the platform")
+    return value
+
+
+def _check_hosts(value: list[str]) -> list[str]:
+    lowered = [h.lower() for h in value]
+    for host in lowered:
+        if not re.fullmatch(r"(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?", host):
+            raise ValueError(f"{host!r} is not a host name")
+    return lowered
+
+
+class ClientRoute(Model):
+    """A further base path (and host set) an API answers on, besides its own."""
+
+    base_path: Annotated[str, Field(max_length=2000, description="client path prefix")]
+    hosts: Annotated[
+        list[str] | None,
+        Field(description="virtual hosts of this route; left out: the API's hosts"),
+    ] = None
+
+    _base_path = field_validator("base_path")(
+        classmethod(lambda cls, v: _check_base_path(v, "base_path"))
+    )
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_hosts(value)
 
 
 class ApiProxy(Model):
@@ -230,6 +294,14 @@ class ApiProxy(Model):
     ]
     hosts: Annotated[
         list[str], Field(description="virtual hosts; empty matches any Host header")
+    ] = Field(default_factory=list)
+    routes: Annotated[
+        list[ClientRoute],
+        Field(
+            max_length=100,
+            description="further base paths (each with its hosts) the API also answers on; a "
+            "request is forwarded without the base path it came in on",
+        ),
     ] = Field(default_factory=list)
     methods: Annotated[list[str], Field(description="allowed methods; empty = all")] = Field(
         default_factory=list
@@ -258,22 +330,10 @@ class ApiProxy(Model):
         Field(description="headers, query and bodies kept in traffic records, and their masking"),
     ] = CaptureSettings()
 
-    @field_validator("base_path")
-    @classmethod
-    def _base_path(cls, value: str) -> str:
-        _check_path(value, "base_path")
-        if value == RESERVED_PREFIX or value.startswith(RESERVED_PREFIX + "/"):
-            raise ValueError(f"{RESERVED_PREFIX} is reserved for the platform")
-        return value
-
-    @field_validator("hosts")
-    @classmethod
-    def _hosts(cls, value: list[str]) -> list[str]:
-        lowered = [h.lower() for h in value]
-        for host in lowered:
-            if not re.fullmatch(r"(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?", host):
-                raise ValueError(f"{host!r} is not a host name")
-        return lowered
+    _base_path = field_validator("base_path")(
+        classmethod(lambda cls, v: _check_base_path(v, "base_path"))
+    )
+    _hosts = field_validator("hosts")(classmethod(lambda cls, v: _check_hosts(v)))
 
     _methods = field_validator("methods")(classmethod(lambda cls, v: _check_methods(v)))
 
@@ -284,7 +344,20 @@ class ApiProxy(Model):
         paths = [(e.path, tuple(sorted(e.methods))) for e in self.endpoints]
         if len(set(paths)) != len(paths):
             raise ValueError("endpoints: the same path and methods are declared twice")
+        seen: set[tuple[str, str]] = set()
+        for index, (base_path, hosts) in enumerate(self.client_routes()):
+            for host in hosts or ["*"]:
+                if (host, base_path) in seen:
+                    where = "base_path" if index == 0 else f"routes[{index - 1}]"
+                    raise ValueError(f"{where}: {base_path} on {host} is declared twice")
+                seen.add((host, base_path))
         return self
+
+    def client_routes(self) -> list[tuple[str, list[str]]]:
+        """Every (base path, hosts) the API answers on: its own first, then ``routes``."""
+        return [(self.base_path, self.hosts)] + [
+            (r.base_path, self.hosts if r.hosts is None else r.hosts) for r in self.routes
+        ]
 
 
 def policy_entries(api: ApiProxy) -> Iterator[tuple[str, PolicySpec]]:

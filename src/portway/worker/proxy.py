@@ -363,6 +363,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
             content_length=body.length,
             client_ip=runtime.trusted.client_ip(request),
             trace=None if note is None else note.send,
+            connection=route.connection,
         )
     except ClientDisconnected:
         raise
@@ -612,6 +613,7 @@ class _PipelineCall:
             content_length=length,
             client_ip=self.ctx.client_ip,
             trace=None if self.note is None else self.note.send,
+            connection=self.route.connection,
         )
         self.upstream = upstream
         return upstream, address
