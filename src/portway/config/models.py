@@ -17,6 +17,7 @@ from pydantic import Field, Strict, field_validator, model_validator
 
 from portway.config.base import Model, Slug
 from portway.config.capture import CaptureSettings
+from portway.config.variables import has_references, references
 
 RESERVED_PREFIX = "/_portway"
 HTTP_METHODS = frozenset(
@@ -74,7 +75,14 @@ class BackendKind(StrEnum):
 class Backend(Model):
     """One backend address of an API proxy."""
 
-    url: Annotated[str, Field(max_length=2000, description="http(s)://host[:port][/base-path]")]
+    url: Annotated[
+        str,
+        Field(
+            max_length=2000,
+            description="http(s)://host[:port][/base-path]; may read environment variables as "
+            "${env.NAME} (checked again once expanded at deploy)",
+        ),
+    ]
     weight: Annotated[int, Field(ge=1, le=1000, description="share for weighted balancing")] = 1
     kind: Annotated[BackendKind, Strict(False)] = BackendKind.PRIMARY
     health_check: Annotated[bool, Field(description="include in active health checks")] = True
@@ -89,6 +97,9 @@ class Backend(Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        if has_references(value):
+            references(value)  # the syntax now; the expanded URL at deploy
+            return value.rstrip("/")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https"):
             raise ValueError("scheme must be http or https")

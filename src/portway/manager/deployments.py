@@ -31,7 +31,14 @@ from typing import Any
 
 from portway.compile.check import RevisionCheck
 from portway.config.models import PolicySpec, global_refs
-from portway.config.revision import ConsumerSnapshot, DeployedApi, EnvironmentRevision
+from portway.config.revision import (
+    ConsumerSnapshot,
+    DeployedApi,
+    EnvironmentRevision,
+    expand_apis,
+    referenced_variables,
+)
+from portway.config.variables import RevisionVariable, scrubbed
 from portway.errors import ConfigError, Conflict, DeploymentError, NotFound
 from portway.manager import audit
 from portway.manager.catalog import Catalog, api_key
@@ -46,6 +53,7 @@ from portway.manager.publishing import Publisher
 from portway.manager.registry import WorkerRegistry
 from portway.manager.revision_store import ApiRevisions, EnvironmentRevisions
 from portway.manager.validation import validate_environment_apis
+from portway.manager.variables import EnvironmentVariables
 from portway.manager.worker_client import WorkerClient
 from portway.stores.config_store import ConfigStore, Document
 
@@ -80,6 +88,7 @@ class Deployer:
         self.records = DeploymentHistory(store, catalog)
         self.publisher = Publisher(registry, client, push_timeout)
         self.compile_check = RevisionCheck()
+        self.variables = EnvironmentVariables(store)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.on_push: list[Callable[[str, list[dict[str, Any]]], None]] = []
         """Called with the environment and per-worker results after each push (metrics)."""
@@ -87,6 +96,11 @@ class Deployer:
     # revisions ----------------------------------------------------------------------------
     async def revision(self, environment: str, number: int) -> EnvironmentRevision:
         return await self.revisions.get(environment, number)
+
+    async def runnable(self, environment: str, number: int) -> EnvironmentRevision:
+        """The revision as its workers run it: variables expanded (secret values included, so
+        only the signed cluster API hands it out)."""
+        return await self.revisions.runnable(environment, number)
 
     async def current(self, environment: str) -> EnvironmentRevision | None:
         env = await self.catalog.environment(environment)
@@ -202,6 +216,37 @@ class Deployer:
             chosen[name] = spec
         return chosen
 
+    async def _variables(
+        self, environment: str, apis: Sequence[DeployedApi]
+    ) -> dict[str, RevisionVariable]:
+        """The environment's variables the APIs read (those alone go into the revision)."""
+        defined = await self.variables.values(environment)
+        used = set().union(*(referenced_variables(d.api) for d in apis))
+        return {name: defined[name] for name in sorted(used) if name in defined}
+
+    def _expanded(
+        self,
+        environment: str,
+        apis: Sequence[DeployedApi],
+        variables: Mapping[str, RevisionVariable],
+        global_policies: Mapping[str, PolicySpec],
+    ) -> list[DeployedApi]:
+        """The APIs as workers will run them, checked: variables expanded, backend addresses
+        against the operator's policy, policies and routes of the whole environment."""
+        runnable = expand_apis(environment, apis, variables)
+        for deployed in runnable:
+            try:
+                self.catalog.check_backends(deployed.api)
+            except ConfigError as exc:
+                api = deployed.api
+                field = (exc.field or "").removeprefix("body.")
+                raise ConfigError(
+                    f"API {api.project}/{api.name} in environment {environment}: {exc.message}",
+                    f"apis[{api.project}/{api.name}].{field}",
+                ) from None
+        validate_environment_apis([d.api for d in runnable], global_policies)
+        return runnable
+
     async def _publish(
         self, environment: str, actor: str, note: str, changes: Sequence[Change]
     ) -> dict[str, Any]:
@@ -219,7 +264,9 @@ class Deployer:
             current.global_policies if current else {},
             refresh=any(c.deployed is not None for c in changes),
         )
-        validate_environment_apis([d.api for d in apis], global_policies)
+        variables = await self._variables(environment, apis)
+        with scrubbed(variables):
+            runnable = self._expanded(environment, apis, variables, global_policies)
         consumers = (
             await self.consumers(environment)
             if self.consumers is not None
@@ -234,8 +281,12 @@ class Deployer:
             apis=apis,
             global_policies=global_policies,
             consumers=consumers,
+            variables=variables,
         )
-        self.compile_check(snapshot)
+        with scrubbed(variables):
+            self.compile_check(
+                snapshot.model_copy(update={"apis": runnable, "variables": {}}), variables
+            )
         await self.revisions.put(snapshot)
         items: list[dict[str, Any]] = [
             {

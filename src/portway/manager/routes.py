@@ -24,6 +24,7 @@ from portway.manager import (
     routes_declarative,
     routes_deployments,
     routes_matrix,
+    routes_variables,
 )
 from portway.manager.problems import COMMON_RESPONSES
 from portway.manager.query_check import no_unknown_query
@@ -55,5 +56,6 @@ for _module in (
     routes_alerts,
     routes_matrix,
     routes_capabilities,
+    routes_variables,
 ):
     router.include_router(_module.router)

@@ -99,7 +99,8 @@ async def deployment_history(
 
 
 def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """The revision as the management API shows it: credential hashes are not handed out."""
+    """The revision as the management API shows it: neither credential hashes nor
+    secret variables' values are handed out."""
     consumers = []
     for consumer in snapshot.get("consumers", []):
         credentials = [
@@ -111,7 +112,11 @@ def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
             for c in consumer.get("credentials", [])
         ]
         consumers.append({**consumer, "credentials": credentials})
-    return {**snapshot, "consumers": consumers}
+    variables = {
+        name: {**v, "value": "***"} if v.get("secret") else v
+        for name, v in (snapshot.get("variables") or {}).items()
+    }
+    return {**snapshot, "consumers": consumers, "variables": variables}
 
 
 @router.get(

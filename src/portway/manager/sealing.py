@@ -101,6 +101,12 @@ def _convert_spec(spec: dict[str, Any], convert: Callable[[str], str]) -> None:
             config[name] = convert(value)
 
 
+def _convert_variable(variable: dict[str, Any], convert: Callable[[str], str]) -> None:
+    value = variable.get("value")
+    if variable.get("secret") and isinstance(value, str) and value:
+        variable["value"] = convert(value)
+
+
 def convert_secrets(collection: str, data: dict[str, Any], convert: Callable[[str], str]) -> None:
     """Apply ``convert`` to every policy secret of a stored document, in place."""
     if collection == "global_policies":
@@ -110,7 +116,11 @@ def convert_secrets(collection: str, data: dict[str, Any], convert: Callable[[st
         if isinstance(api, dict):
             for _, _, spec, _ in scoped_specs(api):
                 _convert_spec(spec, convert)
+    elif collection == "environment_variables":
+        _convert_variable(data, convert)
     elif collection == "revision":
+        for variable in (data.get("variables") or {}).values():
+            _convert_variable(variable, convert)
         for deployed in data.get("apis") or []:
             for _, _, spec, _ in scoped_specs(deployed.get("api") or {}):
                 _convert_spec(spec, convert)
@@ -118,7 +128,7 @@ def convert_secrets(collection: str, data: dict[str, Any], convert: Callable[[st
             _convert_spec(spec, convert)
 
 
-SEALED = ("apis", "api_revisions", "global_policies")
+SEALED = ("apis", "api_revisions", "global_policies", "environment_variables")
 
 
 class SealedStore:
