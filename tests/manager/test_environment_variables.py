@@ -164,7 +164,14 @@ def test_each_environment_expands_its_own_values(
     assert pulled(admin, settings, "dev", 1)["apis"][0]["api"]["backends"][0]["url"].endswith(
         ":9001/v1"
     )
+    status = admin.get("/api/v1/projects/default/apis/orders/status").json()
+    by_env = {row["environment"]: row for row in status["deployments"]}
+    assert by_env["dev"]["redeploy_required"] is True
+    assert by_env["dev"]["reasons"] == ["variable BACKEND changed"]
+    assert by_env["prod"]["redeploy_required"] is False
     assert deploy(admin, "dev").status_code == 201
+    status = admin.get("/api/v1/projects/default/apis/orders/status").json()
+    assert not any(row["redeploy_required"] for row in status["deployments"])
     assert pulled(admin, settings, "dev", 2)["apis"][0]["api"]["backends"][0]["url"].endswith(
         ":9003/v1"
     )

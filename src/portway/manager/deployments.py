@@ -370,13 +370,15 @@ class Deployer:
         """Per API (``project/name``): where it is deployed and whether it needs a redeploy there.
 
         Redeploy is required when the working copy differs from the deployed API revision, or
-        when a global policy the deployed API refers to changed since the revision was built."""
+        when a global policy the deployed API refers to, or an environment variable it reads,
+        changed since the revision was built."""
         wanted = {d.id: d for d in docs}
         status: dict[str, list[dict[str, Any]]] = {key: [] for key in wanted}
         for env in await self.catalog.environments():
             current = await self.current(env.id)
             if current is None:
                 continue
+            values = await self.variables.values(env.id) if current.variables else {}
             for deployed in current.apis:
                 key = api_key(deployed.api.project, deployed.api.name)
                 doc = wanted.get(key)
@@ -399,6 +401,9 @@ class Deployer:
                     ):
                         reasons.append(f"global policy {name!r} changed")
                         changed_globals.append(name)
+                for name in sorted(referenced_variables(deployed.api)):
+                    if current.variables.get(name) != values.get(name):
+                        reasons.append(f"variable {name} changed")
                 status[key].append(
                     {
                         "environment": env.id,
