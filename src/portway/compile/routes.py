@@ -62,7 +62,7 @@ def check_conflicts(revision: EnvironmentRevision) -> None:
                     if not methods or not other_methods or methods & other_methods:
                         where = "any host" if host == "*any*" else host
                         raise DeploymentError(
-                            f"APIs {other!r} and {api.project}/{api.name!r} both serve "
+                            f"APIs {other!r} and '{api.project}/{api.name}' both serve "
                             f"{base_path} on {where}"
                         )
                 seen.setdefault(key, []).append((f"{api.project}/{api.name}", methods))
