@@ -93,6 +93,13 @@ class EnvironmentRevision(Model):
             "revision was built; secret values are answered as '***'"
         ),
     ] = Field(default_factory=dict)
+    secret_values: Annotated[
+        list[str],
+        Field(
+            description="set only in what workers pull: the secret variables' values expanded "
+            "into the APIs, masked wherever they appear in traffic records"
+        ),
+    ] = Field(default_factory=list)
 
 
 def expand_apis(
@@ -122,7 +129,8 @@ def expanded_revision(revision: EnvironmentRevision) -> EnvironmentRevision:
     """What a worker runs: ``revision`` with its APIs' variable references expanded and no
     variables left."""
     apis = expand_apis(revision.environment, revision.apis, revision.variables)
-    return revision.model_copy(update={"apis": apis, "variables": {}})
+    secret = sorted({v.value for v in revision.variables.values() if v.secret and v.value})
+    return revision.model_copy(update={"apis": apis, "variables": {}, "secret_values": secret})
 
 
 def referenced_variables(api: ApiProxy) -> set[str]:

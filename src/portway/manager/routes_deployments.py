@@ -116,7 +116,8 @@ def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
         name: {**v, "value": "***"} if v.get("secret") else v
         for name, v in (snapshot.get("variables") or {}).items()
     }
-    return {**snapshot, "consumers": consumers, "variables": variables}
+    # a stored revision has none (only what workers pull does); never hand them out regardless
+    return {**snapshot, "consumers": consumers, "variables": variables, "secret_values": []}
 
 
 @router.get(
