@@ -6,12 +6,13 @@ An API refers to one as ``${env.NAME}`` in a backend URL or in any string of a p
 ``$${env.NAME}`` is the literal text ``${env.NAME}``. Expansion is one pass: a value that itself
 reads ``${env.OTHER}`` stays as written (no recursion, so no loops and no surprises).
 
-The manager expands the references when it builds an environment revision (``expand_api``) and
-checks the outcome as a worker would run it; the revision keeps the API as written and the values
-it was built with (``RevisionVariable``), so what users read shows ``${env.NAME}`` while a worker
-is handed the expanded APIs. A secret variable is write-only: never answered, masked in audit
-records and revision answers, and refused in a backend URL (an address ends up in traffic
-records and logs).
+The manager expands the references when it builds an environment revision
+(``portway.config.revision.expand_apis``) and checks the outcome as a worker would run it; the
+revision keeps the API as written and the values it was built with (``RevisionVariable``), so
+what users read shows ``${env.NAME}`` while a worker is handed the expanded APIs. A secret
+variable is write-only: never answered, masked in audit records, revision answers, deploy
+refusals (``scrubbed``) and traffic records, and refused in a backend URL (an address ends up in
+traffic records and logs).
 """
 
 from __future__ import annotations
