@@ -437,8 +437,40 @@ async def test_response_size_limit(world: World) -> None:
 def test_size_limit_config_rules() -> None:
     assert rejected("size_limit", {}) == (
         "p.config",
-        "set max_request_bytes or max_response_bytes (or both)",
+        "set min_request_bytes, max_request_bytes or max_response_bytes",
     )
+    assert rejected("size_limit", {"min_request_bytes": 11, "max_request_bytes": 10}) == (
+        "p.config",
+        "min_request_bytes must not exceed max_request_bytes",
+    )
+    assert rejected("size_limit", {"min_request_bytes": 0})[0] == "p.config.min_request_bytes"
+    assert rejected("size_limit", {"min_request_bytes": "5"})[0] == "p.config.min_request_bytes"
+
+
+async def test_request_min_size(world: World) -> None:
+    pipeline = world.one("size_limit", {"min_request_bytes": 4, "max_request_bytes": 10})
+    assert await pipeline.on_request(make_ctx(method="POST", body=b"1234")) is None
+    declared = [("Content-Length", "4")]
+    assert await pipeline.on_request(make_ctx(method="POST", headers=declared)) is None
+    cases = [
+        make_ctx(method="POST", body=b"123"),
+        make_ctx(method="POST", headers=[("Content-Length", "3")]),
+        make_ctx(method="POST", headers=[("Content-Length", "0")]),
+        make_ctx(method="GET"),  # no body at all is below any minimum
+    ]
+    for ctx in cases:
+        reply = await pipeline.on_request(ctx)
+        assert reply is not None
+        assert (reply.status, code_of(reply)) == (400, "request_too_small")
+        assert "min_request_bytes" in json.loads(reply.body)["message"]
+    # a malformed length is still refused as such, never taken as a small body
+    ctx = make_ctx(method="POST", headers=[("Content-Length", "3x")])
+    reply = await pipeline.on_request(ctx)
+    assert reply is not None
+    assert code_of(reply) == "invalid_content_length"
+    reply = await pipeline.on_request(make_ctx(method="POST", body=b"01234567890"))
+    assert reply is not None
+    assert code_of(reply) == "request_too_large"
 
 
 # -- per-consumer limits from the grant --

@@ -215,3 +215,46 @@ def test_a_jsonpath_the_worker_cannot_compile_refuses_the_revision() -> None:
     bad = api("x", "/x", ["http://127.0.0.1:9"], capture={"mask_json": ["$[?(@.a)]"]})
     with pytest.raises(DeploymentError, match="capture rules do not compile"):
         compile_runtime(revision(bad), WorkerSettings(host="127.0.0.1", port=0, processes=1))
+
+
+async def test_secret_variable_values_are_masked_wherever_they_appear(tmp_path: Path) -> None:
+    """A secret environment variable expanded into a header the worker adds (and echoed back by
+    the backend) never reaches a traffic record, whatever the header's name."""
+    from portway.config.revision import expanded_revision
+    from portway.config.variables import RevisionVariable
+
+    secret = "var-secret-0f9e8d7c"
+    async with backends("echo") as (echo,):
+        written = api(
+            "keyed",
+            "/keyed",
+            [echo.url],
+            policies={
+                "request": [
+                    {
+                        "name": "key",
+                        "type": "rewrite",
+                        "config": {
+                            "request_headers": {"set": {"x-upstream-auth": "k=${env.KEY}"}},
+                            "query": {"set": {"token": "${env.KEY}"}},
+                        },
+                    }
+                ]
+            },
+            capture=EVERYTHING,
+        )
+        variables = {"KEY": RevisionVariable(value=secret, secret=True)}
+        rev = expanded_revision(revision(written).model_copy(update={"variables": variables}))
+        assert rev.secret_values == [secret]
+        async with logged_gateway(tmp_path, rev, echo) as setup:
+            answer = await send(setup, "GET", "/keyed/x?plain=1", "cid-var")
+            assert answer.status_code == 200, answer.text
+            assert secret in answer.text  # the backend did receive it
+            record = await setup.record("cid-var")
+    dumped = json.dumps(record)
+    assert secret not in dumped
+    detail = record["detail"]
+    assert header(detail["backend_request"], "x-upstream-auth") == ["****"]
+    assert "token=****" in record["backend_path"]
+    echoed = json.loads(detail["backend_response"]["body"]["text"])
+    assert ["x-upstream-auth", "****"] in echoed["headers"]

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 
 from portway.compile.routes import compile_routes
 from portway.config.backend_tls import backend_tls_context, tls_settings
 from portway.config.models import ApiProxy, Endpoint, global_refs
 from portway.config.revision import EnvironmentRevision
+from portway.config.variables import RevisionVariable
 from portway.errors import ConfigError, DeploymentError
 from portway.policies.contract import NO_PIPELINE, Pipeline
 from portway.policies.factory import route_pipelines
@@ -34,13 +36,19 @@ class RevisionCheck:
         self._compiled: set[str] = set()
         self._remembered = remembered
 
-    def __call__(self, revision: EnvironmentRevision) -> None:
+    def __call__(
+        self,
+        revision: EnvironmentRevision,
+        variables: Mapping[str, RevisionVariable] | None = None,
+    ) -> None:
+        """``revision`` as a worker runs it (variables expanded); ``variables``: the values it
+        was expanded with, part of what makes a compiled API the same one again."""
         services = PolicyServices(
             environment=revision.environment, cache=LocalCache(), local_cache=LocalCache()
         )
         compile_pipeline = route_pipelines(services)
         keys = {
-            id(deployed.api): _key(deployed.api, deployed.api_revision, revision)
+            id(deployed.api): _key(deployed.api, deployed.api_revision, revision, variables or {})
             for deployed in revision.apis
         }
         contexts: set[tuple[bool, str | None]] = set()
@@ -67,12 +75,26 @@ class RevisionCheck:
         self._compiled.update(keys.values())
 
 
-def _key(api: ApiProxy, api_revision: int, revision: EnvironmentRevision) -> str:
+def _key(
+    api: ApiProxy,
+    api_revision: int,
+    revision: EnvironmentRevision,
+    variables: Mapping[str, RevisionVariable],
+) -> str:
     refs = {
         name: revision.global_policies[name].model_dump(mode="json")
         for name in sorted(global_refs(api))
         if name in revision.global_policies
     }
     return hashlib.sha256(
-        json.dumps([api.project, api.name, api_revision, refs], sort_keys=True).encode()
+        json.dumps(
+            [
+                api.project,
+                api.name,
+                api_revision,
+                refs,
+                {name: v.value for name, v in variables.items()},
+            ],
+            sort_keys=True,
+        ).encode()
     ).hexdigest()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from portway.compile.routing import EndpointMount, Mount, Router
-from portway.config.models import ApiProxy, Endpoint
+from portway.config.models import ApiProxy, ConnectionSettings, Endpoint
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ConfigError, DeploymentError
 from portway.policies.contract import NO_PIPELINE, Pipeline
@@ -40,6 +40,8 @@ class Route(Generic[U]):
     pipeline: Pipeline
     upstream: U | None
     """``None`` for an API without backends (in maintenance) and in the manager's check."""
+    connection: ConnectionSettings | None = None
+    """The endpoint's timeouts and retries over the API's; ``None``: the API's as they are."""
     operations: tuple[Route[U], ...] = ()
     """SOAP endpoints sharing this path and methods: the worker reads the envelope and serves
     the one whose ``soap`` match it fits (``portway.policies.soap``); empty for other routes."""
@@ -51,21 +53,22 @@ def _mount_key(base_path: str) -> str:
 
 def check_conflicts(revision: EnvironmentRevision) -> None:
     """Raise ``DeploymentError`` when two APIs serve the same base path (``{param}`` segments
-    alike), host and method."""
+    alike), host and method; every base path of an API (``base_path`` and ``routes``) counts."""
     seen: dict[tuple[str, str], list[tuple[str, frozenset[str]]]] = {}
     for deployed in revision.apis:
         api = deployed.api
         methods = frozenset(api.methods)
-        for host in api.hosts or ["*any*"]:
-            key = (host, _mount_key(api.base_path))
-            for other, other_methods in seen.get(key, []):
-                if not methods or not other_methods or methods & other_methods:
-                    where = "any host" if host == "*any*" else host
-                    raise DeploymentError(
-                        f"APIs {other!r} and {api.project}/{api.name!r} both serve "
-                        f"{api.base_path} on {where}"
-                    )
-            seen.setdefault(key, []).append((f"{api.project}/{api.name}", methods))
+        for base_path, hosts in api.client_routes():
+            for host in hosts or ["*any*"]:
+                key = (host, _mount_key(base_path))
+                for other, other_methods in seen.get(key, []):
+                    if not methods or not other_methods or methods & other_methods:
+                        where = "any host" if host == "*any*" else host
+                        raise DeploymentError(
+                            f"APIs {other!r} and '{api.project}/{api.name}' both serve "
+                            f"{base_path} on {where}"
+                        )
+                seen.setdefault(key, []).append((f"{api.project}/{api.name}", methods))
 
 
 def _no_upstream(api: ApiProxy) -> None:
@@ -104,7 +107,10 @@ def compile_routes(
         except (ValueError, KeyError) as exc:
             where = f"{api.project}/{api.name}{endpoint.path if endpoint else ''}"
             raise DeploymentError(f"{where}: policies do not compile: {exc}") from exc
-        return Route(api, endpoint, pipeline, upstream)
+        connection = None
+        if endpoint is not None and endpoint.connection is not None:
+            connection = endpoint.connection.applied_to(api.connection)
+        return Route(api, endpoint, pipeline, upstream, connection)
 
     mounts: list[Mount[Route[U]]] = []
     for deployed in revision.apis:
@@ -117,18 +123,20 @@ def compile_routes(
             else:
                 soap.setdefault((ep.path, frozenset(ep.methods)), []).append(route_for(api, ep))
         for (path, methods), operations in soap.items():
-            dispatch = Route(api, None, NO_PIPELINE, upstream_of(api), tuple(operations))
+            dispatch = Route(api, None, NO_PIPELINE, upstream_of(api), None, tuple(operations))
             endpoints.append(EndpointMount(path, methods, dispatch))
-        mounts.append(
-            Mount(
-                api.base_path,
-                route_for(api, None),
-                hosts=api.hosts,
-                methods=frozenset(api.methods),
-                endpoints=endpoints,
-                fallthrough=api.endpoint_fallthrough,
+        own = route_for(api, None)
+        for base_path, hosts in api.client_routes():
+            mounts.append(
+                Mount(
+                    base_path,
+                    own,
+                    hosts=hosts,
+                    methods=frozenset(api.methods),
+                    endpoints=endpoints,
+                    fallthrough=api.endpoint_fallthrough,
+                )
             )
-        )
     return Router(mounts)
 
 

@@ -17,6 +17,7 @@ from pydantic import Field, Strict, ValidationError, field_validator, model_vali
 
 from portway.config.base import Model, Slug
 from portway.config.capture import CaptureSettings
+from portway.config.variables import has_references, references
 
 RESERVED_PREFIX = "/_portway"
 HTTP_METHODS = frozenset(
@@ -74,7 +75,14 @@ class BackendKind(StrEnum):
 class Backend(Model):
     """One backend address of an API proxy."""
 
-    url: Annotated[str, Field(max_length=2000, description="http(s)://host[:port][/base-path]")]
+    url: Annotated[
+        str,
+        Field(
+            max_length=2000,
+            description="http(s)://host[:port][/base-path]; may read environment variables as "
+            "${env.NAME} (checked again once expanded at deploy)",
+        ),
+    ]
     weight: Annotated[int, Field(ge=1, le=1000, description="share for weighted balancing")] = 1
     kind: Annotated[BackendKind, Strict(False)] = BackendKind.PRIMARY
     health_check: Annotated[bool, Field(description="include in active health checks")] = True
@@ -89,6 +97,9 @@ class Backend(Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        if has_references(value):
+            references(value)  # the syntax now; the expanded URL at deploy
+            return value.rstrip("/")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https"):
             raise ValueError("scheme must be http or https")
@@ -141,6 +152,32 @@ class ConnectionSettings(Model):
     error_statuses: Annotated[
         list[int], Field(description="backend statuses counted as errors (default: >= 500)")
     ] = Field(default_factory=list)
+
+
+class EndpointConnection(Model):
+    """An endpoint's own timeouts and retries; each field set replaces the API's
+    (``ConnectionSettings``), each left out keeps it."""
+
+    read_timeout: Annotated[
+        float | None, Field(gt=0, le=3600, description="seconds between bytes")
+    ] = None
+    total_timeout: Annotated[
+        float | None, Field(gt=0, le=86400, description="seconds per attempt")
+    ] = None
+    retries: Annotated[
+        int | None, Field(ge=0, le=10, description="extra tries on primary addresses")
+    ] = None
+    failover_retries: Annotated[int | None, Field(ge=0, le=10)] = None
+    retry_non_idempotent: Annotated[
+        bool | None,
+        Field(description="also retry POST/PATCH (only when the backend is idempotent)"),
+    ] = None
+    retry_delay: RetryDelay | None = None
+
+    def applied_to(self, connection: ConnectionSettings) -> ConnectionSettings:
+        """``connection`` with this endpoint's settings in place of the API's."""
+        update = {name: getattr(self, name) for name in self.model_fields_set}
+        return connection.model_copy(update={k: v for k, v in update.items() if v is not None})
 
 
 class HealthCheck(Model):
@@ -243,6 +280,10 @@ class Endpoint(Model):
         Field(description="a SOAP operation: matched by its action and/or Body element"),
     ] = None
     policies: PolicyLists = PolicyLists()
+    connection: Annotated[
+        EndpointConnection | None,
+        Field(description="this endpoint's timeouts and retries, in place of the API's"),
+    ] = None
 
     _path = field_validator("path")(classmethod(lambda cls, v: _check_path(v, "path")))
     _methods = field_validator("methods")(classmethod(lambda cls, v: _check_methods(v)))
@@ -408,6 +449,40 @@ class TrafficSettings(Model):
         )
 
 
+def _check_base_path(value: str, what: str) -> str:
+    _check_path(value, what)
+    if value == RESERVED_PREFIX or value.startswith(RESERVED_PREFIX + "/"):
+        raise ValueError(f"{RESERVED_PREFIX} is reserved for the platform")
+    return value
+
+
+def _check_hosts(value: list[str]) -> list[str]:
+    lowered = [h.lower() for h in value]
+    for host in lowered:
+        if not re.fullmatch(r"(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?", host):
+            raise ValueError(f"{host!r} is not a host name")
+    return lowered
+
+
+class ClientRoute(Model):
+    """A further base path (and host set) an API answers on, besides its own."""
+
+    base_path: Annotated[str, Field(max_length=2000, description="client path prefix")]
+    hosts: Annotated[
+        list[str] | None,
+        Field(description="virtual hosts of this route; left out: the API's hosts"),
+    ] = None
+
+    _base_path = field_validator("base_path")(
+        classmethod(lambda cls, v: _check_base_path(v, "base_path"))
+    )
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_hosts(value)
+
+
 class ApiProxy(Model):
     """An API proxy: the client route, the backend addresses and the policies between them."""
 
@@ -419,6 +494,14 @@ class ApiProxy(Model):
     ]
     hosts: Annotated[
         list[str], Field(description="virtual hosts; empty matches any Host header")
+    ] = Field(default_factory=list)
+    routes: Annotated[
+        list[ClientRoute],
+        Field(
+            max_length=100,
+            description="further base paths (each with its hosts) the API also answers on; a "
+            "request is forwarded without the base path it came in on",
+        ),
     ] = Field(default_factory=list)
     methods: Annotated[list[str], Field(description="allowed methods; empty = all")] = Field(
         default_factory=list
@@ -455,22 +538,10 @@ class ApiProxy(Model):
         Field(description="backend groups, weighted split, routing rules, sticky sessions, mirror"),
     ] = TrafficSettings()
 
-    @field_validator("base_path")
-    @classmethod
-    def _base_path(cls, value: str) -> str:
-        _check_path(value, "base_path")
-        if value == RESERVED_PREFIX or value.startswith(RESERVED_PREFIX + "/"):
-            raise ValueError(f"{RESERVED_PREFIX} is reserved for the platform")
-        return value
-
-    @field_validator("hosts")
-    @classmethod
-    def _hosts(cls, value: list[str]) -> list[str]:
-        lowered = [h.lower() for h in value]
-        for host in lowered:
-            if not re.fullmatch(r"(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?", host):
-                raise ValueError(f"{host!r} is not a host name")
-        return lowered
+    _base_path = field_validator("base_path")(
+        classmethod(lambda cls, v: _check_base_path(v, "base_path"))
+    )
+    _hosts = field_validator("hosts")(classmethod(lambda cls, v: _check_hosts(v)))
 
     _methods = field_validator("methods")(classmethod(lambda cls, v: _check_methods(v)))
 
@@ -491,7 +562,20 @@ class ApiProxy(Model):
                 raise ValueError(
                     "endpoints: two SOAP operations on one path have the same action and element"
                 )
+        seen: set[tuple[str, str]] = set()
+        for index, (base_path, hosts) in enumerate(self.client_routes()):
+            for host in hosts or ["*"]:
+                if (host, base_path) in seen:
+                    where = "base_path" if index == 0 else f"routes[{index - 1}]"
+                    raise ValueError(f"{where}: {base_path} on {host} is declared twice")
+                seen.add((host, base_path))
         return self
+
+    def client_routes(self) -> list[tuple[str, list[str]]]:
+        """Every (base path, hosts) the API answers on: its own first, then ``routes``."""
+        return [(self.base_path, self.hosts)] + [
+            (r.base_path, self.hosts if r.hosts is None else r.hosts) for r in self.routes
+        ]
 
 
 def policy_entries(api: ApiProxy) -> Iterator[tuple[str, PolicySpec]]:

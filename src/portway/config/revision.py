@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from portway.config.base import JsonDatetime, Model, Slug
 from portway.config.models import ApiProxy, PolicySpec
+from portway.config.variables import RevisionVariable, expand, has_references, references
+from portway.errors import ConfigError
 
 
 class DeployedApi(Model):
@@ -148,6 +151,20 @@ class EnvironmentRevision(Model):
         list[SigningKeySnapshot],
         Field(description="the environment's JWT signing keys: the current one and those retiring"),
     ] = Field(default_factory=list)
+    variables: Annotated[
+        dict[str, RevisionVariable],
+        Field(
+            description="the environment's variables the APIs read (${env.NAME}), as the "
+            "revision was built; secret values are answered as '***'"
+        ),
+    ] = Field(default_factory=dict)
+    secret_values: Annotated[
+        list[str],
+        Field(
+            description="set only in what workers pull: the secret variables' values expanded "
+            "into the APIs, masked wherever they appear in traffic records"
+        ),
+    ] = Field(default_factory=list)
 
     @classmethod
     def read_for_serving(cls, raw: str | bytes) -> EnvironmentRevision:
@@ -189,3 +206,108 @@ def _share_defaults(model: BaseModel, shared: dict[type[BaseModel], BaseModel]) 
             for item in value:
                 if isinstance(item, BaseModel):
                     _share_defaults(item, shared)
+
+
+def expand_apis(
+    environment: str, apis: Sequence[DeployedApi], variables: Mapping[str, RevisionVariable]
+) -> list[DeployedApi]:
+    """``apis`` with their variable references expanded (``expand_api``); ``ConfigError`` names
+    the API, the field and the variable."""
+    expanded_apis = []
+    for deployed in apis:
+        api = deployed.api
+        try:
+            expanded = expand_api(api, variables)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"API {api.project}/{api.name} in environment {environment}: {exc.message}",
+                f"apis[{api.project}/{api.name}].{exc.field}",
+            ) from None
+        expanded_apis.append(
+            deployed
+            if expanded is api
+            else DeployedApi(api=expanded, api_revision=deployed.api_revision)
+        )
+    return expanded_apis
+
+
+def expanded_revision(revision: EnvironmentRevision) -> EnvironmentRevision:
+    """What a worker runs: ``revision`` with its APIs' variable references expanded and no
+    variables left."""
+    apis = expand_apis(revision.environment, revision.apis, revision.variables)
+    secret = sorted({v.value for v in revision.variables.values() if v.secret and v.value})
+    return revision.model_copy(update={"apis": apis, "variables": {}, "secret_values": secret})
+
+
+def referenced_variables(api: ApiProxy) -> set[str]:
+    """The variables ``api`` reads in its backend URLs and policy configs (malformed references
+    are left to ``expand_api`` to report)."""
+    data = api.model_dump(mode="json")
+    parts: list[Any] = [b["url"] for b in data["backends"]]
+    for owner in (data, *data["endpoints"]):
+        for entries in owner["policies"].values():
+            parts.extend(spec["config"] for spec in entries)
+    text = json.dumps(parts)
+    if not has_references(text):
+        return set()
+    try:
+        return set(references(text))
+    except ValueError:
+        return set()
+
+
+def _expand_value(value: Any, values: Mapping[str, RevisionVariable], where: str) -> Any:
+    if isinstance(value, str):
+        return expand(value, values, where)
+    if isinstance(value, dict):
+        return {k: _expand_value(v, values, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_value(v, values, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _policy_lists(owner: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for side, entries in (owner.get("policies") or {}).items():
+        for index, spec in enumerate(entries):
+            found.append((f"policies.{side}[{index}]", spec))
+    return found
+
+
+def expand_api(api: ApiProxy, values: Mapping[str, RevisionVariable]) -> ApiProxy:
+    """``api`` with the references in its backend URLs and policy configs expanded and checked
+    again by the model (a backend URL must still be an http(s) URL). ``ConfigError`` names the
+    field (``backends[0].url``) and the variable; a secret variable in a backend URL is
+    refused."""
+    data = api.model_dump(mode="json")
+    if not has_references(api.model_dump_json()):
+        return api
+    for index, backend in enumerate(data.get("backends") or []):
+        where = f"backends[{index}].url"
+        try:
+            names = references(backend["url"])
+        except ValueError as exc:
+            raise ConfigError(str(exc), where) from None
+        for name in names:
+            if name in values and values[name].secret:
+                raise ConfigError(
+                    f"secret variable {name} may not be used in a backend URL "
+                    "(addresses appear in traffic records and logs)",
+                    where,
+                )
+        backend["url"] = expand(backend["url"], values, where)
+    scopes: list[tuple[str, dict[str, Any]]] = [("", data)]
+    scopes += [(f"endpoints[{i}].", e) for i, e in enumerate(data.get("endpoints") or [])]
+    for prefix, owner in scopes:
+        for where, spec in _policy_lists(owner):
+            spec["config"] = _expand_value(
+                spec.get("config") or {}, values, f"{prefix}{where}.config"
+            )
+    try:
+        return ApiProxy.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        # the message only: the input may carry a variable's value
+        raise ConfigError(f"once variables are expanded: {message}", field.lstrip(".")) from None

@@ -121,7 +121,7 @@ async def environment_info(environment: str, _: Signed, svc: Svc) -> dict[str, A
 
 @router.get("/environments/{environment}/revisions/{number}")
 async def environment_revision(environment: str, number: int, _: Signed, svc: Svc) -> Response:
-    snapshot = await svc.deployer.revision(environment, number)
+    snapshot = await svc.deployer.runnable(environment, number)
     return Response(
         snapshot.model_dump_json(),
         media_type="application/json",

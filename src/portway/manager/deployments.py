@@ -37,7 +37,10 @@ from portway.config.revision import (
     DeployedApi,
     EnvironmentRevision,
     SigningKeySnapshot,
+    expand_apis,
+    referenced_variables,
 )
+from portway.config.variables import RevisionVariable, scrubbed
 from portway.errors import ConfigError, Conflict, DeploymentError, NotFound
 from portway.manager import audit
 from portway.manager.catalog import Catalog, api_key
@@ -52,6 +55,7 @@ from portway.manager.publishing import Publisher
 from portway.manager.registry import WorkerRegistry
 from portway.manager.revision_store import ApiRevisions, EnvironmentRevisions
 from portway.manager.validation import validate_environment_apis
+from portway.manager.variables import EnvironmentVariables
 from portway.manager.worker_client import WorkerClient
 from portway.stores.config_store import ConfigStore, Document
 
@@ -89,6 +93,7 @@ class Deployer:
         self.records = DeploymentHistory(store, catalog)
         self.publisher = Publisher(registry, client, push_timeout)
         self.compile_check = RevisionCheck()
+        self.variables = EnvironmentVariables(store)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.on_push: list[Callable[[str, list[dict[str, Any]]], None]] = []
         """Called with the environment and per-worker results after each push (metrics)."""
@@ -96,6 +101,11 @@ class Deployer:
     # revisions ----------------------------------------------------------------------------
     async def revision(self, environment: str, number: int) -> EnvironmentRevision:
         return await self.revisions.get(environment, number)
+
+    async def runnable(self, environment: str, number: int) -> EnvironmentRevision:
+        """The revision as its workers run it: variables expanded (secret values included, so
+        only the signed cluster API hands it out)."""
+        return await self.revisions.runnable(environment, number)
 
     async def current(self, environment: str) -> EnvironmentRevision | None:
         env = await self.catalog.environment(environment)
@@ -214,6 +224,37 @@ class Deployer:
             chosen[name] = spec
         return chosen
 
+    async def _variables(
+        self, environment: str, apis: Sequence[DeployedApi]
+    ) -> dict[str, RevisionVariable]:
+        """The environment's variables the APIs read (those alone go into the revision)."""
+        defined = await self.variables.values(environment)
+        used = set().union(*(referenced_variables(d.api) for d in apis))
+        return {name: defined[name] for name in sorted(used) if name in defined}
+
+    def _expanded(
+        self,
+        environment: str,
+        apis: Sequence[DeployedApi],
+        variables: Mapping[str, RevisionVariable],
+        global_policies: Mapping[str, PolicySpec],
+    ) -> list[DeployedApi]:
+        """The APIs as workers will run them, checked: variables expanded, backend addresses
+        against the operator's policy, policies and routes of the whole environment."""
+        runnable = expand_apis(environment, apis, variables)
+        for deployed in runnable:
+            try:
+                self.catalog.check_backends(deployed.api)
+            except ConfigError as exc:
+                api = deployed.api
+                field = (exc.field or "").removeprefix("body.")
+                raise ConfigError(
+                    f"API {api.project}/{api.name} in environment {environment}: {exc.message}",
+                    f"apis[{api.project}/{api.name}].{field}",
+                ) from None
+        validate_environment_apis([d.api for d in runnable], global_policies)
+        return runnable
+
     async def _publish(
         self, environment: str, actor: str, note: str, changes: Sequence[Change]
     ) -> dict[str, Any]:
@@ -231,7 +272,9 @@ class Deployer:
             current.global_policies if current else {},
             refresh=any(c.deployed is not None for c in changes),
         )
-        validate_environment_apis([d.api for d in apis], global_policies)
+        variables = await self._variables(environment, apis)
+        with scrubbed(variables):
+            runnable = self._expanded(environment, apis, variables, global_policies)
         consumers = (
             await self.consumers(environment)
             if self.consumers is not None
@@ -252,8 +295,12 @@ class Deployer:
                 if self.signing_keys is not None
                 else (current.signing_keys if current else [])
             ),
+            variables=variables,
         )
-        self.compile_check(snapshot)
+        with scrubbed(variables):
+            self.compile_check(
+                snapshot.model_copy(update={"apis": runnable, "variables": {}}), variables
+            )
         await self.revisions.put(snapshot)
         items: list[dict[str, Any]] = [
             {
@@ -337,13 +384,15 @@ class Deployer:
         """Per API (``project/name``): where it is deployed and whether it needs a redeploy there.
 
         Redeploy is required when the working copy differs from the deployed API revision, or
-        when a global policy the deployed API refers to changed since the revision was built."""
+        when a global policy the deployed API refers to, or an environment variable it reads,
+        changed since the revision was built."""
         wanted = {d.id: d for d in docs}
         status: dict[str, list[dict[str, Any]]] = {key: [] for key in wanted}
         for env in await self.catalog.environments():
             current = await self.current(env.id)
             if current is None:
                 continue
+            values = await self.variables.values(env.id) if current.variables else {}
             for deployed in current.apis:
                 key = api_key(deployed.api.project, deployed.api.name)
                 doc = wanted.get(key)
@@ -366,6 +415,9 @@ class Deployer:
                     ):
                         reasons.append(f"global policy {name!r} changed")
                         changed_globals.append(name)
+                for name in sorted(referenced_variables(deployed.api)):
+                    if current.variables.get(name) != values.get(name):
+                        reasons.append(f"variable {name} changed")
                 status[key].append(
                     {
                         "environment": env.id,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portway.config.models import ApiProxy
-from portway.config.revision import DeployedApi, EnvironmentRevision
+from portway.config.revision import DeployedApi, EnvironmentRevision, expanded_revision
 from portway.errors import NotFound
 from portway.manager.catalog import Catalog, api_key
 from portway.manager.sealing import SealedStore
@@ -29,6 +29,18 @@ class EnvironmentRevisions:
     def __init__(self, store: ConfigStore) -> None:
         self.store = store
         self._cache: OrderedDict[tuple[str, int], EnvironmentRevision] = OrderedDict()
+        self._runnable: OrderedDict[tuple[str, int], EnvironmentRevision] = OrderedDict()
+
+    async def runnable(self, environment: str, number: int) -> EnvironmentRevision:
+        """The revision with its variables expanded, as workers get it (kept in a small cache:
+        every worker of the environment asks for the same one)."""
+        key = (environment, number)
+        found = self._runnable.get(key)
+        if found is None:
+            found = self._runnable[key] = expanded_revision(await self.get(environment, number))
+            while len(self._runnable) > _CACHE_SIZE:
+                self._runnable.popitem(last=False)
+        return found
 
     async def get(self, environment: str, number: int) -> EnvironmentRevision:
         """One environment revision; immutable, so parsed ones are kept in a small cache."""
@@ -80,6 +92,7 @@ class EnvironmentRevisions:
     def forget(self) -> None:
         """Drop the cache (the next reads come from the store)."""
         self._cache.clear()
+        self._runnable.clear()
 
 
 class ApiRevisions:

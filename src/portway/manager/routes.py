@@ -25,6 +25,7 @@ from portway.manager import (
     routes_deployments,
     routes_matrix,
     routes_signing_keys,
+    routes_variables,
 )
 from portway.manager.problems import COMMON_RESPONSES
 from portway.manager.query_check import no_unknown_query
@@ -57,5 +58,6 @@ for _module in (
     routes_alerts,
     routes_matrix,
     routes_capabilities,
+    routes_variables,
 ):
     router.include_router(_module.router)

@@ -62,6 +62,7 @@ async def _delete_environment(svc: Services, name: str, expected: int | None, ac
     current = await svc.deployer.current(name)
     deployed = [f"{d.api.project}/{d.api.name}" for d in (current.apis if current else [])]
     await svc.catalog.delete_environment(name, expected, actor, deployed)
+    await svc.deployer.variables.delete_all(name)
 
 
 def _catalog_resource(

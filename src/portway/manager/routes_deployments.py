@@ -99,8 +99,8 @@ async def deployment_history(
 
 
 def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """The revision as the management API shows it: credential hashes, the nonce secret and
-    private keys are not handed out."""
+    """The revision as the management API shows it: credential hashes, the nonce secret,
+    private keys and secret variables' values are not handed out."""
     consumers = []
     for consumer in snapshot.get("consumers", []):
         credentials = [
@@ -114,6 +114,10 @@ def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
             for c in consumer.get("credentials", [])
         ]
         consumers.append({**consumer, "credentials": credentials})
+    variables = {
+        name: {**v, "value": "***"} if v.get("secret") else v
+        for name, v in (snapshot.get("variables") or {}).items()
+    }
     return {
         **snapshot,
         "consumers": consumers,
@@ -122,6 +126,9 @@ def _redacted(snapshot: dict[str, Any]) -> dict[str, Any]:
             {**k, "private_key": "***" if k.get("private_key") else None}
             for k in snapshot.get("signing_keys", [])
         ],
+        "variables": variables,
+        # a stored revision has none (only what workers pull does); never hand them out
+        "secret_values": [],
     }
 
 

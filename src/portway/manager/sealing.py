@@ -106,6 +106,12 @@ def _convert_field(data: Any, name: str, convert: Callable[[str], str]) -> None:
         data[name] = convert(data[name])
 
 
+def _convert_variable(variable: dict[str, Any], convert: Callable[[str], str]) -> None:
+    value = variable.get("value")
+    if variable.get("secret") and isinstance(value, str) and value:
+        variable["value"] = convert(value)
+
+
 def convert_secrets(collection: str, data: dict[str, Any], convert: Callable[[str], str]) -> None:
     """Apply ``convert`` to every policy secret of a stored document, in place."""
     if collection == "global_policies":
@@ -117,7 +123,11 @@ def convert_secrets(collection: str, data: dict[str, Any], convert: Callable[[st
                 _convert_spec(spec, convert)
     elif collection == "signing_keys":
         _convert_field(data, "private_key", convert)
+    elif collection == "environment_variables":
+        _convert_variable(data, convert)
     elif collection == "revision":
+        for variable in (data.get("variables") or {}).values():
+            _convert_variable(variable, convert)
         for deployed in data.get("apis") or []:
             for _, _, spec, _ in scoped_specs(deployed.get("api") or {}):
                 _convert_spec(spec, convert)
@@ -130,7 +140,7 @@ def convert_secrets(collection: str, data: dict[str, Any], convert: Callable[[st
             data["nonce_secret"] = convert(nonce_secret)
 
 
-SEALED = ("apis", "api_revisions", "global_policies", "signing_keys")
+SEALED = ("apis", "api_revisions", "global_policies", "signing_keys", "environment_variables")
 
 
 class SealedStore:

@@ -64,14 +64,15 @@ def validate_environment_apis(
             validate_api(api, global_policies)
         except ConfigError as exc:
             raise DeploymentError(f"{api.project}/{api.name}: {exc}") from exc
-        for host in api.hosts or ["*"]:
-            other = claimed.get((host, api.base_path))
-            if other is not None:
-                raise DeploymentError(
-                    f"{api.project}/{api.name} and {other.project}/{other.name} both claim "
-                    f"base path {api.base_path} on host {host}"
-                )
-            claimed[(host, api.base_path)] = api
+        for base_path, hosts in api.client_routes():
+            for host in hosts or ["*"]:
+                other = claimed.get((host, base_path))
+                if other is not None:
+                    raise DeploymentError(
+                        f"{api.project}/{api.name} and {other.project}/{other.name} both claim "
+                        f"base path {base_path} on host {host}"
+                    )
+                claimed[(host, base_path)] = api
 
 
 def specs(docs: Sequence[Mapping[str, Any]]) -> dict[str, PolicySpec]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from portway.config.models import PolicySpec
+from portway.config.variables import ENV_REFERENCE, has_references
 from portway.errors import ConfigError
 from portway.policies.api_key import ApiKeyPolicy
 from portway.policies.base import Build, Phase, Policy
@@ -121,11 +123,57 @@ def _policy_class(spec: PolicySpec, where: str) -> type[Policy[Any]]:
     return cls
 
 
-def _validate_config(cls: type[Policy[Any]], config: Mapping[str, Any], where: str) -> Any:
+_SHAPE_ERRORS = frozenset({"extra_forbidden", "missing"})
+"""Errors no variable's value can mend: refused on write even where a value reads one."""
+
+
+def _value_at(config: Mapping[str, Any], loc: tuple[int | str, ...]) -> Any:
+    value: Any = config
+    for part in loc:
+        inside = (isinstance(value, Mapping) and part in value) or (
+            isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value)
+        )
+        if not inside:
+            return None
+        value = value[part]
+    return value
+
+
+def _stand_in(value: Any) -> Any:
+    """``value`` with each ``${env.NAME}`` as plain text, to check all that does not read one."""
+    if isinstance(value, str):
+        return ENV_REFERENCE.sub("x", value)
+    if isinstance(value, Mapping):
+        return {k: _stand_in(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stand_in(v) for v in value]
+    return value
+
+
+def _validate_config(
+    cls: type[Policy[Any]], config: Mapping[str, Any], where: str, *, defer: bool = False
+) -> Any:
+    """The config model. With ``defer``, a value that reads ``${env.NAME}`` waits for its
+    expanded value (the manager checks, then compiles, the expanded APIs at deploy): the rest
+    is checked with each reference as plain text, and an error in a value that is itself a
+    reference, or holds one, is left for the deploy (then checked expanded, naming the field)."""
     try:
         return cls.config_model.model_validate(config)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
+        errors = exc.errors(include_url=False)
+        if defer and has_references(json.dumps(config, default=str)):
+            try:
+                return cls.config_model.model_validate(_stand_in(config))
+            except ValidationError as again:
+                errors = [
+                    e
+                    for e in again.errors(include_url=False)
+                    if e["type"] in _SHAPE_ERRORS
+                    or not has_references(json.dumps(_value_at(config, e["loc"]), default=str))
+                ]
+            if not errors:
+                return None
+        first = errors[0]
         raise ConfigError(_message(first), _loc(f"{where}.config", first["loc"])) from None
 
 
@@ -165,7 +213,7 @@ def validate_policy_spec(
             except ConfigError as exc:
                 raise ConfigError(exc.message, f"{where}.{exc.field}") from None
         return
-    _validate_config(cls, spec.config, where)
+    _validate_config(cls, spec.config, where, defer=True)
     for code, template in spec.messages.items():
         if code != "*" and code not in cls.errors:
             known = ", ".join(sorted(cls.errors)) or "none"

@@ -21,6 +21,8 @@ MASK = "***"
 WRITE_ONLY: dict[str, Any] = {"writeOnly": True}
 ENV_PREFIX = "PORTWAY_SECRET_"
 _REFERENCE = re.compile(r"^\$\{env:(" + ENV_PREFIX + r"[A-Z0-9_]{1,200})\}$")
+_VARIABLE = re.compile(r"^\$\{env\.[A-Z_][A-Z0-9_]{0,127}\}$")
+"""A whole value that is an environment's variable (``portway.config.variables``)."""
 
 
 @cache
@@ -99,8 +101,11 @@ def keep_secrets(
 
 
 def is_reference(value: Any) -> bool:
-    """Whether ``value`` is an ``${env:PORTWAY_SECRET_…}`` reference (not a secret itself)."""
-    return isinstance(value, str) and _REFERENCE.match(value) is not None
+    """Whether ``value`` is an ``${env:PORTWAY_SECRET_…}`` reference or an ``${env.NAME}``
+    variable (not a secret itself: shown as written, never sealed)."""
+    return isinstance(value, str) and (
+        _REFERENCE.match(value) is not None or _VARIABLE.match(value) is not None
+    )
 
 
 def env_name(*parts: str) -> str:
@@ -115,7 +120,11 @@ def reference_secrets(spec: dict[str, Any], *owner: str) -> dict[str, Any]:
     if not isinstance(config, dict) or not fields & config.keys():
         return spec
     referenced = {
-        k: (f"${{env:{env_name(*owner, str(spec['name']), k)}}}" if k in fields and v else v)
+        k: (
+            f"${{env:{env_name(*owner, str(spec['name']), k)}}}"
+            if k in fields and v and not is_reference(v)
+            else v
+        )
         for k, v in config.items()
     }
     return {**spec, "config": referenced}

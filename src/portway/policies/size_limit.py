@@ -1,5 +1,6 @@
-"""Message size limits: in the request list the request body is checked (413), in the response
-list the response body (502). The declared Content-Length is checked before any byte is read."""
+"""Message size limits: in the request list the request body is checked (413 above the maximum,
+400 below the minimum), in the response list the response body (502). The declared
+Content-Length is checked before any byte is read."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def _declared(headers: HeaderMap) -> int | None:
 
 
 class SizeLimitConfig(PolicyConfig):
+    min_request_bytes: Annotated[
+        int | None,
+        Field(ge=1, le=MAX_LIMIT, description="smallest request body (request list); 400 below"),
+    ] = None
     max_request_bytes: Annotated[
         int | None, Field(ge=0, le=MAX_LIMIT, description="largest request body (request list)")
     ] = None
@@ -33,8 +38,18 @@ class SizeLimitConfig(PolicyConfig):
 
     @model_validator(mode="after")
     def _rules(self) -> SizeLimitConfig:
-        if self.max_request_bytes is None and self.max_response_bytes is None:
-            raise ValueError("set max_request_bytes or max_response_bytes (or both)")
+        if (
+            self.max_request_bytes is None
+            and self.max_response_bytes is None
+            and self.min_request_bytes is None
+        ):
+            raise ValueError("set min_request_bytes, max_request_bytes or max_response_bytes")
+        if (
+            self.min_request_bytes is not None
+            and self.max_request_bytes is not None
+            and self.min_request_bytes > self.max_request_bytes
+        ):
+            raise ValueError("min_request_bytes must not exceed max_request_bytes")
         return self
 
 
@@ -45,22 +60,31 @@ class SizeLimitPolicy(Policy[SizeLimitConfig]):
     phases = frozenset({Phase.REQUEST, Phase.RESPONSE})
     errors = {
         "request_too_large": ErrorSpec(413, "the request body is too large"),
+        "request_too_small": ErrorSpec(400, "the request body is too small"),
         "invalid_content_length": ErrorSpec(400, "the Content-Length header is malformed"),
         "response_too_large": ErrorSpec(502, "the backend response is too large"),
     }
 
     async def on_request(self, ctx: PolicyContext) -> Reply | None:
         limit = self.config.max_request_bytes
-        if limit is None:
+        least = self.config.min_request_bytes
+        if limit is None and least is None:
             return None
         declared = _declared(ctx.request.headers)
         if declared == -1:
             raise Deny("invalid_content_length")
-        if declared is not None and declared > limit:
+        if limit is not None and declared is not None and declared > limit:
             raise Deny("request_too_large")
         body_known = declared is None or ctx.request.body_override is not None
-        if body_known and len(await ctx.request.body()) > limit:
+        size = len(await ctx.request.body()) if body_known else declared
+        if limit is not None and size is not None and size > limit:
             raise Deny("request_too_large")
+        if least is not None and (size or 0) < least:
+            raise Deny(
+                "request_too_small",
+                message=f"the request body is {size or 0} bytes, below the "
+                f"{least} bytes of min_request_bytes (policy {self.name!r})",
+            )
         return None
 
     async def on_response(self, ctx: PolicyContext) -> Reply | None:

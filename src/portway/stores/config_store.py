@@ -76,6 +76,7 @@ COLLECTIONS: Mapping[str, Collection] = {
     for c in (
         Collection("projects"),
         Collection("environments"),
+        Collection("environment_variables", indexed=("environment",)),
         Collection("apis", unique=(("project", "base_path"),), indexed=("project", "base_path")),
         Collection("api_revisions", indexed=("api_id",)),
         Collection("global_policies"),

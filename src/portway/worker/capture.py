@@ -96,10 +96,11 @@ class CaptureRules:
         "query",
         "request",
         "response",
+        "secret_values",
         "xpaths",
     )
 
-    def __init__(self, api: ApiProxy, environment: str) -> None:
+    def __init__(self, api: ApiProxy, environment: str, secret_values: Iterable[str] = ()) -> None:
         capture: Capture = api.capture.for_environment(environment)
         self.request: RegionCapture = capture.request
         self.query = capture.query
@@ -129,6 +130,12 @@ class CaptureRules:
         self.xpaths: tuple[ElementPath, ...] = tuple(
             compile_element_path(p) for p in capture.mask_xml
         )
+        self.secret_values = frozenset(v for v in secret_values if len(v) >= MIN_SECRET)
+        """Secret variables' values (``EnvironmentRevision.secret_values``): masked in any
+        header or query value holding one, and wherever they appear in a body."""
+
+    def _holds_secret(self, value: str) -> bool:
+        return any(secret in value for secret in self.secret_values)
 
     # -- headers and query ------------------------------------------------------------------
 
@@ -139,7 +146,7 @@ class CaptureRules:
         for raw_name, raw_value in pairs:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
-            if name in masked:
+            if name in masked or (self.secret_values and self._holds_secret(value)):
                 _remember(value, secrets)
                 value = MASK
             out.append([name, value])
@@ -149,7 +156,7 @@ class CaptureRules:
         out = []
         masked = self.mask_query
         for key, value in parse_qsl(query, keep_blank_values=True):
-            if key.lower() in masked:
+            if key.lower() in masked or (self.secret_values and self._holds_secret(value)):
                 _remember(value, secrets)
                 value = MASK
             out.append([key, value])
@@ -166,7 +173,9 @@ class CaptureRules:
             key = item.split("=", 1)[0]
             decoded = parse_qsl(item, keep_blank_values=True)
             name = decoded[0][0] if decoded else key
-            parts.append(f"{key}={MASK}" if name.lower() in masked else item)
+            value = decoded[0][1] if decoded else ""
+            hidden = name.lower() in masked or self._holds_secret(value)
+            parts.append(f"{key}={MASK}" if hidden else item)
         return f"{path}?{'&'.join(parts)}"
 
     # -- bodies -------------------------------------------------------------------------------

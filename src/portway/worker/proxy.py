@@ -396,6 +396,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
             client_ip=client_ip,
             trace=None if note is None else note.send,
             choice=choice,
+            connection=route.connection,
         )
     except ClientDisconnected:
         raise
@@ -720,6 +721,7 @@ class _PipelineCall:
             client_ip=self.ctx.client_ip,
             trace=None if self.note is None else self.note.send,
             choice=self.choice,
+            connection=self.route.connection,
         )
         self.upstream = upstream
         return upstream, address

@@ -57,7 +57,8 @@ class Runtime:
         self.closed = False
         environment = revision.environment
         self.capture = {
-            (d.api.project, d.api.name): CaptureRules(d.api, environment) for d in revision.apis
+            (d.api.project, d.api.name): CaptureRules(d.api, environment, revision.secret_values)
+            for d in revision.apis
         }
         """Each API's capture and masking rules for traffic records."""
 

@@ -221,7 +221,7 @@ def _detail(
 ) -> dict[str, Any]:
     """The captured regions, masked (``portway.worker.capture``): headers and query first, so
     the values they mask are masked in every body too."""
-    secrets: set[str] = set()
+    secrets: set[str] = set(rules.secret_values)
     regions: dict[str, dict[str, Any]] = {}
     bodies: list[tuple[dict[str, Any], bytes | None, str | None]] = []
     client = note.client_headers

@@ -298,8 +298,8 @@ class Upstream:
             return candidates[rendezvous(candidates, choice.hash_key)]
         return candidates[group.balancer.pick(candidates, client_ip)]
 
-    def _delay(self, retry: int) -> float:
-        delay = self.connection.retry_delay
+    def _delay(self, retry: int, conn: ConnectionSettings) -> float:
+        delay = conn.retry_delay
         if delay.kind == "fixed":
             return min(delay.initial, delay.maximum)
         return min(delay.initial * delay.multiplier ** (retry - 1), delay.maximum)
@@ -315,15 +315,17 @@ class Upstream:
         client_ip: str,
         trace: SendTrace | None = None,
         choice: Choice | None = None,
+        connection: ConnectionSettings | None = None,
     ) -> tuple[UpstreamResponse, Address]:
         """Send with balancing, retries and failover inside the chosen group (``choose``; the
-        default group without one); ``path`` includes the query string. Raises ``BadTarget``
-        for a path that could climb above a backend's base path."""
+        default group without one); ``path`` includes the query string; ``connection``: an
+        endpoint's timeouts and retries in place of the API's. Raises ``BadTarget`` for a path
+        that could climb above a backend's base path."""
         check_forward_path(path)
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        conn = self.connection
+        conn = self.connection if connection is None else connection
         replayable = body is None or isinstance(body, bytes)
         may_resend = replayable and (method in IDEMPOTENT_METHODS or conn.retry_non_idempotent)
         tried: list[Address] = []
@@ -343,7 +345,7 @@ class Upstream:
                 if not address.available(now):
                     continue
             if attempt:
-                await asyncio.sleep(self._delay(attempt))
+                await asyncio.sleep(self._delay(attempt, conn))
             if trace is not None:
                 trace.last_try = time.monotonic()
                 if not attempt:

@@ -10,12 +10,20 @@ from portway.config.base import Model
 from portway.config.declarative import GlobalPolicy
 from portway.config.management.common import Answer, Versioned
 from portway.config.models import ApiProxy, Endpoint, Environment, Project
+from portway.config.variables import VariableBody
 
 
 class EnvironmentView(Environment, Versioned):
     desired_revision: Annotated[
         int | None, Field(description="the revision the environment's workers should serve")
     ] = None
+
+
+class EnvironmentVariableView(VariableBody, Versioned):
+    """A variable of an environment; a secret one's value reads ``"***"``."""
+
+    environment: str
+    name: Annotated[str, Field(description="read by APIs as ${env.NAME}")]
 
 
 class ProjectView(Project, Versioned):
