@@ -72,6 +72,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/projects/{project}/apis"): "read",
     ("POST", "/api/v1/projects/{project}/apis"): "write_apis",
     ("POST", "/api/v1/projects/{project}/apis/import"): "write_apis",
+    ("POST", "/api/v1/projects/{project}/apis/import/wsdl"): "write_apis",
     ("GET", P): "read",
     ("PUT", P): "write_apis",
     ("PATCH", P): "write_apis",
