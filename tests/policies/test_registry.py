@@ -33,6 +33,7 @@ EVERY_TYPE = {
     "xslt",
     "json_transform",
     "mock_response",
+    "script",
 }
 
 

@@ -30,6 +30,7 @@ from portway.policies.redact import RedactPolicy
 from portway.policies.render import check_template
 from portway.policies.response_cache import ResponseCachePolicy
 from portway.policies.rewrite import RewritePolicy
+from portway.policies.script import ScriptPolicy
 from portway.policies.size_limit import SizeLimitPolicy
 from portway.policies.throttling import ThrottlingPolicy
 from portway.policies.time_restriction import TimeRestrictionPolicy
@@ -62,6 +63,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     XsltPolicy,
     JsonTransformPolicy,
     MockResponsePolicy,
+    ScriptPolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}
 
