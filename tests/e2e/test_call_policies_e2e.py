@@ -48,3 +48,51 @@ def test_script(platform: Platform) -> None:
     message = refused(platform, reduce)
     assert "policies.request[0].config" in message
     assert "'reduce' is not allowed" in message
+
+
+def test_api_call(platform: Platform) -> None:
+    # the echo backend plays the other service too: it answers with the request it got
+    call = {
+        "name": "profile",
+        "type": "api_call",
+        "config": {
+            "url": platform.backend_url + "/profiles/${header.X-User}?from=${api}",
+            "headers": {"X-Caller": "gateway"},
+            "cache_seconds": 60,
+            "outputs": [
+                {"source": "json", "path": "$.path", "header": "X-Profile-Path"},
+                {"source": "json", "path": "$.headers['x-caller']", "header": "X-Profile-Caller"},
+            ],
+        },
+    }
+    down = {
+        "name": "down",
+        "type": "api_call",
+        "condition": {"variable": "header.X-Down", "operator": "IS_EXISTS"},
+        "config": {"url": "http://127.0.0.1:9/never", "timeout_seconds": 2, "deny_status": 503},
+    }
+    url = deploy(platform, {"request": [call, down]})
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        sent = client.get(url, headers={"X-User": "ann/../admin"})
+        assert sent.status_code == 200
+        headers = sent.json()["headers"]
+        # sent as one %2F-encoded segment; the echo shows the path decoded
+        assert headers["x-profile-path"] == "/profiles/ann/../admin"
+        assert headers["x-profile-caller"] == "gateway"
+        failed = client.get(url, headers={"X-User": "ann", "X-Down": "1"})
+        assert failed.status_code == 503
+        assert failed.json()["error"] == "api_call_failed"
+    metadata = {
+        "name": "steal",
+        "type": "api_call",
+        "config": {"url": "http://169.254.169.254/latest/meta-data/"},
+    }
+    message = refused(platform, metadata)
+    assert "policies.request[0].config.url" in message
+    assert "backend_allow_cidrs" in message
+    with platform.api() as client:
+        shared = client.post("/global-policies", json=metadata)
+    assert shared.status_code == 422
+    assert shared.json()["details"][0]["field"] == "body.config.url"
+    templated_host = {"name": "x", "type": "api_call", "config": {"url": "http://${query.h}/x"}}
+    assert "only be used in the path" in refused(platform, templated_host)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from portway.config.models import PolicySpec
 from portway.errors import ConfigError
+from portway.policies.api_call import ApiCallPolicy
 from portway.policies.api_key import ApiKeyPolicy
 from portway.policies.base import Build, Phase, Policy
 from portway.policies.basic_auth import BasicAuthPolicy
@@ -64,6 +65,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     JsonTransformPolicy,
     MockResponsePolicy,
     ScriptPolicy,
+    ApiCallPolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}
 

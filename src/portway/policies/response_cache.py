@@ -89,11 +89,11 @@ class ResponseCacheConfig(PolicyConfig):
         return value
 
 
-def _encode(meta: dict[str, Any], body: bytes) -> bytes:
+def encode_entry(meta: dict[str, Any], body: bytes) -> bytes:
     return json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body
 
 
-def _decode(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
+def decode_entry(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
     head, sep, body = raw.partition(b"\n")
     if not sep:
         return None
@@ -167,13 +167,13 @@ class ResponseCachePolicy(Policy[ResponseCacheConfig]):
 
     async def _lookup(self, key: str, headers: HeaderMap) -> tuple[dict[str, Any], bytes] | None:
         raw = await self._cache.get(key)
-        entry = _decode(raw) if raw is not None else None
+        entry = decode_entry(raw) if raw is not None else None
         if entry is None:
             return None
         vary = entry[0].get("vary")
         if isinstance(vary, list) and vary:
             raw = await self._cache.get(_vary_key(key, [str(v) for v in vary], headers))
-            entry = _decode(raw) if raw is not None else None
+            entry = decode_entry(raw) if raw is not None else None
         return entry
 
     async def after_response(self, ctx: PolicyContext) -> None:
@@ -218,8 +218,8 @@ class ResponseCachePolicy(Policy[ResponseCacheConfig]):
         }
         try:
             if vary:
-                await self._cache.set(key, _encode({"vary": vary}, b""), ttl=ttl)
+                await self._cache.set(key, encode_entry({"vary": vary}, b""), ttl=ttl)
                 key = _vary_key(key, vary, ctx.request.headers)
-            await self._cache.set(key, _encode(meta, body), ttl=ttl)
+            await self._cache.set(key, encode_entry(meta, body), ttl=ttl)
         except StoreUnavailable:
             return
