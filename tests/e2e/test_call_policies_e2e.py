@@ -96,3 +96,42 @@ def test_api_call(platform: Platform) -> None:
     assert shared.json()["details"][0]["field"] == "body.config.url"
     templated_host = {"name": "x", "type": "api_call", "config": {"url": "http://${query.h}/x"}}
     assert "only be used in the path" in refused(platform, templated_host)
+
+
+def test_message_builder(platform: Platform) -> None:
+    to_xml = {
+        "name": "to-legacy",
+        "type": "message_builder",
+        "config": {
+            "content_type": "application/xml",
+            "inputs": {"user": "header.X-User"},
+            "template": '<order id="{{ json.id }}" user="{{ user }}">'
+            '{% for i in json["items"] %}<line sku="{{ i.sku }}"/>{% endfor %}</order>',
+        },
+    }
+    envelope = {
+        "name": "envelope",
+        "type": "message_builder",
+        "config": {
+            "template": '{"echoed": {{ json.body | tojson }}, "status": {{ response.status }}, '
+            '"id": "{{ context.correlation_id }}"}'
+        },
+    }
+    url = deploy(platform, {"request": [to_xml], "response": [envelope]})
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        order = {"id": 7, "items": [{"sku": "a<b"}, {"sku": "c"}]}
+        sent = client.post(url, json=order, headers={"X-User": '"><admin/>'})
+        assert sent.status_code == 200
+        assert sent.headers["content-type"] == "application/json"
+        answer = sent.json()
+        assert answer["echoed"] == (
+            '<order id="7" user="&#34;&gt;&lt;admin/&gt;">'
+            '<line sku="a&lt;b"/><line sku="c"/></order>'
+        )
+        assert (answer["status"], answer["id"]) == (200, sent.headers["X-Correlation-ID"])
+    hostile = {
+        "name": "m",
+        "type": "message_builder",
+        "config": {"template": "{% set x = 1 %}{{ x }}"},
+    }
+    assert "set, with, macro" in refused(platform, hostile)

@@ -35,6 +35,7 @@ EVERY_TYPE = {
     "mock_response",
     "script",
     "api_call",
+    "message_builder",
 }
 
 
