@@ -8,6 +8,7 @@ import httpx
 
 from tests.e2e.conftest import Platform
 from tests.e2e.test_mediation_e2e import deploy, refused
+from tests.support.processes import wait_until
 
 
 def test_script(platform: Platform) -> None:
@@ -135,3 +136,23 @@ def test_message_builder(platform: Platform) -> None:
         "config": {"template": "{% set x = 1 %}{{ x }}"},
     }
     assert "set, with, macro" in refused(platform, hostile)
+
+
+def test_log(platform: Platform) -> None:
+    log = {
+        "name": "note",
+        "type": "log",
+        "config": {"variables": {"tier": "${header.X-Tier}", "key": "${header.X-Api-Key}"}},
+    }
+    url = deploy(platform, {"request": [log]})
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        sent = client.get(url, headers={"X-Tier": "gold", "X-Api-Key": "k-0123456789"})
+        assert sent.status_code == 200
+    cid = sent.headers["X-Correlation-ID"]
+
+    def logged() -> dict[str, str] | None:
+        items = platform.call("GET", f"/requests?correlation_id={cid}", expect=200)["items"]
+        return items[0].get("variables") if items else None
+
+    wait_until(lambda: logged() is not None, "the record reaches the traffic log", timeout=60)
+    assert logged() == {"tier": "gold", "key": "****"}  # X-Api-Key: a credential, always masked

@@ -36,6 +36,7 @@ EVERY_TYPE = {
     "script",
     "api_call",
     "message_builder",
+    "log",
 }
 
 

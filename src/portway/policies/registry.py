@@ -23,6 +23,7 @@ from portway.policies.json_schema import JsonSchemaPolicy
 from portway.policies.json_transform import JsonTransformPolicy
 from portway.policies.json_xml import JsonToXmlPolicy, XmlToJsonPolicy
 from portway.policies.jwt_auth import JwtPolicy
+from portway.policies.log import LogPolicy
 from portway.policies.message_builder import MessageBuilderPolicy
 from portway.policies.mock_response import MockResponsePolicy
 from portway.policies.mtls import MtlsPolicy
@@ -68,6 +69,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     ScriptPolicy,
     ApiCallPolicy,
     MessageBuilderPolicy,
+    LogPolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}
 
