@@ -5,10 +5,13 @@ with what it received, as JSON)."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import Platform
 from tests.e2e.test_mediation_e2e import deploy, refused
+from tests.stores.conftest import redis_url
 from tests.support.processes import wait_until
+from tests.support.servers import Server
 
 
 def test_script(platform: Platform) -> None:
@@ -156,3 +159,43 @@ def test_log(platform: Platform) -> None:
 
     wait_until(lambda: logged() is not None, "the record reaches the traffic log", timeout=60)
     assert logged() == {"tier": "gold", "key": "****"}  # X-Api-Key: a credential, always masked
+
+
+@pytest.mark.servers
+def test_cache_invalidation_across_workers_on_redis(platform: Platform, redis: Server) -> None:
+    url = redis_url(redis)
+    _, port_a = platform.start_worker("wa", cache_url=url)
+    _, port_b = platform.start_worker("wb", cache_url=url)
+    cache = {"ttl_seconds": 3600, "storage": "distributed", "invalidation_key": "${path}"}
+    api = {
+        "name": "orders",
+        "base_path": "/orders",
+        "backends": [{"url": platform.backend_url}],
+        "policies": {
+            "request": [
+                {"name": "cache", "type": "response_cache", "config": cache},
+                {
+                    "name": "on-write",
+                    "type": "cache_invalidation",
+                    "config": {"scope": "key", "key": "${path}"},
+                },
+            ]
+        },
+    }
+    platform.call("POST", "/projects/default/apis", api, expect=201)
+    assert platform.deploy("orders")["results"][0]["success"]
+    a, b = (f"http://127.0.0.1:{port}/orders" for port in (port_a, port_b))
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        wait_until(lambda: client.get(a + "/warm").status_code == 200, "worker A serves")
+        wait_until(lambda: client.get(b + "/warm").status_code == 200, "worker B serves")
+
+        def state(url: str) -> str:
+            return client.get(url).headers["X-Cache"]
+
+        assert state(a + "/1") == "MISS"
+        assert state(b + "/1") == "HIT"  # stored by A in Redis
+        assert state(a + "/2") == "MISS"
+        assert client.put(b + "/1", json={"qty": 2}).status_code == 200  # a write through B
+        assert state(a + "/1") == "MISS"  # A no longer serves the old answer
+        assert state(b + "/2") == "HIT"  # another key is untouched
+        assert state(b + "/1") == "HIT"  # cached again

@@ -37,6 +37,7 @@ EVERY_TYPE = {
     "api_call",
     "message_builder",
     "log",
+    "cache_invalidation",
 }
 
 

@@ -14,6 +14,7 @@ from portway.policies.api_call import ApiCallPolicy
 from portway.policies.api_key import ApiKeyPolicy
 from portway.policies.base import Build, Phase, Policy
 from portway.policies.basic_auth import BasicAuthPolicy
+from portway.policies.cache_invalidation import CacheInvalidationPolicy
 from portway.policies.client_ban import ClientBanPolicy
 from portway.policies.conditions import compile_condition
 from portway.policies.content_filter import ContentFilterPolicy
@@ -70,6 +71,7 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     ApiCallPolicy,
     MessageBuilderPolicy,
     LogPolicy,
+    CacheInvalidationPolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}
 
