@@ -123,8 +123,10 @@ async def test_deny_when_must_be_boolean(world: World) -> None:
             "set_headers.X: function 'reduce' is not allowed",
         ),
         ({"deny_when": "(" * 40 + "true" + ")" * 40}, "p.config", "nested at most 12 deep"),
-        ({"deny_when": "!" * 1500 + "true"}, "p.config", "at most 400 parts"),
+        ({"deny_when": "!" * 1500 + "true"}, "p.config", "nested too deeply"),
+        ({"deny_when": "1" + " + 1" * 200}, "p.config", "at most 400 parts"),
         ({"deny_when": "true || " * 300 + "true"}, "p.config.deny_when", "at most 2000"),
+        ({"deny_when": "request" + ".a" * 390 + " == 1"}, "p.config", "nested too deeply"),
         (
             {"deny_when": "[1].all(a, [1].all(b, [1].all(c, true)))"},
             "p.config",
@@ -168,6 +170,18 @@ async def test_hostile_expressions_are_bounded_at_run_time(world: World, express
     assert await run(world, config, ctx) is None
     out = ctx.variables.get("out")
     assert out is None or out is False  # refused, or matched in linear time
+
+
+async def test_the_deepest_allowed_expression_runs(world: World) -> None:
+    # a member chain close to the depth limit evaluates (celpy recurses per tree level)
+    depth = 140  # 290 tree levels of the 300 allowed
+    document: dict[str, Any] = {"a": "found"}
+    for _ in range(depth - 1):
+        document = {"a": document}
+    config = {"inputs": {"d": "body.$.d"}, "set_variables": {"out": "d" + ".a" * depth}}
+    ctx = make_ctx("POST", body=json.dumps({"d": document}).encode())
+    assert await run(world, config, ctx) is None
+    assert ctx.variables["out"] == "found"
 
 
 async def test_oversized_input_fails_the_script(world: World) -> None:

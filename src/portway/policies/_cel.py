@@ -24,11 +24,13 @@ policy run may hold the event loop for at roughly 60 ms.
 
 The interpreter is never the ``CompiledRunner`` (that one turns the expression into Python source
 and ``exec``s it). Building the environment raises the process's recursion limit inside
-``celpy``; it is restored at once (the nesting limit keeps evaluation far below it).
+``celpy``; it is restored at once, and raised only while an expression runs
+(``EVALUATION_RECURSION_LIMIT``).
 """
 
 from __future__ import annotations
 
+import functools
 import operator
 import sys
 from collections.abc import Mapping
@@ -48,6 +50,11 @@ MAX_LENGTH = 2000
 MAX_NESTING = 12
 MAX_NODES = 400
 MAX_COMPREHENSION_NESTING = 2
+MAX_TREE_DEPTH = 300
+EVALUATION_RECURSION_LIMIT = 2500
+"""``celpy`` evaluates recursively, some 5.5 Python frames per syntax-tree level: while an
+expression runs the recursion limit is this (what ``celpy`` itself sets, for good, on import),
+and a tree deeper than ``MAX_TREE_DEPTH`` is refused at save, so evaluation stays below it."""
 MAX_STEPS = 3_000
 MAX_PRODUCED = 1 << 20
 
@@ -143,15 +150,14 @@ class _BoundedEvaluator(Evaluator):
         return result
 
 
-def _make_environment() -> celpy.Environment:
+@functools.cache
+def _environment() -> celpy.Environment:
+    """Built on first use: building its parser takes most of a second."""
     limit = sys.getrecursionlimit()
     try:
         return celpy.Environment()
     finally:
         sys.setrecursionlimit(limit)
-
-
-_ENV = _make_environment()
 
 
 def _check_text(text: str) -> None:
@@ -189,12 +195,14 @@ def _called_name(node: _Tree) -> str | None:
 
 def _walk(tree: _Tree) -> None:
     nodes = 0
-    stack: list[tuple[_Tree, int]] = [(tree, 0)]
+    stack: list[tuple[_Tree, int, int]] = [(tree, 0, 1)]
     while stack:
-        node, comprehensions = stack.pop()
+        node, comprehensions, depth = stack.pop()
         nodes += 1
         if nodes > MAX_NODES:
             raise ValueError(f"an expression may have at most {MAX_NODES} parts")
+        if depth > MAX_TREE_DEPTH:
+            raise ValueError("the expression is nested too deeply")
         called = _called_name(node)
         if called is not None:
             if called not in FUNCTIONS and called not in MACROS:
@@ -209,7 +217,7 @@ def _walk(tree: _Tree) -> None:
                     )
         for child in node.children:
             if isinstance(child, lark.Tree):
-                stack.append((child, comprehensions))
+                stack.append((child, comprehensions, depth + 1))
             elif (
                 isinstance(child, lark.Token)
                 and child.type == "IDENT"
@@ -245,6 +253,8 @@ class CelProgram:
         ``CelFailed`` when it fails or goes past a limit."""
         activation = self._runner.new_activation()
         evaluator = _BoundedEvaluator(self._runner.ast, activation, budget or Budget())
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, EVALUATION_RECURSION_LIMIT))
         try:
             result = evaluator.evaluate(cast(Any, values))
         except CelLimit as exc:
@@ -253,6 +263,8 @@ class CelProgram:
             raise CelFailed(str(exc.args[0]) if exc.args else "evaluation failed") from None
         except (TypeError, ValueError, ArithmeticError, KeyError, IndexError, RecursionError):
             raise CelFailed("evaluation failed") from None
+        finally:
+            sys.setrecursionlimit(limit)
         return to_python(result)
 
 
@@ -287,7 +299,7 @@ def compile_cel(text: str, names: frozenset[str]) -> CelProgram:
     ``names`` are the inputs the expression may read."""
     _check_text(text)
     try:
-        tree = _ENV.compile(text)
+        tree = _environment().compile(text)
     except CELParseError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
         raise ValueError(f"not a valid CEL expression: {first}") from None
@@ -297,5 +309,5 @@ def compile_cel(text: str, names: frozenset[str]) -> CelProgram:
     unknown = sorted(_free_names(tree) - names)
     if unknown:
         raise ValueError(f"unknown name {unknown[0]!r} (known: {', '.join(sorted(names))})")
-    runner = _ENV.program(tree, functions=_OVERRIDES)
+    runner = _environment().program(tree, functions=_OVERRIDES)
     return CelProgram(text, runner)
