@@ -32,6 +32,7 @@ class Seen:
 @dataclass
 class Service:
     """A loopback HTTP service: ``/user/...`` answers JSON about the user, ``/slow`` sleeps,
+    ``/drip`` sends its body a byte at a time,
     ``/big`` answers more than a megabyte, ``/gzip`` a compressed body, ``/fail`` a 503."""
 
     port: int = 0
@@ -53,7 +54,15 @@ def service() -> Iterator[Service]:
             state.seen.append(Seen(self.command, self.path, dict(self.headers.items()), body))
             if self.path.startswith("/slow"):
                 time.sleep(1.0)
-            if self.path.startswith("/fail"):
+            if self.path.startswith("/drip"):  # each byte in time, the whole answer not
+                self.send_response(200)
+                self.send_header("Content-Length", "12")
+                self.end_headers()
+                for _ in range(12):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            elif self.path.startswith("/fail"):
                 self._answer(503, b'{"error": "down"}')
             elif self.path.startswith("/big"):
                 self._answer(200, b"x" * (2 << 20))
@@ -166,6 +175,7 @@ async def test_answers_are_cached_by_the_rendered_request(live: World, service: 
     [
         ("/fail", {}),  # 503
         ("/slow", {"timeout_seconds": 0.2}),
+        ("/drip", {"timeout_seconds": 0.5}),
         ("/big", {}),  # past max_response_bytes
         ("/gzip", {}),  # compressed: never decoded past the limit
     ],

@@ -17,6 +17,7 @@ A failure — the call cannot be made, times out, answers more than ``max_respon
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from typing import Annotated, Literal
@@ -227,13 +228,16 @@ class ApiCallPolicy(Policy[ApiCallConfig]):
         cfg = self.config
         limit = cfg.max_response_bytes
         try:
-            async with self.services.http().stream(
-                cfg.method,
-                url,
-                headers=[*headers, ("Accept-Encoding", "identity")],
-                content=body,
-                timeout=cfg.timeout_seconds,
-            ) as response:
+            async with (
+                asyncio.timeout(cfg.timeout_seconds),  # the whole call, a slow drip included
+                self.services.http().stream(
+                    cfg.method,
+                    url,
+                    headers=[*headers, ("Accept-Encoding", "identity")],
+                    content=body,
+                    timeout=cfg.timeout_seconds,
+                ) as response,
+            ):
                 # raw bytes, counted as they arrive: a compressed answer could expand past any
                 # limit inside one chunk, so one is a failure rather than decoded
                 encoding = response.headers.get("content-encoding", "identity").strip().lower()
@@ -252,6 +256,8 @@ class ApiCallPolicy(Policy[ApiCallConfig]):
                 return _Answer(
                     response.status_code, list(response.headers.items()), b"".join(chunks)
                 )
+        except TimeoutError:
+            raise _Failed("timed out") from None
         except httpx.HTTPError as exc:
             raise _Failed(type(exc).__name__) from None
 
