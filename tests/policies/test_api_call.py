@@ -238,6 +238,20 @@ async def test_later_policies_read_the_answer(live: World, service: Service) -> 
     assert reply.status == 403
 
 
+async def test_a_value_cannot_climb_the_called_path(live: World, service: Service) -> None:
+    config = {"url": service.url + "/user/${query.u}/profile?v=${query.u}"}
+    for hostile in ("..", ".", "../admin", "%2e%2e"):
+        ctx = make_ctx(query=[("u", hostile)])
+        assert await live.one("api_call", config).on_request(ctx) is None
+    paths = [seen.path for seen in service.seen]
+    assert paths == [
+        "/user/%2E%2E/profile?v=%2E%2E",
+        "/user/%2E/profile?v=%2E",
+        "/user/%2E%2E%2Fadmin/profile?v=%2E%2E%2Fadmin",
+        "/user/%252e%252e/profile?v=%252e%252e",
+    ]
+
+
 async def test_hostile_header_values_from_the_answer_are_cleaned(
     live: World, service: Service
 ) -> None:

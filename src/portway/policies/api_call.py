@@ -181,7 +181,9 @@ class _Failed(Exception):
 
 
 def _url_value(text: str) -> str:
-    return quote(text, safe="")
+    # "/" and "." encoded too: a value stays inside its path segment, and the HTTP client, which
+    # removes dot segments, cannot turn ".." from a client into a step up the called path
+    return quote(text, safe="").replace(".", "%2E")
 
 
 class ApiCallPolicy(Policy[ApiCallConfig]):
