@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.conftest import Platform
 from tests.e2e.test_mediation_e2e import deploy, refused
-from tests.stores.conftest import redis_url
+from tests.stores.conftest import hazelcast_url, redis_url
 from tests.support.processes import wait_until
 from tests.support.servers import Server
 
@@ -162,8 +162,12 @@ def test_log(platform: Platform) -> None:
 
 
 @pytest.mark.servers
-def test_cache_invalidation_across_workers_on_redis(platform: Platform, redis: Server) -> None:
-    url = redis_url(redis)
+@pytest.mark.parametrize("engine", ["redis", "hazelcast"])
+def test_cache_invalidation_across_workers(
+    platform: Platform, engine: str, request: pytest.FixtureRequest
+) -> None:
+    server: Server = request.getfixturevalue(engine)
+    url = redis_url(server) if engine == "redis" else hazelcast_url(server)
     _, port_a = platform.start_worker("wa", cache_url=url)
     _, port_b = platform.start_worker("wb", cache_url=url)
     cache = {"ttl_seconds": 3600, "storage": "distributed", "invalidation_key": "${path}"}

@@ -1,6 +1,7 @@
 """cache_invalidation: writes that succeed make the response cache miss — for the whole API or
 for one invalidation key — and nothing else does (reads, failed writes, other keys, other APIs).
-On the embedded cache here; tests/e2e/test_call_policies_e2e.py runs it on Redis across workers."""
+On the embedded cache here; tests/e2e/test_call_policies_e2e.py runs it on Redis and Hazelcast
+across two workers."""
 
 from __future__ import annotations
 
