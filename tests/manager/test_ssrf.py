@@ -283,3 +283,40 @@ def test_every_spelling_of_an_internal_host_is_refused_by_default(
         assert internal_seen.seen == []
     finally:
         client.__exit__(None, None, None)
+
+
+def test_api_call_urls_follow_the_backend_address_policy(settings: ManagerSettings) -> None:
+    # an api_call policy is a backend by another name: the same rule on every write path
+    call = {"name": "steal", "type": "api_call", "config": {"url": DENIED_BACKENDS[0]}}
+    api = {"name": "calls", "base_path": "/calls", "backends": [{"url": "http://10.0.0.1"}]}
+    endpoint = {"path": "/x", "methods": ["GET"], "policies": {"response": [call]}}
+    client = manager_with(settings)
+    try:
+        created = client.post(
+            "/api/v1/projects/default/apis", json={**api, "endpoints": [endpoint]}
+        )
+        assert created.status_code == 422, created.text
+        field = created.json()["details"][0]["field"]
+        assert field == "body.endpoints[0].policies.response[0].config.url"
+        assert client.post("/api/v1/projects/default/apis", json=api).status_code == 201
+        added = client.post("/api/v1/projects/default/apis/calls/policies/request", json=call)
+        assert added.status_code == 422, added.text
+        assert added.json()["details"][0]["field"].endswith("config.url")
+        shared = client.post("/api/v1/global-policies", json=call)
+        assert shared.status_code == 422, shared.text
+        assert shared.json()["details"][0]["field"] == "body.config.url"
+        applied = client.post(
+            "/api/v1/declarative/apply",
+            params={"dry_run": "true"},
+            json={"global_policies": [call]},
+        )
+        assert applied.status_code == 422, applied.text
+        fine = {**call, "name": "lookup", "config": {"url": "http://10.0.0.2/a/${header.X-Id}"}}
+        assert client.post("/api/v1/global-policies", json=fine).status_code == 201
+    finally:
+        client.__exit__(None, None, None)
+    opened = manager_with(settings, backend_allow_cidrs=["169.254.169.254/32"])
+    try:
+        assert opened.post("/api/v1/global-policies", json=call).status_code == 201
+    finally:
+        opened.__exit__(None, None, None)

@@ -36,6 +36,11 @@ EVERY_TYPE = {
     "json_transform",
     "mock_response",
     "soap_rest",
+    "script",
+    "api_call",
+    "message_builder",
+    "log",
+    "cache_invalidation",
 }
 
 
@@ -75,7 +80,7 @@ def test_json_schemas_describe_every_field() -> None:
 def test_unknown_type() -> None:
     field, message = rejected(spec("no_such"))
     assert field == "policies.request[2].type"
-    assert message.startswith("unknown policy type 'no_such' (known: api_key, basic_auth,")
+    assert message.startswith("unknown policy type 'no_such' (known: api_call, api_key,")
 
 
 def test_field_path_of_a_bad_value() -> None:

@@ -210,6 +210,31 @@ async def test_elasticsearch_installs_its_template_and_stream(elasticsearch: Ser
 
 
 @servers
+async def test_elasticsearch_indexes_logged_variables(elasticsearch: Server) -> None:
+    # written by log policies: searchable by name and value (a flattened field)
+    sink = open_traffic_sink(elasticsearch_url(elasticsearch))
+    assert isinstance(sink, ElasticsearchTrafficSink)
+    await sink.open()
+    try:
+        logged = {"tier": "gold", "order": "o-17"}
+        await sink.write([record(0, variables=logged), record(1, variables={"tier": "silver"})])
+        search = {"query": {"term": {"variables.tier": "gold"}}}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{elasticsearch.port}/{sink.stream}/_search",
+            data=json.dumps(search).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            hits = json.loads(response.read())["hits"]["hits"]
+        assert [h["_source"]["variables"] for h in hits] == [logged]
+        mapping = es_get(elasticsearch, f"/{sink.stream}/_mapping")
+        (index,) = mapping.values()
+        assert index["mappings"]["properties"]["variables"]["type"] == "flattened"
+    finally:
+        await sink.close()
+
+
+@servers
 async def test_elasticsearch_lifecycle_rolls_over_and_deletes(elasticsearch: Server) -> None:
     url = elasticsearch_url(elasticsearch, rollover_age="1ms", retention="1d")
     sink = open_traffic_sink(url)

@@ -237,7 +237,10 @@ class ManagerSettings(Model):
     # backend addresses of APIs ----------------------------------------------------------------
     backend_deny_cidrs: Annotated[
         list[IPv4Network | IPv6Network],
-        Field(description="networks an API's backend URL may not name (link-local, metadata)"),
+        Field(
+            description="networks an API's backend URL or api_call policy URL may not name "
+            "(link-local, metadata)"
+        ),
     ] = Field(default_factory=lambda: [ip_network(n) for n in DEFAULT_BACKEND_DENY])
     backend_allow_cidrs: Annotated[
         list[IPv4Network | IPv6Network],

@@ -78,11 +78,26 @@ class Catalog:
         self.backends = backends or BackendPolicy()
 
     def check_backends(self, api: ApiProxy) -> None:
-        """The operator's backend address policy; ``ConfigError`` names the backend's URL."""
+        """The operator's backend address policy, for the backends and the services the API's
+        ``api_call`` policies call; ``ConfigError`` names the URL."""
         for index, backend in enumerate(api.backends):
             why = self.backends.refusal(backend.url)
             if why is not None:
                 raise ConfigError(why, f"body.backends[{index}].url")
+        scopes = [("body.policies", api.policies)] + [
+            (f"body.endpoints[{i}].policies", e.policies) for i, e in enumerate(api.endpoints)
+        ]
+        for where, lists in scopes:
+            for phase in ("request", "response", "error"):
+                for index, spec in enumerate(getattr(lists, phase)):
+                    self.check_called_url(spec, f"{where}.{phase}[{index}]")
+
+    def check_called_url(self, spec: PolicySpec, where: str) -> None:
+        url = spec.config.get("url") if spec.type == "api_call" else None
+        if isinstance(url, str):
+            why = self.backends.refusal(url)
+            if why is not None:
+                raise ConfigError(why, f"{where}.config.url")
 
     # environments -------------------------------------------------------------------------
     async def create_environment(self, env: Environment, actor: str) -> Document:
@@ -312,11 +327,11 @@ class Catalog:
                     )
         return users
 
-    @staticmethod
-    def check_global_policy(policy: GlobalPolicy) -> None:
+    def check_global_policy(self, policy: GlobalPolicy) -> None:
         if policy.global_ref is not None:
             raise ConfigError("a global policy cannot refer to another one", "body.global_ref")
         validate_policy(policy, "body")
+        self.check_called_url(policy, "body")
 
     async def create_global_policy(self, policy: GlobalPolicy, actor: str) -> Document:
         policy = GlobalPolicy.model_validate(

@@ -52,7 +52,8 @@ class ErrorSpec:
 
 
 class Deny(Exception):
-    """Raised by a hook to refuse the request with one of the policy's error codes."""
+    """Raised by a hook to refuse the request with one of the policy's error codes; ``status``
+    and ``message`` replace the code's defaults (a policy whose operator configures them)."""
 
     def __init__(
         self,
@@ -61,9 +62,11 @@ class Deny(Exception):
         headers: list[tuple[str, str]] | None = None,
         details: Mapping[str, Any] | None = None,
         message: str | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(code)
         self.code = code
+        self.status = status
         self.headers = headers or []
         self.details = details
         self.message = message

@@ -262,7 +262,7 @@ _SKIP = object()
 def _error_of(step: Step, deny: Deny) -> GatewayError:
     spec = step.policy.errors.get(deny.code) or ErrorSpec(500, deny.code)
     return GatewayError(
-        spec.status,
+        deny.status or spec.status,
         deny.code,
         deny.message or spec.message,
         list(deny.headers),

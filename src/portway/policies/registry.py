@@ -12,9 +12,11 @@ from pydantic import ValidationError
 from portway.config.models import PolicySpec
 from portway.config.variables import ENV_REFERENCE, has_references
 from portway.errors import ConfigError
+from portway.policies.api_call import ApiCallPolicy
 from portway.policies.api_key import ApiKeyPolicy
 from portway.policies.base import Build, Phase, Policy
 from portway.policies.basic_auth import BasicAuthPolicy
+from portway.policies.cache_invalidation import CacheInvalidationPolicy
 from portway.policies.client_ban import ClientBanPolicy
 from portway.policies.conditions import compile_condition
 from portway.policies.content_filter import ContentFilterPolicy
@@ -25,6 +27,8 @@ from portway.policies.json_schema import JsonSchemaPolicy
 from portway.policies.json_transform import JsonTransformPolicy
 from portway.policies.json_xml import JsonToXmlPolicy, XmlToJsonPolicy
 from portway.policies.jwt_auth import JwtPolicy
+from portway.policies.log import LogPolicy
+from portway.policies.message_builder import MessageBuilderPolicy
 from portway.policies.mock_response import MockResponsePolicy
 from portway.policies.mtls import MtlsPolicy
 from portway.policies.oauth2_introspection import IntrospectionPolicy
@@ -34,6 +38,7 @@ from portway.policies.redact import RedactPolicy
 from portway.policies.render import check_template
 from portway.policies.response_cache import ResponseCachePolicy
 from portway.policies.rewrite import RewritePolicy
+from portway.policies.script import ScriptPolicy
 from portway.policies.size_limit import SizeLimitPolicy
 from portway.policies.soap_rest import SoapRestPolicy
 from portway.policies.throttling import ThrottlingPolicy
@@ -70,6 +75,11 @@ _CLASSES: tuple[type[Policy[Any]], ...] = (
     JsonTransformPolicy,
     MockResponsePolicy,
     SoapRestPolicy,
+    ScriptPolicy,
+    ApiCallPolicy,
+    MessageBuilderPolicy,
+    LogPolicy,
+    CacheInvalidationPolicy,
 )
 POLICY_TYPES: Mapping[str, type[Policy[Any]]] = {cls.type_name: cls for cls in _CLASSES}
 

@@ -41,7 +41,7 @@ def check_template(text: str) -> str:
     return text
 
 
-def _escape_for(content_type: str, value: str) -> str:
+def escape_for(content_type: str, value: str) -> str:
     if "json" in content_type:
         return json.dumps(value)[1:-1]
     if "xml" in content_type or "html" in content_type:
@@ -84,7 +84,7 @@ def render_error(
     # the worker adds the X-Correlation-Id header to every answer it sends
     headers = [(n, clean_header_value(v)) for n, v in error.headers]
     if rule is not None:
-        escaped = {k: _escape_for(rule.content_type, v) for k, v in fields.items()}
+        escaped = {k: escape_for(rule.content_type, v) for k, v in fields.items()}
         body = Template(rule.body).safe_substitute(escaped).encode()
         return Reply(status, body, headers, rule.content_type)
     if ctx.soap_version is not None:

@@ -3,13 +3,22 @@
 Key: the route, the method, the path, the query (sorted), plus any chosen variables. The request
 may opt out (``Cache-Control: no-store`` / ``no-cache``); responses marked ``no-store``,
 ``private``, ``no-cache``, ``max-age=0``, ``Vary: *`` or carrying ``Set-Cookie`` are never stored.
-For a response with ``Vary``, the named request headers become part of a second-level key."""
+For a response with ``Vary``, the named request headers become part of a second-level key.
+
+Invalidation (the ``cache_invalidation`` policy) works by generations, since hashed keys cannot be
+listed: a response cache with ``invalidation_key`` reads two generation tokens from its cache —
+one for the API, one for the rendered ``invalidation_key`` — and puts them into every entry's key;
+invalidating replaces a token, so the entries made under the old one are never found again (they
+expire with their TTL). A cache without ``invalidation_key`` reads no token and cannot be
+invalidated."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+import secrets
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -19,7 +28,7 @@ from portway.errors import StoreUnavailable
 from portway.policies._headers import check_header_name
 from portway.policies.base import Build, Policy, PolicyConfig, add_reply_header
 from portway.policies.contract import HeaderMap, PolicyContext, Reply
-from portway.policies.variables import as_text, compile_variable
+from portway.policies.variables import VariableTemplate, as_text, compile_variable
 from portway.stores.cache import Cache
 
 _KEY = "_portway.response_cache.key"
@@ -29,6 +38,9 @@ _HOP_BY_HOP = frozenset(
         "trailer", "transfer-encoding", "upgrade", "content-length", "age", "x-cache",
     }
 )  # fmt: skip
+GENERATION_TTL = 86400 + 60
+"""Longer than any entry lives (``ttl_seconds`` ≤ 86400): a token that expires takes no live
+entry's key back to the default one."""
 _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*(\d+)")
 
 
@@ -57,15 +69,23 @@ class ResponseCacheConfig(PolicyConfig):
     max_body_bytes: Annotated[
         int, Field(ge=0, le=64 << 20, description="larger responses are not stored")
     ] = 1 << 20
+    invalidation_key: Annotated[
+        str | None,
+        Field(
+            max_length=500,
+            description="${variable} template grouping entries for cache_invalidation "
+            "(e.g. ${path}); unset: the entries cannot be invalidated",
+        ),
+    ] = None
 
-    @field_validator("methods")
+    @field_validator("invalidation_key")
     @classmethod
-    def _methods(cls, value: list[str]) -> list[str]:
-        upper = [m.upper() for m in value]
-        for method in upper:
-            if method not in HTTP_METHODS:
-                raise ValueError(f"unknown HTTP method {method!r}")
-        return upper
+    def _invalidation_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_group_template(value)
+        return value
+
+    _methods = field_validator("methods")(classmethod(lambda cls, v: upper_methods(v)))
 
     @field_validator("key_variables")
     @classmethod
@@ -89,11 +109,48 @@ class ResponseCacheConfig(PolicyConfig):
         return value
 
 
-def _encode(meta: dict[str, Any], body: bytes) -> bytes:
+def upper_methods(value: list[str]) -> list[str]:
+    upper = [m.upper() for m in value]
+    for method in upper:
+        if method not in HTTP_METHODS:
+            raise ValueError(f"unknown HTTP method {method!r}")
+    return upper
+
+
+def check_group_template(text: str) -> str:
+    """A template that groups entries: any variable that does not read the body."""
+    for variable in VariableTemplate(text).variables:
+        if variable.needs_body:
+            raise ValueError(f"${{{variable.source}}} reads the body; invalidation keys may not")
+    return text
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def render_group(template: VariableTemplate, ctx: PolicyContext, now: float) -> str:
+    return template.render_now(ctx, now, _same)
+
+
+def generation_keys(project: str, api: str, group: str | None) -> list[str]:
+    """The generation tokens an entry of ``project/api`` (in ``group``) depends on."""
+    keys = [f"rcache:gen:{project}/{api}"]
+    if group is not None:
+        digest = hashlib.sha256(group.encode("utf-8", "surrogateescape")).hexdigest()
+        keys.append(f"rcache:gen:{project}/{api}:{digest}")
+    return keys
+
+
+async def new_generation(cache: Cache, key: str) -> None:
+    await cache.set(key, secrets.token_hex(8).encode(), ttl=GENERATION_TTL)
+
+
+def encode_entry(meta: dict[str, Any], body: bytes) -> bytes:
     return json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body
 
 
-def _decode(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
+def decode_entry(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
     head, sep, body = raw.partition(b"\n")
     if not sep:
         return None
@@ -116,21 +173,31 @@ class ResponseCachePolicy(Policy[ResponseCacheConfig]):
     summary = "Serve repeated GET/HEAD requests from a local or shared response cache."
     config_model = ResponseCacheConfig
     errors = {}
-    __slots__ = ("_variables",)
+    __slots__ = ("_group", "_variables")
 
     def __init__(self, config: ResponseCacheConfig, build: Build) -> None:
         super().__init__(config, build)
         self._variables = [compile_variable(v) for v in config.key_variables]
+        key = config.invalidation_key
+        self._group = VariableTemplate(key) if key is not None else None
 
     @property
     def _cache(self) -> Cache:
         services = self.services
         return services.cache if self.config.storage == "distributed" else services.local_cache
 
-    def _base_key(self, ctx: PolicyContext, now: float) -> str:
+    async def _generations(self, ctx: PolicyContext, now: float) -> list[str]:
+        if self._group is None:
+            return []
+        group = render_group(self._group, ctx, now)
+        keys = generation_keys(ctx.project, ctx.api, group)
+        tokens = await asyncio.gather(*(self._cache.get(k) for k in keys))
+        return [(t or b"0").decode("ascii", "replace") for t in tokens]
+
+    def _base_key(self, ctx: PolicyContext, now: float, generations: list[str]) -> str:
         req = ctx.request
         digest = hashlib.sha256()
-        parts: list[str] = [self.build.label, self.name, req.method, req.path]
+        parts: list[str] = [self.build.label, self.name, req.method, req.path, *generations]
         parts += [f"{k}={v}" for k, v in sorted(req.query)]
         parts += [f"{v.source}={as_text(v.resolve_now(ctx, now))}" for v in self._variables]
         parts += [f"{h}={','.join(req.headers.get_all(h))}" for h in self.config.vary_headers]
@@ -144,7 +211,11 @@ class ResponseCachePolicy(Policy[ResponseCacheConfig]):
             return None
         request_cc = _directives(req.headers.get("cache-control"))
         now = self.services.clock()
-        key = self._base_key(ctx, now)
+        try:
+            generations = await self._generations(ctx, now)
+        except StoreUnavailable:
+            return None  # without the tokens an entry could be stale: neither read nor store
+        key = self._base_key(ctx, now, generations)
         if "no-store" not in request_cc:
             ctx.variables[_KEY] = key
         if request_cc & {"no-store", "no-cache"}:
@@ -167,13 +238,13 @@ class ResponseCachePolicy(Policy[ResponseCacheConfig]):
 
     async def _lookup(self, key: str, headers: HeaderMap) -> tuple[dict[str, Any], bytes] | None:
         raw = await self._cache.get(key)
-        entry = _decode(raw) if raw is not None else None
+        entry = decode_entry(raw) if raw is not None else None
         if entry is None:
             return None
         vary = entry[0].get("vary")
         if isinstance(vary, list) and vary:
             raw = await self._cache.get(_vary_key(key, [str(v) for v in vary], headers))
-            entry = _decode(raw) if raw is not None else None
+            entry = decode_entry(raw) if raw is not None else None
         return entry
 
     async def after_response(self, ctx: PolicyContext) -> None:
@@ -218,8 +289,8 @@ class ResponseCachePolicy(Policy[ResponseCacheConfig]):
         }
         try:
             if vary:
-                await self._cache.set(key, _encode({"vary": vary}, b""), ttl=ttl)
+                await self._cache.set(key, encode_entry({"vary": vary}, b""), ttl=ttl)
                 key = _vary_key(key, vary, ctx.request.headers)
-            await self._cache.set(key, _encode(meta, body), ttl=ttl)
+            await self._cache.set(key, encode_entry(meta, body), ttl=ttl)
         except StoreUnavailable:
             return

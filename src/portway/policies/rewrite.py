@@ -12,39 +12,29 @@ from pydantic import Field, field_validator, model_validator
 from portway.policies._headers import check_header_name, check_header_value, clean_header_value
 from portway.policies.base import ALL_PHASES, Build, Deny, ErrorSpec, Policy, PolicyConfig
 from portway.policies.contract import HeaderMap, PolicyContext, Reply
-from portway.policies.variables import Variable, as_text, compile_variable
+from portway.policies.variables import VariableTemplate
 
-_PLACEHOLDER = re.compile(r"\$\{([^{}]+)\}")
 _GROUP_REF = re.compile(r"\\(\d+)|\\g<(\w+)>")
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 
 
 def check_template(value: str) -> str:
     check_header_value(value)
-    for name in _PLACEHOLDER.findall(value):
-        if compile_variable(name).needs_body:
-            raise ValueError(f"${{{name}}} reads the body; rewrites may not")
+    for variable in VariableTemplate(value).variables:
+        if variable.needs_body:
+            raise ValueError(f"${{{variable.source}}} reads the body; rewrites may not")
     return value
 
 
-class Template:
-    __slots__ = ("parts",)
+class Template(VariableTemplate):
+    __slots__ = ()
 
-    def __init__(self, text: str) -> None:
-        self.parts: list[str | Variable] = []
-        pos = 0
-        for match in _PLACEHOLDER.finditer(text):
-            self.parts.append(text[pos : match.start()])
-            self.parts.append(compile_variable(match.group(1)))
-            pos = match.end()
-        self.parts.append(text[pos:])
+    def render_header(self, ctx: PolicyContext, now: float) -> str:
+        return clean_header_value(self.render_now(ctx, now, _same))
 
-    def render(self, ctx: PolicyContext, now: float) -> str:
-        out = [
-            p if isinstance(p, str) else (as_text(p.resolve_now(ctx, now)) or "")
-            for p in self.parts
-        ]
-        return clean_header_value("".join(out))
+
+def _same(text: str) -> str:
+    return text
 
 
 class HeaderRules(PolicyConfig):
@@ -161,9 +151,9 @@ class _CompiledHeaders:
                 for value in values:
                     headers.add(new, value)
         for name, template in self.set:
-            headers.set(name, template.render(ctx, now))
+            headers.set(name, template.render_header(ctx, now))
         for name, template in self.add:
-            headers.add(name, template.render(ctx, now))
+            headers.add(name, template.render_header(ctx, now))
 
 
 class RewritePolicy(Policy[RewriteConfig]):
@@ -193,7 +183,7 @@ class RewritePolicy(Policy[RewriteConfig]):
             query = [(rules.rename.get(k, k), v) for k, v in query]
             for name, template in self._query_set:
                 query = [(k, v) for k, v in query if k != name]
-                query.append((name, template.render(ctx, now)))
+                query.append((name, template.render_header(ctx, now)))
             req.query[:] = query
         if self._path is not None:
             pattern, replacement = self._path

@@ -16,6 +16,7 @@ body field never turns a bad request into a 500.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -181,6 +182,47 @@ def compile_variable(source: str) -> Variable:
         "xml./..., var.X, consumer.metadata.X, response.status, response.header.X, time.* or "
         "a context value)"
     )
+
+
+_PLACEHOLDER = re.compile(r"\$\{([^{}]+)\}")
+
+
+class VariableTemplate:
+    """Text with ``${variable}`` placeholders (any variable above), compiled once. A missing
+    value renders as the empty string; ``escape`` makes each value safe where it goes (a header,
+    a URL, a JSON string) — placeholders are substituted, never evaluated."""
+
+    __slots__ = ("needs_body", "parts")
+
+    def __init__(self, text: str) -> None:
+        self.parts: list[str | Variable] = []
+        pos = 0
+        for match in _PLACEHOLDER.finditer(text):
+            self.parts.append(text[pos : match.start()])
+            self.parts.append(compile_variable(match.group(1)))
+            pos = match.end()
+        self.parts.append(text[pos:])
+        self.needs_body = any(isinstance(p, Variable) and p.needs_body for p in self.parts)
+
+    @property
+    def variables(self) -> list[Variable]:
+        return [p for p in self.parts if isinstance(p, Variable)]
+
+    def render_now(self, ctx: PolicyContext, now: float, escape: Callable[[str], str]) -> str:
+        """Render without reading the body (``needs_body`` must be false)."""
+        return "".join(
+            p if isinstance(p, str) else escape(as_text(p.resolve_now(ctx, now)) or "")
+            for p in self.parts
+        )
+
+    async def render(self, ctx: PolicyContext, now: float, escape: Callable[[str], str]) -> str:
+        out: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                out.append(escape(as_text(await part.resolve(ctx, now)) or ""))
+        return "".join(out)
 
 
 def as_text(value: Any) -> str | None:

@@ -65,6 +65,7 @@ class TrafficRecord(TypedDict, total=False):
     policies: list[str]
     denied_by: str
     shadow: list[dict[str, Any]]  # {policy, would: deny|reply|error, status, code}
+    variables: dict[str, str]  # written by log policies, masked in the worker
     detail: dict[str, Any]  # captured headers/query/bodies per region, masked in the worker
 
 

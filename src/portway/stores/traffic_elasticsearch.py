@@ -62,7 +62,7 @@ from portway.stores.traffic import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 _TIME_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _KEYWORDS = (
     "id",
@@ -119,6 +119,7 @@ def mappings() -> dict[str, Any]:
             "code": {"type": "keyword", "ignore_above": 1024},
         }
     }
+    properties["variables"] = {"type": "flattened", "ignore_above": 1024}
     properties["detail"] = {"type": "object", "enabled": False}
     return {"dynamic": False, "properties": properties}
 

@@ -91,6 +91,7 @@ class CaptureRules:
         "buffers_request",
         "json_paths",
         "mask_headers",
+        "mask_paths",
         "mask_query",
         "max_body",
         "query",
@@ -130,6 +131,10 @@ class CaptureRules:
         self.xpaths: tuple[ElementPath, ...] = tuple(
             compile_element_path(p) for p in capture.mask_xml
         )
+        self.mask_paths = frozenset(
+            {*(f"body.{p}" for p in capture.mask_json), *(f"xml.{p}" for p in capture.mask_xml)}
+        )
+        """The masked body paths as variables spell them (for ``mask_logged``)."""
         self.secret_values = frozenset(v for v in secret_values if len(v) >= MIN_SECRET)
         """Secret variables' values (``EnvironmentRevision.secret_values``): masked in any
         header or query value holding one, and wherever they appear in a body."""
@@ -177,6 +182,39 @@ class CaptureRules:
             hidden = name.lower() in masked or self._holds_secret(value)
             parts.append(f"{key}={MASK}" if hidden else item)
         return f"{path}?{'&'.join(parts)}"
+
+    def masks_source(self, source: str) -> bool:
+        """Whether a value read from this variable (``header.X``, ``body.$.a`` ...) is masked."""
+        for prefix, names in (
+            ("header.", self.mask_headers),
+            ("response.header.", self.mask_headers),
+            ("query.", self.mask_query),
+            ("form.", self.mask_query),
+        ):
+            if source.startswith(prefix) and source[len(prefix) :].lower() in names:
+                return True
+        return source in self.mask_paths
+
+    def mask_logged(
+        self,
+        logged: dict[str, tuple[str, tuple[str, ...]]],
+        headers: Iterable[tuple[bytes, bytes]],
+        query: str,
+    ) -> dict[str, str]:
+        """The values a ``log`` policy wrote: one read from a masked variable is ``MASK``; the
+        request's masked header and query values are masked wherever they appear in the rest."""
+        secrets: set[str] = set()
+        self.headers(headers, secrets)
+        self.query_pairs(query, secrets)
+        out: dict[str, str] = {}
+        for name, (text, sources) in logged.items():
+            if any(self.masks_source(source) for source in sources):
+                out[name] = MASK
+                continue
+            for secret in sorted(secrets, key=len, reverse=True):
+                text = text.replace(secret, MASK)
+            out[name] = text
+        return out
 
     # -- bodies -------------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ The four regions of an exchange and what each records:
 Plus who and where: ``environment``, ``revision``, ``worker``, ``project``, ``api``, ``endpoint``,
 ``consumer``, ``credential`` (a credential id, never the secret); and the pipeline:
 ``pipeline_ms`` (time in policy hooks), ``policies`` (those that ran), ``denied_by``, ``shadow``
-(verdicts of shadow-mode policies).
+(verdicts of shadow-mode policies), ``variables`` (what ``log`` policies chose, masked by the
+API's capture rules).
 """
 
 from __future__ import annotations
@@ -201,6 +202,10 @@ def traffic_record(
             record["denied_by"] = log["denied_by"]
         if log.get("shadow"):
             record["shadow"] = log["shadow"]
+        logged = log.get("variables")
+        if logged and note.capture is not None:
+            headers = note.client_headers if note.client_headers is not None else request.headers
+            record["variables"] = note.capture.mask_logged(logged, headers, request.query)
     rules = note.capture
     if rules is not None:
         detail = _detail(rules, request, note, response)

@@ -91,6 +91,10 @@ class TrafficRecordView(Answer):
         list[dict[str, Any]] | None,
         Field(description="what report-only policies would have done: policy, would, status, code"),
     ] = None
+    variables: Annotated[
+        dict[str, str] | None,
+        Field(description="values log policies wrote, masked in the worker"),
+    ] = None
     detail: Annotated[
         dict[str, Any] | None,
         Field(description="captured headers, query and bodies per region, masked in the worker"),
