@@ -67,3 +67,28 @@ async def test_logged_values_are_written_masked_and_cut(tmp_path: Path) -> None:
     assert TOKEN not in str(record)
     assert "s3ss10n" not in str(record)
     assert "4111111111111111" not in str(record)
+
+
+async def test_a_secret_variables_value_is_masked_in_logged_values(tmp_path: Path) -> None:
+    secret = "vault-value-9191"
+    log = {
+        "name": "note",
+        "type": "log",
+        "config": {"variables": {"sent": "got ${body.$.note}", "tier": "${header.X-Tier}"}},
+    }
+    async with backends("echo") as (echo,):
+        rev = revision(api("orders", "/orders", [echo.url], policies={"request": [log]}))
+        rev = rev.model_copy(update={"secret_values": [secret]})
+        async with logged_gateway(tmp_path, rev, echo) as setup:
+            answer = await send(
+                setup,
+                "POST",
+                "/orders/1",
+                "cid-secret",
+                json={"note": f"a{secret}b"},
+                headers={"X-Tier": "gold"},
+            )
+            assert answer.status_code == 200
+            record = await setup.record("cid-secret")
+    assert record["variables"] == {"sent": "got a****b", "tier": "gold"}
+    assert secret not in str(record)

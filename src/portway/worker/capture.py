@@ -202,8 +202,9 @@ class CaptureRules:
         query: str,
     ) -> dict[str, str]:
         """The values a ``log`` policy wrote: one read from a masked variable is ``MASK``; the
-        request's masked header and query values are masked wherever they appear in the rest."""
-        secrets: set[str] = set()
+        request's masked header and query values and secret variables' values are masked wherever
+        they appear in the rest."""
+        secrets: set[str] = set(self.secret_values)  # secret variables' values too
         self.headers(headers, secrets)
         self.query_pairs(query, secrets)
         out: dict[str, str] = {}
