@@ -66,7 +66,8 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         state = lab.load()
         pids = [p["pid"] for p in state["processes"].values()]
         assert set(state["processes"]) == {
-            "ferretdb", "backend", "backend-tls", "manager", "worker-1", "worker-2", "haproxy"
+            "ferretdb", "hazelcast", "backend", "backend-tls", "manager", "worker-1", "worker-2",
+            "haproxy",
         }  # fmt: skip
         assert state["up"]["deployment"]["acknowledged"] == 2
 
@@ -83,6 +84,10 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert client_get(lab, "/demo/echo", "pk_" + "x" * 40).status_code == 401
         assert client_get(lab, "/_portway/ready", key).status_code == 404  # control paths
         assert client_get(lab, "/demo/echo", key).headers["X-RateLimit-Limit"] == "1200"
+        # each request a new connection, round robin over both workers: one count in Hazelcast
+        remaining = [int(client_get(lab, "/demo/echo", key).headers["X-RateLimit-Remaining"])
+                     for _ in range(4)]  # fmt: skip
+        assert remaining == list(range(remaining[0], remaining[0] - 4, -1))
 
         audit = lab_cli("audit", *where)
         assert audit.returncode == 0, audit.stdout + audit.stderr
@@ -95,7 +100,9 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert internet["redirects"] == ["lb-1:80 301 ok"]
         assert _audit(state, "lan")["open"] == ["data-1:25080", "worker-1:8080", "worker-2:8080"]
         assert "manager-1:8080" in _audit(state, "vpn")["open"]
-        assert "data-1:25080" not in _audit(state, "dmz")["open"]
+        assert _audit(state, "dmz")["open"] == [
+            "backend-1:443", "backend-1:80", "data-1:5701", "manager-1:8080"
+        ]  # fmt: skip
 
         drill1 = lab_cli("drill", "1", *where)
         assert drill1.returncode == 0, drill1.stdout + drill1.stderr

@@ -260,6 +260,7 @@ def versions() -> dict[str, str]:
         "nftables": _first_line("nft", "--version"),
         "iproute2": _first_line("ip", "-V"),
         "ferretdb": found.get("FERRETDB_VERSION", "unknown"),
+        "hazelcast": found.get("HAZELCAST_VERSION", "unknown"),
     }
 
 
@@ -283,7 +284,7 @@ def build_report(lab: LabDir) -> dict[str, Any]:
 
 NOT_RUN = [
     "Elasticsearch (traffic logs are SQLite in the manager's data directory)",
-    "Hazelcast (the workers' cache is in-process)",
+    "a second Hazelcast member",
     "SMTP and DNS servers (addresses are literal IPs)",
     "drills 2-7",
 ]

@@ -8,6 +8,7 @@ namespaces::
                                            │                      └─ wk2  198.18.1.22
                                            └──────────── lan ─────┬─ mgr  198.18.2.10
                                                                   └─ data 198.18.2.20
+                                                             (FerretDB 25080, Hazelcast 5701)
 
 The router forwards between the zones through the DMZ and LAN zone tables generated from the
 file's matrix; each DMZ/LAN host loads its own host table (inside a zone the switch does not
@@ -30,6 +31,8 @@ ROUTER_LEGS = {
     "lan": "198.18.2.1/24",
 }
 MONGODB_PORT = 25080
+HAZELCAST_PORT = 5701
+HAZELCAST_CLUSTER = "portway-lab"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,7 @@ HOSTS = (
     LabHost("wk1", "198.18.1.21", "198.18.1.1", "dmz", "worker-1", ("worker",)),
     LabHost("wk2", "198.18.1.22", "198.18.1.1", "dmz", "worker-2", ("worker",)),
     LabHost("mgr", "198.18.2.10", "198.18.2.1", "lan", "manager-1", ("manager",)),
-    LabHost("data", "198.18.2.20", "198.18.2.1", "lan", "data-1", ("mongodb",)),
+    LabHost("data", "198.18.2.20", "198.18.2.1", "lan", "data-1", ("mongodb", "cache")),
 )
 WORKERS = ("wk1", "wk2")
 #: zone audited -> (namespace, ``portway audit --from``)
@@ -75,7 +78,8 @@ def url(short: str, port: int, scheme: str = "http") -> str:
 
 def platform(data_dir: Path, certificates_dir: Path) -> dict[str, Any]:
     """The lab's ``portway.yaml``: one file for the matrix, the firewall, the balancer, every
-    process. Reports every 2 s and down after 2 missed reports keep the drills short."""
+    process. Reports every 2 s and down after 2 missed reports keep the drills short. The
+    workers share their counters in one Hazelcast member on data-1."""
     return {
         "layout": "distributed",
         "data_dir": str(data_dir),
@@ -108,6 +112,7 @@ def platform(data_dir: Path, certificates_dir: Path) -> dict[str, Any]:
                 "poll_interval": 2.0,
                 "egress_https": False,
                 "trusted_proxies": [f"{host('lb').address}/32"],
+                "cache": f"hazelcast://{host('data').address}:{HAZELCAST_PORT}/{HAZELCAST_CLUSTER}",
             }
         },
         "load_balancer": {
@@ -118,3 +123,29 @@ def platform(data_dir: Path, certificates_dir: Path) -> dict[str, Any]:
         },
         "network": {"ssh": {"from_vpn": False}},
     }
+
+
+def hazelcast_config() -> str:
+    """One member on data-1's address only: no multicast, no auto-detection."""
+    return f"""hazelcast:
+  cluster-name: {HAZELCAST_CLUSTER}
+  properties:
+    hazelcast.phone.home.enabled: false
+    hazelcast.socket.bind.any: false
+    hazelcast.logging.type: jdk
+  network:
+    port:
+      port: {HAZELCAST_PORT}
+      auto-increment: false
+    join:
+      multicast:
+        enabled: false
+      auto-detection:
+        enabled: false
+    interfaces:
+      enabled: true
+      interfaces:
+        - {host("data").address}
+  jet:
+    enabled: false
+"""

@@ -270,6 +270,11 @@ def _write_files(lab: LabDir) -> None:
     (lab.path / "backend-haproxy.cfg").write_text(BACKEND_TLS.format(bundle=backend.bundle_file))
 
 
+def _hazelcast_started(lab: LabDir, address: str) -> bool:
+    started = b" is STARTED" in (lab.logs / "hazelcast.log").read_bytes()
+    return started and tcp_open(lab, "wk1", address, topology.HAZELCAST_PORT)
+
+
 def _worker_argv(lab: LabDir, short: str) -> list[str]:
     host = topology.host(short)
     return [
@@ -368,9 +373,12 @@ def run_up(lab: LabDir) -> dict[str, Any]:
         return lab.load()
     if lab.state_file.exists() or netns.namespaces_with(lab.ident):
         run_down(lab)  # a crashed or partial lab: start over
-    ferretdb = manifest().get("FERRETDB_BIN", "")
-    if not ferretdb or not Path(ferretdb).exists():
-        raise LabError("FerretDB is not provisioned: run scripts/provision")
+    servers = manifest()
+    ferretdb, jar = servers.get("FERRETDB_BIN", ""), servers.get("HAZELCAST_JAR", "")
+    java = Path(servers.get("JAVA_HOME", "")) / "bin" / "java"
+    for what, path in (("FerretDB", ferretdb), ("Hazelcast", jar), ("Java", str(java))):
+        if not path or not Path(path).exists():
+            raise LabError(f"{what} is not provisioned ({path or 'absent'}): run scripts/provision")
     began = time.monotonic()
     lab.path.mkdir(parents=True, exist_ok=True)
     lab.save({"ident": lab.ident, "profile": "small", "namespaces": [], "links": []})
@@ -379,6 +387,13 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     apply_firewall(lab)
     network_seconds = time.monotonic() - began
 
+    hazelcast = lab.path / "hazelcast.yaml"
+    hazelcast.write_text(topology.hazelcast_config())
+    start(lab, "hazelcast", "data", [
+        str(java), "-Xms128m", "-Xmx256m", "-XX:+UseSerialGC", f"-Dhazelcast.config={hazelcast}",
+        "-Djava.net.preferIPv4Stack=true", "-cp", jar,
+        "com.hazelcast.core.server.HazelcastMemberStarter",
+    ])  # fmt: skip
     store = lab.path / "data" / "ferretdb"
     store.mkdir(parents=True, exist_ok=True)
     data = topology.host("data").address
@@ -399,6 +414,7 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     wait_for(lab, "manager", lambda: http_get(lab, "vpn", health).status_code == 200, 60, "manager")
     api = LabApi(lab, admin_token(lab))
     api.call("POST", "/environments", {"name": topology.ENVIRONMENT, "type": "prod"}, ok=(409,))
+    wait_for(lab, "Hazelcast", lambda: _hazelcast_started(lab, data), 90, "hazelcast")
     for short in topology.WORKERS:
         start_worker(lab, short)
     for short in topology.WORKERS:
@@ -446,7 +462,11 @@ WHERE = (
     ("dmz", "wk1", "worker-1 :8080"),
     ("dmz", "wk2", "worker-2 :8080"),
     ("lan", "mgr", "manager-1 :8080 (management API, cluster API)"),
-    ("lan", "data", f"data-1: FerretDB (MongoDB protocol) :{topology.MONGODB_PORT}"),
+    (
+        "lan",
+        "data",
+        f"data-1: FerretDB :{topology.MONGODB_PORT}, Hazelcast :{topology.HAZELCAST_PORT}",
+    ),
     ("router", "rt", "nftables zone tables dmz + lan from the matrix"),
 )
 
