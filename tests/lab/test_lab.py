@@ -83,7 +83,7 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert missing.json()["correlation_id"]
         assert client_get(lab, "/demo/echo", "pk_" + "x" * 40).status_code == 401
         assert client_get(lab, "/_portway/ready", key).status_code == 404  # control paths
-        assert client_get(lab, "/demo/echo", key).headers["X-RateLimit-Limit"] == "1200"
+        assert client_get(lab, "/demo/echo", key).headers["X-RateLimit-Limit"] == "6000"
         # each request a new connection, round robin over both workers: one count in Hazelcast
         remaining = [int(client_get(lab, "/demo/echo", key).headers["X-RateLimit-Remaining"])
                      for _ in range(4)]  # fmt: skip
@@ -126,11 +126,19 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert in_wk1
         assert not [c for c in in_wk1 if b"http.server" in c]
 
+        drill2 = lab_cli("drill", "2", "--seconds", "5", *where)
+        assert drill2.returncode == 0, drill2.stdout + drill2.stderr
+        two = json.loads(drill2.stdout)
+        assert two["requests_while_manager_down"] > 0
+        assert two["served_percent"] == 100.0, two["outcomes"]
+        assert two["revision_after"] == two["revision_before"] + 1
+        pids += [lab.load()["processes"]["manager"]["pid"]]
+
         out = tmp_path / "report"
         report = lab_cli("report", *where, "--out", str(out))
         assert report.returncode == 0, report.stderr
         written = json.loads((out / "lab-report.json").read_text())
-        assert [d["drill"] for d in written["drills"]] == ["1", "8"]
+        assert [d["drill"] for d in written["drills"]] == ["1", "2", "8"]
         assert all(d["passed"] for d in written["drills"])
         assert written["up"]["seconds"] > 0
         assert written["up"]["peak_rss_mib"] > 0
@@ -172,6 +180,10 @@ def test_usage_errors_name_the_problem(tmp_path: Path) -> None:
     unknown = lab_cli("drill", "9", "--lab-dir", str(tmp_path))
     assert unknown.returncode == 2
     assert "invalid choice: '9'" in unknown.stderr
+    for seconds in ("0", "-5", "601", "nan"):
+        outage = lab_cli("drill", "2", "--seconds", seconds, "--lab-dir", str(tmp_path))
+        assert outage.returncode == 2, seconds
+        assert "--seconds" in outage.stderr
     for command in ("audit", "drill 1", "report"):
         result = lab_cli(*command.split(), "--lab-dir", str(tmp_path / "none"))
         assert result.returncode == 1, command

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -23,6 +24,7 @@ from portway.lab.netns import in_namespace
 from portway.lab.provisioned import manifest
 from portway.lab.state import LabDir
 from portway.lab.up import (
+    DEMO_API,
     DEMO_PATH,
     PYTHON,
     SNI,
@@ -30,6 +32,7 @@ from portway.lab.up import (
     LabError,
     admin_token,
     apply_firewall,
+    http_get,
     is_up,
     lab_namespaces,
     lab_trust,
@@ -184,6 +187,65 @@ def drill_kill_worker(lab: LabDir) -> dict[str, Any]:
     return result
 
 
+def drill_manager_outage(lab: LabDir, seconds: float = 60.0) -> dict[str, Any]:
+    """Drill 2: the manager stops (SIGTERM) for ``seconds`` under load; the workers keep serving
+    their revision. Back, a deploy must converge on both workers."""
+    _require_up(lab)
+    api = LabApi(lab, admin_token(lab))
+    before = workers(api)["worker-1"]["desired_revision"]
+    load = Load(lab, lab.load()["api_key"])
+    load.start()
+    time.sleep(1)
+    stop(lab, "manager", 15)
+    stopped = time.monotonic()
+    time.sleep(seconds)
+    served_alone = dict(load.outcomes)
+    start(lab, "manager", "mgr", [*PYTHON, "manager", "--config", str(lab.config_file)])
+    health = topology.url("mgr", 8080) + "/healthz"
+    wait_for(lab, "manager back", lambda: http_get(lab, "vpn", health).status_code == 200,
+             60, "manager")  # fmt: skip
+    outage = time.monotonic() - stopped
+    changed = DEMO_API | {"description": f"{DEMO_API['description']} (drill 2)"}
+    api.call("PUT", "/projects/default/apis/demo", changed)
+    deployed = time.monotonic()
+    deployment = api.call(
+        "POST",
+        f"/environments/{topology.ENVIRONMENT}/deployments",
+        {"api": "demo", "note": "lab drill 2: deploy after the manager's outage"},
+    )
+    revision = deployment["env_revision"]
+
+    def converged() -> bool:
+        rows = workers(api)
+        return all(
+            rows[n]["in_sync"] and rows[n]["served_revision"] == revision
+            for n in ("worker-1", "worker-2")
+        )
+
+    wait_for(lab, f"both workers on revision {revision}", converged, 60)
+    converge = time.monotonic() - deployed
+    time.sleep(1)
+    outcomes = load.stop()
+    total = sum(outcomes.values())
+    ok = outcomes.get("200", 0)
+    alone = sum(served_alone.values())
+    result = {
+        "drill": "2",
+        "name": f"manager stopped for {seconds:g} s under load, then a deploy",
+        "requests": total,
+        "requests_while_manager_down": alone,
+        "served_percent": round(100 * ok / total, 2) if total else 0.0,
+        "outcomes": outcomes,
+        "seconds_manager_down": round(outage, 1),
+        "revision_before": before,
+        "revision_after": revision,
+        "seconds_deploy_to_converged": round(converge, 1),
+        "passed": total > 0 and ok == total and alone > 0 and revision != before,
+    }
+    _record_drill(lab, result)
+    return result
+
+
 ROGUE_PORT = 6379
 
 
@@ -229,7 +291,11 @@ def drill_rogue_port(lab: LabDir) -> dict[str, Any]:
     return result
 
 
-DRILLS = {"1": drill_kill_worker, "8": drill_rogue_port}
+DRILLS: dict[str, Callable[..., dict[str, Any]]] = {
+    "1": drill_kill_worker,
+    "2": drill_manager_outage,
+    "8": drill_rogue_port,
+}
 
 
 def _record_drill(lab: LabDir, result: dict[str, Any]) -> None:
@@ -286,7 +352,7 @@ NOT_RUN = [
     "Elasticsearch (traffic logs are SQLite in the manager's data directory)",
     "a second Hazelcast member",
     "SMTP and DNS servers (addresses are literal IPs)",
-    "drills 2-7",
+    "drills 3-7",
 ]
 
 

@@ -46,7 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ).set_defaults(func=_audit)
     drill = command("drill", "run a failure drill and print its figures; exit 1 if it failed")
     drill.add_argument(
-        "name", choices=sorted(checks.DRILLS), help="1: kill a worker; 8: rogue port"
+        "name",
+        choices=sorted(checks.DRILLS),
+        help="1: kill a worker; 2: stop the manager, then deploy; 8: a rogue port in the DMZ",
+    )
+    drill.add_argument(
+        "--seconds",
+        type=float,
+        default=60.0,
+        help="drill 2: how long the manager stays stopped (60)",
     )
     drill.set_defaults(func=_drill)
     report = command("report", "write lab-report.md and lab-report.json")
@@ -112,7 +120,11 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _drill(args: argparse.Namespace) -> int:
     try:
-        result = checks.DRILLS[args.name](_guarded(args))
+        if not 1 <= args.seconds <= 600:
+            print("portway: error: --seconds: between 1 and 600", file=sys.stderr)
+            return 2
+        extra = {"seconds": args.seconds} if args.name == "2" else {}
+        result = checks.DRILLS[args.name](_guarded(args), **extra)
     except FAILURES as exc:
         return _fail(exc)
     print(json.dumps(result, indent=2))

@@ -42,7 +42,7 @@ PYTHON = [sys.executable, "-m", "portway"]
 DEMO_PATH = "/demo/echo"
 DEMO_API: dict[str, Any] = {
     "name": "demo",
-    "description": "the lab's demo API: a key per consumer, 1200 requests a minute each",
+    "description": "the lab's demo API: a key per consumer, 6000 requests a minute each",
     "base_path": "/demo",
     "backends": [{"url": topology.url("inet", 80)}],
     "policies": {
@@ -52,7 +52,7 @@ DEMO_API: dict[str, Any] = {
                 "name": "limit",
                 "type": "throttling",
                 "config": {
-                    "limit": 1200,
+                    "limit": 6000,
                     "interval_seconds": 60,
                     "identity": "consumer",
                     "headers": True,
