@@ -118,15 +118,31 @@ def alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def in_lab_namespace(lab: LabDir, pid: int, short: str) -> bool:
+    """``pid`` runs in the lab namespace ``short`` (not a reused pid of something else)."""
+    try:
+        mine = os.stat(Path("/run/netns") / lab_namespaces(lab).ns(short))
+        theirs = os.stat(f"/proc/{pid}/ns/net")
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
 def stop(lab: LabDir, name: str, sig: int = 9) -> None:
+    """Signal a lab process (``sig``; SIGKILL after 10 s) and wait until it is gone."""
     entry = lab.load().get("processes", {}).get(name)
-    if entry and alive(entry["pid"]):
-        os.kill(entry["pid"], sig)
-        deadline = time.monotonic() + 10
-        while alive(entry["pid"]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(entry["pid"], os.WNOHANG)
+    if not entry or not alive(entry["pid"]) or not in_lab_namespace(lab, entry["pid"], entry["ns"]):
+        return
+    pid = entry["pid"]
+    os.kill(pid, sig)
+    deadline = time.monotonic() + 10
+    while alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            deadline = time.monotonic() + 10
+        time.sleep(0.05)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -359,8 +375,12 @@ def is_up(lab: LabDir) -> bool:
         bool(state.get("ready"))
         and bool(expected)
         and expected <= set(netns.namespaces_with(lab.ident))
-        and all(alive(p["pid"]) for p in processes.values())
+        and all(running(lab, p) for p in processes.values())
     )
+
+
+def running(lab: LabDir, process: dict[str, Any]) -> bool:
+    return alive(process["pid"]) and in_lab_namespace(lab, process["pid"], process["ns"])
 
 
 def run_up(lab: LabDir) -> dict[str, Any]:
@@ -501,7 +521,7 @@ def describe(lab: LabDir) -> str:
 
 def status(lab: LabDir) -> dict[str, Any]:
     state = lab.load()
-    processes = {n: alive(p["pid"]) for n, p in state.get("processes", {}).items()}
+    processes = {n: running(lab, p) for n, p in state.get("processes", {}).items()}
     present = netns.namespaces_with(lab.ident) if requirements() is None else []
     return {
         "lab_dir": str(lab.path),
@@ -541,17 +561,6 @@ def run_down(lab: LabDir) -> list[str]:
     if reason is not None:
         raise LabError(reason)
     state = lab.load()
-    for entry in state.get("processes", {}).values():
-        pid = entry.get("pid")
-        if isinstance(pid, int) and alive(pid):
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if cmdline.startswith(b"ip\0netns") or any(
-                part.encode() in cmdline for part in entry.get("argv", [])[:1]
-            ):
-                os.kill(pid, 9)
     names = sorted(set(state.get("namespaces", [])) | set(netns.namespaces_with(lab.ident)))
     names = [n for n in names if n.startswith(lab.ident)]
     netns.remove(names, lab.ident)
