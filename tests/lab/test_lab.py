@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,11 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
             "haproxy",
         }  # fmt: skip
         assert state["up"]["deployment"]["acknowledged"] == 2
+
+        status = json.loads(lab_cli("status", *where).stdout)
+        assert status["up"] is True
+        assert len(status["namespaces"]) == 10
+        assert set(status["processes"].values()) == {True}
 
         again = lab_cli("up", "--small", *where)  # idempotent: the same processes
         assert again.returncode == 0, again.stderr
@@ -157,6 +163,39 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         "namespaces": [], "links": [], "processes": [], "lab_dir": False
     }  # fmt: skip
     assert lab_cli("down", *where).returncode == 0  # safe to repeat
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_down_after_up_was_killed_midway(tmp_path: Path) -> None:
+    """``lab up`` SIGKILLed once its namespaces exist and its first processes run."""
+    _require_lab()
+    lab = LabDir(tmp_path / "lab")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "portway", "lab", "up", "--small", "--lab-dir", str(lab.path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(lab.load().get("processes", {})) < 3 and up.poll() is None:
+            assert time.monotonic() < deadline, "lab up never started its processes"
+            time.sleep(0.1)
+        up.kill()
+        up.wait(30)
+        state = lab.load()
+        pids = [p["pid"] for p in state["processes"].values()]
+        assert len(netns.namespaces_with(lab.ident)) == 10
+        assert any(alive(p) for p in pids)  # orphans the crash left
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait(30)
+        down = lab_cli("down", "--lab-dir", str(lab.path))
+    assert down.returncode == 0, down.stderr
+    assert _leftovers(lab, pids) == {
+        "namespaces": [], "links": [], "processes": [], "lab_dir": False
+    }  # fmt: skip
 
 
 @pytest.mark.netns
