@@ -210,6 +210,12 @@ def test_down_keeps_a_directory_that_is_not_a_lab(tmp_path: Path) -> None:
     assert up.returncode == 1
     assert "not a lab directory (no lab.json) and not empty" in up.stderr
     assert netns.namespaces_with(LabDir(tmp_path).ident) == []
+    a_file = tmp_path / "precious.txt"
+    assert lab_cli("down", "--lab-dir", str(a_file)).returncode == 0
+    up = lab_cli("up", "--small", "--lab-dir", str(a_file))
+    assert up.returncode == 1
+    assert "not a directory" in up.stderr
+    assert a_file.read_text() == "keep me"
 
 
 def test_usage_errors_name_the_problem(tmp_path: Path) -> None:

@@ -538,7 +538,11 @@ def status(lab: LabDir) -> dict[str, Any]:
 def _is_lab_dir(path: Path) -> bool:
     """A directory ``down`` may delete: absent, empty, holding ``lab.json`` or the platform file
     ``lab up`` wrote."""
-    if not path.exists() or (path / "lab.json").exists() or not any(path.iterdir()):
+    if not path.exists():
+        return True
+    if not path.is_dir():
+        return False
+    if (path / "lab.json").exists() or not any(path.iterdir()):
         return True
     try:
         return (path / "portway.yaml").read_text().startswith(CONFIG_HEADER)
