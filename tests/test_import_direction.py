@@ -48,6 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     "deploy": {"config", "errors", "matrix"},
     "local": {"cluster", "config", "errors"},
     "client": {"config", "errors"},
+    "lab": {"config", "errors", "deploy", "matrix", "local"},
 }
 TOP_LEVEL_MODULES = {"cli", "__main__", "__init__"}
 """Modules at the top of ``portway`` that may import any package (the ``portway`` command)."""

@@ -28,6 +28,7 @@ from portway.config.platform_file import (
 )
 from portway.deploy.cli import register as register_deploy
 from portway.errors import ConfigError, UsageError
+from portway.lab.cli import register as register_lab
 from portway.matrix.cli import register as register_matrix
 
 
@@ -480,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_matrix(sub)
     register_deploy(sub)
     register_client(sub)
+    register_lab(sub)
     return parser
 
 

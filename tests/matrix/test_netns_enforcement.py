@@ -29,6 +29,7 @@ import pytest
 import trustme
 import yaml
 
+from portway.lab.netns import Namespaces, missing_tools, namespaces_with, remove, sh
 from portway.matrix.effective import effective_matrix, standard_matrix
 from portway.matrix.firewall import nftables
 from portway.matrix.firewall.plan import resolve_host, resolve_zone
@@ -70,29 +71,15 @@ ROUTER_LEGS = {"inet": "198.18.0.1/24", "vpn": "198.18.4.1/24", "dmz": "198.18.1
                "lan": "198.18.2.1/24"}  # fmt: skip
 
 
-def sh(*command: str, check: bool = True, stdin: str | None = None) -> str:
-    result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60,
-                            check=False)  # fmt: skip
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed: {result.stderr.strip()}")
-    return result.stdout
-
-
 def _require_netns() -> None:
-    if os.geteuid() != 0:
-        missing_capability("network namespaces need root (CI runs as root)")
-    if shutil.which("ip") is None:
-        missing_capability("`ip` (iproute2) is not installed")
-    if subprocess.run(["ip", "netns", "list"], capture_output=True, check=False).returncode:
-        missing_capability("`ip netns` is not available here")
+    reason = missing_tools()
+    if reason is not None:
+        missing_capability(reason)
 
 
 def _reap_abandoned() -> None:
     """Namespaces of runs whose process is gone (killed mid-test) are removed."""
-    for line in sh("ip", "netns", "list").splitlines():
-        name = line.split()[0] if line.strip() else ""
-        if not name.startswith(PREFIX):
-            continue
+    for name in namespaces_with(PREFIX):
         pid = name[len(PREFIX) :].split("x", 1)[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             sh("ip", "netns", "del", name, check=False)
@@ -100,40 +87,25 @@ def _reap_abandoned() -> None:
 
 @dataclass
 class Lab:
-    prefix: str
+    spaces: Namespaces
     workdir: Path
     ca_file: Path
-    namespaces: list[str] = field(default_factory=list)
-    root_links: list[str] = field(default_factory=list)
     listeners: list[subprocess.Popen[str]] = field(default_factory=list)
-    links: int = 0
 
     def ns(self, short: str) -> str:
-        return f"{self.prefix}-{short}"
+        return self.spaces.ns(short)
 
     def add_ns(self, short: str) -> str:
-        name = self.ns(short)
-        sh("ip", "netns", "add", name)
-        self.namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
+        return self.spaces.add(short)
 
     def link(self, left: str, left_if: str, right: str, right_if: str) -> None:
-        """A veth pair between two namespaces, created under unique names in the root ns."""
-        self.links += 1
-        a, b = f"{self.prefix[-8:]}{self.links:02d}a", f"{self.prefix[-8:]}{self.links:02d}b"
-        sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
-        self.root_links += [a, b]
-        for name, namespace, final in ((a, left, left_if), (b, right, right_if)):
-            sh("ip", "link", "set", name, "netns", namespace)
-            sh("ip", "-n", namespace, "link", "set", name, "name", final)
-            sh("ip", "-n", namespace, "link", "set", final, "up")
+        self.spaces.link(left, left_if, right, right_if)
 
     def nft(self, short: str, rules: str) -> None:
-        sh("ip", "netns", "exec", self.ns(short), "nft", "-f", "-", stdin=rules)
+        self.spaces.nft(short, rules)
 
     def flush(self, short: str) -> None:
-        sh("ip", "netns", "exec", self.ns(short), "nft", "flush", "ruleset")
+        self.spaces.flush(short)
 
     def audit(
         self, short: str, vantage: str, config: dict[str, Any] | None = None
@@ -161,12 +133,7 @@ class Lab:
             for stream in (process.stdin, process.stdout, process.stderr):
                 if stream is not None:
                     stream.close()
-        for namespace in reversed(self.namespaces):
-            sh("ip", "netns", "del", namespace, check=False)
-        existing = sh("ip", "-o", "link", "show", check=False)
-        for name in self.root_links:
-            if f" {name}@" in existing or f" {name}:" in existing:
-                sh("ip", "link", "del", name, check=False)
+        remove(list(reversed(self.spaces.namespaces)), self.spaces.link_prefix)
 
 
 def _build(lab: Lab) -> None:
@@ -244,7 +211,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     cert.private_key_pem.write_to_path(str(key_file))
     ca.cert_pem.write_to_path(str(ca_file))
     (workdir / "inventory.yaml").write_text(yaml.safe_dump(INVENTORY))
-    lab = Lab(f"{PREFIX}{os.getpid()}x{secrets.token_hex(3)}", workdir, ca_file)
+    prefix = f"{PREFIX}{os.getpid()}x{secrets.token_hex(3)}"
+    lab = Lab(Namespaces(prefix, prefix[-8:]), workdir, ca_file)
     try:
         _build(lab)
         _start_listeners(lab, cert_file, key_file)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portway.deploy.lab_ca import LabCertificates
-from tests.support.servers import LOOPBACK, Server, free_port, manifest, require, tcp_open
+from portway.lab.provisioned import manifest
+from tests.support.servers import LOOPBACK, Server, free_port, require, tcp_open
 
 LOG4J = """log4j.rootLogger=WARN, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, NoReturn
 
+from portway.lab.provisioned import cache_dir, manifest
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -39,21 +41,6 @@ class ServerMissing(RuntimeError):
 
 class ServerFailed(RuntimeError):
     """A server did not become ready; the message carries the tail of its log."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("PORTWAY_CACHE", Path.home() / ".cache" / "portway"))
-
-
-def manifest() -> dict[str, str]:
-    path = cache_dir() / "servers.env"
-    out: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line and not line.startswith("#") and "=" in line:
-                key, _, value = line.partition("=")
-                out[key.strip()] = value.strip()
-    return out
 
 
 def require(key: str) -> str:

@@ -1,0 +1,414 @@
+"""``portway lab audit | drill NAME | report``: the real ``portway audit`` from every zone, the
+failure drills with their figures, and the report of both."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform as host_platform
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from portway.lab import netns, topology
+from portway.lab.netns import in_namespace
+from portway.lab.provisioned import manifest
+from portway.lab.state import LabDir
+from portway.lab.up import (
+    DEMO_API,
+    DEMO_PATH,
+    PYTHON,
+    SNI,
+    LabApi,
+    LabError,
+    admin_token,
+    apply_firewall,
+    http_get,
+    is_up,
+    lab_namespaces,
+    lab_trust,
+    public_headers,
+    public_url,
+    start,
+    start_worker,
+    stop,
+    tcp_open,
+    wait_for,
+    worker_ready,
+    workers,
+)
+
+AUDIT_TIMEOUT = 120
+
+
+def _require_up(lab: LabDir) -> None:
+    if not is_up(lab):
+        raise LabError(f"the lab in {lab.path} is not up: run `portway lab up --small`")
+
+
+def audit_from(lab: LabDir, zone: str) -> dict[str, Any]:
+    """``portway audit`` run inside the zone's namespace; its verdicts beside its exit status."""
+    short, vantage = topology.AUDIT_VANTAGES[zone]
+    command = lab_namespaces(lab).exec_argv(short, [
+        *PYTHON, "audit", "--config", str(lab.config_file), "--from", vantage,
+        "--format", "json", "--timeout", "0.5", "--ca-file", str(lab.ca_dir / "ca.pem"),
+    ])  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=AUDIT_TIMEOUT, check=False, cwd=lab.path
+    )
+    if not result.stdout:
+        raise LabError(f"audit from {zone} printed nothing: {result.stderr.strip()}")
+    report = json.loads(result.stdout)
+    probes = report["probes"]
+    return {
+        "zone": zone,
+        "from": vantage,
+        "exit": result.returncode,
+        "probes": len(probes),
+        "open": sorted(f"{p['host']}:{p['port']}" for p in probes if p["observed"] == "open"),
+        "violations": [
+            f"{p['host']}:{p['port']} expected {p['expected']}, observed {p['observed']}"
+            for p in probes
+            if p["verdict"] == "violation"
+        ],
+        "tls": [f"{t['host']}:{t['port']} {'ok' if t['ok'] else 'FAILED'}" for t in report["tls"]],
+        "redirects": [
+            f"{r['host']}:{r['port']} {r['status']} {'ok' if r['ok'] else 'FAILED'}"
+            for r in report["redirects"]
+        ],
+    }
+
+
+def run_audit(lab: LabDir) -> list[dict[str, Any]]:
+    """Every zone's audit; recorded in the lab's state for ``report``."""
+    _require_up(lab)
+    with ThreadPoolExecutor(len(topology.AUDIT_VANTAGES)) as pool:
+        results = list(pool.map(lambda zone: audit_from(lab, zone), topology.AUDIT_VANTAGES))
+    lab.update(audit=results)
+    return results
+
+
+def audit_failed(results: list[dict[str, Any]]) -> bool:
+    return any(r["exit"] != 0 or r["violations"] for r in results)
+
+
+# --- drills ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """Bounded client load from the Internet through the balancer: ``rate`` GETs a second."""
+
+    lab: LabDir
+    key: str
+    rate: float = 20.0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        namespace = lab_namespaces(self.lab).ns("inet")
+        self.thread = threading.Thread(
+            target=lambda: in_namespace(namespace, self._run, timeout=600), daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(trust_env=False, verify=lab_trust(self.lab), timeout=10.0) as client:
+            while not self.stopping.is_set():
+                began = time.monotonic()
+                try:
+                    status = client.get(
+                        public_url(DEMO_PATH),
+                        headers=public_headers({"X-Api-Key": self.key}),
+                        extensions=SNI,
+                    )
+                    self.outcomes[str(status.status_code)] += 1
+                except httpx.HTTPError as exc:
+                    self.outcomes[type(exc).__name__] += 1
+                time.sleep(max(0.0, 1 / self.rate - (time.monotonic() - began)))
+
+    def stop(self) -> dict[str, int]:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(30)
+        return dict(self.outcomes)
+
+
+def drill_kill_worker(lab: LabDir) -> dict[str, Any]:
+    """Drill 1: SIGKILL worker-1 under load; the balancer retries; the registry shows it down;
+    restarted, it serves the desired revision again."""
+    _require_up(lab)
+    api = LabApi(lab, admin_token(lab))
+    load = Load(lab, lab.load()["api_key"])
+    load.start()
+    time.sleep(1)
+    killed = time.monotonic()
+    stop(lab, "worker-1", 9)
+    wait_for(lab, "registry: worker-1 down",
+             lambda: workers(api)["worker-1"]["state"] == "down", 30)  # fmt: skip
+    seen_down = time.monotonic() - killed
+    time.sleep(1)  # traffic while worker-1 is gone
+    restarted = time.monotonic()
+    start_worker(lab, "wk1")
+    wait_for(lab, "worker-1 ready", lambda: worker_ready(lab, "wk1"), 60, "worker-1")
+    wait_for(lab, "registry: worker-1 up and in sync",
+             lambda: workers(api)["worker-1"]["in_sync"] is True, 30)  # fmt: skip
+    in_sync = time.monotonic() - restarted
+    time.sleep(2)  # traffic once it is back
+    outcomes = load.stop()
+    rows = workers(api)
+    in_sync_after = {n: rows[n]["in_sync"] for n in ("worker-1", "worker-2")}
+    total = sum(outcomes.values())
+    errors = total - outcomes.get("200", 0)
+    result = {
+        "drill": "1",
+        "name": "kill a worker (SIGKILL) under load",
+        "requests": total,
+        "client_errors": errors,
+        "outcomes": outcomes,
+        "rate_per_second": load.rate,
+        "registry_state_after_kill": "down",
+        "seconds_to_registry_down": round(seen_down, 1),
+        "seconds_restart_to_in_sync": round(in_sync, 1),
+        "in_sync_after": in_sync_after,
+        "passed": errors == 0 and all(in_sync_after.values()),
+    }
+    _record_drill(lab, result)
+    return result
+
+
+def drill_manager_outage(lab: LabDir, seconds: float = 60.0) -> dict[str, Any]:
+    """Drill 2: the manager stops (SIGTERM) for ``seconds`` under load; the workers keep serving
+    their revision. Back, a deploy must converge on both workers."""
+    _require_up(lab)
+    api = LabApi(lab, admin_token(lab))
+    before = workers(api)["worker-1"]["desired_revision"]
+    load = Load(lab, lab.load()["api_key"])
+    load.start()
+    time.sleep(1)
+    stop(lab, "manager", 15)
+    stopped = time.monotonic()
+    time.sleep(seconds)
+    served_alone = dict(load.outcomes)
+    start(lab, "manager", "mgr", [*PYTHON, "manager", "--config", str(lab.config_file)])
+    health = topology.url("mgr", 8080) + "/healthz"
+    wait_for(lab, "manager back", lambda: http_get(lab, "vpn", health).status_code == 200,
+             60, "manager")  # fmt: skip
+    outage = time.monotonic() - stopped
+    changed = DEMO_API | {"description": f"{DEMO_API['description']} (drill 2)"}
+    api.call("PUT", "/projects/default/apis/demo", changed)
+    deployed = time.monotonic()
+    deployment = api.call(
+        "POST",
+        f"/environments/{topology.ENVIRONMENT}/deployments",
+        {"api": "demo", "note": "lab drill 2: deploy after the manager's outage"},
+    )
+    revision = deployment["env_revision"]
+
+    def converged() -> bool:
+        rows = workers(api)
+        return all(
+            rows[n]["in_sync"] and rows[n]["served_revision"] == revision
+            for n in ("worker-1", "worker-2")
+        )
+
+    wait_for(lab, f"both workers on revision {revision}", converged, 60)
+    converge = time.monotonic() - deployed
+    time.sleep(1)
+    outcomes = load.stop()
+    total = sum(outcomes.values())
+    ok = outcomes.get("200", 0)
+    alone = sum(served_alone.values())
+    result = {
+        "drill": "2",
+        "name": f"manager stopped for {seconds:g} s under load, then a deploy",
+        "requests": total,
+        "requests_while_manager_down": alone,
+        "served_percent": round(100 * ok / total, 2) if total else 0.0,
+        "outcomes": outcomes,
+        "seconds_manager_down": round(outage, 1),
+        "revision_before": before,
+        "revision_after": revision,
+        "seconds_deploy_to_converged": round(converge, 1),
+        "passed": total > 0 and ok == total and alone > 0 and revision != before,
+    }
+    _record_drill(lab, result)
+    return result
+
+
+ROGUE_PORT = 6379
+
+
+def drill_rogue_port(lab: LabDir) -> dict[str, Any]:
+    """Drill 8: a service on worker-1 on a port the matrix does not allow, opened on purpose in
+    the host firewall and on the router (as an operator "just testing" would); the audit from the
+    Internet must catch it and exit non-zero. Undone afterwards (the generated rules reloaded)."""
+    _require_up(lab)
+    spaces = lab_namespaces(lab)
+    address = topology.host("wk1").address
+    start(lab, "rogue", "wk1", [
+        "python3", "-m", "http.server", str(ROGUE_PORT), "--bind", address,
+    ])  # fmt: skip
+    port = ["tcp", "dport", str(ROGUE_PORT), "accept"]
+    try:
+        netns.sh("ip", "netns", "exec", spaces.ns("wk1"), "nft", "insert", "rule",
+                 "inet", "portway_host_worker_1", "input", *port)  # fmt: skip
+        netns.sh("ip", "netns", "exec", spaces.ns("rt"), "nft", "insert", "rule",
+                 "inet", "portway_zone_dmz", "to_dmz", "ip", "daddr", address, *port)  # fmt: skip
+        wait_for(lab, "the rogue port from the Internet",
+                 lambda: tcp_open(lab, "inet", address, ROGUE_PORT), 20, "rogue")  # fmt: skip
+        caught = audit_from(lab, "internet")
+    finally:
+        stop(lab, "rogue", 9)
+        state = lab.load()
+        state.get("processes", {}).pop("rogue", None)
+        lab.save(state)
+        apply_firewall(lab)
+    after = audit_from(lab, "internet")
+    expected = f"worker-1:{ROGUE_PORT} expected closed, observed open"
+    result = {
+        "drill": "8",
+        "name": f"a port the matrix does not allow ({ROGUE_PORT}) opened in the DMZ",
+        "audit_exit": caught["exit"],
+        "violations": caught["violations"],
+        "audit_exit_after_undo": after["exit"],
+        "passed": caught["exit"] != 0
+        and caught["violations"] == [expected]
+        and after["exit"] == 0
+        and not after["violations"],
+    }
+    _record_drill(lab, result)
+    return result
+
+
+DRILLS: dict[str, Callable[..., dict[str, Any]]] = {
+    "1": drill_kill_worker,
+    "2": drill_manager_outage,
+    "8": drill_rogue_port,
+}
+
+
+def _record_drill(lab: LabDir, result: dict[str, Any]) -> None:
+    state = lab.load()
+    state.setdefault("drills", {})[result["drill"]] = result
+    lab.save(state)
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def _first_line(*command: str) -> str:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "absent"
+    text = (result.stdout or result.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+def versions() -> dict[str, str]:
+    found = manifest()
+    return {
+        "portway": version("portway"),
+        "python": host_platform.python_version(),
+        "kernel": host_platform.release(),
+        "haproxy": _first_line("haproxy", "-v"),
+        "nftables": _first_line("nft", "--version"),
+        "iproute2": _first_line("ip", "-V"),
+        "ferretdb": found.get("FERRETDB_VERSION", "unknown"),
+        "hazelcast": found.get("HAZELCAST_VERSION", "unknown"),
+    }
+
+
+def build_report(lab: LabDir) -> dict[str, Any]:
+    state = lab.load()
+    if not state.get("ready"):
+        raise LabError(f"no lab in {lab.path}: run `portway lab up --small` first")
+    return {
+        "schema": "portway.lab-report/v1",
+        "profile": state.get("profile"),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "memory_gib": _memory_gib()},
+        "versions": versions(),
+        "ran": [f"{name} (namespace {p['ns']})" for name, p in sorted(state["processes"].items())],
+        "not_in_this_profile": NOT_RUN,
+        "up": state.get("up", {}),
+        "audit": state.get("audit", []),
+        "drills": list(state.get("drills", {}).values()),
+    }
+
+
+NOT_RUN = [
+    "Elasticsearch (traffic logs are SQLite in the manager's data directory)",
+    "a second Hazelcast member",
+    "SMTP and DNS servers (addresses are literal IPs)",
+    "drills 3-7",
+]
+
+
+def _memory_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return round(int(line.split()[1]) / 1024 / 1024, 1)
+    return 0.0
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    up = report["up"]
+    lines = [
+        f"# Portway lab report ({report['profile']} profile, {report['written_at']})",
+        "",
+        f"Machine: {report['machine']['cpus']} CPUs, {report['machine']['memory_gib']} GiB. "
+        f"`up` took {up.get('seconds')} s (network and firewall {up.get('network_seconds')} s); "
+        f"peak memory {up.get('peak_rss_mib')} MiB (sum of every lab process's peak RSS).",
+        "",
+        "## Versions",
+        "",
+        *[f"- {name}: {value}" for name, value in report["versions"].items()],
+        "",
+        "## What ran",
+        "",
+        *[f"- {item}" for item in report["ran"]],
+        "",
+        "Not in this profile: " + "; ".join(report["not_in_this_profile"]) + ".",
+        "",
+        "## Audit (the real `portway audit` from each zone)",
+        "",
+        "| zone | from | probes | open | violations | TLS | redirects | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a in report["audit"]:
+        verdict = "ok" if a["exit"] == 0 and not a["violations"] else "FAILED"
+        lines.append(
+            f"| {a['zone']} | {a['from']} | {a['probes']} | {', '.join(a['open']) or '—'} | "
+            f"{'; '.join(a['violations']) or '—'} | {', '.join(a['tls']) or '—'} | "
+            f"{', '.join(a['redirects']) or '—'} | {verdict} |"
+        )
+    lines += ["", "## Drills", ""]
+    for d in report["drills"]:
+        lines.append(
+            f"### Drill {d['drill']}: {d['name']} — {'passed' if d['passed'] else 'FAILED'}"
+        )
+        lines.append("")
+        lines += [f"- {k}: {v}" for k, v in d.items() if k not in ("drill", "name", "passed")]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(lab: LabDir, out: Path) -> tuple[Path, Path]:
+    report = build_report(lab)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "lab-report.json", out / "lab-report.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md_path.write_text(render_markdown(report))
+    return md_path, json_path

@@ -1,0 +1,573 @@
+"""``portway lab up | status | down``: build the topology, start every process, tear it all down.
+
+Processes run in their namespaces through ``ip netns exec`` in sessions of their own, so they
+outlive the ``lab up`` command; ``down`` kills every process inside the lab's namespaces (``ip
+netns pids``), whatever recorded it, then deletes the namespaces and any root-namespace link with
+the lab's prefix, then the lab directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from portway.config.platform_file import load_platform, platform_from_mapping
+from portway.deploy.cli import render
+from portway.deploy.lab_ca import lab_certificates
+from portway.deploy.plan import plan_from_platform
+from portway.lab import netns, topology
+from portway.lab.netns import Namespaces, in_namespace
+from portway.lab.provisioned import manifest
+from portway.lab.state import LabDir
+from portway.local.up import Api, _write_private
+from portway.matrix.firewall import nftables
+from portway.matrix.firewall.plan import resolve_host, resolve_zone
+from portway.matrix.model import Zone
+from portway.matrix.platform import inventory_for, matrix_for
+
+PYTHON = [sys.executable, "-m", "portway"]
+DEMO_PATH = "/demo/echo"
+DEMO_API: dict[str, Any] = {
+    "name": "demo",
+    "description": "the lab's demo API: a key per consumer, 6000 requests a minute each",
+    "base_path": "/demo",
+    "backends": [{"url": topology.url("inet", 80)}],
+    "policies": {
+        "request": [
+            {"name": "key", "type": "api_key", "config": {"key_name": "X-Api-Key"}},
+            {
+                "name": "limit",
+                "type": "throttling",
+                "config": {
+                    "limit": 6000,
+                    "interval_seconds": 60,
+                    "identity": "consumer",
+                    "headers": True,
+                },
+            },
+        ]
+    },
+}
+BACKEND_TLS = """\
+# the backend API host's HTTPS (443) in front of its plain HTTP service (80)
+global
+    log stdout format raw local0
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+frontend https_in
+    bind :443 ssl crt {bundle}
+    default_backend echo
+backend echo
+    server echo 127.0.0.1:80
+"""
+
+CONFIG_HEADER = "# Written by `portway lab up`: the lab's one platform file.\n"
+
+
+class LabError(Exception):
+    """The lab cannot be built or used; the message says why."""
+
+
+def lab_namespaces(lab: LabDir) -> Namespaces:
+    return Namespaces(lab.ident, lab.ident, on_create=lab.record)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def start(lab: LabDir, name: str, short: str, argv: list[str]) -> int:
+    """Start ``argv`` in namespace ``short``, detached; record its pid."""
+    lab.logs.mkdir(parents=True, exist_ok=True)
+    command = lab_namespaces(lab).exec_argv(short, argv)
+    with open(lab.logs / f"{name}.log", "ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=lab.path,
+        )
+    state = lab.load()
+    state.setdefault("processes", {})[name] = {"pid": process.pid, "ns": short, "argv": argv}
+    lab.save(state)
+    return process.pid
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def in_lab_namespace(lab: LabDir, pid: int, short: str) -> bool:
+    """``pid`` runs in the lab namespace ``short`` (not a reused pid of something else)."""
+    try:
+        mine = os.stat(Path("/run/netns") / lab_namespaces(lab).ns(short))
+        theirs = os.stat(f"/proc/{pid}/ns/net")
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def stop(lab: LabDir, name: str, sig: int = 9) -> None:
+    """Signal a lab process (``sig``; SIGKILL after 10 s) and wait until it is gone."""
+    entry = lab.load().get("processes", {}).get(name)
+    if not entry or not alive(entry["pid"]) or not in_lab_namespace(lab, entry["pid"], entry["ns"]):
+        return
+    pid = entry["pid"]
+    os.kill(pid, sig)
+    deadline = time.monotonic() + 10
+    while alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            deadline = time.monotonic() + 10
+        time.sleep(0.05)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def peak_rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _log_tail(lab: LabDir, name: str) -> str:
+    try:
+        return "\n".join((lab.logs / f"{name}.log").read_text().splitlines()[-15:])
+    except OSError:
+        return ""
+
+
+def wait_for(
+    lab: LabDir, what: str, check: Callable[[], bool], timeout: float, process: str | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, httpx.HTTPError, netns.NetnsError):
+            pass
+        if process is not None:
+            pid = lab.load().get("processes", {}).get(process, {}).get("pid")
+            if pid is None or not alive(pid):
+                raise LabError(f"{process} exited while starting:\n{_log_tail(lab, process)}")
+        time.sleep(0.2)
+    tail = _log_tail(lab, process) if process else ""
+    raise LabError(f"{what} not ready within {timeout:.0f}s\n{tail}".rstrip())
+
+
+def tcp_open(lab: LabDir, short: str, address: str, port: int) -> bool:
+    def probe() -> bool:
+        with socket.create_connection((address, port), timeout=1.0):
+            return True
+
+    return in_namespace(lab_namespaces(lab).ns(short), probe)
+
+
+def http_get(lab: LabDir, short: str, url: str, **kwargs: Any) -> httpx.Response:
+    kwargs.setdefault("timeout", 5.0)
+
+    def get() -> httpx.Response:
+        with httpx.Client(trust_env=False, **kwargs) as client:
+            return client.get(url)
+
+    return in_namespace(lab_namespaces(lab).ns(short), get)
+
+
+class LabApi:
+    """The management API as an operator on the VPN uses it."""
+
+    def __init__(self, lab: LabDir, token: str) -> None:
+        self.namespace = lab_namespaces(lab).ns("vpn")
+        self.api = Api(topology.url("mgr", 8080), token)
+
+    def call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = ()) -> Any:
+        return in_namespace(self.namespace, lambda: self.api.call(method, path, body, ok))
+
+
+def admin_token(lab: LabDir) -> str:
+    token_file = lab.path / "admin.token"
+    if token_file.exists():
+        return token_file.read_text().strip()
+    platform = load_platform(lab.config_file, env={})
+    bootstrap = platform.manager.bootstrap_file
+    if bootstrap is None or not bootstrap.exists():
+        raise LabError("the manager wrote no first-admin file")
+    token = str(json.loads(bootstrap.read_text())["token"])
+    _write_private(token_file, token + "\n")
+    bootstrap.unlink()
+    return token
+
+
+# --- up ----------------------------------------------------------------------------------------
+
+
+def requirements() -> str | None:
+    return netns.missing_tools("nft", "haproxy")
+
+
+def _build_network(lab: LabDir) -> None:
+    spaces = lab_namespaces(lab)
+    router = spaces.add("rt")
+    netns.sh("ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    for switch in ("dmz", "lan"):
+        name = spaces.add(f"sw{switch}")
+        netns.sh("ip", "-n", name, "link", "add", "br0", "type", "bridge")
+        netns.sh("ip", "-n", name, "link", "set", "br0", "up")
+        spaces.link(router, switch, name, "uplink")
+        netns.sh("ip", "-n", name, "link", "set", "uplink", "master", "br0")
+        netns.sh("ip", "-n", router, "addr", "add", topology.ROUTER_LEGS[switch], "dev", switch)
+    for host in topology.HOSTS:
+        namespace = spaces.add(host.short)
+        if host.switch is not None:
+            switch = spaces.ns(f"sw{host.switch}")
+            spaces.link(namespace, "eth0", switch, host.short)
+            netns.sh("ip", "-n", switch, "link", "set", host.short, "master", "br0")
+        else:
+            spaces.link(namespace, "eth0", router, host.short)
+            leg = topology.ROUTER_LEGS[host.short]
+            netns.sh("ip", "-n", router, "addr", "add", leg, "dev", host.short)
+        netns.sh("ip", "-n", namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
+        netns.sh("ip", "-n", namespace, "route", "add", "default", "via", host.gateway)
+
+
+def apply_firewall(lab: LabDir) -> None:
+    """The matrix of the lab's ``portway.yaml`` as nftables: zone tables on the router, a host
+    table on each DMZ/LAN host."""
+    spaces = lab_namespaces(lab)
+    platform = load_platform(lab.config_file, env={})
+    _, matrix = matrix_for(platform)
+    inventory = inventory_for(platform)
+    spaces.flush("rt")
+    for zone in (Zone.DMZ, Zone.LAN):
+        table = nftables.build_table(matrix, inventory, resolve_zone(inventory, zone, "nft"))
+        spaces.nft("rt", nftables.render_text(table, f"zone {zone.value}"))
+    for host in topology.HOSTS:
+        if host.switch is not None and host.inventory is not None:
+            spaces.flush(host.short)
+            scope = resolve_host(matrix, inventory, host.inventory)
+            table = nftables.build_table(matrix, inventory, scope)
+            spaces.nft(host.short, nftables.render_text(table, f"host {host.inventory}"))
+
+
+def _write_files(lab: LabDir) -> None:
+    data = topology.platform(lab.path / "data", lab.ca_dir)
+    platform = platform_from_mapping(data, lab.path, env={})  # refuse to write a bad file
+    lab.config_file.write_text(CONFIG_HEADER + yaml.safe_dump(data, sort_keys=False))
+    plan = plan_from_platform(platform, topology.ENVIRONMENT)
+    files = render(plan, "haproxy", lab.ca_dir)
+    (lab.path / "haproxy.cfg").write_text(files["haproxy.cfg"])
+    backend = lab_certificates(lab.path / "backend-ca", [topology.host("inet").address])
+    (lab.path / "backend-haproxy.cfg").write_text(BACKEND_TLS.format(bundle=backend.bundle_file))
+
+
+def _hazelcast_started(lab: LabDir, address: str) -> bool:
+    started = b" is STARTED" in (lab.logs / "hazelcast.log").read_bytes()
+    return started and tcp_open(lab, "wk1", address, topology.HAZELCAST_PORT)
+
+
+def _worker_argv(lab: LabDir, short: str) -> list[str]:
+    host = topology.host(short)
+    return [
+        *PYTHON,
+        "worker",
+        "--config",
+        str(lab.config_file),
+        "--environment",
+        topology.ENVIRONMENT,
+        "--worker-id",
+        str(host.inventory),
+        "--advertise-url",
+        topology.url(short, 8080),
+        "--state-dir",
+        str(lab.path / "data" / str(host.inventory)),
+    ]
+
+
+def start_worker(lab: LabDir, short: str) -> None:
+    start(lab, str(topology.host(short).inventory), short, _worker_argv(lab, short))
+
+
+def workers(api: LabApi) -> dict[str, dict[str, Any]]:
+    rows = api.call("GET", f"/workers?environment={topology.ENVIRONMENT}")
+    return {row["id"]: row for row in rows}
+
+
+def worker_ready(lab: LabDir, short: str) -> bool:
+    """``/_portway/ready``: the worker serves the desired revision (asked from the manager)."""
+    url = topology.url(short, 8080) + "/_portway/ready"
+    return http_get(lab, "mgr", url).status_code == 200
+
+
+def _setup_demo(api: LabApi) -> dict[str, Any]:
+    api.call("POST", "/environments", {"name": topology.ENVIRONMENT, "type": "prod"}, ok=(409,))
+    api.call("POST", "/projects", {"name": "default"}, ok=(409,))
+    api.call("POST", "/projects/default/apis", DEMO_API, ok=(409,))
+    api.call("POST", "/consumers", {"name": "lab-client"}, ok=(409,))
+    api.call("PUT", "/consumers/lab-client/grants/default/demo", {})
+    created = api.call("POST", "/consumers/lab-client/credentials", {"kind": "api_key"})
+    deployment: dict[str, Any] = api.call(
+        "POST",
+        f"/environments/{topology.ENVIRONMENT}/deployments",
+        {"api": "demo", "note": "portway lab up"},
+    )
+    return {"key": created["secret"], "deployment": deployment}
+
+
+def client_get(lab: LabDir, path: str, key: str | None) -> httpx.Response:
+    """One request from the Internet through the balancer, trusting the lab CA."""
+    headers = {"X-Api-Key": key} if key else {}
+
+    def get() -> httpx.Response:
+        with httpx.Client(trust_env=False, verify=lab_trust(lab), timeout=5) as c:
+            return c.get(public_url(path), headers=public_headers(headers), extensions=SNI)
+
+    return in_namespace(lab_namespaces(lab).ns("inet"), get)
+
+
+def lab_trust(lab: LabDir) -> ssl.SSLContext:
+    """Clients trust the lab CA only."""
+    return ssl.create_default_context(cafile=str(lab.ca_dir / "ca.pem"))
+
+
+#: the lab has no DNS: clients connect to the balancer's address and name the public host
+SNI = {"sni_hostname": topology.PUBLIC_NAME}
+
+
+def public_url(path: str) -> str:
+    return f"https://{topology.host('lb').address}{path}"
+
+
+def public_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {"Host": topology.PUBLIC_NAME, **headers}
+
+
+def is_up(lab: LabDir) -> bool:
+    state = lab.load()
+    processes = state.get("processes", {})
+    expected = set(state.get("namespaces", []))
+    return (
+        bool(state.get("ready"))
+        and bool(expected)
+        and expected <= set(netns.namespaces_with(lab.ident))
+        and all(running(lab, p) for p in processes.values())
+    )
+
+
+def running(lab: LabDir, process: dict[str, Any]) -> bool:
+    return alive(process["pid"]) and in_lab_namespace(lab, process["pid"], process["ns"])
+
+
+def run_up(lab: LabDir) -> dict[str, Any]:
+    """Build the lab unless it is up already; returns the state."""
+    reason = requirements()
+    if reason is not None:
+        raise LabError(reason)
+    check_lab_dir(lab)
+    if is_up(lab):
+        return lab.load()
+    if lab.state_file.exists() or netns.namespaces_with(lab.ident):
+        run_down(lab)  # a crashed or partial lab: start over
+    servers = manifest()
+    ferretdb, jar = servers.get("FERRETDB_BIN", ""), servers.get("HAZELCAST_JAR", "")
+    java = Path(servers.get("JAVA_HOME", "")) / "bin" / "java"
+    for what, path in (("FerretDB", ferretdb), ("Hazelcast", jar), ("Java", str(java))):
+        if not path or not Path(path).exists():
+            raise LabError(f"{what} is not provisioned ({path or 'absent'}): run scripts/provision")
+    began = time.monotonic()
+    lab.path.mkdir(parents=True, exist_ok=True)
+    lab.save({"ident": lab.ident, "profile": "small", "namespaces": [], "links": []})
+    _write_files(lab)
+    _build_network(lab)
+    apply_firewall(lab)
+    network_seconds = time.monotonic() - began
+
+    hazelcast = lab.path / "hazelcast.yaml"
+    hazelcast.write_text(topology.hazelcast_config())
+    start(lab, "hazelcast", "data", [
+        str(java), "-Xms128m", "-Xmx256m", "-XX:+UseSerialGC", f"-Dhazelcast.config={hazelcast}",
+        "-Djava.net.preferIPv4Stack=true", "-cp", jar,
+        "com.hazelcast.core.server.HazelcastMemberStarter",
+    ])  # fmt: skip
+    store = lab.path / "data" / "ferretdb"
+    store.mkdir(parents=True, exist_ok=True)
+    data = topology.host("data").address
+    start(lab, "ferretdb", "data", [
+        ferretdb, "--handler=sqlite", f"--sqlite-url=file:{store}/",
+        f"--listen-addr={data}:{topology.MONGODB_PORT}", "--debug-addr=-",
+        "--telemetry=disable", f"--state-dir={store}", "--repl-set-name=rs0", "--log-level=warn",
+    ])  # fmt: skip
+    start(lab, "backend", "inet", [*PYTHON, "demo-backend", "--host", "0.0.0.0", "--port", "80"])
+    start(
+        lab, "backend-tls", "inet", ["haproxy", "-db", "-f", str(lab.path / "backend-haproxy.cfg")]
+    )
+    wait_for(
+        lab, "FerretDB", lambda: tcp_open(lab, "mgr", data, topology.MONGODB_PORT), 30, "ferretdb"
+    )
+    start(lab, "manager", "mgr", [*PYTHON, "manager", "--config", str(lab.config_file)])
+    health = topology.url("mgr", 8080) + "/healthz"
+    wait_for(lab, "manager", lambda: http_get(lab, "vpn", health).status_code == 200, 60, "manager")
+    api = LabApi(lab, admin_token(lab))
+    api.call("POST", "/environments", {"name": topology.ENVIRONMENT, "type": "prod"}, ok=(409,))
+    wait_for(lab, "Hazelcast", lambda: _hazelcast_started(lab, data), 90, "hazelcast")
+    for short in topology.WORKERS:
+        start_worker(lab, short)
+    for short in topology.WORKERS:
+        name = str(topology.host(short).inventory)
+        wait_for(
+            lab,
+            name,
+            lambda n=name: workers(api).get(n, {}).get("state") == "up",  # type: ignore[misc]
+            60,
+            name,
+        )
+    demo = _setup_demo(api)
+    lab.update(api_key=demo["key"])
+    start(lab, "haproxy", "lb", ["haproxy", "-db", "-f", str(lab.path / "haproxy.cfg")])
+    for short in topology.WORKERS:
+        wait_for(lab, f"{short} ready", lambda s=short: worker_ready(lab, s), 30)  # type: ignore[misc]
+    wait_for(
+        lab,
+        "the demo API through the balancer",
+        lambda: client_get(lab, DEMO_PATH, demo["key"]).status_code == 200,
+        30,
+        "haproxy",
+    )
+    seconds = time.monotonic() - began
+    processes = lab.load()["processes"]
+    peak = sum(peak_rss_kib(p["pid"]) for p in processes.values())
+    return lab.update(
+        ready=True,
+        up={
+            "seconds": round(seconds, 1),
+            "network_seconds": round(network_seconds, 1),
+            "peak_rss_mib": round(peak / 1024, 1),
+            "deployment": {
+                "env_revision": demo["deployment"]["env_revision"],
+                "acknowledged": sum(1 for r in demo["deployment"]["results"] if r.get("success")),
+            },
+        },
+    )
+
+
+WHERE = (
+    ("internet", "inet", "clients; backend-1 (demo echo :80, HAProxy TLS :443)"),
+    ("vpn", "vpn", "operators (management API from here)"),
+    ("dmz", "lb", "lb-1: HAProxy :443 TLS (lab CA), :80 → 301 https"),
+    ("dmz", "wk1", "worker-1 :8080"),
+    ("dmz", "wk2", "worker-2 :8080"),
+    ("lan", "mgr", "manager-1 :8080 (management API, cluster API)"),
+    (
+        "lan",
+        "data",
+        f"data-1: FerretDB :{topology.MONGODB_PORT}, Hazelcast :{topology.HAZELCAST_PORT}",
+    ),
+    ("router", "rt", "nftables zone tables dmz + lan from the matrix"),
+)
+
+
+def describe(lab: LabDir) -> str:
+    state = lab.load()
+    spaces = lab_namespaces(lab)
+    lines = ["zone      namespace          address        runs"]
+    for zone, short, what in WHERE:
+        address = topology.host(short).address if short != "rt" else "198.18.{0,1,2,4}.1"
+        lines.append(f"{zone:<9} {spaces.ns(short):<18} {address:<14} {what}")
+    processes = state.get("processes", {})
+    lines.append("")
+    lines.append("processes: " + ", ".join(
+        f"{name} {p['pid']}{'' if alive(p['pid']) else ' (dead)'}"
+        for name, p in sorted(processes.items())
+    ))  # fmt: skip
+    up = state.get("up", {})
+    if up:
+        lines.append(
+            f"up in {up['seconds']} s, peak memory {up['peak_rss_mib']} MiB (sum of VmHWM)"
+        )
+    lines.append(f"config: {lab.config_file}; CA: {lab.ca_dir / 'ca.pem'}")
+    lines.append(
+        f"try: ip netns exec {spaces.ns('inet')} curl --cacert {lab.ca_dir / 'ca.pem'} "
+        f"--resolve {topology.PUBLIC_NAME}:443:{topology.host('lb').address} "
+        f'-H "X-Api-Key: $(jq -r .api_key {lab.state_file})" '
+        f"https://{topology.PUBLIC_NAME}{DEMO_PATH}"
+    )
+    return "\n".join(lines)
+
+
+def status(lab: LabDir) -> dict[str, Any]:
+    state = lab.load()
+    processes = {n: running(lab, p) for n, p in state.get("processes", {}).items()}
+    present = netns.namespaces_with(lab.ident) if requirements() is None else []
+    return {
+        "lab_dir": str(lab.path),
+        "ident": lab.ident,
+        "up": is_up(lab),
+        "namespaces": present,
+        "processes": processes,
+    }
+
+
+# --- down --------------------------------------------------------------------------------------
+
+
+def _is_lab_dir(path: Path) -> bool:
+    """A directory ``down`` may delete: absent, empty, holding ``lab.json`` or the platform file
+    ``lab up`` wrote."""
+    if not path.exists():
+        return True
+    if not path.is_dir():
+        return False
+    if (path / "lab.json").exists() or not any(path.iterdir()):
+        return True
+    try:
+        return (path / "portway.yaml").read_text().startswith(CONFIG_HEADER)
+    except OSError:
+        return False
+
+
+def check_lab_dir(lab: LabDir) -> None:
+    if lab.path.exists() and not lab.path.is_dir():
+        raise LabError(f"--lab-dir {lab.path}: not a directory")
+    if not _is_lab_dir(lab.path):
+        raise LabError(f"--lab-dir {lab.path}: not a lab directory (no lab.json) and not empty")
+
+
+def run_down(lab: LabDir) -> list[str]:
+    """Remove everything the lab made; safe to repeat, also when ``lab.json`` is gone (the
+    namespaces are found by the lab's prefix, their processes by ``ip netns pids``). The lab
+    directory itself is deleted only when it holds ``lab.json`` (or is empty)."""
+    reason = requirements()
+    if reason is not None:
+        raise LabError(reason)
+    state = lab.load()
+    names = sorted(set(state.get("namespaces", [])) | set(netns.namespaces_with(lab.ident)))
+    names = [n for n in names if n.startswith(lab.ident)]
+    netns.remove(names, lab.ident)
+    if lab.path.is_dir() and _is_lab_dir(lab.path):
+        shutil.rmtree(lab.path)
+    return names
