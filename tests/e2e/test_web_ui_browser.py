@@ -87,7 +87,9 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         page.get_by_label("Name", exact=True).fill("shop")
         page.get_by_label("Base Path", exact=True).fill("shop")
         page.get_by_role("button", name="Add backend", exact=True).click()
-        page.get_by_label("Url", exact=True).fill(platform.backend_url)
+        page.get_by_role("group", name="Backends").get_by_label("Url", exact=True).fill(
+            platform.backend_url
+        )
         tab.check("api-create")
         page.get_by_role("button", name="Create API proxy", exact=True).click()
         error = page.locator(".field-error")

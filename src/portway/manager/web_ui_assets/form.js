@@ -166,7 +166,7 @@ function arrayControl(name, schema, value, path, root, options) {
   };
 }
 
-function objectControl(name, schema, value, path, root, options) {
+function objectControl(name, schema, value, path, root, options, optional = false) {
   const properties = schema.properties || {};
   const required = new Set(schema.required || []);
   const hidden = new Set(options.hide || []);
@@ -196,6 +196,9 @@ function objectControl(name, schema, value, path, root, options) {
         const v = control.read();
         if (v !== undefined) out[key] = v;
       }
+      // an optional nested object left empty is not sent: the API's defaults apply (an empty
+      // optional mirror is no mirror, not one without its required URL)
+      if (optional && path !== "" && Object.keys(out).length === 0) return undefined;
       return out;
     },
   };
@@ -206,7 +209,7 @@ function controlFor(name, schema, value, path, root, required, isNullable, optio
   if (schema.type === "array") return arrayControl(name, schema, value, path, root, options);
   if (schema.type === "object" || schema.properties) {
     if (!schema.properties) return jsonControl(name, schema, value, path, required);
-    return objectControl(name, schema, value, path, root, options);
+    return objectControl(name, schema, value, path, root, options, !required);
   }
   return scalarControl(name, schema, value, path, required, isNullable);
 }
