@@ -15,6 +15,7 @@ from portway.config.models import ApiProxy
 from portway.config.revision import DeployedApi, EnvironmentRevision
 from portway.errors import DeploymentError
 from portway.worker.runtime import compile_runtime
+from tests.support.servers import missing_capability
 
 SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -70,8 +71,9 @@ def test_a_ca_bundle_that_cannot_be_loaded_is_never_published(
     assert [a["api"]["name"] for a in served["apis"]] == ["fine"]
 
 
-@pytest.mark.skipif(not SYSTEM_CAS.is_file(), reason="no system CA bundle file")
 def test_a_loadable_ca_bundle_and_plain_http_backends_deploy(dev: TestClient) -> None:
+    if not SYSTEM_CAS.is_file():
+        missing_capability(f"no system CA bundle file at {SYSTEM_CAS} (Debian ca-certificates)")
     with_bundle = https_api("cas", str(SYSTEM_CAS))
     plain = https_api("plain", "/nowhere/ca.pem", url="http://127.0.0.1:9")  # no TLS: not used
     for api in (with_bundle, plain):

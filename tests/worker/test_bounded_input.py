@@ -18,6 +18,7 @@ from portway.errors import ConfigError
 from portway.http import ServerLimits
 from portway.http._server import client_key
 from portway.worker.settings import LimitSettings, WorkerSettings, server_limits
+from tests.support.servers import missing_capability
 from tests.worker.support import Backend, api, backends, gateway, revision
 
 PATIENCE = 15.0  # an upper bound for an outcome to become observable, never asserted on
@@ -128,8 +129,9 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 async def test_one_client_address_cannot_hold_more_than_its_cap_of_connections() -> None:
+    if not os.path.isdir("/proc/self/fd"):
+        missing_capability("counting open connections needs /proc/self/fd")
     cap = 5
     opened = 60
     async with backends("b") as (backend,):
