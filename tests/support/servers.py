@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, NoReturn
 
-from portway.lab.provisioned import cache_dir, manifest
+from portway.lab.provisioned import cache_dir, hazelcast_member_config, manifest
 
 LOOPBACK = "127.0.0.1"
 
@@ -330,31 +330,7 @@ def hazelcast_server(workdir: Path, cluster: str = HAZELCAST_CLUSTER) -> Server:
     java = Path(require("JAVA_HOME")) / "bin" / "java"
     port = free_port()
     config = workdir / "hazelcast.yaml"
-    # Loopback only, no multicast or auto-detection: a test member never joins anything else.
-    config.write_text(
-        f"""hazelcast:
-  cluster-name: {cluster}
-  properties:
-    hazelcast.phone.home.enabled: false
-    hazelcast.socket.bind.any: false
-    hazelcast.logging.type: jdk
-  network:
-    port:
-      port: {port}
-      auto-increment: false
-    join:
-      multicast:
-        enabled: false
-      auto-detection:
-        enabled: false
-    interfaces:
-      enabled: true
-      interfaces:
-        - {LOOPBACK}
-  jet:
-    enabled: false
-"""
-    )
+    config.write_text(hazelcast_member_config(cluster, port, LOOPBACK))  # loopback only
     argv = [
         str(java),
         "-Xms256m",

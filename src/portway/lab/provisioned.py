@@ -20,3 +20,30 @@ def manifest() -> dict[str, str]:
                 key, _, value = line.partition("=")
                 out[key.strip()] = value.strip()
     return out
+
+
+def hazelcast_member_config(cluster: str, port: int, address: str) -> str:
+    """A Hazelcast member's YAML bound to one address: no multicast, no auto-detection, so it
+    never joins anything but members named to it (the tests' members and the lab's)."""
+    return f"""hazelcast:
+  cluster-name: {cluster}
+  properties:
+    hazelcast.phone.home.enabled: false
+    hazelcast.socket.bind.any: false
+    hazelcast.logging.type: jdk
+  network:
+    port:
+      port: {port}
+      auto-increment: false
+    join:
+      multicast:
+        enabled: false
+      auto-detection:
+        enabled: false
+    interfaces:
+      enabled: true
+      interfaces:
+        - {address}
+  jet:
+    enabled: false
+"""

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portway.lab.provisioned import hazelcast_member_config
+
 ENVIRONMENT = "prod"
 PUBLIC_NAME = "api.portway.test"
 ZONES = {"dmz": ["198.18.1.0/24"], "lan": ["198.18.2.0/24"], "vpn": ["198.18.4.0/24"]}
@@ -126,26 +128,5 @@ def platform(data_dir: Path, certificates_dir: Path) -> dict[str, Any]:
 
 
 def hazelcast_config() -> str:
-    """One member on data-1's address only: no multicast, no auto-detection."""
-    return f"""hazelcast:
-  cluster-name: {HAZELCAST_CLUSTER}
-  properties:
-    hazelcast.phone.home.enabled: false
-    hazelcast.socket.bind.any: false
-    hazelcast.logging.type: jdk
-  network:
-    port:
-      port: {HAZELCAST_PORT}
-      auto-increment: false
-    join:
-      multicast:
-        enabled: false
-      auto-detection:
-        enabled: false
-    interfaces:
-      enabled: true
-      interfaces:
-        - {host("data").address}
-  jet:
-    enabled: false
-"""
+    """One member on data-1's address only."""
+    return hazelcast_member_config(HAZELCAST_CLUSTER, HAZELCAST_PORT, host("data").address)
