@@ -56,7 +56,10 @@ def kafka_server(workdir: Path, certs: LabCertificates) -> Kafka:
         "group.initial.rebalance.delay.ms=0\n"
     )
     (workdir / "log4j.properties").write_text(LOG4J)
-    cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster = "-"
+    while cluster.startswith("-"):  # as Kafka's Uuid.randomUuid: an id starting with '-' reads
+        # as an option on the storage tool's command line (1 in 64 random ids did)
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     jvm = [java, "-Xmx384m", "-Dlog4j.configuration=file:log4j.properties", "-cp", f"{libs}/*"]
     storage = ["kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", cluster]
     script = (
