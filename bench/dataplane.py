@@ -247,9 +247,11 @@ class Lab:
         self.ports: dict[str, int] = {}
         self.pids: dict[str, int] = {}
 
-    def start(self, name: str, args: list[str], port: int) -> subprocess.Popen[bytes]:
-        log = (self.root / f"{name}.log").open("wb")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    def start(
+        self, name: str, args: list[str], port: int, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{name}.log".replace(":", "-")).open("wb")
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs.append(proc)
         wait_port(port)
         self.ports[name] = port
