@@ -94,3 +94,26 @@ async def test_error_hook_renders_backend_failures() -> None:
     assert r.status_code == 502
     assert r.json() == {"custom": "bad_gateway"}
     assert recording.errors == ["bad_gateway"]
+
+
+class Injecting(Recording):
+    """Sets a response header whose value carries a line break (a policy bug or hostile input)."""
+
+    async def on_response(self, ctx: PolicyContext) -> Reply | None:
+        assert ctx.response is not None
+        ctx.response.headers.set("X-Echo", "a\r\nX-Injected: yes")
+        return None
+
+
+async def test_a_line_break_from_a_hook_never_reaches_the_client() -> None:
+    async with backends("b") as (b,):
+        rev = revision(api("svc", "/", [b.url]))
+        injecting = Injecting()
+        async with gateway(rev, pipelines=lambda a, e, r: injecting) as gw:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"x-injected" not in head
+    assert head.startswith(b"http/1.1 500")

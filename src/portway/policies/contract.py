@@ -14,15 +14,41 @@ from typing import Any, Literal, Protocol
 
 
 class HeaderMap:
-    """Case-insensitive, order-preserving, multi-valued HTTP headers (names kept as received)."""
+    """Case-insensitive, order-preserving, multi-valued HTTP headers (names kept as received).
 
-    __slots__ = ("_items",)
+    ``from_wire`` wraps headers as ``portway.http`` parses them (bytes, lower-case names) without
+    decoding them: reads decode only what they return, and ``wire()`` gives them back as they
+    came, so headers no policy changed cross the pipeline without being converted twice. Headers
+    added by policies are kept as text after the wire ones (``added``)."""
+
+    __slots__ = ("_items", "_wire")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._wire: list[tuple[bytes, bytes]] = []
+        """the received headers still held as bytes (names lower-case), before ``_items``"""
         self._items: list[tuple[str, str]] = list(items)
+
+    @classmethod
+    def from_wire(cls, headers: Iterable[tuple[bytes, bytes]]) -> HeaderMap:
+        """Headers with lower-case latin-1 names, as ``portway.http`` parses them."""
+        found = cls()
+        found._wire = list(headers)
+        return found
+
+    @staticmethod
+    def _wire_name(lname: str) -> bytes | None:
+        try:
+            return lname.encode("latin-1")
+        except UnicodeEncodeError:
+            return None  # no received header has this name
 
     def get(self, name: str, default: str | None = None) -> str | None:
         lname = name.lower()
+        if self._wire:
+            wname = self._wire_name(lname)
+            for wkey, raw in self._wire:
+                if wkey == wname:
+                    return raw.decode("latin-1")
         for key, value in self._items:
             if key.lower() == lname:
                 return value
@@ -30,7 +56,12 @@ class HeaderMap:
 
     def get_all(self, name: str) -> list[str]:
         lname = name.lower()
-        return [v for k, v in self._items if k.lower() == lname]
+        found: list[str] = []
+        if self._wire:
+            wname = self._wire_name(lname)
+            found = [v.decode("latin-1") for k, v in self._wire if k == wname]
+        found += [v for k, v in self._items if k.lower() == lname]
+        return found
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -44,16 +75,40 @@ class HeaderMap:
 
     def remove(self, name: str) -> None:
         lname = name.lower()
-        self._items = [(k, v) for k, v in self._items if k.lower() != lname]
+        if self._wire:
+            wname = self._wire_name(lname)
+            for wkey, _ in self._wire:
+                if wkey == wname:
+                    self._wire = [(k, v) for k, v in self._wire if k != wname]
+                    break
+        items = self._items
+        for key, _ in items:
+            if key.lower() == lname:
+                self._items = [(k, v) for k, v in items if k.lower() != lname]
+                break
 
     def items(self) -> list[tuple[str, str]]:
+        if not self._wire:
+            return list(self._items)
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._wire] + self._items
+
+    def wire(self) -> list[tuple[bytes, bytes]]:
+        """The headers as bytes with lower-case names (``UnicodeEncodeError`` for a value that is
+        not latin-1): the received ones unchanged, then those added as text."""
+        out = list(self._wire)
+        for k, v in self._items:
+            out.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+        return out
+
+    def added(self) -> list[tuple[str, str]]:
+        """The headers held as text: all of them, or for ``from_wire`` those added since."""
         return list(self._items)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._wire) + len(self._items)
 
     def __repr__(self) -> str:
-        return f"HeaderMap({self._items!r})"
+        return f"HeaderMap({self.items()!r})"
 
 
 @dataclass(slots=True)

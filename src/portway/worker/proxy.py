@@ -439,6 +439,13 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
     )
 
 
+def _no_line_breaks(headers: list[tuple[str, str]]) -> bool:
+    for name, value in headers:
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            return False
+    return True
+
+
 def _sticky(out: Headers, choice: Choice, address: Address) -> None:
     cookie = choice.set_cookie(address)
     if cookie is not None:
@@ -557,14 +564,12 @@ class _PipelineCall:
         self.note = note
         self.upstream: UpstreamResponse | None = None
         self.choice: Choice | None = None
-        self.query = parse_qsl(request.query, keep_blank_values=True)
+        self.query = parse_qsl(request.query, keep_blank_values=True) if request.query else []
         self.view = RequestView(
             method=request.method,
             path=request.path,
             query=list(self.query),
-            headers=HeaderMap(
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers
-            ),
+            headers=HeaderMap.from_wire(request.headers),
             read_body=self._read_request_body,
         )
         self.ctx = PolicyContext(
@@ -657,9 +662,7 @@ class _PipelineCall:
 
     def _apply_request_view(self) -> None:
         """What the policies changed in the request headers goes to the backend."""
-        self.request.headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.view.headers.items()
-        ]
+        self.request.headers = self.view.headers.wire()
 
     def _forward_target(self, rest: str) -> bytes:
         """The backend's request target, with the policies' path and query rewrites."""
@@ -746,9 +749,7 @@ class _PipelineCall:
         ctx = self.ctx
         ctx.response = ResponseView(
             status=upstream.status,
-            headers=HeaderMap(
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.headers
-            ),
+            headers=HeaderMap.from_wire(upstream.headers),
             read_body=self._read_response_body,
         )
         began = time.monotonic() if self.note is not None else 0.0
@@ -765,7 +766,7 @@ class _PipelineCall:
             return self._answer(reply, finish)
         view = ctx.response
         out = response_headers(
-            [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in view.headers.items()],
+            view.headers.wire(),
             via=self.runtime.via,
             version=upstream.http_version,
             correlation_id=self.cid.encode("ascii"),
@@ -784,5 +785,8 @@ class _PipelineCall:
             taken if taken is not None else upstream,
             content_length=upstream.content_length,
             on_finish=finish,
+            # the backend's fields were checked by the parser and the framing ones dropped:
+            # only what the policies added may still hold a line break
+            checked=_no_line_breaks(view.headers.added()),
             trailers=upstream.trailers,
         )
