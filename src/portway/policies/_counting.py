@@ -116,12 +116,20 @@ class Limits:
 
 
 def counter_key(kind: str, label: str, policy: str, shared: str | None, identity: str) -> str:
-    if len(identity) > MAX_KEY_PART or not identity.isprintable():
-        identity = (
-            "sha256:" + hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()
-        )
+    return counter_prefix(kind, label, policy, shared) + key_identity(identity)
+
+
+def counter_prefix(kind: str, label: str, policy: str, shared: str | None) -> str:
+    """What every counter key of one policy starts with (``counter_key`` without the identity)."""
     scope = f"shared:{shared}" if shared else f"{label}:{policy}"
-    return f"{kind}:{scope}:{identity}"
+    return f"{kind}:{scope}:"
+
+
+def key_identity(identity: str) -> str:
+    """The identity's part of a counter key: itself, or its hash when long or unprintable."""
+    if len(identity) > MAX_KEY_PART or not identity.isprintable():
+        return "sha256:" + hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()
+    return identity
 
 
 def rate_headers(ctx: PolicyContext, limit: int, remaining: int, reset: float) -> None:

@@ -32,6 +32,8 @@ def clean_header_value(value: str) -> str:
     """A value computed at run time (a claim, a consumer name): control characters are dropped
     so a hostile token can never inject a header line, characters outside Latin-1 become '?',
     and the result is truncated to a sane size."""
+    if value.isascii() and value.isprintable() and len(value) <= MAX_HEADER_VALUE:
+        return value  # nothing to drop or replace (the common case: a name, a number)
     cleaned = _UNSAFE_VALUE.sub("", value)[:MAX_HEADER_VALUE]
     return cleaned.encode("latin-1", "replace").decode("latin-1")
 

@@ -98,6 +98,10 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _moment(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
 def check_consumer(
     ctx: PolicyContext,
     consumer: ConsumerSnapshot,
@@ -107,11 +111,10 @@ def check_consumer(
     require_grant: bool,
 ) -> GrantSnapshot | None:
     """Raise ``Deny`` unless the consumer (and credential) may call this API here and now."""
-    moment = datetime.fromtimestamp(now, UTC)
     if credential is not None:
         if credential.disabled:
             raise Deny("invalid_credentials")
-        if credential.expires_at is not None and _aware(credential.expires_at) <= moment:
+        if credential.expires_at is not None and _aware(credential.expires_at) <= _moment(now):
             raise Deny("expired_credentials")
     if consumer.disabled:
         raise Deny("consumer_disabled")
@@ -120,7 +123,7 @@ def check_consumer(
     grants = [g for g in consumer.grants if g.api == ctx.api and g.project == ctx.project]
     if not grants:
         raise Deny("access_denied")
-    live = [g for g in grants if g.expires_at is None or _aware(g.expires_at) > moment]
+    live = [g for g in grants if g.expires_at is None or _aware(g.expires_at) > _moment(now)]
     if not live:
         raise Deny("grant_expired")
     for grant in live:
@@ -134,13 +137,12 @@ def grant_for(index: ConsumerIndex, ctx: PolicyContext, now: float) -> GrantSnap
     consumer = index.by_name.get(ctx.consumer) if ctx.consumer else None
     if consumer is None:
         return None
-    moment = datetime.fromtimestamp(now, UTC)
     for grant in consumer.grants:
         if (
             grant.api == ctx.api
             and grant.project == ctx.project
             and (not grant.environments or ctx.environment in grant.environments)
-            and (grant.expires_at is None or _aware(grant.expires_at) > moment)
+            and (grant.expires_at is None or _aware(grant.expires_at) > _moment(now))
         ):
             return grant
     return None

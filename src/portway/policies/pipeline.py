@@ -178,8 +178,7 @@ class CompiledPipeline:
 
     async def _run(self, step: Step, ctx: PolicyContext, phase: Phase) -> Any:
         """Run one hook; returns _SKIP, None (continue), a Reply, or a GatewayError."""
-        now = self.services.clock()
-        if step.condition is not None and not await step.condition(ctx, now):
+        if step.condition is not None and not await step.condition(ctx, self.services.clock()):
             step.counters.skipped += 1
             return _SKIP
         step.counters.evaluated += 1

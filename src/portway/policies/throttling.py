@@ -18,7 +18,8 @@ from portway.policies._counting import (
     STORE_ERRORS,
     CountingConfig,
     Limits,
-    counter_key,
+    counter_prefix,
+    key_identity,
     rate_headers,
     retry_after,
 )
@@ -54,11 +55,12 @@ class ThrottlingPolicy(Policy[ThrottlingConfig]):
     summary = "Limit each client to N requests per interval (429 with Retry-After beyond)."
     config_model = ThrottlingConfig
     errors = {**STORE_ERRORS, "rate_limited": ErrorSpec(429, "too many requests")}
-    __slots__ = ("_counter", "_limits")
+    __slots__ = ("_counter", "_limits", "_prefix")
 
     def __init__(self, config: ThrottlingConfig, build: Build) -> None:
         super().__init__(config, build)
         self._limits = Limits(config)
+        self._prefix = counter_prefix("throttle", build.label, self.name, config.counter_name)
         self._counter: Cache | BatchedCounter = self.services.cache
         if config.sync == "batched":
             self._counter = BatchedCounter(
@@ -90,7 +92,7 @@ class ThrottlingPolicy(Policy[ThrottlingConfig]):
         else:
             identity = await self._limits.identify(ctx, now)
             limit = self._limits.limit_for(identity)
-        key = counter_key("throttle", self.build.label, self.name, cfg.counter_name, identity)
+        key = self._prefix + key_identity(identity)
         try:
             count, reset = await self._count(key, now, interval)
         except StoreUnavailable:
