@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,6 +148,35 @@ async def test_writes_are_idempotent_by_id(traffic_sink: TrafficSink) -> None:
     result = await traffic_sink.query(query())
     assert result.total == 31
     assert 500 not in result.by_status
+
+
+OLD_SQLITE_LAYOUT = """
+CREATE TABLE traffic (
+    id TEXT PRIMARY KEY, ts INTEGER NOT NULL, environment TEXT, api TEXT, consumer TEXT,
+    status INTEGER, total_ms REAL, record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX traffic_ts ON traffic (ts);
+CREATE INDEX traffic_ts_id ON traffic (ts DESC, id DESC);
+"""
+
+
+async def test_a_sqlite_file_of_the_earlier_layout_works_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(OLD_SQLITE_LAYOUT)
+    sink = SqliteTrafficSink(str(path))
+    await sink.open()
+    try:
+        batch = [record(i) for i in range(20)]
+        await sink.write(batch)
+        await sink.write(batch[10:] + [record(i) for i in range(20, 25)])  # a retried overlap
+        result = await sink.query(query())
+        assert result.total == 25
+    finally:
+        await sink.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'traffic'").fetchone()
+    assert "WITHOUT ROWID" in sql  # kept as it was
 
 
 async def test_malformed_records_are_rejected_and_the_rest_stored(

@@ -2,6 +2,9 @@
 
 ``write`` is ``INSERT OR IGNORE`` by record id in one transaction, so a retried batch stores each
 record once. The filterable fields are columns (indexed by time); the whole record is kept as JSON.
+Rows are appended in arrival order (a rowid table; the random record ids live in their own small
+unique index): storing a record costs about a third of keeping the rows ordered by id, as files
+created before did (``WITHOUT ROWID``; such files keep their layout and work the same).
 With ``retention_days`` set, records older than that are deleted at most once an hour.
 Calls run in one worker thread, serialised, so the event loop never blocks on disk.
 """
@@ -43,7 +46,7 @@ T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS traffic (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     ts INTEGER NOT NULL,
     environment TEXT,
     api TEXT,
@@ -51,7 +54,7 @@ CREATE TABLE IF NOT EXISTS traffic (
     status INTEGER,
     total_ms REAL,
     record TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS traffic_ts ON traffic (ts);
 CREATE INDEX IF NOT EXISTS traffic_ts_id ON traffic (ts DESC, id DESC);
 """
