@@ -357,9 +357,7 @@ async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -
         soap = _soap_of(request, route)
         return _refuse(note, 503, "maintenance", "the API is under maintenance", cid, soap=soap)
     if route.pipeline is not NO_PIPELINE:
-        return await _proxy_with_pipeline(
-            runtime, request, route, match.params, match.rest, cid, note
-        )
+        return await _PipelineCall(runtime, request, route, match.params, cid, note).run(match.rest)
     cid_b = cid.encode("ascii")
     websocket = request.upgrade is not None
     headers = request_headers(
@@ -513,18 +511,6 @@ class _Tunnel:
 
     async def __call__(self, client: Stream) -> None:
         await pump(client, self._upstream.stream())
-
-
-async def _proxy_with_pipeline(
-    runtime: Runtime,
-    request: Request,
-    route: Route,
-    params: dict[str, str],
-    rest: str,
-    cid: str,
-    note: RequestNote | None,
-) -> Response:
-    return await _PipelineCall(runtime, request, route, params, cid, note).run(rest)
 
 
 class _PipelineCall:

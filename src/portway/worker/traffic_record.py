@@ -132,7 +132,8 @@ def traffic_record(
     cid = b""
     forwarded: list[str] = []
     for name, value in response.headers:
-        if name.lower() == b"x-correlation-id":
+        # names are lower-case as the proxy builds them; the length test skips lower() for others
+        if name == b"x-correlation-id" or (len(name) == 16 and name.lower() == b"x-correlation-id"):
             cid = value
             break
     for name, value in request.headers:
