@@ -9,9 +9,10 @@ and of its child processes (the traffic sink's) is read, and divided by the requ
 completed: microseconds of CPU per request, for the worker and for the sink process. Other load
 on the machine changes how fast requests arrive, but much less what each one costs.
 
-``--base SRC`` starts a second copy of every target from another source tree (``SRC`` is a
-directory holding the ``portway`` package, e.g. ``git archive`` of an older commit, ``src/``),
-interleaved with the current one: a paired before/after of a change.
+``--base SRC`` (or ``--base NAME=SRC``, repeatable) starts another copy of every target from
+another source tree (``SRC`` is a directory holding the ``portway`` package, e.g. ``src/`` of a
+``git archive`` of an older commit), interleaved with the current one: paired before/after
+figures of each change under the same load.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _start_worker(lab: Lab, name: str, revision: Path, extra: list[str], src: Pa
 
 
 @contextlib.contextmanager
-def cpu_lab(targets: list[str], base: Path | None) -> Iterator[Lab]:
+def cpu_lab(targets: list[str], bases: list[tuple[str, Path]]) -> Iterator[Lab]:
     with tempfile.TemporaryDirectory(prefix="portway-bench-cpu-") as tmp:
         root = Path(tmp)
         (root / "www").mkdir()
@@ -119,9 +120,8 @@ def cpu_lab(targets: list[str], base: Path | None) -> Iterator[Lab]:
                 chain.write_text(chain_revision(backend))
                 batched = root / "chain-batched.json"
                 batched.write_text(chain_revision(backend, "batched"))
-                copies: list[tuple[str, Path | None]] = [("", None)]
-                if base is not None:
-                    copies.insert(0, ("base:", base))
+                copies: list[tuple[str, Path | None]] = [(f"{n}:", src) for n, src in bases]
+                copies.append(("", None))
                 for prefix, src in copies:
                     for name in targets:
                         extra: list[str] = []
@@ -179,7 +179,9 @@ def profile(lab: Lab, target: str, out: Path, py_spy: str, seconds: int) -> None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chain_cpu", description=__doc__)
-    parser.add_argument("--base", type=Path, default=None, help="source tree of the 'before'")
+    parser.add_argument(
+        "--base", action="append", default=[], help="[NAME=]SRC: a source tree to compare"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--duration", type=int, default=4, help="seconds per sample")
     parser.add_argument("--targets", default=",".join(TARGETS))
@@ -195,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
 
     bench.dataplane.DURATION = args.duration
     targets = [t for t in args.targets.split(",") if t]
-    with cpu_lab(targets, args.base) as lab:
+    bases = []
+    for given in args.base:
+        name, _, src = given.rpartition("=")
+        bases.append((name or "base", Path(src)))
+    with cpu_lab(targets, bases) as lab:
         names = [n for n in lab.pids if n != "direct"]
         for name in names:  # warm up: imports, pools, the Redis connection, the sink process
             url = f"http://127.0.0.1:{lab.ports[name]}{SCENARIO.path}"
