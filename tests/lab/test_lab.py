@@ -16,7 +16,15 @@ import pytest
 from portway.lab import netns, topology
 from portway.lab.netns import in_namespace
 from portway.lab.state import LabDir
-from portway.lab.up import alive, client_get, lab_namespaces
+from portway.lab.up import (
+    LabApi,
+    admin_token,
+    alive,
+    client_get,
+    elasticsearch_dir,
+    lab_namespaces,
+    wait_for,
+)
 from tests.support.servers import missing_capability, require
 
 REPO = Path(__file__).parents[2]
@@ -49,6 +57,7 @@ def _leftovers(lab: LabDir, pids: list[int]) -> dict[str, Any]:
         "links": netns.root_links_with(lab.ident),
         "processes": [p for p in pids if alive(p)],
         "lab_dir": lab.path.exists(),
+        "elasticsearch_dir": elasticsearch_dir(lab).exists(),
     }
 
 
@@ -68,14 +77,16 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         pids = [p["pid"] for p in state["processes"].values()]
         assert set(state["processes"]) == {
             "ferretdb", "hazelcast", "backend", "backend-tls", "manager", "worker-1", "worker-2",
-            "haproxy",
+            "haproxy", "es-1",
         }  # fmt: skip
         assert state["up"]["deployment"]["acknowledged"] == 2
 
         status = json.loads(lab_cli("status", *where).stdout)
         assert status["up"] is True
-        assert len(status["namespaces"]) == 10
+        assert len(status["namespaces"]) == 11
         assert set(status["processes"].values()) == {True}
+        assert status["elasticsearch"]["status"] == "green"  # no replica: one node holds all
+        assert status["elasticsearch"]["number_of_nodes"] == 1
 
         again = lab_cli("up", "--small", *where)  # idempotent: the same processes
         assert again.returncode == 0, again.stderr
@@ -94,6 +105,13 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         remaining = [int(client_get(lab, "/demo/echo", key).headers["X-RateLimit-Remaining"])
                      for _ in range(4)]  # fmt: skip
         assert remaining == list(range(remaining[0], remaining[0] - 4, -1))
+        # the workers ship those records to Elasticsearch; the manager's analytics read them
+        api = LabApi(lab, admin_token(lab))
+        keyed = "/analytics?consumer=lab-client"
+        wait_for(lab, "the records in the manager's analytics",
+                 lambda: api.call("GET", keyed)["total"] >= 6, 60)  # fmt: skip
+        analytics = api.call("GET", "/analytics?api=demo")
+        assert analytics["by_status"]["401"] >= 2
 
         audit = lab_cli("audit", *where)
         assert audit.returncode == 0, audit.stdout + audit.stderr
@@ -104,11 +122,15 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert internet["open"] == ["lb-1:443", "lb-1:80"]
         assert internet["tls"] == ["lb-1:443 ok"]
         assert internet["redirects"] == ["lb-1:80 301 ok"]
-        assert _audit(state, "lan")["open"] == ["data-1:25080", "worker-1:8080", "worker-2:8080"]
-        assert "manager-1:8080" in _audit(state, "vpn")["open"]
-        assert _audit(state, "dmz")["open"] == [
-            "backend-1:443", "backend-1:80", "data-1:5701", "manager-1:8080"
+        assert _audit(state, "lan")["open"] == [
+            "data-1:25080", "es-1:9200", "worker-1:8080", "worker-2:8080"
         ]  # fmt: skip
+        assert "manager-1:8080" in _audit(state, "vpn")["open"]
+        assert not [o for o in _audit(state, "vpn")["open"] if o.startswith("es-1")]
+        assert _audit(state, "dmz")["open"] == [
+            "backend-1:443", "backend-1:80", "data-1:5701", "es-1:9200", "manager-1:8080"
+        ]  # fmt: skip
+        assert _audit(state, "dmz-lb")["open"] == ["worker-1:8080", "worker-2:8080"]
 
         drill1 = lab_cli("drill", "1", *where)
         assert drill1.returncode == 0, drill1.stdout + drill1.stderr
@@ -160,7 +182,8 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         down = lab_cli("down", *where)
     assert down.returncode == 0, down.stderr
     assert _leftovers(lab, pids) == {
-        "namespaces": [], "links": [], "processes": [], "lab_dir": False
+        "namespaces": [], "links": [], "processes": [], "lab_dir": False,
+        "elasticsearch_dir": False,
     }  # fmt: skip
     assert lab_cli("down", *where).returncode == 0  # safe to repeat
 
@@ -185,7 +208,7 @@ def test_down_after_up_was_killed_midway(tmp_path: Path) -> None:
         up.wait(30)
         state = lab.load()
         pids = [p["pid"] for p in state["processes"].values()]
-        assert len(netns.namespaces_with(lab.ident)) == 10
+        assert len(netns.namespaces_with(lab.ident)) == 11
         assert any(alive(p) for p in pids)  # orphans the crash left
     finally:
         if up.poll() is None:
@@ -194,7 +217,8 @@ def test_down_after_up_was_killed_midway(tmp_path: Path) -> None:
         down = lab_cli("down", "--lab-dir", str(lab.path))
     assert down.returncode == 0, down.stderr
     assert _leftovers(lab, pids) == {
-        "namespaces": [], "links": [], "processes": [], "lab_dir": False
+        "namespaces": [], "links": [], "processes": [], "lab_dir": False,
+        "elasticsearch_dir": False,
     }  # fmt: skip
 
 
