@@ -3,6 +3,7 @@ drilled, reported, and removed without a trace (also when its state file is lost
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -62,7 +63,7 @@ def _leftovers(lab: LabDir, pids: list[int]) -> dict[str, Any]:
 
 
 @pytest.mark.netns
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)
 def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
     _require_lab()
     lab = LabDir(tmp_path / "lab")
@@ -106,11 +107,11 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
                      for _ in range(4)]  # fmt: skip
         assert remaining == list(range(remaining[0], remaining[0] - 4, -1))
         # the workers ship those records to Elasticsearch; the manager's analytics read them
-        api = LabApi(lab, admin_token(lab))
-        keyed = "/analytics?consumer=lab-client"
-        wait_for(lab, "the records in the manager's analytics",
-                 lambda: api.call("GET", keyed)["total"] >= 6, 60)  # fmt: skip
-        analytics = api.call("GET", "/analytics?api=demo")
+        with contextlib.closing(LabApi(lab, admin_token(lab))) as api:
+            keyed = "/analytics?consumer=lab-client"
+            wait_for(lab, "the records in the manager's analytics",
+                     lambda: api.call("GET", keyed)["total"] >= 6, 60)  # fmt: skip
+            analytics = api.call("GET", "/analytics?api=demo")
         assert analytics["by_status"]["401"] >= 2
 
         audit = lab_cli("audit", *where)
@@ -162,11 +163,22 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert two["revision_after"] == two["revision_before"] + 1
         pids += [lab.load()["processes"]["manager"]["pid"]]
 
+        drill4 = lab_cli("drill", "4", "--seconds", "10", *where)
+        assert drill4.returncode == 0, drill4.stdout + drill4.stderr
+        four = json.loads(drill4.stdout)
+        assert four["requests_while_elasticsearch_down"] > 0
+        assert four["peak_records_spooled"] > 0  # the shippers spooled while it was away
+        assert four["answered_200"] == four["requests"], four["outcomes"]
+        assert four["records_in_elasticsearch"] == four["answered_200"]
+        assert (four["records_lost"], four["records_duplicated"]) == (0, 0)
+        assert set(four["worker_rss_mib_after"]) == {"worker-1", "worker-2"}
+        pids += [lab.load()["processes"]["es-1"]["pid"]]
+
         out = tmp_path / "report"
         report = lab_cli("report", *where, "--out", str(out))
         assert report.returncode == 0, report.stderr
         written = json.loads((out / "lab-report.json").read_text())
-        assert [d["drill"] for d in written["drills"]] == ["1", "2", "8"]
+        assert [d["drill"] for d in written["drills"]] == ["1", "2", "4", "8"]
         assert all(d["passed"] for d in written["drills"])
         assert written["up"]["seconds"] > 0
         assert written["up"]["peak_rss_mib"] > 0
@@ -253,7 +265,7 @@ def test_usage_errors_name_the_problem(tmp_path: Path) -> None:
         outage = lab_cli("drill", "2", "--seconds", seconds, "--lab-dir", str(tmp_path))
         assert outage.returncode == 2, seconds
         assert "--seconds" in outage.stderr
-    for command in ("audit", "drill 1", "report"):
+    for command in ("audit", "drill 1", "drill 4", "report"):
         result = lab_cli(*command.split(), "--lab-dir", str(tmp_path / "none"))
         assert result.returncode == 1, command
         assert "portway: error:" in result.stderr

@@ -3,9 +3,12 @@ failure drills with their figures, and the report of both."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import platform as host_platform
+import secrets
 import subprocess
 import threading
 import time
@@ -38,11 +41,15 @@ from portway.lab.up import (
     lab_trust,
     public_headers,
     public_url,
+    restart_elasticsearch,
+    rss_kib,
     start,
     start_worker,
     stop,
+    stop_elasticsearch,
     tcp_open,
     wait_for,
+    wait_for_elasticsearch,
     worker_ready,
     workers,
 )
@@ -106,33 +113,42 @@ def audit_failed(results: list[dict[str, Any]]) -> bool:
 
 @dataclass
 class Load:
-    """Bounded client load from the Internet through the balancer: ``rate`` GETs a second."""
+    """Bounded client load: ``rate`` GETs a second, from the Internet through the balancer unless
+    ``namespace`` and ``url`` say otherwise. With ``ids``, each request carries the correlation id
+    ``IDS-N`` and ``answered`` keeps the ids answered 200 (the worker logs a record under it)."""
 
     lab: LabDir
     key: str
     rate: float = 20.0
+    ids: str | None = None
+    namespace: str = "inet"
+    url: str = public_url(DEMO_PATH)
     outcomes: Counter[str] = field(default_factory=Counter)
+    answered: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
     def start(self) -> None:
-        namespace = lab_namespaces(self.lab).ns("inet")
+        namespace = lab_namespaces(self.lab).ns(self.namespace)
         self.thread = threading.Thread(
-            target=lambda: in_namespace(namespace, self._run, timeout=600), daemon=True
+            target=lambda: in_namespace(namespace, self._run, timeout=900), daemon=True
         )
         self.thread.start()
 
     def _run(self) -> None:
         with httpx.Client(trust_env=False, verify=lab_trust(self.lab), timeout=10.0) as client:
-            while not self.stopping.is_set():
+            for number in itertools.count(1):
+                if self.stopping.is_set():
+                    break
                 began = time.monotonic()
+                headers = {"X-Api-Key": self.key}
+                if self.ids is not None:
+                    headers["X-Correlation-ID"] = f"{self.ids}-{number}"
                 try:
-                    status = client.get(
-                        public_url(DEMO_PATH),
-                        headers=public_headers({"X-Api-Key": self.key}),
-                        extensions=SNI,
-                    )
+                    status = client.get(self.url, headers=public_headers(headers), extensions=SNI)
                     self.outcomes[str(status.status_code)] += 1
+                    if self.ids is not None and status.status_code == 200:
+                        self.answered.append(headers["X-Correlation-ID"])
                 except httpx.HTTPError as exc:
                     self.outcomes[type(exc).__name__] += 1
                 time.sleep(max(0.0, 1 / self.rate - (time.monotonic() - began)))
@@ -246,6 +262,145 @@ def drill_manager_outage(lab: LabDir, seconds: float = 60.0) -> dict[str, Any]:
     return result
 
 
+#: how much a worker's resident memory may grow while Elasticsearch is away (its shipper spools to
+#: disk; its memory queue holds at most 10 000 records)
+RSS_GROWTH_LIMIT_MIB = 64.0
+STREAM = "portway-traffic"
+
+
+def _worker_rss_mib(lab: LabDir) -> dict[str, float]:
+    processes = lab.load()["processes"]
+    names = [str(topology.host(short).inventory) for short in topology.WORKERS]
+    return {name: round(rss_kib(processes[name]["pid"]) / 1024, 1) for name in names}
+
+
+def _spooled(lab: LabDir) -> dict[str, int]:
+    """Records waiting in each worker's spool directory (its shipper's JSON-lines segments)."""
+    out = {}
+    for short in topology.WORKERS:
+        name = str(topology.host(short).inventory)
+        lines = 0
+        for segment in (lab.path / "data" / name).glob("spool-*/*"):
+            with contextlib.suppress(OSError):
+                lines += segment.read_bytes().count(b"\n")
+        out[name] = lines
+    return out
+
+
+def _es(lab: LabDir, method: str, path: str, body: Any = None) -> Any:
+    """An Elasticsearch call from the manager's host (the matrix lets it reach 9200)."""
+    url = topology.url(topology.ELASTICSEARCH_NODES[0], topology.ELASTICSEARCH_PORT) + path
+
+    def call() -> Any:
+        with httpx.Client(trust_env=False, timeout=30.0) as client:
+            response = client.request(method, url, json=body)
+            response.raise_for_status()
+            return response.json()
+
+    return in_namespace(lab_namespaces(lab).ns("mgr"), call)
+
+
+def records_by_id(lab: LabDir, prefix: str) -> Counter[str]:
+    """How many traffic records Elasticsearch holds for each correlation id starting with
+    ``prefix``: counted over the record's own ``id`` field in every backing index of the stream,
+    so a record stored twice counts 2 (its ``_id`` only deduplicates within one index)."""
+    _es(lab, "POST", f"/{STREAM}/_refresh")
+    found: Counter[str] = Counter()
+    composite: dict[str, Any] = {"size": 5000, "sources": [{"id": {"terms": {"field": "id"}}}]}
+    while True:
+        body = {
+            "size": 0,
+            "query": {"prefix": {"id": prefix}},
+            "aggs": {"ids": {"composite": composite}},
+        }
+        result = _es(lab, "POST", f"/{STREAM}/_search", body)["aggregations"]["ids"]
+        for bucket in result["buckets"]:
+            found[bucket["key"]["id"]] += bucket["doc_count"]
+        if "after_key" not in result or not result["buckets"]:
+            return found
+        composite = {**composite, "after": result["after_key"]}
+
+
+def drill_elasticsearch_outage(lab: LabDir, seconds: float = 60.0) -> dict[str, Any]:
+    """Drill 4: Elasticsearch stops (SIGTERM) for ``seconds`` under load; the workers' shippers
+    spool to disk. Back, every record of every request answered 200 must be in Elasticsearch
+    exactly once (counted by correlation id), and no worker's memory may have grown by more than
+    ``RSS_GROWTH_LIMIT_MIB``."""
+    _require_up(lab)
+    node = topology.ELASTICSEARCH_NODES[0]
+    run = f"lab-d4-{secrets.token_hex(4)}"
+    load = Load(lab, lab.load()["api_key"], ids=run)
+    load.start()
+    time.sleep(3)  # both workers have shipped a batch: their sink's client is loaded
+    rss_before = _worker_rss_mib(lab)
+    rss_peak = dict(rss_before)
+    spool_peak = 0
+    before_stop = sum(load.outcomes.values())
+    stop_elasticsearch(lab, node)
+    stopped = time.monotonic()
+    while time.monotonic() - stopped < seconds:
+        time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - stopped))))
+        spool_peak = max(spool_peak, sum(_spooled(lab).values()))
+        for name, mib in _worker_rss_mib(lab).items():
+            rss_peak[name] = max(rss_peak[name], mib)
+    served_alone = sum(load.outcomes.values()) - before_stop
+    restarted = time.monotonic()
+    restart_elasticsearch(lab, node)
+    wait_for_elasticsearch(lab)
+    outage, restart = time.monotonic() - stopped, time.monotonic() - restarted
+    time.sleep(2)  # traffic once it is back
+    outcomes = load.stop()
+    answered = set(load.answered)
+    returned = time.monotonic()
+    wait_for(lab, "the workers' spools drained", lambda: not any(_spooled(lab).values()), 120)
+    found: Counter[str] = Counter()
+
+    def all_there() -> bool:
+        nonlocal found
+        found = records_by_id(lab, run)
+        return answered <= set(found)
+
+    with contextlib.suppress(LabError):  # what is missing after that is reported as lost
+        wait_for(lab, "every answered request's record in Elasticsearch", all_there, 60)
+    delivered = time.monotonic() - returned
+    found = records_by_id(lab, run)
+    lost = sorted(answered - set(found))
+    duplicated = sorted(i for i, n in found.items() if n > 1)
+    rss_after = _worker_rss_mib(lab)
+    growth = {n: round(max(rss_peak[n], rss_after[n]) - rss_before[n], 1) for n in rss_before}
+    total = sum(outcomes.values())
+    result = {
+        "drill": "4",
+        "name": f"Elasticsearch stopped for {seconds:g} s under load",
+        "requests": total,
+        "requests_while_elasticsearch_down": served_alone,
+        "outcomes": outcomes,
+        "answered_200": len(answered),
+        "records_in_elasticsearch": sum(found.values()),
+        "records_lost": len(lost),
+        "records_duplicated": sum(found[i] - 1 for i in duplicated),
+        "records_of_unanswered_requests": len(set(found) - answered),
+        "lost_examples": lost[:5],
+        "duplicated_examples": duplicated[:5],
+        "seconds_elasticsearch_down": round(outage, 1),
+        "seconds_restart_to_healthy": round(restart, 1),
+        "peak_records_spooled": spool_peak,
+        "seconds_until_delivered": round(delivered, 1),
+        "worker_rss_mib_before": rss_before,
+        "worker_rss_mib_peak_during": rss_peak,
+        "worker_rss_mib_after": rss_after,
+        "worker_rss_growth_limit_mib": RSS_GROWTH_LIMIT_MIB,
+        "passed": bool(answered)
+        and served_alone > 0
+        and spool_peak > 0
+        and not lost
+        and not duplicated
+        and all(g <= RSS_GROWTH_LIMIT_MIB for g in growth.values()),
+    }
+    _record_drill(lab, result)
+    return result
+
+
 ROGUE_PORT = 6379
 
 
@@ -294,6 +449,7 @@ def drill_rogue_port(lab: LabDir) -> dict[str, Any]:
 DRILLS: dict[str, Callable[..., dict[str, Any]]] = {
     "1": drill_kill_worker,
     "2": drill_manager_outage,
+    "4": drill_elasticsearch_outage,
     "8": drill_rogue_port,
 }
 
@@ -352,7 +508,7 @@ def build_report(lab: LabDir) -> dict[str, Any]:
 NOT_RUN = [
     "a second Hazelcast member",
     "SMTP and DNS servers (addresses are literal IPs)",
-    "drills 3-7",
+    "drills 3, 5, 6, 7",
 ]
 
 

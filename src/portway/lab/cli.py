@@ -48,13 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     drill.add_argument(
         "name",
         choices=sorted(checks.DRILLS),
-        help="1: kill a worker; 2: stop the manager, then deploy; 8: a rogue port in the DMZ",
+        help="1: kill a worker; 2: stop the manager, then deploy; 4: stop Elasticsearch (no "
+        "record lost or duplicated, worker memory bounded); 8: a rogue port in the DMZ",
     )
     drill.add_argument(
         "--seconds",
         type=float,
         default=60.0,
-        help="drill 2: how long the manager stays stopped (60)",
+        help="drills 2 and 4: how long the manager or Elasticsearch stays stopped (60)",
     )
     drill.set_defaults(func=_drill)
     report = command("report", "write lab-report.md and lab-report.json")
@@ -123,7 +124,7 @@ def _drill(args: argparse.Namespace) -> int:
         if not 1 <= args.seconds <= 600:
             print("portway: error: --seconds: between 1 and 600", file=sys.stderr)
             return 2
-        extra = {"seconds": args.seconds} if args.name == "2" else {}
+        extra = {"seconds": args.seconds} if args.name in ("2", "4") else {}
         result = checks.DRILLS[args.name](_guarded(args), **extra)
     except FAILURES as exc:
         return _fail(exc)

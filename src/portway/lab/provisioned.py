@@ -112,7 +112,13 @@ def _link_tree(source: Path, target: Path) -> None:
 
 
 def elasticsearch_node(
-    workdir: Path, node: ElasticsearchNode, heap: str, home: Path, java_home: str, user: str | None
+    workdir: Path,
+    node: ElasticsearchNode,
+    heap: str,
+    home: Path,
+    java_home: str,
+    user: str | None,
+    java_options: tuple[str, ...] = (),
 ) -> ElasticsearchLaunch:
     """Lay out one node of the provisioned Elasticsearch (the integ-test zip) in ``workdir``, an
     empty directory the node's ``user`` can reach: a hard-linked copy of the distribution, its
@@ -133,6 +139,6 @@ def elasticsearch_node(
         "ES_JAVA_HOME": java_home,
         "ES_PATH_CONF": str(config),
         "ES_TMPDIR": str(tmp),
-        "ES_JAVA_OPTS": f"-Xms{heap} -Xmx{heap}",
+        "ES_JAVA_OPTS": " ".join([f"-Xms{heap}", f"-Xmx{heap}", *java_options]),
     }
     return ElasticsearchLaunch([str(workdir / "home" / "bin" / "elasticsearch")], env, user)

@@ -236,6 +236,9 @@ class LabApi:
     def call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = ()) -> Any:
         return in_namespace(self.namespace, lambda: self.api.call(method, path, body, ok))
 
+    def close(self) -> None:
+        self.api.client.close()
+
 
 def admin_token(lab: LabDir) -> str:
     token_file = lab.path / "admin.token"
@@ -255,6 +258,9 @@ def admin_token(lab: LabDir) -> str:
 
 #: each node's heap: the lab's traffic is a few thousand small records
 ELASTICSEARCH_HEAP = "256m"
+#: the client compiler only: a node starts in less CPU time (drill 4 restarts it), and the lab's
+#: few requests a second need no peak throughput
+ELASTICSEARCH_JAVA_OPTIONS = ("-XX:TieredStopAtLevel=1",)
 
 
 def elasticsearch_dir(lab: LabDir) -> Path:
@@ -295,7 +301,9 @@ def elasticsearch_argv(lab: LabDir, short: str, nodes: tuple[str, ...], heap: st
     workdir = elasticsearch_dir(lab) / short
     workdir.mkdir(mode=0o755)
     node = topology.elasticsearch_node(short, nodes)
-    launch = elasticsearch_node(workdir, node, heap, Path(home), servers.get("JAVA_HOME", ""), user)
+    java_home = servers.get("JAVA_HOME", "")
+    options = ELASTICSEARCH_JAVA_OPTIONS
+    launch = elasticsearch_node(workdir, node, heap, Path(home), java_home, user, options)
     return [
         "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--",
         "env", *(f"{k}={v}" for k, v in sorted(launch.env.items())), *launch.argv,
