@@ -174,11 +174,34 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert set(four["worker_rss_mib_after"]) == {"worker-1", "worker-2"}
         pids += [lab.load()["processes"]["es-1"]["pid"]]
 
+        drill7 = lab_cli("drill", "7", "--deploys", "5", *where)
+        assert drill7.returncode == 0, drill7.stdout + drill7.stderr
+        seven = json.loads(drill7.stdout)
+        assert seven["failed_requests"] == 0, seven["outcomes"]
+        assert seven["deploys_converged_on_both_workers"] == 5
+        assert seven["revision_after"] == seven["revision_before"] + 5
+
+        drill3 = lab_cli("drill", "3", "--seconds", "5", *where)
+        assert drill3.returncode == 0, drill3.stdout + drill3.stderr
+        three = json.loads(drill3.stdout)
+        assert three["deploy_acknowledged_by"] == ["worker-2"]
+        assert three["requests_straight_to_worker_1"] > 0
+        assert three["outcomes_straight_to_worker_1"] == {
+            "200": three["requests_straight_to_worker_1"]
+        }
+        assert three["worker_1_revisions_served_while_cut_off"] == {
+            str(three["revision_before"]): three["requests_straight_to_worker_1"]
+        }
+        assert three["seconds_heal_to_worker_1_converged"] is not None
+        assert "portway_lab_partition" not in netns.sh(
+            "ip", "netns", "exec", lab_namespaces(lab).ns("rt"), "nft", "list", "tables"
+        )
+
         out = tmp_path / "report"
         report = lab_cli("report", *where, "--out", str(out))
         assert report.returncode == 0, report.stderr
         written = json.loads((out / "lab-report.json").read_text())
-        assert [d["drill"] for d in written["drills"]] == ["1", "2", "4", "8"]
+        assert [d["drill"] for d in written["drills"]] == ["1", "2", "3", "4", "7", "8"]
         assert all(d["passed"] for d in written["drills"])
         assert written["up"]["seconds"] > 0
         assert written["up"]["peak_rss_mib"] > 0
@@ -265,6 +288,10 @@ def test_usage_errors_name_the_problem(tmp_path: Path) -> None:
         outage = lab_cli("drill", "2", "--seconds", seconds, "--lab-dir", str(tmp_path))
         assert outage.returncode == 2, seconds
         assert "--seconds" in outage.stderr
+    for deploys in ("0", "101"):
+        storm = lab_cli("drill", "7", "--deploys", deploys, "--lab-dir", str(tmp_path))
+        assert storm.returncode == 2, deploys
+        assert "--deploys" in storm.stderr
     for command in ("audit", "drill 1", "drill 4", "report"):
         result = lab_cli(*command.split(), "--lab-dir", str(tmp_path / "none"))
         assert result.returncode == 1, command
