@@ -43,7 +43,8 @@ def _require_lab() -> None:
     if reason is not None:
         missing_capability(reason)
     try:
-        require("FERRETDB_BIN")
+        for server in ("FERRETDB_BIN", "HAZELCAST_JAR", "ELASTICSEARCH_HOME"):
+            require(server)
     except RuntimeError as exc:
         missing_capability(str(exc))
 

@@ -543,7 +543,13 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     servers = manifest()
     ferretdb, jar = servers.get("FERRETDB_BIN", ""), servers.get("HAZELCAST_JAR", "")
     java = Path(servers.get("JAVA_HOME", "")) / "bin" / "java"
-    for what, path in (("FerretDB", ferretdb), ("Hazelcast", jar), ("Java", str(java))):
+    elasticsearch = servers.get("ELASTICSEARCH_HOME", "")
+    for what, path in (
+        ("FerretDB", ferretdb),
+        ("Hazelcast", jar),
+        ("Java", str(java)),
+        ("Elasticsearch", elasticsearch),
+    ):
         if not path or not Path(path).exists():
             raise LabError(f"{what} is not provisioned ({path or 'absent'}): run scripts/provision")
     began = time.monotonic()
