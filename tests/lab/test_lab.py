@@ -3,6 +3,7 @@ drilled, reported, and removed without a trace (also when its state file is lost
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,7 +17,15 @@ import pytest
 from portway.lab import netns, topology
 from portway.lab.netns import in_namespace
 from portway.lab.state import LabDir
-from portway.lab.up import alive, client_get, lab_namespaces
+from portway.lab.up import (
+    LabApi,
+    admin_token,
+    alive,
+    client_get,
+    elasticsearch_dir,
+    lab_namespaces,
+    wait_for,
+)
 from tests.support.servers import missing_capability, require
 
 REPO = Path(__file__).parents[2]
@@ -34,7 +43,8 @@ def _require_lab() -> None:
     if reason is not None:
         missing_capability(reason)
     try:
-        require("FERRETDB_BIN")
+        for server in ("FERRETDB_BIN", "HAZELCAST_JAR", "ELASTICSEARCH_HOME"):
+            require(server)
     except RuntimeError as exc:
         missing_capability(str(exc))
 
@@ -49,11 +59,12 @@ def _leftovers(lab: LabDir, pids: list[int]) -> dict[str, Any]:
         "links": netns.root_links_with(lab.ident),
         "processes": [p for p in pids if alive(p)],
         "lab_dir": lab.path.exists(),
+        "elasticsearch_dir": elasticsearch_dir(lab).exists(),
     }
 
 
 @pytest.mark.netns
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)
 def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
     _require_lab()
     lab = LabDir(tmp_path / "lab")
@@ -68,14 +79,16 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         pids = [p["pid"] for p in state["processes"].values()]
         assert set(state["processes"]) == {
             "ferretdb", "hazelcast", "backend", "backend-tls", "manager", "worker-1", "worker-2",
-            "haproxy",
+            "haproxy", "es-1",
         }  # fmt: skip
         assert state["up"]["deployment"]["acknowledged"] == 2
 
         status = json.loads(lab_cli("status", *where).stdout)
         assert status["up"] is True
-        assert len(status["namespaces"]) == 10
+        assert len(status["namespaces"]) == 11
         assert set(status["processes"].values()) == {True}
+        assert status["elasticsearch"]["status"] == "green"  # no replica: one node holds all
+        assert status["elasticsearch"]["number_of_nodes"] == 1
 
         again = lab_cli("up", "--small", *where)  # idempotent: the same processes
         assert again.returncode == 0, again.stderr
@@ -94,6 +107,13 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         remaining = [int(client_get(lab, "/demo/echo", key).headers["X-RateLimit-Remaining"])
                      for _ in range(4)]  # fmt: skip
         assert remaining == list(range(remaining[0], remaining[0] - 4, -1))
+        # the workers ship those records to Elasticsearch; the manager's analytics read them
+        with contextlib.closing(LabApi(lab, admin_token(lab))) as api:
+            keyed = "/analytics?consumer=lab-client"
+            wait_for(lab, "the records in the manager's analytics",
+                     lambda: api.call("GET", keyed)["total"] >= 6, 60)  # fmt: skip
+            analytics = api.call("GET", "/analytics?api=demo")
+        assert analytics["by_status"]["401"] >= 2
 
         audit = lab_cli("audit", *where)
         assert audit.returncode == 0, audit.stdout + audit.stderr
@@ -104,11 +124,15 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert internet["open"] == ["lb-1:443", "lb-1:80"]
         assert internet["tls"] == ["lb-1:443 ok"]
         assert internet["redirects"] == ["lb-1:80 301 ok"]
-        assert _audit(state, "lan")["open"] == ["data-1:25080", "worker-1:8080", "worker-2:8080"]
-        assert "manager-1:8080" in _audit(state, "vpn")["open"]
-        assert _audit(state, "dmz")["open"] == [
-            "backend-1:443", "backend-1:80", "data-1:5701", "manager-1:8080"
+        assert _audit(state, "lan")["open"] == [
+            "data-1:25080", "es-1:9200", "worker-1:8080", "worker-2:8080"
         ]  # fmt: skip
+        assert "manager-1:8080" in _audit(state, "vpn")["open"]
+        assert not [o for o in _audit(state, "vpn")["open"] if o.startswith("es-1")]
+        assert _audit(state, "dmz")["open"] == [
+            "backend-1:443", "backend-1:80", "data-1:5701", "es-1:9200", "manager-1:8080"
+        ]  # fmt: skip
+        assert _audit(state, "dmz-lb")["open"] == ["worker-1:8080", "worker-2:8080"]
 
         drill1 = lab_cli("drill", "1", *where)
         assert drill1.returncode == 0, drill1.stdout + drill1.stderr
@@ -140,11 +164,45 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert two["revision_after"] == two["revision_before"] + 1
         pids += [lab.load()["processes"]["manager"]["pid"]]
 
+        drill4 = lab_cli("drill", "4", "--seconds", "10", *where)
+        assert drill4.returncode == 0, drill4.stdout + drill4.stderr
+        four = json.loads(drill4.stdout)
+        assert four["requests_while_elasticsearch_down"] > 0
+        assert four["peak_records_spooled"] > 0  # the shippers spooled while it was away
+        assert four["answered_200"] == four["requests"], four["outcomes"]
+        assert four["records_in_elasticsearch"] == four["answered_200"]
+        assert (four["records_lost"], four["records_duplicated"]) == (0, 0)
+        assert set(four["worker_rss_mib_after"]) == {"worker-1", "worker-2"}
+        pids += [lab.load()["processes"]["es-1"]["pid"]]
+
+        drill7 = lab_cli("drill", "7", "--deploys", "5", *where)
+        assert drill7.returncode == 0, drill7.stdout + drill7.stderr
+        seven = json.loads(drill7.stdout)
+        assert seven["failed_requests"] == 0, seven["outcomes"]
+        assert seven["deploys_converged_on_both_workers"] == 5
+        assert seven["revision_after"] == seven["revision_before"] + 5
+
+        drill3 = lab_cli("drill", "3", "--seconds", "5", *where)
+        assert drill3.returncode == 0, drill3.stdout + drill3.stderr
+        three = json.loads(drill3.stdout)
+        assert three["deploy_acknowledged_by"] == ["worker-2"]
+        assert three["requests_straight_to_worker_1"] > 0
+        assert three["outcomes_straight_to_worker_1"] == {
+            "200": three["requests_straight_to_worker_1"]
+        }
+        assert three["worker_1_revisions_served_while_cut_off"] == {
+            str(three["revision_before"]): three["requests_straight_to_worker_1"]
+        }
+        assert three["seconds_heal_to_worker_1_converged"] is not None
+        assert "portway_lab_partition" not in netns.sh(
+            "ip", "netns", "exec", lab_namespaces(lab).ns("rt"), "nft", "list", "tables"
+        )
+
         out = tmp_path / "report"
         report = lab_cli("report", *where, "--out", str(out))
         assert report.returncode == 0, report.stderr
         written = json.loads((out / "lab-report.json").read_text())
-        assert [d["drill"] for d in written["drills"]] == ["1", "2", "8"]
+        assert [d["drill"] for d in written["drills"]] == ["1", "2", "3", "4", "7", "8"]
         assert all(d["passed"] for d in written["drills"])
         assert written["up"]["seconds"] > 0
         assert written["up"]["peak_rss_mib"] > 0
@@ -160,7 +218,8 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         down = lab_cli("down", *where)
     assert down.returncode == 0, down.stderr
     assert _leftovers(lab, pids) == {
-        "namespaces": [], "links": [], "processes": [], "lab_dir": False
+        "namespaces": [], "links": [], "processes": [], "lab_dir": False,
+        "elasticsearch_dir": False,
     }  # fmt: skip
     assert lab_cli("down", *where).returncode == 0  # safe to repeat
 
@@ -185,7 +244,7 @@ def test_down_after_up_was_killed_midway(tmp_path: Path) -> None:
         up.wait(30)
         state = lab.load()
         pids = [p["pid"] for p in state["processes"].values()]
-        assert len(netns.namespaces_with(lab.ident)) == 10
+        assert len(netns.namespaces_with(lab.ident)) == 11
         assert any(alive(p) for p in pids)  # orphans the crash left
     finally:
         if up.poll() is None:
@@ -194,7 +253,8 @@ def test_down_after_up_was_killed_midway(tmp_path: Path) -> None:
         down = lab_cli("down", "--lab-dir", str(lab.path))
     assert down.returncode == 0, down.stderr
     assert _leftovers(lab, pids) == {
-        "namespaces": [], "links": [], "processes": [], "lab_dir": False
+        "namespaces": [], "links": [], "processes": [], "lab_dir": False,
+        "elasticsearch_dir": False,
     }  # fmt: skip
 
 
@@ -229,7 +289,11 @@ def test_usage_errors_name_the_problem(tmp_path: Path) -> None:
         outage = lab_cli("drill", "2", "--seconds", seconds, "--lab-dir", str(tmp_path))
         assert outage.returncode == 2, seconds
         assert "--seconds" in outage.stderr
-    for command in ("audit", "drill 1", "report"):
+    for deploys in ("0", "101"):
+        storm = lab_cli("drill", "7", "--deploys", deploys, "--lab-dir", str(tmp_path))
+        assert storm.returncode == 2, deploys
+        assert "--deploys" in storm.stderr
+    for command in ("audit", "drill 1", "drill 4", "report"):
         result = lab_cli(*command.split(), "--lab-dir", str(tmp_path / "none"))
         assert result.returncode == 1, command
         assert "portway: error:" in result.stderr

@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, NoReturn
 
-from portway.lab.provisioned import cache_dir, hazelcast_member_config, manifest
+from portway.lab.provisioned import (
+    ElasticsearchNode,
+    cache_dir,
+    elasticsearch_node,
+    hazelcast_member_config,
+    manifest,
+)
 
 LOOPBACK = "127.0.0.1"
 
@@ -363,18 +369,6 @@ def _es_probe(server: Server) -> bool:
     return isinstance(health, dict) and health.get("status") in ("green", "yellow")
 
 
-def _link_tree(source: Path, target: Path) -> None:
-    """Hard-link a read-only copy of the distribution (copy when links cross filesystems)."""
-
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, copy_function=link, symlinks=True)
-
-
 def elasticsearch_server(heap: str = "512m") -> Server:
     """Elasticsearch from the integ-test zip, single node, security off, bound to loopback.
 
@@ -388,44 +382,17 @@ def elasticsearch_server(heap: str = "512m") -> Server:
         raise ServerMissing("running as root but no ELASTICSEARCH_USER was provisioned")
     workdir = Path(tempfile.mkdtemp(prefix="portway-es-"))
     workdir.chmod(0o755)
-    _link_tree(home, workdir / "home")
-    config = workdir / "config"
-    shutil.copytree(home / "config", config)
     port, transport = free_port(), free_port()
-    data, logs, tmp = workdir / "data", workdir / "logs", workdir / "tmp"
-    (config / "elasticsearch.yml").write_text(
-        f"""cluster.name: portway-test
-node.name: portway-test-1
-network.host: {LOOPBACK}
-http.port: {port}
-transport.port: {transport}
-discovery.type: single-node
-path.data: {data}
-path.logs: {logs}
-xpack.security.enabled: false
-cluster.routing.allocation.disk.threshold_enabled: false
-"""
-    )
-    for d in (data, logs, tmp):
-        d.mkdir()
-    if user:
-        for d in (config, data, logs, tmp):
-            for p in (d, *d.rglob("*")):
-                shutil.chown(p, user, user)
-    env = {
-        "ES_JAVA_HOME": java_home,
-        "ES_PATH_CONF": str(config),
-        "ES_TMPDIR": str(tmp),
-        "ES_JAVA_OPTS": f"-Xms{heap} -Xmx{heap}",
-    }
+    node = ElasticsearchNode("portway-test-1", LOOPBACK, port, transport, "portway-test")
+    launch = elasticsearch_node(workdir, node, heap, home, java_home, user)
     return Server(
         "elasticsearch",
-        [str(workdir / "home" / "bin" / "elasticsearch")],
+        launch.argv,
         port,
         workdir,
         _es_probe,
-        env=env,
-        user=user,
+        env=launch.env,
+        user=launch.user,
         startup_timeout=180,
         stop_timeout=60,
         on_cleanup=lambda: shutil.rmtree(workdir, ignore_errors=True),

@@ -48,13 +48,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     drill.add_argument(
         "name",
         choices=sorted(checks.DRILLS),
-        help="1: kill a worker; 2: stop the manager, then deploy; 8: a rogue port in the DMZ",
+        help="1: kill a worker; 2: stop the manager, then deploy; 3: cut the manager off "
+        "worker-1, deploy, heal; 4: stop Elasticsearch (no record lost or duplicated, worker "
+        "memory bounded); 7: deploy 20 times under load; 8: a rogue port in the DMZ",
     )
     drill.add_argument(
         "--seconds",
         type=float,
         default=60.0,
-        help="drill 2: how long the manager stays stopped (60)",
+        help="drills 2 and 4: how long the manager or Elasticsearch stays stopped (60); "
+        "drill 3: how long the partition lasts at least (60)",
+    )
+    drill.add_argument(
+        "--deploys", type=int, default=20, help="drill 7: how many deploys (20, at most 100)"
     )
     drill.set_defaults(func=_drill)
     report = command("report", "write lab-report.md and lab-report.json")
@@ -123,7 +129,14 @@ def _drill(args: argparse.Namespace) -> int:
         if not 1 <= args.seconds <= 600:
             print("portway: error: --seconds: between 1 and 600", file=sys.stderr)
             return 2
-        extra = {"seconds": args.seconds} if args.name == "2" else {}
+        if not 1 <= args.deploys <= 100:
+            print("portway: error: --deploys: between 1 and 100", file=sys.stderr)
+            return 2
+        extra: dict[str, float] = {}
+        if args.name in ("2", "3", "4"):
+            extra = {"seconds": args.seconds}
+        elif args.name == "7":
+            extra = {"deploys": args.deploys}
         result = checks.DRILLS[args.name](_guarded(args), **extra)
     except FAILURES as exc:
         return _fail(exc)

@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ from portway.deploy.lab_ca import lab_certificates
 from portway.deploy.plan import plan_from_platform
 from portway.lab import netns, topology
 from portway.lab.netns import Namespaces, in_namespace
-from portway.lab.provisioned import manifest
+from portway.lab.provisioned import elasticsearch_node, manifest
 from portway.lab.state import LabDir
 from portway.local.up import Api, _write_private
 from portway.matrix.firewall import nftables
@@ -145,14 +146,40 @@ def stop(lab: LabDir, name: str, sig: int = 9) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def peak_rss_kib(pid: int) -> int:
+def _status_kib(pid: int, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def session_pids(pid: int) -> list[int]:
+    """``pid`` and every process of the session it leads (lab processes start sessions of their
+    own; Elasticsearch's server JVM is a child of its launcher)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(entry.name) == pid or int(fields[3]) == pid:  # fields[3]: the session id
+            found.append(int(entry.name))
+    return found
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The peak resident memory (VmHWM) of a lab process and its session's other processes."""
+    return sum(_status_kib(p, "VmHWM") for p in session_pids(pid))
+
+
+def rss_kib(pid: int) -> int:
+    """The resident memory (VmRSS) now of a lab process and its session's other processes."""
+    return sum(_status_kib(p, "VmRSS") for p in session_pids(pid))
 
 
 def _log_tail(lab: LabDir, name: str) -> str:
@@ -209,6 +236,9 @@ class LabApi:
     def call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = ()) -> Any:
         return in_namespace(self.namespace, lambda: self.api.call(method, path, body, ok))
 
+    def close(self) -> None:
+        self.api.client.close()
+
 
 def admin_token(lab: LabDir) -> str:
     token_file = lab.path / "admin.token"
@@ -222,6 +252,123 @@ def admin_token(lab: LabDir) -> str:
     _write_private(token_file, token + "\n")
     bootstrap.unlink()
     return token
+
+
+# --- Elasticsearch -----------------------------------------------------------------------------
+
+#: each node's heap: the lab's traffic is a few thousand small records
+ELASTICSEARCH_HEAP = "256m"
+#: the client compiler only: a node starts in less CPU time (drill 4 restarts it), and the lab's
+#: few requests a second need no peak throughput
+ELASTICSEARCH_JAVA_OPTIONS = ("-XX:TieredStopAtLevel=1",)
+
+
+def elasticsearch_dir(lab: LabDir) -> Path:
+    """The nodes' directories, outside the lab directory: the unprivileged user Elasticsearch runs
+    as must reach them (a lab under root's home or a test's 0700 tmp dir it cannot enter). Named
+    by the lab's prefix, so ``down`` finds it without ``lab.json``."""
+    return Path(tempfile.gettempdir()) / f"{lab.ident}-elasticsearch"
+
+
+def _remove_elasticsearch_dir(lab: LabDir) -> None:
+    """Remove the nodes' directory: only a real directory owned by root (never a symlink or a
+    directory someone else made in the shared temporary directory)."""
+    path = elasticsearch_dir(lab)
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not path.is_dir() or path.is_symlink() or info.st_uid != os.geteuid():
+        raise LabError(f"{path} is not a directory this lab made; remove it by hand")
+    shutil.rmtree(path)
+
+
+def elasticsearch_process(short: str) -> str:
+    return str(topology.host(short).inventory)
+
+
+def elasticsearch_argv(lab: LabDir, short: str, nodes: tuple[str, ...], heap: str) -> list[str]:
+    """Lay out node ``short`` of the cluster of ``nodes`` (see ``ElasticsearchNode``) in the
+    nodes' directory; the command that runs it in its namespace as the provisioned unprivileged
+    user."""
+    servers = manifest()
+    home, user = servers.get("ELASTICSEARCH_HOME", ""), servers.get("ELASTICSEARCH_USER", "")
+    if not home or not Path(home).is_dir() or not user:
+        raise LabError(
+            f"Elasticsearch is not provisioned (home {home or 'absent'}, user "
+            f"{user or 'absent'}): run scripts/provision as root"
+        )
+    workdir = elasticsearch_dir(lab) / short
+    workdir.mkdir(mode=0o755)
+    node = topology.elasticsearch_node(short, nodes)
+    java_home = servers.get("JAVA_HOME", "")
+    options = ELASTICSEARCH_JAVA_OPTIONS
+    launch = elasticsearch_node(workdir, node, heap, Path(home), java_home, user, options)
+    return [
+        "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--",
+        "env", *(f"{k}={v}" for k, v in sorted(launch.env.items())), *launch.argv,
+    ]  # fmt: skip
+
+
+def start_elasticsearch(
+    lab: LabDir,
+    nodes: tuple[str, ...] = topology.ELASTICSEARCH_NODES,
+    heap: str = ELASTICSEARCH_HEAP,
+) -> None:
+    """Lay out and start every node of ``nodes`` (one: single-node; several: a cluster over
+    9300, which needs the production bootstrap checks met, vm.max_map_count ≥ 262144 among
+    them); ``wait_for_elasticsearch`` waits for them."""
+    _remove_elasticsearch_dir(lab)
+    os.mkdir(elasticsearch_dir(lab), 0o755)  # fails on anything already there
+    for short in nodes:
+        start(lab, elasticsearch_process(short), short, elasticsearch_argv(lab, short, nodes, heap))
+
+
+def restart_elasticsearch(lab: LabDir, short: str) -> None:
+    """Start a stopped node again with its data, as it ran before."""
+    name = elasticsearch_process(short)
+    start(lab, name, short, lab.load()["processes"][name]["argv"])
+
+
+def elasticsearch_health(lab: LabDir, short: str = "mgr") -> dict[str, Any]:
+    """The cluster's health as the manager's host sees it (the matrix lets it reach 9200)."""
+    node = topology.ELASTICSEARCH_NODES[0]
+    url = topology.url(node, topology.ELASTICSEARCH_PORT) + "/_cluster/health?timeout=1s"
+    health: dict[str, Any] = http_get(lab, short, url).json()
+    return health
+
+
+def wait_for_elasticsearch(
+    lab: LabDir, nodes: tuple[str, ...] = topology.ELASTICSEARCH_NODES, timeout: float = 180
+) -> None:
+    def ready() -> bool:
+        health = elasticsearch_health(lab)
+        return health.get("status") in ("green", "yellow") and health.get("number_of_nodes") == len(
+            nodes
+        )
+
+    wait_for(lab, "Elasticsearch", ready, timeout, elasticsearch_process(nodes[0]))
+
+
+def stop_elasticsearch(lab: LabDir, short: str) -> None:
+    """SIGTERM node ``short``'s launcher and server JVM (a graceful shutdown), SIGKILL after
+    30 s; returns once every process of its session is gone."""
+    entry = lab.load().get("processes", {}).get(elasticsearch_process(short))
+    if not entry or not running(lab, entry):
+        return
+    pids = session_pids(entry["pid"])
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 15)
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+        time.sleep(0.1)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(entry["pid"], os.WNOHANG)
 
 
 # --- up ----------------------------------------------------------------------------------------
@@ -396,7 +543,13 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     servers = manifest()
     ferretdb, jar = servers.get("FERRETDB_BIN", ""), servers.get("HAZELCAST_JAR", "")
     java = Path(servers.get("JAVA_HOME", "")) / "bin" / "java"
-    for what, path in (("FerretDB", ferretdb), ("Hazelcast", jar), ("Java", str(java))):
+    elasticsearch = servers.get("ELASTICSEARCH_HOME", "")
+    for what, path in (
+        ("FerretDB", ferretdb),
+        ("Hazelcast", jar),
+        ("Java", str(java)),
+        ("Elasticsearch", elasticsearch),
+    ):
         if not path or not Path(path).exists():
             raise LabError(f"{what} is not provisioned ({path or 'absent'}): run scripts/provision")
     began = time.monotonic()
@@ -406,6 +559,7 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     _build_network(lab)
     apply_firewall(lab)
     network_seconds = time.monotonic() - began
+    start_elasticsearch(lab)  # the slowest to start: first, waited for last
 
     hazelcast = lab.path / "hazelcast.yaml"
     hazelcast.write_text(topology.hazelcast_config())
@@ -451,6 +605,7 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     start(lab, "haproxy", "lb", ["haproxy", "-db", "-f", str(lab.path / "haproxy.cfg")])
     for short in topology.WORKERS:
         wait_for(lab, f"{short} ready", lambda s=short: worker_ready(lab, s), 30)  # type: ignore[misc]
+    wait_for_elasticsearch(lab)
     wait_for(
         lab,
         "the demo API through the balancer",
@@ -487,6 +642,7 @@ WHERE = (
         "data",
         f"data-1: FerretDB :{topology.MONGODB_PORT}, Hazelcast :{topology.HAZELCAST_PORT}",
     ),
+    ("lan", "es1", f"es-1: Elasticsearch :{topology.ELASTICSEARCH_PORT} (traffic records)"),
     ("router", "rt", "nftables zone tables dmz + lan from the matrix"),
 )
 
@@ -523,13 +679,23 @@ def status(lab: LabDir) -> dict[str, Any]:
     state = lab.load()
     processes = {n: running(lab, p) for n, p in state.get("processes", {}).items()}
     present = netns.namespaces_with(lab.ident) if requirements() is None else []
+    up = is_up(lab)
     return {
         "lab_dir": str(lab.path),
         "ident": lab.ident,
-        "up": is_up(lab),
+        "up": up,
         "namespaces": present,
         "processes": processes,
+        "elasticsearch": _elasticsearch_status(lab) if up else None,
     }
+
+
+def _elasticsearch_status(lab: LabDir) -> dict[str, Any]:
+    try:
+        health = elasticsearch_health(lab)
+    except (OSError, httpx.HTTPError, ValueError) as exc:
+        return {"status": "unreachable", "error": str(exc)}
+    return {k: health.get(k) for k in ("status", "number_of_nodes", "active_shards")}
 
 
 # --- down --------------------------------------------------------------------------------------
@@ -568,6 +734,7 @@ def run_down(lab: LabDir) -> list[str]:
     names = sorted(set(state.get("namespaces", [])) | set(netns.namespaces_with(lab.ident)))
     names = [n for n in names if n.startswith(lab.ident)]
     netns.remove(names, lab.ident)
+    _remove_elasticsearch_dir(lab)
     if lab.path.is_dir() and _is_lab_dir(lab.path):
         shutil.rmtree(lab.path)
     return names
