@@ -16,7 +16,7 @@ import pytest
 from portway.lab import netns, topology
 from portway.lab.netns import in_namespace
 from portway.lab.state import LabDir
-from portway.lab.up import alive, client_get, lab_namespaces
+from portway.lab.up import NETNS_ETC, alive, client_get, lab_namespaces
 from tests.support.servers import missing_capability, require
 
 REPO = Path(__file__).parents[2]
@@ -49,7 +49,56 @@ def _leftovers(lab: LabDir, pids: list[int]) -> dict[str, Any]:
         "links": netns.root_links_with(lab.ident),
         "processes": [p for p in pids if alive(p)],
         "lab_dir": lab.path.exists(),
+        "resolvers": [str(p) for p in NETNS_ETC.glob(f"{lab.ident}-*")],  # /etc/netns/NS/
     }
+
+
+RESOLVE = """
+import socket, sys
+for name in sys.argv[1:]:
+    try:
+        print(name, socket.getaddrinfo(name, 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+    except socket.gaierror as exc:
+        print(name, "unresolved", exc.errno)
+"""
+
+
+def _resolve(lab: LabDir, short: str, *names: str) -> dict[str, str]:
+    """Names resolved by a process in the namespace, as the workers and the manager do (glibc
+    through ``ip netns exec``'s ``/etc/netns/NS/resolv.conf``)."""
+    argv = lab_namespaces(lab).exec_argv(short, [sys.executable, "-c", RESOLVE, *names])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def _check_dns(lab: LabDir) -> None:
+    """The manager and the workers name every host and resolve it through dns-1 (dnsmasq logs
+    each query with the asker's address); nothing outside the lab's names is answered."""
+    config = lab.config_file.read_text()
+    assert "mongodb://mongodb.lab.portway.test:25080/" in config
+    assert "manager_url: http://manager.lab.portway.test:8080" in config
+    assert "hazelcast://hazelcast-1.lab.portway.test:5701/" in config
+    dns_log = lab.logs / "dns.log"
+    before = dns_log.read_text()
+    worker = _resolve(lab, "wk1", "backend.lab.portway.test", "manager", "example.com")
+    assert worker.pop("example.com").startswith("unresolved")  # no upstream: never forwarded
+    assert worker == {
+        "backend.lab.portway.test": "198.18.0.50",
+        "manager": "198.18.2.10",  # the search domain
+    }
+    assert _resolve(lab, "mgr", "mongodb.lab.portway.test", "worker-2.lab.portway.test") == {
+        "mongodb.lab.portway.test": "198.18.2.20",
+        "worker-2.lab.portway.test": "198.18.1.22",
+    }
+    queries = dns_log.read_text()[len(before) :]
+    assert "query[A] backend.lab.portway.test from 198.18.1.21" in queries
+    assert "query[A] mongodb.lab.portway.test from 198.18.2.10" in queries
+    assert "forwarded" not in queries
+    # the running manager and workers resolved their peers the same way while `up` ran
+    assert "query[A] manager.lab.portway.test from 198.18.1.22" in before
+    assert "query[A] worker-1.lab.portway.test from 198.18.2.10" in before
+    # the Internet has no DNS flow: its processes get no answer from the lab's server
+    assert _resolve(lab, "inet", "api.portway.test")["api.portway.test"].startswith("unresolved")
 
 
 @pytest.mark.netns
@@ -68,18 +117,20 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         pids = [p["pid"] for p in state["processes"].values()]
         assert set(state["processes"]) == {
             "ferretdb", "hazelcast", "backend", "backend-tls", "manager", "worker-1", "worker-2",
-            "haproxy",
+            "haproxy", "dns",
         }  # fmt: skip
         assert state["up"]["deployment"]["acknowledged"] == 2
 
         status = json.loads(lab_cli("status", *where).stdout)
         assert status["up"] is True
-        assert len(status["namespaces"]) == 10
+        assert len(status["namespaces"]) == len(topology.HOSTS) + 3  # + router, 2 switches
         assert set(status["processes"].values()) == {True}
 
         again = lab_cli("up", "--small", *where)  # idempotent: the same processes
         assert again.returncode == 0, again.stderr
         assert [p["pid"] for p in lab.load()["processes"].values()] == pids
+
+        _check_dns(lab)
 
         # the demo API's policy chain, through the balancer, from the Internet
         key = state["api_key"]
@@ -104,10 +155,12 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert internet["open"] == ["lb-1:443", "lb-1:80"]
         assert internet["tls"] == ["lb-1:443 ok"]
         assert internet["redirects"] == ["lb-1:80 301 ok"]
-        assert _audit(state, "lan")["open"] == ["data-1:25080", "worker-1:8080", "worker-2:8080"]
+        assert _audit(state, "lan")["open"] == [
+            "data-1:25080", "dns-1:53", "worker-1:8080", "worker-2:8080"
+        ]  # fmt: skip
         assert "manager-1:8080" in _audit(state, "vpn")["open"]
         assert _audit(state, "dmz")["open"] == [
-            "backend-1:443", "backend-1:80", "data-1:5701", "manager-1:8080"
+            "backend-1:443", "backend-1:80", "data-1:5701", "dns-1:53", "manager-1:8080"
         ]  # fmt: skip
 
         drill1 = lab_cli("drill", "1", *where)
@@ -160,7 +213,7 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         down = lab_cli("down", *where)
     assert down.returncode == 0, down.stderr
     assert _leftovers(lab, pids) == {
-        "namespaces": [], "links": [], "processes": [], "lab_dir": False
+        "namespaces": [], "links": [], "processes": [], "lab_dir": False, "resolvers": [],
     }  # fmt: skip
     assert lab_cli("down", *where).returncode == 0  # safe to repeat
 
@@ -185,7 +238,7 @@ def test_down_after_up_was_killed_midway(tmp_path: Path) -> None:
         up.wait(30)
         state = lab.load()
         pids = [p["pid"] for p in state["processes"].values()]
-        assert len(netns.namespaces_with(lab.ident)) == 10
+        assert len(netns.namespaces_with(lab.ident)) == len(topology.HOSTS) + 3
         assert any(alive(p) for p in pids)  # orphans the crash left
     finally:
         if up.poll() is None:
@@ -194,7 +247,7 @@ def test_down_after_up_was_killed_midway(tmp_path: Path) -> None:
         down = lab_cli("down", "--lab-dir", str(lab.path))
     assert down.returncode == 0, down.stderr
     assert _leftovers(lab, pids) == {
-        "namespaces": [], "links": [], "processes": [], "lab_dir": False
+        "namespaces": [], "links": [], "processes": [], "lab_dir": False, "resolvers": [],
     }  # fmt: skip
 
 

@@ -7,12 +7,17 @@ namespaces::
     vpn  198.18.4.10 (operators) ──────────┼─ rt (router) ─ dmz ──┼─ wk1  198.18.1.21
                                            │                      └─ wk2  198.18.1.22
                                            └──────────── lan ─────┬─ mgr  198.18.2.10
-                                                                  └─ data 198.18.2.20
-                                                             (FerretDB 25080, Hazelcast 5701)
+                                                                  ├─ data 198.18.2.20
+                                                                  │  FerretDB 25080, Hazelcast 5701
+                                                                  └─ dns  198.18.2.53 dnsmasq 53
 
 The router forwards between the zones through the DMZ and LAN zone tables generated from the
 file's matrix; each DMZ/LAN host loads its own host table (inside a zone the switch does not
 route, so the host table is what guards one DMZ host from another).
+
+The manager and the workers name every host (``NAME.lab.portway.test``) and resolve it through
+the lab's DNS server (dnsmasq on dns-1, which answers only the lab's names and forwards nothing);
+the other namespaces have no resolver, as the matrix gives them no DNS flow.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ ROUTER_LEGS = {
     "lan": "198.18.2.1/24",
 }
 MONGODB_PORT = 25080
+DNS_PORT = 53
+DOMAIN = "lab.portway.test"
 HAZELCAST_PORT = 5701
 HAZELCAST_CLUSTER = "portway-lab"
 
@@ -58,6 +65,7 @@ HOSTS = (
     LabHost("wk2", "198.18.1.22", "198.18.1.1", "dmz", "worker-2", ("worker",)),
     LabHost("mgr", "198.18.2.10", "198.18.2.1", "lan", "manager-1", ("manager",)),
     LabHost("data", "198.18.2.20", "198.18.2.1", "lan", "data-1", ("mongodb", "cache")),
+    LabHost("dns", "198.18.2.53", "198.18.2.1", "lan", "dns-1", ("dns_server",)),
 )
 WORKERS = ("wk1", "wk2")
 #: zone audited -> (namespace, ``portway audit --from``)
@@ -76,6 +84,51 @@ def host(short: str) -> LabHost:
 
 def url(short: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{host(short).address}:{port}"
+
+
+#: names the lab's DNS answers beside each host's ``INVENTORY.lab.portway.test``: service names
+#: (what the configuration uses) -> the namespace of the host that runs it
+SERVICE_NAMES = {
+    "manager": "mgr",
+    "mongodb": "data",
+    "hazelcast-1": "data",
+    "backend": "inet",
+    "dns": "dns",
+}
+#: namespaces that resolve through the lab's DNS (the matrix's DNS flows: manager and workers)
+RESOLVING = ("mgr", "wk1", "wk2")
+
+
+def fqdn(name: str) -> str:
+    return f"{name}.{DOMAIN}"
+
+
+def named_url(name: str, port: int, scheme: str = "http") -> str:
+    """A URL by the lab DNS's name (what the platform file and the demo API use)."""
+    return f"{scheme}://{fqdn(name)}:{port}"
+
+
+def dns_records(hosts: tuple[LabHost, ...] = HOSTS) -> dict[str, str]:
+    """Every name the lab's DNS answers -> its address (the balancer's public name too)."""
+    records = {fqdn(h.inventory): h.address for h in hosts if h.inventory is not None}
+    shorts = {h.short for h in hosts}
+    records |= {fqdn(n): host(s).address for n, s in SERVICE_NAMES.items() if s in shorts}
+    records[PUBLIC_NAME] = host("lb").address
+    return records
+
+
+def resolv_conf(short: str) -> str:
+    """``/etc/netns/NS/resolv.conf``: the lab's DNS for the manager and workers; no resolver
+    elsewhere (queries to 127.0.0.1 are refused at once, nothing leaves for the machine's own)."""
+    if short in RESOLVING:
+        return (
+            f"# portway lab: {short} resolves through dns-1\n"
+            f"nameserver {host('dns').address}\nsearch {DOMAIN}\noptions timeout:1 attempts:3\n"
+        )
+    return f"# portway lab: {short} has no DNS flow in the matrix\nnameserver 127.0.0.1\n"
+
+
+HOSTS_FILE = "# portway lab: every other name comes from DNS\n127.0.0.1 localhost\n::1 localhost\n"
 
 
 def platform(data_dir: Path, certificates_dir: Path) -> dict[str, Any]:
@@ -100,7 +153,7 @@ def platform(data_dir: Path, certificates_dir: Path) -> dict[str, Any]:
         "manager": {
             "host": "0.0.0.0",
             "port": 8080,
-            "store": f"mongodb://{host('data').address}:{MONGODB_PORT}/portway?replicaSet=rs0",
+            "store": f"mongodb://{fqdn('mongodb')}:{MONGODB_PORT}/portway?replicaSet=rs0",
             "report_interval": 2.0,
             "down_after": 2,
         },
@@ -109,12 +162,12 @@ def platform(data_dir: Path, certificates_dir: Path) -> dict[str, Any]:
                 "host": "0.0.0.0",
                 "port": 8080,
                 "processes": 1,
-                "manager_url": url("mgr", 8080),
+                "manager_url": named_url("manager", 8080),
                 "insecure_cluster": True,
                 "poll_interval": 2.0,
                 "egress_https": False,
                 "trusted_proxies": [f"{host('lb').address}/32"],
-                "cache": f"hazelcast://{host('data').address}:{HAZELCAST_PORT}/{HAZELCAST_CLUSTER}",
+                "cache": f"hazelcast://{fqdn('hazelcast-1')}:{HAZELCAST_PORT}/{HAZELCAST_CLUSTER}",
             }
         },
         "load_balancer": {

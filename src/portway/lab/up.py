@@ -44,7 +44,7 @@ DEMO_API: dict[str, Any] = {
     "name": "demo",
     "description": "the lab's demo API: a key per consumer, 6000 requests a minute each",
     "base_path": "/demo",
-    "backends": [{"url": topology.url("inet", 80)}],
+    "backends": [{"url": topology.named_url("backend", 80)}],
     "policies": {
         "request": [
             {"name": "key", "type": "api_key", "config": {"key_name": "X-Api-Key"}},
@@ -228,7 +228,7 @@ def admin_token(lab: LabDir) -> str:
 
 
 def requirements() -> str | None:
-    return netns.missing_tools("nft", "haproxy")
+    return netns.missing_tools("nft", "haproxy", "dnsmasq")
 
 
 def _build_network(lab: LabDir) -> None:
@@ -254,6 +254,45 @@ def _build_network(lab: LabDir) -> None:
             netns.sh("ip", "-n", router, "addr", "add", leg, "dev", host.short)
         netns.sh("ip", "-n", namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
         netns.sh("ip", "-n", namespace, "route", "add", "default", "via", host.gateway)
+    _write_resolvers(lab)
+
+
+#: ``ip netns exec NS`` bind-mounts ``/etc/netns/NS/*`` over ``/etc/*`` for what it runs, so
+#: glibc (and Python's ``getaddrinfo``) in a lab process reads the namespace's own files
+NETNS_ETC = Path("/etc/netns")
+
+
+def _write_resolvers(lab: LabDir) -> None:
+    """A ``resolv.conf`` and a ``hosts`` (localhost only) per host namespace: the manager and
+    the workers resolve every name through dns-1; ``down`` removes them."""
+    spaces = lab_namespaces(lab)
+    for host in topology.HOSTS:
+        etc = NETNS_ETC / spaces.ns(host.short)
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(topology.resolv_conf(host.short))
+        (etc / "hosts").write_text(topology.HOSTS_FILE)
+
+
+def _remove_resolvers(ident: str) -> None:
+    for etc in NETNS_ETC.glob(f"{ident}-*"):
+        shutil.rmtree(etc, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        NETNS_ETC.rmdir()  # only when no other namespace has files there
+
+
+def start_dns(lab: LabDir) -> None:
+    """dnsmasq on dns-1: the lab's names only (no upstream, no /etc/hosts, no DHCP), bound to
+    its lab address alone, UDP and TCP 53, every query logged."""
+    address = topology.host("dns").address
+    records = [f"--host-record={name},{ip}" for name, ip in topology.dns_records().items()]
+    start(lab, "dns", "dns", [
+        "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--log-queries",
+        "--conf-file=/dev/null", "--pid-file=", "--no-resolv", "--no-hosts", "--no-poll",
+        f"--listen-address={address}", "--bind-dynamic", f"--port={topology.DNS_PORT}",
+        "--local=/portway.test/", "--domain-needed", "--user=nobody", *records,
+    ])  # fmt: skip
+    wait_for(lab, "DNS (dnsmasq)",
+             lambda: tcp_open(lab, "mgr", address, topology.DNS_PORT), 20, "dns")  # fmt: skip
 
 
 def apply_firewall(lab: LabDir) -> None:
@@ -303,7 +342,7 @@ def _worker_argv(lab: LabDir, short: str) -> list[str]:
         "--worker-id",
         str(host.inventory),
         "--advertise-url",
-        topology.url(short, 8080),
+        topology.named_url(str(host.inventory), 8080),
         "--state-dir",
         str(lab.path / "data" / str(host.inventory)),
     ]
@@ -406,6 +445,7 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     _build_network(lab)
     apply_firewall(lab)
     network_seconds = time.monotonic() - began
+    start_dns(lab)
 
     hazelcast = lab.path / "hazelcast.yaml"
     hazelcast.write_text(topology.hazelcast_config())
@@ -482,6 +522,7 @@ WHERE = (
     ("dmz", "wk1", "worker-1 :8080"),
     ("dmz", "wk2", "worker-2 :8080"),
     ("lan", "mgr", "manager-1 :8080 (management API, cluster API)"),
+    ("lan", "dns", f"dns-1: dnsmasq :{topology.DNS_PORT} udp+tcp, names *.{topology.DOMAIN}"),
     (
         "lan",
         "data",
@@ -568,6 +609,7 @@ def run_down(lab: LabDir) -> list[str]:
     names = sorted(set(state.get("namespaces", [])) | set(netns.namespaces_with(lab.ident)))
     names = [n for n in names if n.startswith(lab.ident)]
     netns.remove(names, lab.ident)
+    _remove_resolvers(lab.ident)
     if lab.path.is_dir() and _is_lab_dir(lab.path):
         shutil.rmtree(lab.path)
     return names
