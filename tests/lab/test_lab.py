@@ -3,7 +3,11 @@ drilled, reported, and removed without a trace (also when its state file is lost
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import json
+import mailbox
 import os
 import subprocess
 import sys
@@ -101,6 +105,29 @@ def _check_dns(lab: LabDir) -> None:
     assert _resolve(lab, "inet", "api.portway.test")["api.portway.test"].startswith("unresolved")
 
 
+def _parsed(raw: bytes) -> email.message.EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    return message
+
+
+def _check_drill_6(lab: LabDir, six: dict[str, Any]) -> None:
+    """The alert of the killed worker waited in the manager's outbox while smtp-1 was down and
+    reached the mailbox once it was back: firing and resolved, each exactly once."""
+    assert six["client_errors"] == 0, six["outcomes"]
+    assert six["notices"] == ["firing worker-1", "resolved worker-1"]
+    assert six["attempts_while_smtp_down"] >= 1
+    assert "smtp.lab.portway.test" in six["first_error"]  # the relay by name, through dns-1
+    assert six["mails_received"] == 2
+    box = mailbox.Maildir(lab.path / "mail", create=False)
+    mails = [_parsed(box.get_bytes(key)) for key in box.iterkeys()]
+    mails = [m for m in mails if "worker-down" in str(m["Subject"])]
+    firing = [m for m in mails if "[FIRING] worker-down — worker-1" in str(m["Subject"])]
+    assert len(firing) >= 2  # drill 1's, sent at once, and drill 6's, sent late
+    assert {str(m["To"]) for m in mails} == {"oncall@lab.portway.test"}
+    assert {str(m["X-Peer"]).split("'")[1] for m in mails} == {"198.18.2.10"}  # the manager
+
+
 @pytest.mark.netns
 @pytest.mark.timeout(420)
 def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
@@ -117,7 +144,7 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         pids = [p["pid"] for p in state["processes"].values()]
         assert set(state["processes"]) == {
             "ferretdb", "hazelcast", "backend", "backend-tls", "manager", "worker-1", "worker-2",
-            "haproxy", "dns",
+            "haproxy", "dns", "smtp",
         }  # fmt: skip
         assert state["up"]["deployment"]["acknowledged"] == 2
 
@@ -156,7 +183,8 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert internet["tls"] == ["lb-1:443 ok"]
         assert internet["redirects"] == ["lb-1:80 301 ok"]
         assert _audit(state, "lan")["open"] == [
-            "data-1:25080", "dns-1:53", "worker-1:8080", "worker-2:8080"
+            "data-1:25080", "dns-1:53", "smtp-1:25", "smtp-1:587", "worker-1:8080",
+            "worker-2:8080",
         ]  # fmt: skip
         assert "manager-1:8080" in _audit(state, "vpn")["open"]
         assert _audit(state, "dmz")["open"] == [
@@ -185,6 +213,10 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert in_wk1
         assert not [c for c in in_wk1 if b"http.server" in c]
 
+        drill6 = lab_cli("drill", "6", "--seconds", "3", *where)
+        assert drill6.returncode == 0, drill6.stdout + drill6.stderr
+        _check_drill_6(lab, json.loads(drill6.stdout))
+
         drill2 = lab_cli("drill", "2", "--seconds", "5", *where)
         assert drill2.returncode == 0, drill2.stdout + drill2.stderr
         two = json.loads(drill2.stdout)
@@ -197,7 +229,7 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         report = lab_cli("report", *where, "--out", str(out))
         assert report.returncode == 0, report.stderr
         written = json.loads((out / "lab-report.json").read_text())
-        assert [d["drill"] for d in written["drills"]] == ["1", "2", "8"]
+        assert [d["drill"] for d in written["drills"]] == ["1", "2", "6", "8"]
         assert all(d["passed"] for d in written["drills"])
         assert written["up"]["seconds"] > 0
         assert written["up"]["peak_rss_mib"] > 0

@@ -4,6 +4,7 @@ failure drills with their figures, and the report of both."""
 from __future__ import annotations
 
 import json
+import mailbox
 import os
 import platform as host_platform
 import subprocess
@@ -13,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,11 @@ from portway.lab.up import (
     is_up,
     lab_namespaces,
     lab_trust,
+    maildir,
     public_headers,
     public_url,
     start,
+    start_smtp,
     start_worker,
     stop,
     tcp_open,
@@ -291,9 +294,101 @@ def drill_rogue_port(lab: LabDir) -> dict[str, Any]:
     return result
 
 
+def load_figures(outcomes: dict[str, int]) -> dict[str, Any]:
+    """Requests, client errors (anything but 200) and outcomes by status of a drill's load."""
+    total = sum(outcomes.values())
+    return {
+        "requests": total,
+        "client_errors": total - outcomes.get("200", 0),
+        "outcomes": outcomes,
+    }
+
+
+def _mail_ids(lab: LabDir) -> list[str]:
+    """``Message-ID``s of the mail smtp-1 accepted (one file each in the Maildir's ``new/``)."""
+    box = maildir(lab)
+    if not (box / "new").is_dir():
+        return []
+    found = []
+    for message in mailbox.Maildir(box, create=False):
+        found.append(str(message.get("Message-ID", "")))
+    return found
+
+
+def drill_smtp_outage(lab: LabDir, seconds: float = 10.0) -> dict[str, Any]:
+    """Drill 6: smtp-1 stops; worker-1 is SIGKILLed under load (drill 1's failure), so the
+    ``worker-down`` alert fires and its e-mail waits in the manager's outbox, retried with
+    backoff; worker-1 comes back (the "resolved" notice queues too); ``seconds`` after the first
+    failed attempt smtp-1 starts again and both notices must land in its Maildir, once each."""
+    _require_up(lab)
+    api = LabApi(lab, admin_token(lab))
+    known = {d["id"] for d in api.call("GET", "/alerts/deliveries?limit=1000")}
+    mail_before = len(_mail_ids(lab))
+    stop(lab, "smtp", 15)
+    smtp_stopped = time.monotonic()
+    load = Load(lab, lab.load()["api_key"])
+    load.start()
+    time.sleep(1)
+    killed = time.monotonic()
+    stop(lab, "worker-1", 9)
+
+    def ours() -> list[dict[str, Any]]:
+        rows = api.call("GET", "/alerts/deliveries?limit=1000")
+        return [d for d in rows if d["id"] not in known]
+
+    def queued() -> bool:
+        return any(d["attempts"] >= 1 and d["state"] == "pending" for d in ours())
+
+    wait_for(lab, "the alert e-mail queued (a failed attempt)", queued, 60)
+    seconds_queued = time.monotonic() - killed
+    first_error = next(d["last_error"] for d in ours() if d["attempts"] >= 1)
+    start_worker(lab, "wk1")
+    wait_for(lab, "worker-1 ready", lambda: worker_ready(lab, "wk1"), 60, "worker-1")
+    wait_for(lab, "registry: worker-1 in sync",
+             lambda: workers(api)["worker-1"]["in_sync"] is True, 30)  # fmt: skip
+    time.sleep(max(0.0, killed + seconds_queued + seconds - time.monotonic()))
+    waiting = ours()
+    smtp_back = time.monotonic()
+    start_smtp(lab)
+
+    def delivered() -> bool:
+        rows = ours()
+        return len(rows) >= 2 and all(d["state"] == "delivered" for d in rows)
+
+    wait_for(lab, "the queued alert e-mails delivered", delivered, 60)
+    seconds_delivery = time.monotonic() - smtp_back
+    outcomes = load.stop()
+    rows = ours()
+    events = {e["id"]: e for e in api.call("GET", "/alerts/events?limit=1000")}
+    statuses = sorted(f"{events[d['event']]['status']} {events[d['event']]['subject']}"
+                      for d in rows if d["event"] in events)  # fmt: skip
+    mail = _mail_ids(lab)
+    ids = [f"<{d['id']}@portway>" for d in rows]
+    load_seen = load_figures(outcomes)
+    result = {
+        "drill": "6",
+        "name": "SMTP server stopped while a worker fails: the alert is queued, then delivered",
+        **load_seen,
+        "notices": statuses,
+        "seconds_kill_to_queued": round(seconds_queued, 1),
+        "first_error": first_error,
+        "attempts_while_smtp_down": sum(d["attempts"] for d in waiting),
+        "seconds_smtp_down": round(smtp_back - smtp_stopped, 1),
+        "seconds_smtp_back_to_delivered": round(seconds_delivery, 1),
+        "mails_received": len(mail) - mail_before,
+        "passed": load_seen["client_errors"] == 0
+        and statuses == ["firing worker-1", "resolved worker-1"]
+        and all(mail.count(i) == 1 for i in ids)
+        and len(mail) - mail_before == len(ids),
+    }
+    _record_drill(lab, result)
+    return result
+
+
 DRILLS: dict[str, Callable[..., dict[str, Any]]] = {
     "1": drill_kill_worker,
     "2": drill_manager_outage,
+    "6": drill_smtp_outage,
     "8": drill_rogue_port,
 }
 
@@ -316,6 +411,13 @@ def _first_line(*command: str) -> str:
     return text[0] if text else "unknown"
 
 
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "absent"
+
+
 def versions() -> dict[str, str]:
     found = manifest()
     return {
@@ -326,6 +428,7 @@ def versions() -> dict[str, str]:
         "nftables": _first_line("nft", "--version"),
         "iproute2": _first_line("ip", "-V"),
         "dnsmasq": _first_line("dnsmasq", "--version"),
+        "aiosmtpd": _package_version("aiosmtpd"),
         "ferretdb": found.get("FERRETDB_VERSION", "unknown"),
         "hazelcast": found.get("HAZELCAST_VERSION", "unknown"),
     }
@@ -352,8 +455,7 @@ def build_report(lab: LabDir) -> dict[str, Any]:
 NOT_RUN = [
     "Elasticsearch (traffic logs are SQLite in the manager's data directory)",
     "a second Hazelcast member",
-    "an SMTP server",
-    "drills 3-7",
+    "drills 3-5 and 7",
 ]
 
 

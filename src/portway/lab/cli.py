@@ -15,6 +15,8 @@ from portway.lab.up import LabError, describe, run_down, run_up, status
 
 DEFAULT_DIR = Path("var/lab")
 FAILURES = (LabError, NetnsError)
+#: drills that take ``--seconds``, and its default
+DRILL_SECONDS = {"2": 60.0, "6": 10.0}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -48,13 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     drill.add_argument(
         "name",
         choices=sorted(checks.DRILLS),
-        help="1: kill a worker; 2: stop the manager, then deploy; 8: a rogue port in the DMZ",
+        help="1: kill a worker; 2: stop the manager, then deploy; 6: stop the SMTP server while "
+        "a worker fails; 8: a rogue port in the DMZ",
     )
     drill.add_argument(
         "--seconds",
         type=float,
-        default=60.0,
-        help="drill 2: how long the manager stays stopped (60)",
+        default=None,
+        help="drill 2: how long the manager stays stopped (60); drill 6: how long the SMTP "
+        "server stays stopped once the alert is queued (10)",
     )
     drill.set_defaults(func=_drill)
     report = command("report", "write lab-report.md and lab-report.json")
@@ -120,10 +124,11 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _drill(args: argparse.Namespace) -> int:
     try:
-        if not 1 <= args.seconds <= 600:
+        seconds = DRILL_SECONDS.get(args.name, 0.0) if args.seconds is None else args.seconds
+        if args.seconds is not None and not 1 <= seconds <= 600:
             print("portway: error: --seconds: between 1 and 600", file=sys.stderr)
             return 2
-        extra = {"seconds": args.seconds} if args.name == "2" else {}
+        extra = {"seconds": seconds} if args.name in DRILL_SECONDS else {}
         result = checks.DRILLS[args.name](_guarded(args), **extra)
     except FAILURES as exc:
         return _fail(exc)

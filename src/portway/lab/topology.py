@@ -9,7 +9,8 @@ namespaces::
                                            └──────────── lan ─────┬─ mgr  198.18.2.10
                                                                   ├─ data 198.18.2.20
                                                                   │  FerretDB 25080, Hazelcast 5701
-                                                                  └─ dns  198.18.2.53 dnsmasq 53
+                                                                  ├─ dns  198.18.2.53 dnsmasq 53
+                                                                  └─ smtp 198.18.2.25 SMTP 587, 25
 
 The router forwards between the zones through the DMZ and LAN zone tables generated from the
 file's matrix; each DMZ/LAN host loads its own host table (inside a zone the switch does not
@@ -39,7 +40,10 @@ ROUTER_LEGS = {
 }
 MONGODB_PORT = 25080
 DNS_PORT = 53
+SMTP_PORTS = (587, 25)
+SMTP_USER = "portway-alerts"
 DOMAIN = "lab.portway.test"
+ALERT_MAILBOX = f"oncall@{DOMAIN}"
 HAZELCAST_PORT = 5701
 HAZELCAST_CLUSTER = "portway-lab"
 
@@ -66,6 +70,7 @@ HOSTS = (
     LabHost("mgr", "198.18.2.10", "198.18.2.1", "lan", "manager-1", ("manager",)),
     LabHost("data", "198.18.2.20", "198.18.2.1", "lan", "data-1", ("mongodb", "cache")),
     LabHost("dns", "198.18.2.53", "198.18.2.1", "lan", "dns-1", ("dns_server",)),
+    LabHost("smtp", "198.18.2.25", "198.18.2.1", "lan", "smtp-1", ("smtp_server",)),
 )
 WORKERS = ("wk1", "wk2")
 #: zone audited -> (namespace, ``portway audit --from``)
@@ -94,6 +99,7 @@ SERVICE_NAMES = {
     "hazelcast-1": "data",
     "backend": "inet",
     "dns": "dns",
+    "smtp": "smtp",
 }
 #: namespaces that resolve through the lab's DNS (the matrix's DNS flows: manager and workers)
 RESOLVING = ("mgr", "wk1", "wk2")
@@ -131,10 +137,13 @@ def resolv_conf(short: str) -> str:
 HOSTS_FILE = "# portway lab: every other name comes from DNS\n127.0.0.1 localhost\n::1 localhost\n"
 
 
-def platform(data_dir: Path, certificates_dir: Path) -> dict[str, Any]:
+def platform(data_dir: Path, certificates_dir: Path, smtp_dir: Path) -> dict[str, Any]:
     """The lab's ``portway.yaml``: one file for the matrix, the firewall, the balancer, every
     process. Reports every 2 s and down after 2 missed reports keep the drills short. The
-    workers share their counters in one Hazelcast member on data-1."""
+    workers share their counters in one Hazelcast member on data-1. The manager's alert mail
+    goes to smtp-1 (STARTTLS required, verified against ``smtp_dir/ca.pem``, AUTH with the
+    password in ``smtp_dir/password``); alerts are evaluated every second and a failed notice
+    retried after 1, 2, 4, 4… s."""
     return {
         "layout": "distributed",
         "data_dir": str(data_dir),
@@ -156,6 +165,19 @@ def platform(data_dir: Path, certificates_dir: Path) -> dict[str, Any]:
             "store": f"mongodb://{fqdn('mongodb')}:{MONGODB_PORT}/portway?replicaSet=rs0",
             "report_interval": 2.0,
             "down_after": 2,
+            "smtp": {
+                "host": fqdn("smtp"),
+                "ports": list(SMTP_PORTS),
+                "starttls": "required",
+                "ca_file": str(smtp_dir / "ca.pem"),
+                "username": SMTP_USER,
+                "password_file": str(smtp_dir / "password"),
+                "sender": f"portway-lab@{DOMAIN}",
+                "timeout": 5.0,
+            },
+            "alert_interval": 1.0,
+            "alert_retry_base": 1.0,
+            "alert_retry_max": 4.0,
         },
         "workers": {
             ENVIRONMENT: {

@@ -9,8 +9,10 @@ the lab's prefix, then the lab directory.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
+import secrets
 import shutil
 import socket
 import ssl
@@ -228,7 +230,10 @@ def admin_token(lab: LabDir) -> str:
 
 
 def requirements() -> str | None:
-    return netns.missing_tools("nft", "haproxy", "dnsmasq")
+    missing = netns.missing_tools("nft", "haproxy", "dnsmasq")
+    if missing is None and importlib.util.find_spec("aiosmtpd") is None:
+        return "aiosmtpd (the SMTP server) is not installed: `uv sync` with the dev group"
+    return missing
 
 
 def _build_network(lab: LabDir) -> None:
@@ -314,8 +319,56 @@ def apply_firewall(lab: LabDir) -> None:
             spaces.nft(host.short, nftables.render_text(table, f"host {host.inventory}"))
 
 
+def smtp_dir(lab: LabDir) -> Path:
+    """smtp-1's CA, certificate and AUTH password (0600)."""
+    return lab.path / "smtp"
+
+
+def maildir(lab: LabDir) -> Path:
+    """Where smtp-1 keeps every message it accepted (a Maildir: ``new/``, one file each)."""
+    return lab.path / "mail"
+
+
+def _write_smtp_files(lab: LabDir) -> None:
+    names = [topology.fqdn("smtp"), topology.fqdn("smtp-1")]
+    lab_certificates(smtp_dir(lab), names)
+    _write_private(smtp_dir(lab) / "password", secrets.token_urlsafe(24) + "\n")
+
+
+def start_smtp(lab: LabDir) -> None:
+    """smtp-1: ``portway.lab.mailserver`` (aiosmtpd) on 587 and 25, STARTTLS and AUTH required,
+    into the lab's Maildir."""
+    certs, address = smtp_dir(lab), topology.host("smtp").address
+    start(lab, "smtp", "smtp", [
+        sys.executable, "-m", "portway.lab.mailserver", "--listen", address,
+        *[f"--port={port}" for port in topology.SMTP_PORTS], "--hostname", topology.fqdn("smtp"),
+        "--maildir", str(maildir(lab)), "--cert", str(certs / "server.pem"),
+        "--key", str(certs / "server-key.pem"), "--user", topology.SMTP_USER,
+        "--password-file", str(certs / "password"),
+    ])  # fmt: skip
+    wait_for(lab, "SMTP", lambda: all(tcp_open(lab, "mgr", address, port)
+                                      for port in topology.SMTP_PORTS), 30, "smtp")  # fmt: skip
+
+
+ALERT_CHANNEL = {"name": "lab-mail", "target": {"kind": "email", "to": [topology.ALERT_MAILBOX]}}
+ALERT_RULE = {
+    "name": "worker-down",
+    "description": "a worker of the lab stopped reporting",
+    "severity": "critical",
+    "condition": {"kind": "worker_down", "environment": topology.ENVIRONMENT},
+    "channels": ["lab-mail"],
+}
+
+
+def _setup_alerts(api: LabApi) -> None:
+    """The manager mails ``oncall@lab.portway.test`` through smtp-1 when a worker is down."""
+    api.call("POST", "/alerts/channels", ALERT_CHANNEL, ok=(409,))
+    api.call("POST", "/alerts/rules", ALERT_RULE, ok=(409,))
+
+
 def _write_files(lab: LabDir) -> None:
-    data = topology.platform(lab.path / "data", lab.ca_dir)
+    _write_smtp_files(lab)
+    data = topology.platform(lab.path / "data", lab.ca_dir, smtp_dir(lab))
     platform = platform_from_mapping(data, lab.path, env={})  # refuse to write a bad file
     lab.config_file.write_text(CONFIG_HEADER + yaml.safe_dump(data, sort_keys=False))
     plan = plan_from_platform(platform, topology.ENVIRONMENT)
@@ -446,6 +499,7 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     apply_firewall(lab)
     network_seconds = time.monotonic() - began
     start_dns(lab)
+    start_smtp(lab)
 
     hazelcast = lab.path / "hazelcast.yaml"
     hazelcast.write_text(topology.hazelcast_config())
@@ -474,6 +528,7 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     wait_for(lab, "manager", lambda: http_get(lab, "vpn", health).status_code == 200, 60, "manager")
     api = LabApi(lab, admin_token(lab))
     api.call("POST", "/environments", {"name": topology.ENVIRONMENT, "type": "prod"}, ok=(409,))
+    _setup_alerts(api)
     wait_for(lab, "Hazelcast", lambda: _hazelcast_started(lab, data), 90, "hazelcast")
     for short in topology.WORKERS:
         start_worker(lab, short)
@@ -523,6 +578,7 @@ WHERE = (
     ("dmz", "wk2", "worker-2 :8080"),
     ("lan", "mgr", "manager-1 :8080 (management API, cluster API)"),
     ("lan", "dns", f"dns-1: dnsmasq :{topology.DNS_PORT} udp+tcp, names *.{topology.DOMAIN}"),
+    ("lan", "smtp", "smtp-1: SMTP :587 :25 (aiosmtpd, STARTTLS + AUTH), Maildir mail/"),
     (
         "lan",
         "data",
