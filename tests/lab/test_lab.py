@@ -105,6 +105,27 @@ def _check_dns(lab: LabDir) -> None:
     assert _resolve(lab, "inet", "api.portway.test")["api.portway.test"].startswith("unresolved")
 
 
+def _assert_nothing_left(
+    lab: LabDir, pids: list[int], down: subprocess.CompletedProcess[str]
+) -> None:
+    assert down.returncode == 0, down.stderr
+    assert _leftovers(lab, pids) == {
+        "namespaces": [], "links": [], "processes": [], "lab_dir": False, "resolvers": [],
+    }  # fmt: skip
+
+
+def _drill_5(where: tuple[str, str]) -> dict[str, Any]:
+    """Drill 5 (3 s): no 5xx, nothing counted twice, and both workers count again after."""
+    drill5 = lab_cli("drill", "5", "--seconds", "3", *where)
+    assert drill5.returncode == 0, drill5.stdout + drill5.stderr
+    five: dict[str, Any] = json.loads(drill5.stdout)
+    assert five["server_errors"] == 0, five["outcomes"]
+    assert five["client_errors"] == 0, five["outcomes"]
+    assert five["counted_steps"]["double"] == 0
+    assert five["counting_after_restart"] is True
+    return five
+
+
 def _parsed(raw: bytes) -> email.message.EmailMessage:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, email.message.EmailMessage)
@@ -150,7 +171,7 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
 
         status = json.loads(lab_cli("status", *where).stdout)
         assert status["up"] is True
-        assert len(status["namespaces"]) == len(topology.HOSTS) + 3  # + router, 2 switches
+        assert len(status["namespaces"]) == len(topology.hosts("small")) + 3  # router, switches
         assert set(status["processes"].values()) == {True}
 
         again = lab_cli("up", "--small", *where)  # idempotent: the same processes
@@ -213,6 +234,10 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         assert in_wk1
         assert not [c for c in in_wk1 if b"http.server" in c]
 
+        five = _drill_5(where)  # one member: the configured fail-open holds
+        assert five["unchecked_while_down"] > 0
+        pids.append(lab.load()["processes"]["hazelcast"]["pid"])
+
         drill6 = lab_cli("drill", "6", "--seconds", "3", *where)
         assert drill6.returncode == 0, drill6.stdout + drill6.stderr
         _check_drill_6(lab, json.loads(drill6.stdout))
@@ -229,7 +254,7 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         report = lab_cli("report", *where, "--out", str(out))
         assert report.returncode == 0, report.stderr
         written = json.loads((out / "lab-report.json").read_text())
-        assert [d["drill"] for d in written["drills"]] == ["1", "2", "6", "8"]
+        assert [d["drill"] for d in written["drills"]] == ["1", "2", "5", "6", "8"]
         assert all(d["passed"] for d in written["drills"])
         assert written["up"]["seconds"] > 0
         assert written["up"]["peak_rss_mib"] > 0
@@ -243,11 +268,41 @@ def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
         pids += netns.pids_in(lab_namespaces(lab).ns("mgr"))
     finally:
         down = lab_cli("down", *where)
-    assert down.returncode == 0, down.stderr
-    assert _leftovers(lab, pids) == {
-        "namespaces": [], "links": [], "processes": [], "lab_dir": False, "resolvers": [],
-    }  # fmt: skip
+    _assert_nothing_left(lab, pids, down)
     assert lab_cli("down", *where).returncode == 0  # safe to repeat
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(300)
+def test_full_profile_keeps_exact_counts_when_a_hazelcast_member_stops(tmp_path: Path) -> None:
+    """``lab up`` without ``--small``: two Hazelcast members in one cluster; one stops under
+    load and the throttling count goes on from the other's backup, without a 5xx."""
+    _require_lab()
+    lab = LabDir(tmp_path / "lab")
+    where = ("--lab-dir", str(lab.path))
+    pids: list[int] = []
+    try:
+        up = lab_cli("up", *where)
+        assert up.returncode == 0, up.stderr
+        assert "full profile" in up.stdout
+        state = lab.load()
+        assert state["profile"] == "full"
+        pids = [p["pid"] for p in state["processes"].values()]
+        assert {"hazelcast", "hazelcast-2"} <= set(state["processes"])
+        assert len(netns.namespaces_with(lab.ident)) == len(topology.hosts("full")) + 3
+        # the second member joined the first across the LAN (int-cache-cluster, 5701)
+        assert "Members {size:2," in (lab.logs / "hazelcast-2.log").read_text()
+        small = lab_cli("up", "--small", *where)
+        assert small.returncode == 1
+        assert "is up with the full profile" in small.stderr
+
+        five = _drill_5(where)  # two members: the count goes on from the backup
+        assert five["counted_steps"]["lost"] == 0
+        assert five["counted_steps"]["exact"] > 50
+        pids.append(lab.load()["processes"]["hazelcast"]["pid"])
+    finally:
+        down = lab_cli("down", *where)
+    _assert_nothing_left(lab, pids, down)
 
 
 @pytest.mark.netns
@@ -270,17 +325,14 @@ def test_down_after_up_was_killed_midway(tmp_path: Path) -> None:
         up.wait(30)
         state = lab.load()
         pids = [p["pid"] for p in state["processes"].values()]
-        assert len(netns.namespaces_with(lab.ident)) == len(topology.HOSTS) + 3
+        assert len(netns.namespaces_with(lab.ident)) == len(topology.hosts("small")) + 3
         assert any(alive(p) for p in pids)  # orphans the crash left
     finally:
         if up.poll() is None:
             up.kill()
             up.wait(30)
         down = lab_cli("down", "--lab-dir", str(lab.path))
-    assert down.returncode == 0, down.stderr
-    assert _leftovers(lab, pids) == {
-        "namespaces": [], "links": [], "processes": [], "lab_dir": False, "resolvers": [],
-    }  # fmt: skip
+    _assert_nothing_left(lab, pids, down)
 
 
 @pytest.mark.netns
@@ -304,9 +356,6 @@ def test_down_keeps_a_directory_that_is_not_a_lab(tmp_path: Path) -> None:
 
 
 def test_usage_errors_name_the_problem(tmp_path: Path) -> None:
-    full = lab_cli("up", "--lab-dir", str(tmp_path / "x"))
-    assert full.returncode == 2
-    assert "only the --small profile" in full.stderr
     unknown = lab_cli("drill", "9", "--lab-dir", str(tmp_path))
     assert unknown.returncode == 2
     assert "invalid choice: '9'" in unknown.stderr

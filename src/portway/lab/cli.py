@@ -16,7 +16,7 @@ from portway.lab.up import LabError, describe, run_down, run_up, status
 DEFAULT_DIR = Path("var/lab")
 FAILURES = (LabError, NetnsError)
 #: drills that take ``--seconds``, and its default
-DRILL_SECONDS = {"2": 60.0, "6": 10.0}
+DRILL_SECONDS = {"2": 60.0, "5": 10.0, "6": 10.0}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     up.add_argument(
         "--small",
         action="store_true",
-        help="the CI profile: router, 4 zones, HAProxy, 2 workers, manager, FerretDB",
+        help="the CI profile (one Hazelcast member); without it the full profile (two)",
     )
     up.set_defaults(func=_up)
     command("status", "what runs, as JSON").set_defaults(func=_status)
@@ -50,15 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     drill.add_argument(
         "name",
         choices=sorted(checks.DRILLS),
-        help="1: kill a worker; 2: stop the manager, then deploy; 6: stop the SMTP server while "
-        "a worker fails; 8: a rogue port in the DMZ",
+        help="1: kill a worker; 2: stop the manager, then deploy; 5: stop a Hazelcast member; "
+        "6: stop the SMTP server while a worker fails; 8: a rogue port in the DMZ",
     )
     drill.add_argument(
         "--seconds",
         type=float,
         default=None,
-        help="drill 2: how long the manager stays stopped (60); drill 6: how long the SMTP "
-        "server stays stopped once the alert is queued (10)",
+        help="drill 2: how long the manager stays stopped (60); drill 5: the Hazelcast member "
+        "(10); drill 6: the SMTP server, once the alert is queued (10)",
     )
     drill.set_defaults(func=_drill)
     report = command("report", "write lab-report.md and lab-report.json")
@@ -81,16 +81,9 @@ def _fail(exc: Exception) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    if not args.small:
-        print(
-            "portway: error: only the --small profile is built so far (one of each store); "
-            "run `portway lab up --small`",
-            file=sys.stderr,
-        )
-        return 2
     lab = _guarded(args)
     try:
-        state = run_up(lab)
+        state = run_up(lab, "small" if args.small else "full")
     except FAILURES as exc:
         _fail(exc)
         print(f"what was made stays for inspection (logs in {lab.logs}); "

@@ -1,4 +1,5 @@
-"""The lab's topology and its ``portway.yaml`` (the ``--small`` profile).
+"""The lab's topology and its ``portway.yaml``, in two profiles: ``small`` (one of each store) and
+``full`` (adds data-2, a second Hazelcast member on 198.18.2.21; its cluster of two meets on 5701).
 
 Addresses come from 198.18.0.0/15 (benchmarking range) and exist only inside the lab's
 namespaces::
@@ -71,7 +72,24 @@ HOSTS = (
     LabHost("data", "198.18.2.20", "198.18.2.1", "lan", "data-1", ("mongodb", "cache")),
     LabHost("dns", "198.18.2.53", "198.18.2.1", "lan", "dns-1", ("dns_server",)),
     LabHost("smtp", "198.18.2.25", "198.18.2.1", "lan", "smtp-1", ("smtp_server",)),
+    LabHost("data2", "198.18.2.21", "198.18.2.1", "lan", "data-2", ("cache",)),
 )
+PROFILES = ("small", "full")
+#: namespaces only the full profile builds
+FULL_ONLY = ("data2",)
+#: the Hazelcast members of each profile: namespace -> the lab's process name
+HAZELCAST_MEMBERS = {
+    "small": {"data": "hazelcast"},
+    "full": {"data": "hazelcast", "data2": "hazelcast-2"},
+}
+
+
+def hosts(profile: str) -> tuple[LabHost, ...]:
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r} is not one of {', '.join(PROFILES)}")
+    return tuple(h for h in HOSTS if profile == "full" or h.short not in FULL_ONLY)
+
+
 WORKERS = ("wk1", "wk2")
 #: zone audited -> (namespace, ``portway audit --from``)
 AUDIT_VANTAGES = {
@@ -100,6 +118,7 @@ SERVICE_NAMES = {
     "backend": "inet",
     "dns": "dns",
     "smtp": "smtp",
+    "hazelcast-2": "data2",
 }
 #: namespaces that resolve through the lab's DNS (the matrix's DNS flows: manager and workers)
 RESOLVING = ("mgr", "wk1", "wk2")
@@ -114,10 +133,11 @@ def named_url(name: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{fqdn(name)}:{port}"
 
 
-def dns_records(hosts: tuple[LabHost, ...] = HOSTS) -> dict[str, str]:
+def dns_records(profile: str) -> dict[str, str]:
     """Every name the lab's DNS answers -> its address (the balancer's public name too)."""
-    records = {fqdn(h.inventory): h.address for h in hosts if h.inventory is not None}
-    shorts = {h.short for h in hosts}
+    present = hosts(profile)
+    records = {fqdn(h.inventory): h.address for h in present if h.inventory is not None}
+    shorts = {h.short for h in present}
     records |= {fqdn(n): host(s).address for n, s in SERVICE_NAMES.items() if s in shorts}
     records[PUBLIC_NAME] = host("lb").address
     return records
@@ -137,7 +157,16 @@ def resolv_conf(short: str) -> str:
 HOSTS_FILE = "# portway lab: every other name comes from DNS\n127.0.0.1 localhost\n::1 localhost\n"
 
 
-def platform(data_dir: Path, certificates_dir: Path, smtp_dir: Path) -> dict[str, Any]:
+def cache_url(profile: str) -> str:
+    """The workers' ``hazelcast://`` URL: every member of the profile, by name."""
+    names = [f"{fqdn(f'hazelcast-{i}')}:{HAZELCAST_PORT}"
+             for i in range(1, len(HAZELCAST_MEMBERS[profile]) + 1)]  # fmt: skip
+    return f"hazelcast://{','.join(names)}/{HAZELCAST_CLUSTER}"
+
+
+def platform(
+    data_dir: Path, certificates_dir: Path, smtp_dir: Path, profile: str = "small"
+) -> dict[str, Any]:
     """The lab's ``portway.yaml``: one file for the matrix, the firewall, the balancer, every
     process. Reports every 2 s and down after 2 missed reports keep the drills short. The
     workers share their counters in one Hazelcast member on data-1. The manager's alert mail
@@ -155,7 +184,7 @@ def platform(data_dir: Path, certificates_dir: Path, smtp_dir: Path) -> dict[str
                 "components": list(h.components),
                 **({"tls_server_name": PUBLIC_NAME} if h.short == "lb" else {}),
             }
-            for h in HOSTS
+            for h in hosts(profile)
             if h.inventory is not None
         ],
         "environments": {ENVIRONMENT: {"type": "prod", "description": "portway lab"}},
@@ -189,7 +218,7 @@ def platform(data_dir: Path, certificates_dir: Path, smtp_dir: Path) -> dict[str
                 "poll_interval": 2.0,
                 "egress_https": False,
                 "trusted_proxies": [f"{host('lb').address}/32"],
-                "cache": f"hazelcast://{fqdn('hazelcast-1')}:{HAZELCAST_PORT}/{HAZELCAST_CLUSTER}",
+                "cache": cache_url(profile),
             }
         },
         "load_balancer": {
@@ -202,6 +231,10 @@ def platform(data_dir: Path, certificates_dir: Path, smtp_dir: Path) -> dict[str
     }
 
 
-def hazelcast_config() -> str:
-    """One member on data-1's address only."""
-    return hazelcast_member_config(HAZELCAST_CLUSTER, HAZELCAST_PORT, host("data").address)
+def hazelcast_config(short: str, profile: str) -> str:
+    """The member on ``short``'s address only; in the full profile it joins the other member
+    by address (TCP/IP join, nothing discovered)."""
+    members = [host(s).address for s in HAZELCAST_MEMBERS[profile]]
+    return hazelcast_member_config(
+        HAZELCAST_CLUSTER, HAZELCAST_PORT, host(short).address, members if len(members) > 1 else ()
+    )

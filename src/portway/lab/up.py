@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -247,7 +248,7 @@ def _build_network(lab: LabDir) -> None:
         spaces.link(router, switch, name, "uplink")
         netns.sh("ip", "-n", name, "link", "set", "uplink", "master", "br0")
         netns.sh("ip", "-n", router, "addr", "add", topology.ROUTER_LEGS[switch], "dev", switch)
-    for host in topology.HOSTS:
+    for host in topology.hosts(profile_of(lab)):
         namespace = spaces.add(host.short)
         if host.switch is not None:
             switch = spaces.ns(f"sw{host.switch}")
@@ -271,7 +272,7 @@ def _write_resolvers(lab: LabDir) -> None:
     """A ``resolv.conf`` and a ``hosts`` (localhost only) per host namespace: the manager and
     the workers resolve every name through dns-1; ``down`` removes them."""
     spaces = lab_namespaces(lab)
-    for host in topology.HOSTS:
+    for host in topology.hosts(profile_of(lab)):
         etc = NETNS_ETC / spaces.ns(host.short)
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "resolv.conf").write_text(topology.resolv_conf(host.short))
@@ -289,7 +290,8 @@ def start_dns(lab: LabDir) -> None:
     """dnsmasq on dns-1: the lab's names only (no upstream, no /etc/hosts, no DHCP), bound to
     its lab address alone, UDP and TCP 53, every query logged."""
     address = topology.host("dns").address
-    records = [f"--host-record={name},{ip}" for name, ip in topology.dns_records().items()]
+    names = topology.dns_records(profile_of(lab))
+    records = [f"--host-record={name},{ip}" for name, ip in names.items()]
     start(lab, "dns", "dns", [
         "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--log-queries",
         "--conf-file=/dev/null", "--pid-file=", "--no-resolv", "--no-hosts", "--no-poll",
@@ -311,7 +313,7 @@ def apply_firewall(lab: LabDir) -> None:
     for zone in (Zone.DMZ, Zone.LAN):
         table = nftables.build_table(matrix, inventory, resolve_zone(inventory, zone, "nft"))
         spaces.nft("rt", nftables.render_text(table, f"zone {zone.value}"))
-    for host in topology.HOSTS:
+    for host in topology.hosts(profile_of(lab)):
         if host.switch is not None and host.inventory is not None:
             spaces.flush(host.short)
             scope = resolve_host(matrix, inventory, host.inventory)
@@ -368,7 +370,7 @@ def _setup_alerts(api: LabApi) -> None:
 
 def _write_files(lab: LabDir) -> None:
     _write_smtp_files(lab)
-    data = topology.platform(lab.path / "data", lab.ca_dir, smtp_dir(lab))
+    data = topology.platform(lab.path / "data", lab.ca_dir, smtp_dir(lab), profile_of(lab))
     platform = platform_from_mapping(data, lab.path, env={})  # refuse to write a bad file
     lab.config_file.write_text(CONFIG_HEADER + yaml.safe_dump(data, sort_keys=False))
     plan = plan_from_platform(platform, topology.ENVIRONMENT)
@@ -378,9 +380,46 @@ def _write_files(lab: LabDir) -> None:
     (lab.path / "backend-haproxy.cfg").write_text(BACKEND_TLS.format(bundle=backend.bundle_file))
 
 
-def _hazelcast_started(lab: LabDir, address: str) -> bool:
-    started = b" is STARTED" in (lab.logs / "hazelcast.log").read_bytes()
-    return started and tcp_open(lab, "wk1", address, topology.HAZELCAST_PORT)
+def profile_of(lab: LabDir) -> str:
+    """``small`` or ``full``, as ``lab.json`` records it (what other parts of ``up`` read)."""
+    return str(lab.load().get("profile", "small"))
+
+
+def start_hazelcast(lab: LabDir, short: str) -> None:
+    """The profile's Hazelcast member on ``short`` (its YAML written next to lab.json)."""
+    profile = profile_of(lab)
+    name = topology.HAZELCAST_MEMBERS[profile][short]
+    servers = manifest()
+    java = Path(servers.get("JAVA_HOME", "")) / "bin" / "java"
+    config = lab.path / f"{name}.yaml"
+    config.write_text(topology.hazelcast_config(short, profile))
+    start(lab, name, short, [
+        str(java), "-Xms128m", "-Xmx256m", "-XX:+UseSerialGC", f"-Dhazelcast.config={config}",
+        "-Djava.net.preferIPv4Stack=true", "-cp", servers.get("HAZELCAST_JAR", ""),
+        "com.hazelcast.core.server.HazelcastMemberStarter",
+    ])  # fmt: skip
+
+
+def hazelcast_ready(lab: LabDir, short: str) -> bool:
+    """The member on ``short`` started, sees every member of the profile (its last "Members
+    {size:N" line; a lone member prints none) and answers the workers on 5701."""
+    profile = profile_of(lab)
+    name = topology.HAZELCAST_MEMBERS[profile][short]
+    log = (lab.logs / f"{name}.log").read_text(errors="replace")
+    size = len(topology.HAZELCAST_MEMBERS[profile])
+    views = re.findall(r"Members \{size:(\d+),", log)
+    address = topology.host(short).address
+    return (
+        " is STARTED" in log
+        and (size == 1 or (bool(views) and int(views[-1]) == size))
+        and tcp_open(lab, "wk1", address, topology.HAZELCAST_PORT)
+    )
+
+
+def wait_for_hazelcast(lab: LabDir, timeout: float = 90) -> None:
+    for short, name in topology.HAZELCAST_MEMBERS[profile_of(lab)].items():
+        wait_for(lab, f"Hazelcast ({name})", lambda s=short: hazelcast_ready(lab, s),  # type: ignore[misc]
+                 timeout, name)  # fmt: skip
 
 
 def _worker_argv(lab: LabDir, short: str) -> list[str]:
@@ -475,13 +514,20 @@ def running(lab: LabDir, process: dict[str, Any]) -> bool:
     return alive(process["pid"]) and in_lab_namespace(lab, process["pid"], process["ns"])
 
 
-def run_up(lab: LabDir) -> dict[str, Any]:
+def run_up(lab: LabDir, profile: str = "small") -> dict[str, Any]:
     """Build the lab unless it is up already; returns the state."""
     reason = requirements()
     if reason is not None:
         raise LabError(reason)
     check_lab_dir(lab)
+    if profile not in topology.PROFILES:
+        raise LabError(f"profile {profile!r}: one of {', '.join(topology.PROFILES)}")
     if is_up(lab):
+        if profile_of(lab) != profile:
+            raise LabError(
+                f"the lab in {lab.path} is up with the {profile_of(lab)} profile; "
+                f"`portway lab down --lab-dir {lab.path}` first"
+            )
         return lab.load()
     if lab.state_file.exists() or netns.namespaces_with(lab.ident):
         run_down(lab)  # a crashed or partial lab: start over
@@ -493,7 +539,7 @@ def run_up(lab: LabDir) -> dict[str, Any]:
             raise LabError(f"{what} is not provisioned ({path or 'absent'}): run scripts/provision")
     began = time.monotonic()
     lab.path.mkdir(parents=True, exist_ok=True)
-    lab.save({"ident": lab.ident, "profile": "small", "namespaces": [], "links": []})
+    lab.save({"ident": lab.ident, "profile": profile, "namespaces": [], "links": []})
     _write_files(lab)
     _build_network(lab)
     apply_firewall(lab)
@@ -501,13 +547,8 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     start_dns(lab)
     start_smtp(lab)
 
-    hazelcast = lab.path / "hazelcast.yaml"
-    hazelcast.write_text(topology.hazelcast_config())
-    start(lab, "hazelcast", "data", [
-        str(java), "-Xms128m", "-Xmx256m", "-XX:+UseSerialGC", f"-Dhazelcast.config={hazelcast}",
-        "-Djava.net.preferIPv4Stack=true", "-cp", jar,
-        "com.hazelcast.core.server.HazelcastMemberStarter",
-    ])  # fmt: skip
+    for short in topology.HAZELCAST_MEMBERS[profile]:
+        start_hazelcast(lab, short)
     store = lab.path / "data" / "ferretdb"
     store.mkdir(parents=True, exist_ok=True)
     data = topology.host("data").address
@@ -529,7 +570,7 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     api = LabApi(lab, admin_token(lab))
     api.call("POST", "/environments", {"name": topology.ENVIRONMENT, "type": "prod"}, ok=(409,))
     _setup_alerts(api)
-    wait_for(lab, "Hazelcast", lambda: _hazelcast_started(lab, data), 90, "hazelcast")
+    wait_for_hazelcast(lab)
     for short in topology.WORKERS:
         start_worker(lab, short)
     for short in topology.WORKERS:
@@ -584,6 +625,11 @@ WHERE = (
         "data",
         f"data-1: FerretDB :{topology.MONGODB_PORT}, Hazelcast :{topology.HAZELCAST_PORT}",
     ),
+    (
+        "lan",
+        "data2",
+        f"data-2: Hazelcast :{topology.HAZELCAST_PORT} (the full profile's second member)",
+    ),
     ("router", "rt", "nftables zone tables dmz + lan from the matrix"),
 )
 
@@ -592,7 +638,10 @@ def describe(lab: LabDir) -> str:
     state = lab.load()
     spaces = lab_namespaces(lab)
     lines = ["zone      namespace          address        runs"]
+    present = {h.short for h in topology.hosts(profile_of(lab))} | {"rt"}
     for zone, short, what in WHERE:
+        if short not in present:
+            continue
         address = topology.host(short).address if short != "rt" else "198.18.{0,1,2,4}.1"
         lines.append(f"{zone:<9} {spaces.ns(short):<18} {address:<14} {what}")
     processes = state.get("processes", {})
