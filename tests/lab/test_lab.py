@@ -20,7 +20,7 @@ import pytest
 from portway.lab import netns, topology
 from portway.lab.netns import in_namespace
 from portway.lab.state import LabDir
-from portway.lab.up import NETNS_ETC, alive, client_get, lab_namespaces
+from portway.lab.up import NETNS_ETC, alive, client_get, lab_namespaces, up_requirements
 from tests.support.servers import missing_capability, require
 
 REPO = Path(__file__).parents[2]
@@ -34,7 +34,7 @@ def lab_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str
 
 
 def _require_lab() -> None:
-    reason = netns.missing_tools("nft", "haproxy")
+    reason = up_requirements()
     if reason is not None:
         missing_capability(reason)
     try:

@@ -231,6 +231,12 @@ def admin_token(lab: LabDir) -> str:
 
 
 def requirements() -> str | None:
+    """What ``status`` and ``down`` need (``down`` must work whatever else is missing)."""
+    return netns.missing_tools("nft", "haproxy")
+
+
+def up_requirements() -> str | None:
+    """What ``up`` needs besides: the DNS server (dnsmasq) and the SMTP server (aiosmtpd)."""
     missing = netns.missing_tools("nft", "haproxy", "dnsmasq")
     if missing is None and importlib.util.find_spec("aiosmtpd") is None:
         return "aiosmtpd (the SMTP server) is not installed: `uv sync` with the dev group"
@@ -516,7 +522,7 @@ def running(lab: LabDir, process: dict[str, Any]) -> bool:
 
 def run_up(lab: LabDir, profile: str = "small") -> dict[str, Any]:
     """Build the lab unless it is up already; returns the state."""
-    reason = requirements()
+    reason = up_requirements()
     if reason is not None:
         raise LabError(reason)
     check_lab_dir(lab)
