@@ -10,6 +10,8 @@ namespaces::
                                            └──────────── lan ─────┬─ mgr  198.18.2.10
                                                                   ├─ data 198.18.2.20
                                                                   │  FerretDB 25080, Hazelcast 5701
+                                                                  ├─ data2 198.18.2.21 (full only)
+                                                                  │  Hazelcast 5701
                                                                   ├─ dns  198.18.2.53 dnsmasq 53
                                                                   └─ smtp 198.18.2.25 SMTP 587, 25
 
