@@ -211,3 +211,34 @@ def test_ipv6_hosts_are_refused_by_iptables() -> None:
         )
     table = nftables.build_table(matrix, inventory, resolve_host(matrix, inventory, "worker-1"))
     assert table.sets["load_balancer_v6"].elements == ("fd00::10",)
+
+
+def test_an_internet_component_placed_in_a_zone_gets_its_flows_on_that_zones_router() -> None:
+    """A DNS server the inventory puts in the LAN: the worker's queries cross the LAN router,
+    whose table must accept them (and nothing else towards it)."""
+    inventory = inventory_from_mapping({
+        "zones": {"dmz": ["198.18.1.0/24"], "lan": ["198.18.2.0/24"]},
+        "hosts": [
+            {"name": "worker-1", "address": "198.18.1.21", "components": ["worker"]},
+            {"name": "manager-1", "address": "198.18.2.10", "components": ["manager"]},
+            {"name": "dns-1", "address": "198.18.2.53", "components": ["dns_server"]},
+        ],
+    })  # fmt: skip
+    matrix = standard_matrix()
+    lan = nftables.render_text(
+        nftables.build_table(matrix, inventory, resolve_zone(inventory, Zone.LAN, "nftables")), "x"
+    )
+    to_lan = lan.split("chain to_lan {", 1)[1].split("}", 1)[0]
+    assert (
+        'ip saddr @worker_v4 ip daddr @dns_server_v4 udp dport 53 accept comment "out-worker-dns"'
+        in to_lan
+    )
+    assert "tcp dport 53" in to_lan
+    assert "elements = { 198.18.2.53 }" in lan
+    # a DNS server the inventory leaves outside the zone changes nothing on its router
+    outside = inventory_from_mapping({
+        "zones": {"lan": ["198.18.2.0/24"]},
+        "hosts": [{"name": "dns-1", "address": "198.18.0.53", "components": ["dns_server"]}],
+    })  # fmt: skip
+    table = nftables.build_table(matrix, outside, resolve_zone(outside, Zone.LAN, "nftables"))
+    assert "out-worker-dns" not in nftables.render_text(table, "x").split("chain to_lan", 1)[1]

@@ -19,7 +19,13 @@ from portway.stores.cache_hazelcast import HazelcastCache
 from portway.stores.cache_local import LocalCache
 from portway.stores.cache_redis import RedisCache
 from tests.stores.conftest import hazelcast_url, redis_url, servers, unique
-from tests.support.servers import HAZELCAST_CLUSTER, Server, closed_port, silent_listener
+from tests.support.servers import (
+    HAZELCAST_CLUSTER,
+    Server,
+    closed_port,
+    hazelcast_server,
+    silent_listener,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -278,3 +284,37 @@ def test_cache_urls() -> None:
         open_cache("memcached://x")
     with pytest.raises(ValueError, match="timeout='x' is not a number"):
         open_cache("redis://h?timeout=x")
+
+
+@servers
+async def test_hazelcast_opens_a_new_client_after_the_old_one_gave_up_on_the_cluster(
+    tmp_path: Path,
+) -> None:
+    """The client reconnects for ``connect_timeout`` seconds, then shuts itself down; a member
+    that comes back later must be used again (the lab's drill 5 found workers that never did)."""
+    server = hazelcast_server(tmp_path)
+    with server:
+        url = f"hazelcast://127.0.0.1:{server.port}/{HAZELCAST_CLUSTER}?timeout=0.5"
+        cache = open_cache(url + "&connect_timeout=1")
+        await cache.open()
+        await cache.set("k", b"v")
+        server.stop()
+        assert isinstance(cache, HazelcastCache)
+        deadline = time.monotonic() + 30
+        while cache._client.lifecycle_service.is_running():  # its retries end after 1 s
+            assert time.monotonic() < deadline, "the client never gave up"
+            await asyncio.sleep(0.2)
+        async with asyncio.timeout(5):
+            with pytest.raises(StoreUnavailable):
+                await cache.get("k")
+        server.start()  # the same port; a new member, empty
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                await cache.set("k", b"back")
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline, "the cache never used the member again"
+                await asyncio.sleep(0.2)
+        assert await cache.get("k") == b"back"
+        await cache.close()

@@ -15,6 +15,8 @@ from portway.lab.up import LabError, describe, run_down, run_up, status
 
 DEFAULT_DIR = Path("var/lab")
 FAILURES = (LabError, NetnsError)
+#: drills that take ``--seconds``, and its default
+DRILL_SECONDS = {"2": 60.0, "3": 60.0, "4": 60.0, "5": 10.0, "6": 10.0}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     up.add_argument(
         "--small",
         action="store_true",
-        help="the CI profile: router, 4 zones, HAProxy, 2 workers, manager, FerretDB",
+        help="the CI profile (one Hazelcast member); without it the full profile (two)",
     )
     up.set_defaults(func=_up)
     command("status", "what runs, as JSON").set_defaults(func=_status)
@@ -50,14 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         choices=sorted(checks.DRILLS),
         help="1: kill a worker; 2: stop the manager, then deploy; 3: cut the manager off "
         "worker-1, deploy, heal; 4: stop Elasticsearch (no record lost or duplicated, worker "
-        "memory bounded); 7: deploy 20 times under load; 8: a rogue port in the DMZ",
+        "memory bounded); 5: stop a Hazelcast member; 6: stop the SMTP server while a worker "
+        "fails; 7: deploy 20 times under load; 8: a rogue port in the DMZ",
     )
     drill.add_argument(
         "--seconds",
         type=float,
-        default=60.0,
+        default=None,
         help="drills 2 and 4: how long the manager or Elasticsearch stays stopped (60); "
-        "drill 3: how long the partition lasts at least (60)",
+        "drill 3: how long the partition lasts at least (60); drill 5: the Hazelcast member "
+        "(10); drill 6: the SMTP server, once the alert is queued (10)",
     )
     drill.add_argument(
         "--deploys", type=int, default=20, help="drill 7: how many deploys (20, at most 100)"
@@ -83,16 +87,9 @@ def _fail(exc: Exception) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    if not args.small:
-        print(
-            "portway: error: only the --small profile is built so far (one of each store); "
-            "run `portway lab up --small`",
-            file=sys.stderr,
-        )
-        return 2
     lab = _guarded(args)
     try:
-        state = run_up(lab)
+        state = run_up(lab, "small" if args.small else "full")
     except FAILURES as exc:
         _fail(exc)
         print(f"what was made stays for inspection (logs in {lab.logs}); "
@@ -126,16 +123,15 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _drill(args: argparse.Namespace) -> int:
     try:
-        if not 1 <= args.seconds <= 600:
+        seconds = DRILL_SECONDS.get(args.name, 0.0) if args.seconds is None else args.seconds
+        if args.seconds is not None and not 1 <= seconds <= 600:
             print("portway: error: --seconds: between 1 and 600", file=sys.stderr)
             return 2
         if not 1 <= args.deploys <= 100:
             print("portway: error: --deploys: between 1 and 100", file=sys.stderr)
             return 2
-        extra: dict[str, float] = {}
-        if args.name in ("2", "3", "4"):
-            extra = {"seconds": args.seconds}
-        elif args.name == "7":
+        extra: dict[str, float] = {"seconds": seconds} if args.name in DRILL_SECONDS else {}
+        if args.name == "7":
             extra = {"deploys": args.deploys}
         result = checks.DRILLS[args.name](_guarded(args), **extra)
     except FAILURES as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +25,16 @@ def manifest() -> dict[str, str]:
     return out
 
 
-def hazelcast_member_config(cluster: str, port: int, address: str) -> str:
+def hazelcast_member_config(
+    cluster: str, port: int, address: str, members: Sequence[str] = ()
+) -> str:
     """A Hazelcast member's YAML bound to one address: no multicast, no auto-detection, so it
-    never joins anything but members named to it (the tests' members and the lab's)."""
+    never joins anything but ``members`` (addresses) named to it (the tests' members and the
+    lab's)."""
+    join = ""
+    if members:
+        listed = "".join(f"\n          - {m}:{port}" for m in members)
+        join = f"\n      tcp-ip:\n        enabled: true\n        member-list:{listed}"
     return f"""hazelcast:
   cluster-name: {cluster}
   properties:
@@ -41,7 +49,7 @@ def hazelcast_member_config(cluster: str, port: int, address: str) -> str:
       multicast:
         enabled: false
       auto-detection:
-        enabled: false
+        enabled: false{join}
     interfaces:
       enabled: true
       interfaces:

@@ -9,8 +9,11 @@ the lab's prefix, then the lab directory.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
+import re
+import secrets
 import shutil
 import socket
 import ssl
@@ -45,7 +48,7 @@ DEMO_API: dict[str, Any] = {
     "name": "demo",
     "description": "the lab's demo API: a key per consumer, 6000 requests a minute each",
     "base_path": "/demo",
-    "backends": [{"url": topology.url("inet", 80)}],
+    "backends": [{"url": topology.named_url("backend", 80)}],
     "policies": {
         "request": [
             {"name": "key", "type": "api_key", "config": {"key_name": "X-Api-Key"}},
@@ -375,7 +378,16 @@ def stop_elasticsearch(lab: LabDir, short: str) -> None:
 
 
 def requirements() -> str | None:
+    """What ``status`` and ``down`` need (``down`` must work whatever else is missing)."""
     return netns.missing_tools("nft", "haproxy")
+
+
+def up_requirements() -> str | None:
+    """What ``up`` needs besides: the DNS server (dnsmasq) and the SMTP server (aiosmtpd)."""
+    missing = netns.missing_tools("nft", "haproxy", "dnsmasq")
+    if missing is None and importlib.util.find_spec("aiosmtpd") is None:
+        return "aiosmtpd (the SMTP server) is not installed: `uv sync` with the dev group"
+    return missing
 
 
 def _build_network(lab: LabDir) -> None:
@@ -389,7 +401,7 @@ def _build_network(lab: LabDir) -> None:
         spaces.link(router, switch, name, "uplink")
         netns.sh("ip", "-n", name, "link", "set", "uplink", "master", "br0")
         netns.sh("ip", "-n", router, "addr", "add", topology.ROUTER_LEGS[switch], "dev", switch)
-    for host in topology.HOSTS:
+    for host in topology.hosts(profile_of(lab)):
         namespace = spaces.add(host.short)
         if host.switch is not None:
             switch = spaces.ns(f"sw{host.switch}")
@@ -401,6 +413,46 @@ def _build_network(lab: LabDir) -> None:
             netns.sh("ip", "-n", router, "addr", "add", leg, "dev", host.short)
         netns.sh("ip", "-n", namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
         netns.sh("ip", "-n", namespace, "route", "add", "default", "via", host.gateway)
+    _write_resolvers(lab)
+
+
+#: ``ip netns exec NS`` bind-mounts ``/etc/netns/NS/*`` over ``/etc/*`` for what it runs, so
+#: glibc (and Python's ``getaddrinfo``) in a lab process reads the namespace's own files
+NETNS_ETC = Path("/etc/netns")
+
+
+def _write_resolvers(lab: LabDir) -> None:
+    """A ``resolv.conf`` and a ``hosts`` (localhost only) per host namespace: the manager and
+    the workers resolve every name through dns-1; ``down`` removes them."""
+    spaces = lab_namespaces(lab)
+    for host in topology.hosts(profile_of(lab)):
+        etc = NETNS_ETC / spaces.ns(host.short)
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(topology.resolv_conf(host.short))
+        (etc / "hosts").write_text(topology.HOSTS_FILE)
+
+
+def _remove_resolvers(ident: str) -> None:
+    for etc in NETNS_ETC.glob(f"{ident}-*"):
+        shutil.rmtree(etc, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        NETNS_ETC.rmdir()  # only when no other namespace has files there
+
+
+def start_dns(lab: LabDir) -> None:
+    """dnsmasq on dns-1: the lab's names only (no upstream, no /etc/hosts, no DHCP), bound to
+    its lab address alone, UDP and TCP 53, every query logged."""
+    address = topology.host("dns").address
+    names = topology.dns_records(profile_of(lab))
+    records = [f"--host-record={name},{ip}" for name, ip in names.items()]
+    start(lab, "dns", "dns", [
+        "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--log-queries",
+        "--conf-file=/dev/null", "--pid-file=", "--no-resolv", "--no-hosts", "--no-poll",
+        f"--listen-address={address}", "--bind-dynamic", f"--port={topology.DNS_PORT}",
+        "--local=/portway.test/", "--domain-needed", "--user=nobody", *records,
+    ])  # fmt: skip
+    wait_for(lab, "DNS (dnsmasq)",
+             lambda: tcp_open(lab, "mgr", address, topology.DNS_PORT), 20, "dns")  # fmt: skip
 
 
 def apply_firewall(lab: LabDir) -> None:
@@ -414,7 +466,7 @@ def apply_firewall(lab: LabDir) -> None:
     for zone in (Zone.DMZ, Zone.LAN):
         table = nftables.build_table(matrix, inventory, resolve_zone(inventory, zone, "nft"))
         spaces.nft("rt", nftables.render_text(table, f"zone {zone.value}"))
-    for host in topology.HOSTS:
+    for host in topology.hosts(profile_of(lab)):
         if host.switch is not None and host.inventory is not None:
             spaces.flush(host.short)
             scope = resolve_host(matrix, inventory, host.inventory)
@@ -422,8 +474,56 @@ def apply_firewall(lab: LabDir) -> None:
             spaces.nft(host.short, nftables.render_text(table, f"host {host.inventory}"))
 
 
+def smtp_dir(lab: LabDir) -> Path:
+    """smtp-1's CA, certificate and AUTH password (0600)."""
+    return lab.path / "smtp"
+
+
+def maildir(lab: LabDir) -> Path:
+    """Where smtp-1 keeps every message it accepted (a Maildir: ``new/``, one file each)."""
+    return lab.path / "mail"
+
+
+def _write_smtp_files(lab: LabDir) -> None:
+    names = [topology.fqdn("smtp"), topology.fqdn("smtp-1")]
+    lab_certificates(smtp_dir(lab), names)
+    _write_private(smtp_dir(lab) / "password", secrets.token_urlsafe(24) + "\n")
+
+
+def start_smtp(lab: LabDir) -> None:
+    """smtp-1: ``portway.lab.mailserver`` (aiosmtpd) on 587 and 25, STARTTLS and AUTH required,
+    into the lab's Maildir."""
+    certs, address = smtp_dir(lab), topology.host("smtp").address
+    start(lab, "smtp", "smtp", [
+        sys.executable, "-m", "portway.lab.mailserver", "--listen", address,
+        *[f"--port={port}" for port in topology.SMTP_PORTS], "--hostname", topology.fqdn("smtp"),
+        "--maildir", str(maildir(lab)), "--cert", str(certs / "server.pem"),
+        "--key", str(certs / "server-key.pem"), "--user", topology.SMTP_USER,
+        "--password-file", str(certs / "password"),
+    ])  # fmt: skip
+    wait_for(lab, "SMTP", lambda: all(tcp_open(lab, "mgr", address, port)
+                                      for port in topology.SMTP_PORTS), 30, "smtp")  # fmt: skip
+
+
+ALERT_CHANNEL = {"name": "lab-mail", "target": {"kind": "email", "to": [topology.ALERT_MAILBOX]}}
+ALERT_RULE = {
+    "name": "worker-down",
+    "description": "a worker of the lab stopped reporting",
+    "severity": "critical",
+    "condition": {"kind": "worker_down", "environment": topology.ENVIRONMENT},
+    "channels": ["lab-mail"],
+}
+
+
+def _setup_alerts(api: LabApi) -> None:
+    """The manager mails ``oncall@lab.portway.test`` through smtp-1 when a worker is down."""
+    api.call("POST", "/alerts/channels", ALERT_CHANNEL, ok=(409,))
+    api.call("POST", "/alerts/rules", ALERT_RULE, ok=(409,))
+
+
 def _write_files(lab: LabDir) -> None:
-    data = topology.platform(lab.path / "data", lab.ca_dir)
+    _write_smtp_files(lab)
+    data = topology.platform(lab.path / "data", lab.ca_dir, smtp_dir(lab), profile_of(lab))
     platform = platform_from_mapping(data, lab.path, env={})  # refuse to write a bad file
     lab.config_file.write_text(CONFIG_HEADER + yaml.safe_dump(data, sort_keys=False))
     plan = plan_from_platform(platform, topology.ENVIRONMENT)
@@ -433,9 +533,46 @@ def _write_files(lab: LabDir) -> None:
     (lab.path / "backend-haproxy.cfg").write_text(BACKEND_TLS.format(bundle=backend.bundle_file))
 
 
-def _hazelcast_started(lab: LabDir, address: str) -> bool:
-    started = b" is STARTED" in (lab.logs / "hazelcast.log").read_bytes()
-    return started and tcp_open(lab, "wk1", address, topology.HAZELCAST_PORT)
+def profile_of(lab: LabDir) -> str:
+    """``small`` or ``full``, as ``lab.json`` records it (what other parts of ``up`` read)."""
+    return str(lab.load().get("profile", "small"))
+
+
+def start_hazelcast(lab: LabDir, short: str) -> None:
+    """The profile's Hazelcast member on ``short`` (its YAML written next to lab.json)."""
+    profile = profile_of(lab)
+    name = topology.HAZELCAST_MEMBERS[profile][short]
+    servers = manifest()
+    java = Path(servers.get("JAVA_HOME", "")) / "bin" / "java"
+    config = lab.path / f"{name}.yaml"
+    config.write_text(topology.hazelcast_config(short, profile))
+    start(lab, name, short, [
+        str(java), "-Xms128m", "-Xmx256m", "-XX:+UseSerialGC", f"-Dhazelcast.config={config}",
+        "-Djava.net.preferIPv4Stack=true", "-cp", servers.get("HAZELCAST_JAR", ""),
+        "com.hazelcast.core.server.HazelcastMemberStarter",
+    ])  # fmt: skip
+
+
+def hazelcast_ready(lab: LabDir, short: str) -> bool:
+    """The member on ``short`` started, sees every member of the profile (its last "Members
+    {size:N" line; a lone member prints none) and answers the workers on 5701."""
+    profile = profile_of(lab)
+    name = topology.HAZELCAST_MEMBERS[profile][short]
+    log = (lab.logs / f"{name}.log").read_text(errors="replace")
+    size = len(topology.HAZELCAST_MEMBERS[profile])
+    views = re.findall(r"Members \{size:(\d+),", log)
+    address = topology.host(short).address
+    return (
+        " is STARTED" in log
+        and (size == 1 or (bool(views) and int(views[-1]) == size))
+        and tcp_open(lab, "wk1", address, topology.HAZELCAST_PORT)
+    )
+
+
+def wait_for_hazelcast(lab: LabDir, timeout: float = 90) -> None:
+    for short, name in topology.HAZELCAST_MEMBERS[profile_of(lab)].items():
+        wait_for(lab, f"Hazelcast ({name})", lambda s=short: hazelcast_ready(lab, s),  # type: ignore[misc]
+                 timeout, name)  # fmt: skip
 
 
 def _worker_argv(lab: LabDir, short: str) -> list[str]:
@@ -450,7 +587,7 @@ def _worker_argv(lab: LabDir, short: str) -> list[str]:
         "--worker-id",
         str(host.inventory),
         "--advertise-url",
-        topology.url(short, 8080),
+        topology.named_url(str(host.inventory), 8080),
         "--state-dir",
         str(lab.path / "data" / str(host.inventory)),
     ]
@@ -530,13 +667,20 @@ def running(lab: LabDir, process: dict[str, Any]) -> bool:
     return alive(process["pid"]) and in_lab_namespace(lab, process["pid"], process["ns"])
 
 
-def run_up(lab: LabDir) -> dict[str, Any]:
+def run_up(lab: LabDir, profile: str = "small") -> dict[str, Any]:
     """Build the lab unless it is up already; returns the state."""
-    reason = requirements()
+    reason = up_requirements()
     if reason is not None:
         raise LabError(reason)
     check_lab_dir(lab)
+    if profile not in topology.PROFILES:
+        raise LabError(f"profile {profile!r}: one of {', '.join(topology.PROFILES)}")
     if is_up(lab):
+        if profile_of(lab) != profile:
+            raise LabError(
+                f"the lab in {lab.path} is up with the {profile_of(lab)} profile; "
+                f"`portway lab down --lab-dir {lab.path}` first"
+            )
         return lab.load()
     if lab.state_file.exists() or netns.namespaces_with(lab.ident):
         run_down(lab)  # a crashed or partial lab: start over
@@ -554,20 +698,17 @@ def run_up(lab: LabDir) -> dict[str, Any]:
             raise LabError(f"{what} is not provisioned ({path or 'absent'}): run scripts/provision")
     began = time.monotonic()
     lab.path.mkdir(parents=True, exist_ok=True)
-    lab.save({"ident": lab.ident, "profile": "small", "namespaces": [], "links": []})
+    lab.save({"ident": lab.ident, "profile": profile, "namespaces": [], "links": []})
     _write_files(lab)
     _build_network(lab)
     apply_firewall(lab)
     network_seconds = time.monotonic() - began
     start_elasticsearch(lab)  # the slowest to start: first, waited for last
+    start_dns(lab)
+    start_smtp(lab)
 
-    hazelcast = lab.path / "hazelcast.yaml"
-    hazelcast.write_text(topology.hazelcast_config())
-    start(lab, "hazelcast", "data", [
-        str(java), "-Xms128m", "-Xmx256m", "-XX:+UseSerialGC", f"-Dhazelcast.config={hazelcast}",
-        "-Djava.net.preferIPv4Stack=true", "-cp", jar,
-        "com.hazelcast.core.server.HazelcastMemberStarter",
-    ])  # fmt: skip
+    for short in topology.HAZELCAST_MEMBERS[profile]:
+        start_hazelcast(lab, short)
     store = lab.path / "data" / "ferretdb"
     store.mkdir(parents=True, exist_ok=True)
     data = topology.host("data").address
@@ -588,7 +729,8 @@ def run_up(lab: LabDir) -> dict[str, Any]:
     wait_for(lab, "manager", lambda: http_get(lab, "vpn", health).status_code == 200, 60, "manager")
     api = LabApi(lab, admin_token(lab))
     api.call("POST", "/environments", {"name": topology.ENVIRONMENT, "type": "prod"}, ok=(409,))
-    wait_for(lab, "Hazelcast", lambda: _hazelcast_started(lab, data), 90, "hazelcast")
+    _setup_alerts(api)
+    wait_for_hazelcast(lab)
     for short in topology.WORKERS:
         start_worker(lab, short)
     for short in topology.WORKERS:
@@ -637,12 +779,19 @@ WHERE = (
     ("dmz", "wk1", "worker-1 :8080"),
     ("dmz", "wk2", "worker-2 :8080"),
     ("lan", "mgr", "manager-1 :8080 (management API, cluster API)"),
+    ("lan", "dns", f"dns-1: dnsmasq :{topology.DNS_PORT} udp+tcp, names *.{topology.DOMAIN}"),
+    ("lan", "smtp", "smtp-1: SMTP :587 :25 (aiosmtpd, STARTTLS + AUTH), Maildir mail/"),
     (
         "lan",
         "data",
         f"data-1: FerretDB :{topology.MONGODB_PORT}, Hazelcast :{topology.HAZELCAST_PORT}",
     ),
     ("lan", "es1", f"es-1: Elasticsearch :{topology.ELASTICSEARCH_PORT} (traffic records)"),
+    (
+        "lan",
+        "data2",
+        f"data-2: Hazelcast :{topology.HAZELCAST_PORT} (the full profile's second member)",
+    ),
     ("router", "rt", "nftables zone tables dmz + lan from the matrix"),
 )
 
@@ -651,7 +800,10 @@ def describe(lab: LabDir) -> str:
     state = lab.load()
     spaces = lab_namespaces(lab)
     lines = ["zone      namespace          address        runs"]
+    present = {h.short for h in topology.hosts(profile_of(lab))} | {"rt"}
     for zone, short, what in WHERE:
+        if short not in present:
+            continue
         address = topology.host(short).address if short != "rt" else "198.18.{0,1,2,4}.1"
         lines.append(f"{zone:<9} {spaces.ns(short):<18} {address:<14} {what}")
     processes = state.get("processes", {})
@@ -735,6 +887,7 @@ def run_down(lab: LabDir) -> list[str]:
     names = [n for n in names if n.startswith(lab.ident)]
     netns.remove(names, lab.ident)
     _remove_elasticsearch_dir(lab)
+    _remove_resolvers(lab.ident)
     if lab.path.is_dir() and _is_lab_dir(lab.path):
         shutil.rmtree(lab.path)
     return names

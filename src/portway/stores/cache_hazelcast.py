@@ -28,6 +28,11 @@ Plain values use ``set``/``put_if_absent``/``replace_if_same`` directly; Hazelca
 whole seconds (a sub-second TTL would expire at once), so TTLs are rounded up. A compare-and-set
 with a TTL sets it with a second call, so a concurrent writer may see its TTL replaced: acceptable
 for cached values, never used for counters.
+
+Losing the cluster: the client reconnects on its own for ``connect_timeout`` seconds, then shuts
+itself down for good. The cache then answers ``StoreUnavailable`` at once and opens a new client
+in the background (one attempt at a time) until the cluster is back — without that, a worker
+whose only member restarted would never count again (found by the lab's drill 5).
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ class HazelcastCache:
         self._client: Any = None
         self._values: Map[str, bytearray] | None = None
         self._counters: Map[str, bytearray] | None = None
+        self._reopening: asyncio.Task[None] | None = None
 
     async def _call(self, op: Awaitable[T], limit: float | None = None) -> T:
         limit = limit or self._timeout
@@ -118,9 +124,27 @@ class HazelcastCache:
             raise StoreUnavailable(f"hazelcast: {exc}") from exc
 
     def _maps(self) -> tuple[Map[str, bytearray], Map[str, bytearray]]:
+        client = self._client
+        if client is not None and not client.lifecycle_service.is_running():
+            if self._reopening is None or self._reopening.done():
+                self._reopening = asyncio.get_running_loop().create_task(self._reopen(client))
+            raise StoreUnavailable("hazelcast: the client lost the cluster; reconnecting")
+        if self._reopening is not None and not self._reopening.done():
+            raise StoreUnavailable("hazelcast: reconnecting to the cluster")
         if self._values is None or self._counters is None:
             raise StoreUnavailable("cache is not open")
         return self._values, self._counters
+
+    async def _reopen(self, dead: Any) -> None:
+        """Replace a client that gave up on the cluster; retry until a new one connects."""
+        if self._client is dead:
+            self._client = None
+            self._values = self._counters = None
+        while self._client is None:
+            try:
+                await self.open()
+            except StoreUnavailable:
+                await asyncio.sleep(min(1.0, self._connect_timeout))
 
     async def open(self) -> None:
         if self._client is not None:
@@ -152,6 +176,11 @@ class HazelcastCache:
             raise
 
     async def close(self) -> None:
+        reopening = self._reopening
+        if reopening is not None and reopening is not asyncio.current_task():
+            self._reopening = None  # (open() closes a half-opened client from inside _reopen)
+            reopening.cancel()
+            await asyncio.gather(reopening, return_exceptions=True)
         client, self._client = self._client, None
         self._values = self._counters = None
         if client is not None:

@@ -136,18 +136,29 @@ def host_permits(
     return permits
 
 
+def _placed_in(end: Peer, scope: ZoneScope) -> bool:
+    """The inventory puts every host of ``end`` inside the zone's networks (e.g. the DNS server,
+    an Internet component by the seed, run in the LAN): the zone's router carries its flows."""
+    if not end.networks:
+        return False
+    return all(
+        any(n.version == z.version and n.subnet_of(z) for z in scope.networks)  # type: ignore[arg-type]
+        for n in end.networks
+    )
+
+
 def zone_permits(
     matrix: Matrix, inventory: Inventory | None, scope: ZoneScope, generator: str
 ) -> list[Permit]:
     """Permits of the router around ``scope.zone``: flows entering it and flows leaving it."""
     permits: list[Permit] = []
     for flow in matrix.enabled_flows:
-        into = matrix.zone_of(flow.destination) is scope.zone
-        out_of = matrix.zone_of(flow.source) is scope.zone
+        src, dst = peer(matrix, inventory, flow.source), peer(matrix, inventory, flow.destination)
+        into = matrix.zone_of(flow.destination) is scope.zone or _placed_in(dst, scope)
+        out_of = matrix.zone_of(flow.source) is scope.zone or _placed_in(src, scope)
         if not (into or out_of):
             continue
         ports = _numbers(flow, generator)
-        src, dst = peer(matrix, inventory, flow.source), peer(matrix, inventory, flow.destination)
         for transport in flow.transports:
             if into:
                 permits.append(Permit(flow, "to_zone", src, dst, transport, ports))
