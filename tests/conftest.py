@@ -1,12 +1,19 @@
 """Session-wide fixtures: the real servers (Redis, FerretDB, Hazelcast, Elasticsearch), each
 started once per session on a free loopback port by ``tests/support/servers.py`` and shared by the
-store contract suites and the end-to-end tests."""
+store contract suites and the end-to-end tests.
+
+``make test`` runs the suite on pytest-xdist workers (``-n auto --dist loadfile``). Each worker is a
+session of its own: it starts its own copy of a server (own port, own data directory) the first
+time one of its tests needs it. The hooks at the end decide which tests go together and in which
+order the workers take them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 from tests.support.servers import (
     Server,
@@ -46,3 +53,45 @@ def hazelcast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def elasticsearch() -> Iterator[Server]:
     yield from _serve(elasticsearch_server)
+
+
+# --- units of work under xdist ------------------------------------------------------------------
+
+SHARED_SERVER_FILES = frozenset(
+    {
+        "tests/stores/test_shipper.py",
+        "tests/stores/test_traffic.py",
+        "tests/stores/test_traffic_search.py",
+    }
+)
+"""The test files that use the Elasticsearch server: one unit of work, so one worker starts it (a
+JVM of about 1 GiB that takes 30-60 s to start). Every other server starts in seconds; a file
+missing here only makes a second worker start its own Elasticsearch."""
+
+
+class _FileUnits(LoadFileScheduling):  # type: ignore[misc]  # xdist ships no type information
+    """``--dist loadfile``: a test file is a unit (its module-scoped fixtures, a Kafka broker or a
+    lab of network namespaces, start once), except ``SHARED_SERVER_FILES``, which are one unit.
+    Units are handed out in the collection order, which ``pytest_collection_modifyitems`` sets."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = str(super()._split_scope(nodeid))
+        return "elasticsearch" if path in SHARED_SERVER_FILES else path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getvalue("dist") != "loadfile":
+        return None
+    config.option.loadscopereorder = False  # the order below, not the largest file first
+    return _FileUnits(config, log)
+
+
+@pytest.hookimpl(trylast=True)  # after deselection: sort only what runs
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker, the files that hold a ``slow`` test go first, so that no long test
+    starts last and leaves one worker running alone at the end. A serial run keeps pytest's
+    order."""
+    if not hasattr(config, "workerinput"):
+        return
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable otherwise

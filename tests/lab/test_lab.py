@@ -53,6 +53,7 @@ def _leftovers(lab: LabDir, pids: list[int]) -> dict[str, Any]:
 
 
 @pytest.mark.netns
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
     _require_lab()
