@@ -10,6 +10,8 @@ order the workers take them.
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -52,7 +54,25 @@ def hazelcast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def elasticsearch() -> Iterator[Server]:
-    yield from _serve(elasticsearch_server)
+    for server in _serve(elasticsearch_server):
+        _warm_up(server)
+        yield server
+
+
+def _warm_up(server: Server) -> None:
+    """Make and write one data stream (left in place; it dies with the server) before a test
+    does: on a fresh node under load the first index template took more than the 2 s per-call
+    bound a test gives its sink."""
+    base = f"http://127.0.0.1:{server.port}"
+    template = {"index_patterns": ["portway-warm-up"], "data_stream": {}, "priority": 500}
+    for path, body in (
+        ("/_index_template/portway-warm-up", template),
+        ("/portway-warm-up/_create/1?refresh=true", {"@timestamp": "2026-01-01T00:00:00Z"}),
+    ):
+        request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="PUT")
+        request.add_header("content-type", "application/json")
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert response.status in (200, 201), (path, response.status)
 
 
 # --- units of work under xdist ------------------------------------------------------------------
