@@ -30,9 +30,9 @@ up: $(VENV)/.synced
 provision: $(VENV)/.synced
 	scripts/provision
 
-## test: provision the real servers, then run the whole suite
+## test: provision the real servers, then run the whole suite on one process per core (at most 4)
 test: provision
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile
 
 ## check: lint, format check, strict typing
 check: $(VENV)/.synced

@@ -74,7 +74,9 @@ def chromium(base_url: str, shots: Path) -> Iterator[Any]:
             def open_page() -> Page:
                 context = browser.new_context(viewport={"width": 1440, "height": 900})
                 page = context.new_page()
-                page.set_default_timeout(15_000)
+                # a cap on each wait, not a speed requirement: on a loaded machine (two xdist
+                # workers on two cores) Swagger UI took more than 15 s to draw
+                page.set_default_timeout(60_000)
                 tab = Page(page, base_url, shots, Axe())
                 page.on("request", lambda r: tab.hosts.add(urlsplit(r.url).netloc))
                 page.on("pageerror", lambda e: tab.errors.append(str(e)))

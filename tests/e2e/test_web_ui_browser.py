@@ -64,6 +64,7 @@ def latency_over_time(page: Any) -> None:
     assert {"p50", "p95", "p99"} <= set(labels), labels
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # one long scenario through every page in a real browser
 def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: Path) -> None:
     _, worker_port = platform.start_worker("w1")

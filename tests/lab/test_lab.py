@@ -165,6 +165,7 @@ def _check_drill_6(lab: LabDir, six: dict[str, Any]) -> None:
 
 
 @pytest.mark.netns
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_lab_up_audit_drills_report_down(tmp_path: Path) -> None:
     _require_lab()

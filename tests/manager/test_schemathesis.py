@@ -82,6 +82,7 @@ def conformance_failures(server: LiveManager, paths: tuple[str, ...] | None = No
     return failures
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # about 90 operations x 12 examples on a shared machine
 def test_every_generated_request_gets_a_documented_answer(server: LiveManager) -> None:
     assert conformance_failures(server) == []

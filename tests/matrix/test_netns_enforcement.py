@@ -39,7 +39,7 @@ from portway.matrix.settings import settings_from_mapping
 from tests.matrix.matrix_helpers import REPO
 from tests.support.servers import missing_capability
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.slow]  # one lab of namespaces for the module
 
 PREFIX = "pwmx"
 TLS_NAME = "api.portway.test"

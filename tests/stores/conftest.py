@@ -33,13 +33,21 @@ def mongo_url(server: Server, database: str, **options: str) -> str:
     return f"mongodb://127.0.0.1:{server.port}/{database}?{query}"
 
 
+CALL_TIMEOUT = "10"
+"""The cache's per-call bound in these URLs: a cap, not the subject (the timeout tests pass their
+own). The default second was too little for 100 concurrent increments on a loaded machine with two
+xdist workers, and the test failed on a slow answer instead of a wrong count."""
+
+
 def redis_url(server: Server, **options: str) -> str:
-    query = "&".join(f"{k}={v}" for k, v in {"prefix": unique() + ":", **options}.items())
+    base = {"prefix": unique() + ":", "timeout": CALL_TIMEOUT}
+    query = "&".join(f"{k}={v}" for k, v in {**base, **options}.items())
     return f"redis://127.0.0.1:{server.port}/0?{query}"
 
 
 def hazelcast_url(server: Server, **options: str) -> str:
-    query = "&".join(f"{k}={v}" for k, v in {"map": unique(), **options}.items())
+    base = {"map": unique(), "timeout": CALL_TIMEOUT}
+    query = "&".join(f"{k}={v}" for k, v in {**base, **options}.items())
     return f"hazelcast://127.0.0.1:{server.port}/{HAZELCAST_CLUSTER}?{query}"
 
 

@@ -253,6 +253,7 @@ def es_post(server: Server, path: str, body: dict[str, Any] | None = None) -> An
 
 
 @servers
+@pytest.mark.slow
 @pytest.mark.timeout(300)  # stops and starts Elasticsearch: about 2 minutes on a loaded machine
 @pytest.mark.parametrize("through", ["in-process sink", "child-process sink"])
 async def test_elasticsearch_stopped_mid_run_loses_nothing_and_duplicates_nothing(
