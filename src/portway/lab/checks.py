@@ -670,12 +670,14 @@ def drill_smtp_outage(lab: LabDir, seconds: float = 10.0) -> dict[str, Any]:
         rows = api.call("GET", "/alerts/deliveries?limit=1000")
         return [d for d in rows if d["id"] not in known]
 
-    def queued() -> bool:
-        return any(d["attempts"] >= 1 and d["state"] == "pending" for d in ours())
+    def failed_attempts() -> list[dict[str, Any]]:
+        # an attempt counts once it failed: the outbox raises ``attempts`` when it claims a
+        # delivery, before it tries, and records ``last_error`` after the try
+        return [d for d in ours() if d["state"] == "pending" and d["last_error"]]
 
-    wait_for(lab, "the alert e-mail queued (a failed attempt)", queued, 60)
+    wait_for(lab, "the alert e-mail queued (a failed attempt)", lambda: bool(failed_attempts()), 60)
     seconds_queued = time.monotonic() - killed
-    first_error = next(d["last_error"] for d in ours() if d["attempts"] >= 1)
+    first_error = failed_attempts()[0]["last_error"]
     start_worker(lab, "wk1")
     wait_for(lab, "worker-1 ready", lambda: worker_ready(lab, "wk1"), 60, "worker-1")
     wait_for(lab, "registry: worker-1 in sync",
