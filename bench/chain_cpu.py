@@ -30,7 +30,7 @@ from pathlib import Path
 
 from tests.support.servers import redis_server
 
-from bench.dataplane import NGINX_BACKEND, Lab, free_port, revision_json, wrk
+from bench.dataplane import Lab, free_port, revision_json, wrk
 from bench.policies import SCENARIO, chain_revision
 
 TARGETS = (
@@ -109,11 +109,7 @@ def cpu_lab(targets: list[str], bases: list[tuple[str, Path]]) -> Iterator[Lab]:
                 redis = stack.enter_context(redis_server(root))
             lab = Lab(root)
             try:
-                backend = free_port()
-                conf = root / "backend.conf"
-                conf.write_text(NGINX_BACKEND.format(root=root, port=backend))
-                nginx = ["nginx", "-p", str(root), "-c", str(conf), "-g", "daemon off; user root;"]
-                lab.start("direct", nginx, backend)
+                backend = lab.start_backend()
                 plain = root / "worker.json"
                 plain.write_text(revision_json(backend, 1, False))
                 chain = root / "chain.json"

@@ -258,6 +258,16 @@ class Lab:
         self.pids[name] = proc.pid
         return proc
 
+    def start_backend(self) -> int:
+        """The nginx backend every bench proxies to (``NGINX_BACKEND``, files under
+        ``root/www``), as ``direct``; returns its port."""
+        port = free_port()
+        conf = self.root / "backend.conf"
+        conf.write_text(NGINX_BACKEND.format(root=self.root, port=port))
+        nginx = ["nginx", "-p", str(self.root), "-c", str(conf), "-g", "daemon off; user root;"]
+        self.start("direct", nginx, port)
+        return port
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:
@@ -286,14 +296,7 @@ def lab() -> Iterator[Lab]:
         (root / "upload.lua").write_text(UPLOAD_LUA)
         the_lab = Lab(root)
         try:
-            backend = free_port()
-            conf = root / "backend.conf"
-            conf.write_text(NGINX_BACKEND.format(root=root, port=backend))
-            the_lab.start(
-                "direct",
-                ["nginx", "-p", str(root), "-c", str(conf), "-g", "daemon off; user root;"],
-                backend,
-            )
+            backend = the_lab.start_backend()
             port = free_port()
             conf = root / "proxy.conf"
             conf.write_text(nginx_proxy(root, port, backend))

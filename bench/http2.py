@@ -33,7 +33,6 @@ from pathlib import Path
 
 from bench.dataplane import (
     DURATION,
-    NGINX_BACKEND,
     REPEATS,
     Lab,
     Row,
@@ -217,11 +216,7 @@ def lab(baseline: str | None) -> Iterator[Lab]:
         (root / "grpc.msg").write_bytes(GRPC_MESSAGE)
         the_lab = Lab(root)
         try:
-            backend = free_port()
-            conf = root / "backend.conf"
-            conf.write_text(NGINX_BACKEND.format(root=root, port=backend))
-            nginx = ["nginx", "-p", str(root), "-g", "daemon off; user root;", "-c"]
-            the_lab.start("direct", [*nginx, str(conf)], backend)
+            backend = the_lab.start_backend()
             grpc_port = free_port()
             the_lab.start(
                 "grpc", [sys.executable, "-m", "bench.grpc_backend", str(grpc_port)], grpc_port
@@ -229,7 +224,8 @@ def lab(baseline: str | None) -> Iterator[Lab]:
             front = {name: free_port() for name in ("h1", "h2", "grpc_front")}
             conf = root / "front.conf"
             conf.write_text(NGINX_FRONT.format(root=root, backend=backend, grpc=grpc_port, **front))
-            the_lab.start("nginx-h1", [*nginx, str(conf)], front["h1"])
+            nginx = ["nginx", "-p", str(root), "-g", "daemon off; user root;", "-c", str(conf)]
+            the_lab.start("nginx-h1", nginx, front["h1"])
             the_lab.ports["nginx-h2"] = front["h2"]
             the_lab.ports["nginx-grpc"] = front["grpc_front"]
             plain = root / "worker.json"

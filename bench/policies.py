@@ -44,7 +44,6 @@ from tests.support.servers import redis_server
 from bench.dataplane import (
     DURATION,
     HAPROXY_GLOBAL,
-    NGINX_BACKEND,
     REPEATS,
     SCENARIOS,
     Lab,
@@ -223,11 +222,7 @@ def policy_lab() -> Iterator[PolicyLab]:
         with redis_server(root) as redis:
             the_lab = Lab(root)
             try:
-                backend = free_port()
-                conf = root / "backend.conf"
-                conf.write_text(NGINX_BACKEND.format(root=root, port=backend))
-                nginx = ["nginx", "-p", str(root), "-c", str(conf), "-g", "daemon off; user root;"]
-                the_lab.start("direct", nginx, backend)
+                backend = the_lab.start_backend()
                 _nginx(the_lab, "nginx", backend)
                 _gateways(the_lab, backend)
                 plain = root / "worker.json"
