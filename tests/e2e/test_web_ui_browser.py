@@ -299,7 +299,10 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         assert me.json()["username"] == admin["username"]
         page.reload()
         tab.wait_heading("Your account")
-        page.get_by_role("button", name="Revoke token ci", exact=True).click()
+        # the page reloads itself once the revoke is stored: wait for that load, or the next
+        # navigation races it ("interrupted by another navigation")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Revoke token ci", exact=True).click()
         page.get_by_text("revoked").wait_for()
         tab.go("/apis/default/shop/edit", "Edit shop")
         tab.check("api-edit")
@@ -352,7 +355,8 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
         )
         page.get_by_role("cell", name="upgrade", exact=True).wait_for()
         silence = platform.call("GET", "/alerts/silences")[0]
-        page.get_by_role("button", name=f"Delete silence {silence['id']}", exact=True).click()
+        with page.expect_navigation():  # the page reloads itself after the delete
+            page.get_by_role("button", name=f"Delete silence {silence['id']}", exact=True).click()
         wait_until(lambda: platform.call("GET", "/alerts/silences") == [], "silence deleted")
 
         def firing() -> bool:
