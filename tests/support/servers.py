@@ -78,10 +78,49 @@ def skip_or_fail(exc: Exception) -> NoReturn:
     missing_capability(f"real server missing: {exc}")
 
 
+PORTS_FIRST, PORTS_END = 20000, 32768
+"""Where ``free_port`` picks: below the kernel's ephemeral range (32768-60999 by default), so no
+outgoing connection's local port is ever one of them."""
+
+
+class _PortSlice:
+    """This test process's share of ``PORTS_FIRST``..``PORTS_END``: under pytest-xdist each worker
+    has its own slice, so two workers never pick the same port while one of them is still
+    starting its server (the servers bind with ``SO_REUSEPORT``: two of them on one port would
+    both start and share its connections). Ports are handed out in turn from a random start,
+    each once per cycle through the slice."""
+
+    def __init__(self) -> None:
+        count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+        index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+        size = (PORTS_END - PORTS_FIRST) // count
+        self.first = PORTS_FIRST + (index % count) * size
+        self.size = size
+        self.offset = int.from_bytes(os.urandom(2), "big") % size
+
+    def next(self) -> int:
+        for _ in range(self.size):
+            port = self.first + self.offset
+            self.offset = (self.offset + 1) % self.size
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError(f"no free port in {self.first}-{self.first + self.size - 1}")
+
+
+_ports: _PortSlice | None = None
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port nothing is bound to now, from this process's slice (``_PortSlice``)."""
+    global _ports
+    if _ports is None:
+        _ports = _PortSlice()
+    return _ports.next()
 
 
 def tcp_open(port: int, host: str = LOOPBACK) -> bool:
