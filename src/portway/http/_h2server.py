@@ -470,9 +470,12 @@ class H2ServerProtocol(WriteFlow, asyncio.Protocol):
             else:
                 self._reset(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
         finally:
-            if response.on_finish is not None:
+            # run once, then dropped: a callback that holds the response (a traffic record's)
+            # must not keep the two alive as a reference cycle
+            finish, response.on_finish = response.on_finish, None
+            if finish is not None:
                 try:
-                    response.on_finish(Outcome(response.status, sent, completed))
+                    finish(Outcome(response.status, sent, completed))
                 except Exception:
                     log.exception("on_finish callback failed")
 

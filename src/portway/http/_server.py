@@ -645,9 +645,12 @@ class HttpServerProtocol(WriteFlow, asyncio.Protocol):
                 keep = False
             return await self._send_stream(request, response, body, parts, keep, framing)
         finally:
-            if response.on_finish is not None:
+            # run once, then dropped: a callback that holds the response (a traffic record's)
+            # must not keep the two alive as a reference cycle
+            finish, response.on_finish = response.on_finish, None
+            if finish is not None:
                 try:
-                    response.on_finish(Outcome(response.status, self._sent, self._completed))
+                    finish(Outcome(response.status, self._sent, self._completed))
                 except Exception:
                     log.exception("on_finish callback failed")
 

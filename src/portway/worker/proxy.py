@@ -209,6 +209,10 @@ class _Record:
                     note.tracing.finish(note, dict(record))
             except Exception:
                 log.exception("the traffic log hook failed")
+            finally:
+                # the note and the policy context point at each other (the body readers fill
+                # the note): unlinked here, they go by reference counting, not by the collector
+                note.ctx = None
 
 
 class _Leave:
@@ -513,6 +517,43 @@ class _Tunnel:
         await pump(client, self._upstream.stream())
 
 
+class _RequestBody:
+    """A policy's ``ctx.request.body()``: reads the client's body whole (within the API's limit).
+
+    The body readers hold what they read from, never the ``_PipelineCall``: a bound method of the
+    call, kept by the views the call holds, made every request a reference cycle that only the
+    cyclic collector could free (its passes were ~10 % of a policy chain's time)."""
+
+    __slots__ = ("_limit", "_note", "_request")
+
+    def __init__(self, request: Request, limit: int | None, note: RequestNote | None) -> None:
+        self._request = request
+        self._limit = limit
+        self._note = note
+
+    async def __call__(self) -> bytes:
+        data = await self._request.body.read_all(self._limit)
+        if self._note is not None:
+            self._note.client_body = data
+        return data
+
+
+class _ResponseBody:
+    """A policy's ``ctx.response.body()``: reads the backend's body whole."""
+
+    __slots__ = ("_note", "_upstream")
+
+    def __init__(self, upstream: UpstreamResponse, note: RequestNote | None) -> None:
+        self._upstream = upstream
+        self._note = note
+
+    async def __call__(self) -> bytes:
+        data = await self._upstream.read_all(None)
+        if self._note is not None:
+            self._note.backend_response_body = data
+        return data
+
+
 class _PipelineCall:
     """One request through a route's policy pipeline: request hooks, the backend call, response
     hooks, then the client's response (or the pipeline's error answer at any step)."""
@@ -556,7 +597,7 @@ class _PipelineCall:
             path=request.path,
             query=list(self.query),
             headers=HeaderMap.from_wire(request.headers),
-            read_body=self._read_request_body,
+            read_body=_RequestBody(request, runtime.max_body, note),
         )
         self.ctx = PolicyContext(
             request=self.view,
@@ -611,19 +652,6 @@ class _PipelineCall:
             note.pipeline_s += ended - began
             if note.hooks is not None:
                 note.hooks.append((phase, began, ended))
-
-    async def _read_request_body(self) -> bytes:
-        data = await self.request.body.read_all(self.runtime.max_body)
-        if self.note is not None:
-            self.note.client_body = data
-        return data
-
-    async def _read_response_body(self) -> bytes:
-        assert self.upstream is not None
-        data = await self.upstream.read_all(None)
-        if self.note is not None:
-            self.note.backend_response_body = data
-        return data
 
     async def _fail(self, status: int, code: str, message: str) -> Response:
         ctx = self.ctx
@@ -736,7 +764,7 @@ class _PipelineCall:
         ctx.response = ResponseView(
             status=upstream.status,
             headers=HeaderMap.from_wire(upstream.headers),
-            read_body=self._read_response_body,
+            read_body=_ResponseBody(upstream, self.note),
         )
         began = time.monotonic() if self.note is not None else 0.0
         try:
