@@ -86,6 +86,22 @@ def test_probes_and_a_stopped_worker_is_down_then_converges(platform: Platform) 
     assert row(platform, "w1")["served_revision"] == missed["env_revision"]
 
 
+def changed(plat: Platform, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+    """A consumer change, once worker w1 serves the revision it published (by the manager's push,
+    or by the worker's own pull when the push missed it: a loaded CI machine can delay a status
+    report enough for the registry to skip the push)."""
+    with plat.api() as client:
+        response = client.request(method, path, json=body)
+    assert response.status_code == expect, response.text
+    published = response.headers["X-Portway-Published"]  # "dev@12"
+    revision = int(published.rpartition("@")[2])
+    wait_until(
+        lambda: (row(plat, "w1").get("last_served_revision") or 0) >= revision,
+        f"w1 serving {published}",
+    )
+    return response.json() if response.content else None
+
+
 def test_credential_changes_take_effect_at_the_worker_without_a_redeploy(
     platform: Platform,  # noqa: F811
 ) -> None:
@@ -104,8 +120,8 @@ def test_credential_changes_take_effect_at_the_worker_without_a_redeploy(
     }
     platform.call("POST", "/projects/default/apis", api, expect=201)
     platform.deploy("orders")  # the only deploy of this test
-    platform.call("POST", "/consumers", {"name": "shop", "grants": [{"api": "orders"}]}, expect=201)
-    key = platform.call("POST", "/consumers/shop/credentials", {}, expect=201)
+    changed(platform, "POST", "/consumers", {"name": "shop", "grants": [{"api": "orders"}]}, 201)
+    key = changed(platform, "POST", "/consumers/shop/credentials", {}, 201)
     url = f"http://127.0.0.1:{port}/orders/echo"
 
     def status(value: str) -> int:
@@ -115,19 +131,20 @@ def test_credential_changes_take_effect_at_the_worker_without_a_redeploy(
 
     assert status(key["secret"]) == 200
     credential = f"/consumers/shop/credentials/{key['id']}"
-    platform.call("PATCH", credential, {"disabled": True}, expect=200)
+    changed(platform, "PATCH", credential, {"disabled": True})
     assert status(key["secret"]) == 401
-    platform.call("PATCH", credential, {"disabled": False}, expect=200)
+    changed(platform, "PATCH", credential, {"disabled": False})
     assert status(key["secret"]) == 200
 
-    rotated = platform.call("POST", credential + "/rotate", {"grace_seconds": 3600}, expect=201)
+    rotated = changed(platform, "POST", credential + "/rotate", {"grace_seconds": 3600}, 201)
     assert status(key["secret"]) == 200  # the old key lives through the grace period
     assert status(rotated["secret"]) == 200
-    platform.call(
+    changed(
+        platform,
         "POST",
         f"/consumers/shop/credentials/{rotated['id']}/rotate",
         {"grace_seconds": 0},
-        expect=201,
+        201,
     )
     assert status(rotated["secret"]) == 401  # no grace: expired at once
 
@@ -137,13 +154,13 @@ def test_credential_changes_take_effect_at_the_worker_without_a_redeploy(
     [newest] = [c for c in listed.values() if c["rotated_from"] == rotated["id"]]
     assert newest["active"] is True
 
-    platform.call(
+    changed(
+        platform,
         "PUT",
         "/consumers/shop/grants/default/orders",
         {"limits": {"dev": {"throttling": {"limit": 2, "interval": 3600}}}},
-        expect=200,
     )
-    fresh = platform.call("POST", "/consumers/shop/credentials", {}, expect=201)["secret"]
+    fresh = changed(platform, "POST", "/consumers/shop/credentials", {}, 201)["secret"]
     assert [status(fresh) for _ in range(3)] == [200, 200, 429]  # the grant's own limit
-    platform.call("DELETE", "/consumers/shop/grants/default/orders", expect=None)
+    changed(platform, "DELETE", "/consumers/shop/grants/default/orders", None, 204)
     assert status(fresh) == 403
