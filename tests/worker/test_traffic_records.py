@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from portway.worker.traffic_record import iso_utc
 from tests.policies.helpers import consumer
 from tests.support.servers import free_port
 from tests.worker.support import api, backends, revision
@@ -140,3 +144,20 @@ async def test_gateway_errors_are_recorded_with_their_code(tmp_path: Path) -> No
     assert missing["error"] == "not_found"
     assert missing["status"] == 404
     assert "api" not in missing
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [0.0, 1.0, 1_764_748_800.0, 1_764_748_800.000001, 1_764_748_800.5, 1_764_748_859.999999],
+)
+def test_record_timestamps_are_the_instant_in_iso_8601_utc(seconds: float) -> None:
+    stamp = iso_utc(seconds)
+    assert stamp.endswith("+00:00")
+    assert len(stamp) == 32  # microseconds always written
+    moment = datetime.fromisoformat(stamp)
+    assert moment.utcoffset() == timedelta(0)
+    assert abs(moment - datetime.fromtimestamp(seconds, UTC)) <= timedelta(microseconds=1)
+    # the second it falls in is formatted afresh when the second changes, in either direction
+    later = seconds + 61.25
+    assert iso_utc(later)[:19] == datetime.fromtimestamp(later, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    assert iso_utc(seconds) == stamp

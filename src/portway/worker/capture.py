@@ -89,6 +89,7 @@ class CaptureRules:
         "backend_response",
         "bodies",
         "buffers_request",
+        "details",
         "json_paths",
         "mask_headers",
         "mask_paths",
@@ -116,6 +117,11 @@ class CaptureRules:
         """Some body is captured: credentials in headers are looked for in it too."""
         self.buffers_request = self.request.body or self.backend_request.body
         """The request body is read whole (up to the worker's limit) before the backend call."""
+        self.details = self.query or any(
+            r.headers or r.body
+            for r in (self.request, self.backend_request, self.backend_response, self.response)
+        )
+        """Some region is captured: the record has a ``detail`` part."""
         key_headers, key_query = _api_key_names(
             [api.policies, *(e.policies for e in api.endpoints)]
         )

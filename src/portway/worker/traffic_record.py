@@ -25,7 +25,6 @@ API's capture rules).
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from portway.http import Headers, Outcome, Request, Response, UpstreamResponse
@@ -121,6 +120,20 @@ class RequestNote:
                 self.client_body = payload
 
 
+_second: tuple[int, str] = (-1, "")
+
+
+def iso_utc(seconds: float) -> str:
+    """The epoch time ``seconds`` as ISO 8601 in UTC with microseconds, e.g.
+    ``2026-12-03T08:09:13.584222+00:00`` (``datetime.isoformat`` but for the microseconds, always
+    written), the date and time of day formatted once per second."""
+    global _second
+    whole = int(seconds)
+    if whole != _second[0]:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((seconds - whole) * 1_000_000):06d}+00:00"
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -142,13 +155,15 @@ def traffic_record(
     request_bytes = request.body.received
     record: TrafficRecord = {
         "id": cid.decode("ascii", "replace") or new_correlation_id(),
-        "timestamp": datetime.fromtimestamp(note.started, UTC).isoformat(),
+        "timestamp": iso_utc(note.started),
         "environment": runtime.revision.environment,
         "revision": runtime.number,
         "worker": note.worker,
         "method": request.method,
         "path": request.path,
-        "client_ip": runtime.trusted.client_ip(request),
+        "client_ip": (
+            note.ctx.client_ip if note.ctx is not None else runtime.trusted.client_ip(request)
+        ),
         "request_bytes": request_bytes,
         "status": outcome.status,
         "response_bytes": outcome.bytes_sent,
@@ -208,7 +223,7 @@ def traffic_record(
             headers = note.client_headers if note.client_headers is not None else request.headers
             record["variables"] = note.capture.mask_logged(logged, headers, request.query)
     rules = note.capture
-    if rules is not None:
+    if rules is not None and rules.details:
         detail = _detail(rules, request, note, response)
         if detail:
             record["detail"] = detail
