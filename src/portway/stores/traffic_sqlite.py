@@ -55,9 +55,12 @@ CREATE TABLE IF NOT EXISTS traffic (
     total_ms REAL,
     record TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS traffic_ts ON traffic (ts);
 CREATE INDEX IF NOT EXISTS traffic_ts_id ON traffic (ts DESC, id DESC);
+DROP INDEX IF EXISTS traffic_ts;
 """
+# ``traffic_ts_id`` serves every time range; the index on ``ts`` alone that files made before
+# 2026-12-03 also have only slowed each insert down, so it is dropped when such a file is opened.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _PURGE_EVERY = 3600.0
 
 
@@ -111,7 +114,7 @@ class SqliteTrafficSink:
                 record.get("consumer"),
                 record.get("status"),
                 record.get("total_ms"),
-                json.dumps(record, separators=(",", ":"), default=str),
+                _ENCODE(record),
             )
             for rid, ms, record in valid
         ]
