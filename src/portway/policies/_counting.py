@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from portway.policies.base import REPLY_HEADERS, ErrorSpec, PolicyConfig
+from portway.policies.base import ErrorSpec, PolicyConfig, pending_reply_headers
 from portway.policies.contract import PolicyContext
 from portway.policies.variables import Variable, as_text, compile_variable
 
@@ -134,11 +134,12 @@ def key_identity(identity: str) -> str:
 
 def rate_headers(ctx: PolicyContext, limit: int, remaining: int, reset: float) -> None:
     # decimal numbers: nothing for ``add_reply_header``'s cleaning to do
-    headers: list[tuple[str, str]] = ctx.variables.setdefault(REPLY_HEADERS, [])
-    headers += (
-        ("X-RateLimit-Limit", str(limit)),
-        ("X-RateLimit-Remaining", str(max(0, remaining))),
-        ("X-RateLimit-Reset", str(max(0, math.ceil(reset)))),
+    pending_reply_headers(ctx).extend(
+        (
+            ("X-RateLimit-Limit", str(limit)),
+            ("X-RateLimit-Remaining", str(max(0, remaining))),
+            ("X-RateLimit-Reset", str(max(0, math.ceil(reset)))),
+        )
     )
 
 

@@ -88,9 +88,14 @@ REPLY_HEADERS = "_portway.reply_headers"
 """ctx.variables key: headers to add to whatever reaches the client (CORS, X-RateLimit-*)."""
 
 
-def add_reply_header(ctx: PolicyContext, name: str, value: str) -> None:
+def pending_reply_headers(ctx: PolicyContext) -> list[tuple[str, str]]:
+    """The headers added so far to whatever reaches the client (the list itself, to add to)."""
     headers: list[tuple[str, str]] = ctx.variables.setdefault(REPLY_HEADERS, [])
-    headers.append((name, clean_header_value(value)))
+    return headers
+
+
+def add_reply_header(ctx: PolicyContext, name: str, value: str) -> None:
+    pending_reply_headers(ctx).append((name, clean_header_value(value)))
 
 
 class Policy(Generic[C]):

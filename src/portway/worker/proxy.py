@@ -569,7 +569,6 @@ class _PipelineCall:
         "route",
         "runtime",
         "started",
-        "upstream",
         "view",
     )
 
@@ -589,7 +588,6 @@ class _PipelineCall:
         self.pipeline = route.pipeline
         self.cid = cid
         self.note = note
-        self.upstream: UpstreamResponse | None = None
         self.choice: Choice | None = None
         self.query = parse_qsl(request.query, keep_blank_values=True) if request.query else []
         self.view = RequestView(
@@ -740,7 +738,6 @@ class _PipelineCall:
             choice=self.choice,
             connection=self.route.connection,
         )
-        self.upstream = upstream
         return upstream, address
 
     def _tunnel(self, upstream: UpstreamResponse) -> Response:
