@@ -10,6 +10,7 @@ import httpx
 from portway.config.models import ApiProxy, Endpoint
 from portway.config.revision import EnvironmentRevision
 from portway.policies.contract import NO_PIPELINE, Pipeline, PolicyContext, Reply
+from portway.stores.traffic import TrafficRecord
 from tests.worker.support import api, backends, gateway, revision, seen_header
 
 
@@ -58,6 +59,11 @@ async def test_hooks_shape_the_request_and_the_response() -> None:
             api("plain", "/plain", [b.url]),
         )
         async with gateway(rev, pipelines=factory) as gw, httpx.AsyncClient() as client:
+            r = await client.get(f"{gw.url}/svc/items/0")
+            assert r.status_code == 200
+            assert recording.logged == []  # on_log serves the record: no log, no call
+            records: list[TrafficRecord] = []
+            gw.handler.traffic = records.append
             r = await client.get(f"{gw.url}/svc/items/7?rewrite=1", headers={"X-Remove-Me": "x"})
             seen = r.json()
             assert seen_header(seen, "x-added") == "7"
@@ -78,9 +84,16 @@ async def test_hooks_shape_the_request_and_the_response() -> None:
             assert "x-seen-status" not in r.headers
             assert b.hits() == hits + 1
         await asyncio.sleep(0.05)
-    assert [entry["status"] for entry in recording.logged] == [200, 200, 200, 403]
-    assert recording.logged[0]["endpoint"] == "/items/{id}"
-    assert recording.logged[2]["endpoint"] is None
+    assert [entry["endpoint"] for entry in recording.logged] == [
+        "/items/{id}",
+        "/items/{id}",
+        None,
+        None,
+    ]
+    assert [(r["api"], r["status"]) for r in records] == [("svc", 200)] * 3 + [
+        ("svc", 403),
+        ("plain", 200),
+    ]
 
 
 async def test_error_hook_renders_backend_failures() -> None:

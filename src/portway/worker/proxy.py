@@ -240,36 +240,26 @@ class _Chain:
 
 
 class _Finish:
-    """Runs when the response has been sent: releases an unfinished upstream, logs."""
+    """Runs when the response has been sent: releases an unfinished upstream, and when the
+    request is recorded (``ctx`` given: traffic log or tracing) lets the pipeline note what ran."""
 
-    __slots__ = ("address", "ctx", "pipeline", "started", "upstream")
+    __slots__ = ("ctx", "pipeline", "upstream")
 
     def __init__(
         self,
         upstream: UpstreamResponse | None,
         ctx: PolicyContext | None = None,
         pipeline: Pipeline = NO_PIPELINE,
-        started: float = 0.0,
-        address: Address | None = None,
     ) -> None:
         self.upstream = upstream
         self.ctx = ctx
         self.pipeline = pipeline
-        self.started = started
-        self.address = address
 
     def __call__(self, outcome: Outcome) -> None:
         if self.upstream is not None and not outcome.completed:
             self.upstream.close()
         ctx = self.ctx
         if ctx is not None:
-            ctx.log.update(
-                status=outcome.status,
-                bytes_sent=outcome.bytes_sent,
-                completed=outcome.completed,
-                duration_ms=round((time.monotonic() - self.started) * 1000, 3),
-                upstream=self.address.url if self.address is not None else None,
-            )
             try:
                 self.pipeline.on_log(ctx)
             except Exception:
@@ -568,7 +558,6 @@ class _PipelineCall:
         "request",
         "route",
         "runtime",
-        "started",
         "view",
     )
 
@@ -581,7 +570,6 @@ class _PipelineCall:
         cid: str,
         note: RequestNote | None,
     ) -> None:
-        self.started = time.monotonic()
         self.runtime = runtime
         self.request = request
         self.route = route
@@ -622,7 +610,7 @@ class _PipelineCall:
             return await self._fail(*_error_for(exc))
         self._spent(began, "pipeline.request")
         if reply is not None:
-            return self._answer(reply, _Finish(None, self.ctx, self.pipeline, self.started))
+            return self._answer(reply, self._finish(None))
         self._apply_request_view()
         try:
             forward = self._forward_target(rest)
@@ -663,10 +651,16 @@ class _PipelineCall:
             out = _reply_response(reply, self.cid)
         else:
             out = error_response(status, code, message, self.cid, soap=ctx.soap_version)
-        out.on_finish = _Finish(None, ctx, self.pipeline, self.started)
+        out.on_finish = self._finish(None)
         return out
 
-    def _answer(self, reply: Reply, finish: _Finish) -> Response:
+    def _finish(self, upstream: UpstreamResponse | None) -> _Finish | None:
+        """The response's finish callback: none when nothing is left to release or record."""
+        if upstream is None and self.note is None:
+            return None
+        return _Finish(upstream, self.ctx if self.note is not None else None, self.pipeline)
+
+    def _answer(self, reply: Reply, finish: _Finish | None) -> Response:
         """The pipeline's own answer instead of the backend's."""
         response = _reply_response(reply, self.cid)
         response.on_finish = finish
@@ -752,7 +746,7 @@ class _PipelineCall:
             101,
             out,
             tunnel=_Tunnel(upstream),
-            on_finish=_Finish(None, self.ctx, self.pipeline, self.started),
+            on_finish=self._finish(None),
         )
 
     async def _respond(self, upstream: UpstreamResponse, address: Address) -> Response:
@@ -771,10 +765,9 @@ class _PipelineCall:
             upstream.close()
             return await self._fail(*_error_for(exc))
         self._spent(began, "pipeline.response")
-        finish = _Finish(upstream, ctx, self.pipeline, self.started, address)
         if reply is not None:
             upstream.close()
-            return self._answer(reply, finish)
+            return self._answer(reply, self._finish(None))
         view = ctx.response
         out = response_headers(
             view.headers.wire(),
@@ -786,7 +779,7 @@ class _PipelineCall:
             _sticky(out, self.choice, address)
         if view.body_override is not None:
             upstream.close()
-            return Response(view.status, out, view.body_override, on_finish=finish)
+            return Response(view.status, out, view.body_override, on_finish=self._finish(None))
         taken = upstream.body.take()
         if taken is not None and self.note is not None:
             self.note.backend_response_body = taken
@@ -795,7 +788,8 @@ class _PipelineCall:
             out,
             taken if taken is not None else upstream,
             content_length=upstream.content_length,
-            on_finish=finish,
+            # a body in hand leaves nothing to release
+            on_finish=self._finish(None if taken is not None else upstream),
             # the backend's fields were checked by the parser and the framing ones dropped:
             # only what the policies added may still hold a line break
             checked=_no_line_breaks(view.headers.added()),
