@@ -7,7 +7,7 @@ import pytest
 
 from portway.config.models import PolicySpec
 from portway.errors import ConfigError
-from portway.policies.ip_filter import client_address, parse_networks
+from portway.policies.ip_filter import _parse_cached, client_address, parse_address, parse_networks
 from portway.policies.registry import validate_policy_spec
 from tests.policies.helpers import World, consumer, make_ctx
 
@@ -102,6 +102,18 @@ PROXIES = parse_networks(["10.0.0.0/8", "2001:db8:ffff::/48"])
 def test_client_address(peer: str, forwarded: list[str], expected: str | None) -> None:
     found = client_address(peer, forwarded, PROXIES)
     assert (str(found) if found is not None else None) == expected
+
+
+def test_parsed_addresses_are_kept_only_for_short_values() -> None:
+    assert str(parse_address("192.0.2.77")) == "192.0.2.77"
+    kept = _parse_cached.cache_info().currsize
+    assert str(parse_address("192.0.2.77")) == "192.0.2.77"
+    assert _parse_cached.cache_info().currsize == kept
+    padded = " " * 500 + "192.0.2.78" + "\t" * 500  # what a client may send: parsed, not kept
+    assert str(parse_address(padded)) == "192.0.2.78"
+    assert parse_address(padded + "x") is None
+    assert _parse_cached.cache_info().currsize == kept
+    assert parse_address("192.0.2.999") is None
 
 
 async def test_ip_allow_and_deny(world: World) -> None:

@@ -6,6 +6,7 @@ not one is the client. Entries a client wrote to the left of that are never beli
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from typing import Annotated
@@ -31,6 +32,19 @@ def parse_networks(values: Sequence[str]) -> list[IpNetwork]:
 
 
 def parse_address(value: str) -> IpAddress | None:
+    """The address in ``value`` (``None`` when it is none). Addresses are immutable and clients
+    come back, so the answers for the last 4,096 short values are kept: parsing one costs more
+    than an IP filter's whole check. (Longer values, never more than padding around an address,
+    are parsed each time: a client cannot fill the cache with big strings.)"""
+    if len(value) > _CACHED_LENGTH:
+        return _parse_address(value)
+    return _parse_cached(value)
+
+
+_CACHED_LENGTH = 64
+
+
+def _parse_address(value: str) -> IpAddress | None:
     text = value.strip(" \t")  # optional whitespace only: CR/LF make the entry invalid
     if text.startswith("[") and "]" in text:
         text = text[1 : text.index("]")]  # "[2001:db8::1]:443"
@@ -43,6 +57,10 @@ def parse_address(value: str) -> IpAddress | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+_parse_cached = functools.lru_cache(maxsize=4096)(_parse_address)
+_address_text = functools.lru_cache(maxsize=4096)(str)
 
 
 def within(address: IpAddress, networks: Sequence[IpNetwork]) -> bool:
@@ -111,7 +129,7 @@ class IpFilterPolicy(Policy[IpFilterConfig]):
         address = client_address(ctx.client_ip, forwarded, self._trusted)
         if address is None:
             raise Deny("ip_denied")
-        ctx.variables["client.address"] = str(address)
+        ctx.variables["client.address"] = _address_text(address)
         if within(address, self._deny):
             raise Deny("ip_denied")
         if self._allow and not within(address, self._allow):
