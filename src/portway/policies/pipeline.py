@@ -91,7 +91,7 @@ def _default_scope_names(count: int) -> list[str]:
 class CompiledPipeline:
     """Immutable after compilation; all per-request state lives in the context."""
 
-    __slots__ = ("_error", "_request", "_response", "label", "services")
+    __slots__ = ("_error", "_finishing", "_request", "_response", "_unwinding", "label", "services")
 
     def __init__(
         self,
@@ -104,6 +104,10 @@ class CompiledPipeline:
         self._request = tuple(request)
         self._response = tuple(response)
         self._error = tuple(error)
+        self._unwinding = any(s.has_after_response for s in self._request)
+        """Some request-list policy acts on the response too (``after_response``)."""
+        self._finishing = any(s.has_finish for s in (*self._request, *self._response, *self._error))
+        """Some policy wants to know how the request ended (``finish``)."""
         self.services = services
         self.label = label
 
@@ -142,7 +146,8 @@ class CompiledPipeline:
                 return await self._fail(ctx, outcome, step.messages)
             if isinstance(outcome, Reply):
                 self._add_reply_headers(ctx, outcome.headers)
-                await self._finish(ctx, outcome.status)
+                if self._finishing:
+                    await self._finish(ctx, outcome.status)
                 return outcome
         return None
 
@@ -155,7 +160,7 @@ class CompiledPipeline:
                 return await self._fail(ctx, outcome, step.messages)
             if isinstance(outcome, Reply):
                 ctx.response = reply_to_response(outcome)
-        for step in reversed(ctx.variables.get(_RAN, ())):
+        for step in reversed(ctx.variables.get(_RAN, ()) if self._unwinding else ()):
             if step.has_after_response:
                 try:
                     await step.policy.after_response(ctx)
@@ -172,7 +177,8 @@ class CompiledPipeline:
         pending: list[tuple[str, str]] = ctx.variables.get(REPLY_HEADERS, [])
         for name, value in pending:
             ctx.response.headers.add(name, value)
-        await self._finish(ctx, ctx.response.status)
+        if self._finishing:
+            await self._finish(ctx, ctx.response.status)
         return None
 
     async def on_error(self, ctx: PolicyContext) -> Reply | None:
@@ -225,7 +231,8 @@ class CompiledPipeline:
             # a failure inside the error list must not hide the original error
         reply = response_to_reply(ctx.response)
         self._add_reply_headers(ctx, reply.headers)
-        await self._finish(ctx, reply.status)
+        if self._finishing:
+            await self._finish(ctx, reply.status)
         return reply
 
     @staticmethod
