@@ -12,6 +12,26 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+_NAMES: dict[str, tuple[str, bytes | None]] = {}
+_MAX_NAMES = 1024
+
+
+def _names(name: str) -> tuple[str, bytes | None]:
+    """A header name in lower case, and as received headers spell it (``None``: no received
+    header can have it). Policies ask for the same few names on every request, so the answers
+    are kept (at most ``_MAX_NAMES``: a script may ask for any name)."""
+    found = _NAMES.get(name)
+    if found is None:
+        lname = name.lower()
+        try:
+            wname: bytes | None = lname.encode("latin-1")
+        except UnicodeEncodeError:
+            wname = None
+        if len(_NAMES) >= _MAX_NAMES:
+            _NAMES.clear()
+        found = _NAMES[name] = (lname, wname)
+    return found
+
 
 class HeaderMap:
     """Case-insensitive, order-preserving, multi-valued HTTP headers (names kept as received).
@@ -35,17 +55,9 @@ class HeaderMap:
         found._wire = list(headers)
         return found
 
-    @staticmethod
-    def _wire_name(lname: str) -> bytes | None:
-        try:
-            return lname.encode("latin-1")
-        except UnicodeEncodeError:
-            return None  # no received header has this name
-
     def get(self, name: str, default: str | None = None) -> str | None:
-        lname = name.lower()
+        lname, wname = _names(name)
         if self._wire:
-            wname = self._wire_name(lname)
             for wkey, raw in self._wire:
                 if wkey == wname:
                     return raw.decode("latin-1")
@@ -55,10 +67,9 @@ class HeaderMap:
         return default
 
     def get_all(self, name: str) -> list[str]:
-        lname = name.lower()
+        lname, wname = _names(name)
         found: list[str] = []
         if self._wire:
-            wname = self._wire_name(lname)
             found = [v.decode("latin-1") for k, v in self._wire if k == wname]
         found += [v for k, v in self._items if k.lower() == lname]
         return found
@@ -74,9 +85,8 @@ class HeaderMap:
         self._items.append((name, value))
 
     def remove(self, name: str) -> None:
-        lname = name.lower()
+        lname, wname = _names(name)
         if self._wire:
-            wname = self._wire_name(lname)
             for wkey, _ in self._wire:
                 if wkey == wname:
                     self._wire = [(k, v) for k, v in self._wire if k != wname]
