@@ -91,10 +91,11 @@ STORE_ERRORS = {"store_unavailable": ErrorSpec(503, "the limit cannot be checked
 class Limits:
     """Compiled overrides and identity variable."""
 
-    __slots__ = ("default", "exact", "identity", "patterns")
+    __slots__ = ("_from_body", "default", "exact", "identity", "patterns")
 
     def __init__(self, config: CountingConfig) -> None:
         self.identity: Variable = compile_variable(config.identity)
+        self._from_body = self.identity.needs_body
         self.default = config.limit
         self.exact = {o.value: o.limit for o in config.overrides if o.value is not None}
         self.patterns = [
@@ -102,7 +103,11 @@ class Limits:
         ]
 
     async def identify(self, ctx: PolicyContext, now: float) -> str:
-        value = as_text(await self.identity.resolve(ctx, now))
+        identity = self.identity
+        if self._from_body:
+            value = as_text(await identity.resolve(ctx, now))
+        else:  # the common case (consumer, client_ip, a header): no coroutine
+            value = as_text(identity.resolve_now(ctx, now))
         return value if value is not None else ""
 
     def limit_for(self, identity: str) -> int:
