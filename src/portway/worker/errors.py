@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 from portway.http import Headers, Request, Response
 from portway.policies.soap import SoapVersion, fault, request_version
@@ -33,8 +34,10 @@ _random = random.Random(_bits)
 
 
 def new_correlation_id() -> str:
-    """128 random bits as 32 hex digits (unique, not secret: no system call per request)."""
-    return f"{_random.getrandbits(128):032x}"
+    """32 hex digits: the time in milliseconds (48 bits, UUIDv7's order) then 80 random bits.
+    Unique, not secret (no system call per request), and in time order, so the traffic sinks'
+    indexes on record ids grow at one end instead of at random places."""
+    return f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}{_random.getrandbits(80):020x}"
 
 
 def error_body(
