@@ -14,13 +14,20 @@ from typing import Any
 import pytest
 
 from portway.errors import RejectedRecords, StoreUnavailable
-from portway.stores.traffic import AnalyticsQuery, TrafficRecord, TrafficSink, open_traffic_sink
+from portway.stores.traffic import (
+    AnalyticsQuery,
+    SearchQuery,
+    TrafficRecord,
+    TrafficSink,
+    open_traffic_sink,
+)
 from portway.stores.traffic_elasticsearch import ElasticsearchTrafficSink, time_ms
 from portway.stores.traffic_sqlite import SqliteTrafficSink
 from tests.stores.conftest import elasticsearch_url, servers
 from tests.support.servers import Server, closed_port, silent_listener
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+T0_MS = int(T0.timestamp() * 1000)
 
 
 def record(i: int, **fields: Any) -> TrafficRecord:
@@ -164,14 +171,25 @@ async def test_a_sqlite_file_of_the_earlier_layout_works_the_same(tmp_path: Path
     path = tmp_path / "old.db"
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.executescript(OLD_SQLITE_LAYOUT)
+        old = record(99, id="cid-old")  # stored before records had a correlation_id
+        db.execute(
+            "INSERT INTO traffic VALUES (?,?,?,?,?,?,?,?)",
+            ("cid-old", T0_MS + 99_000, "prod", "api-0", None, 200, 1.0, json.dumps(old)),
+        )
+        db.commit()
     sink = SqliteTrafficSink(str(path))
     await sink.open()
     try:
-        batch = [record(i) for i in range(20)]
+        batch = [record(i, correlation_id="cid-new") for i in range(20)]
         await sink.write(batch)
         await sink.write(batch[10:] + [record(i) for i in range(20, 25)])  # a retried overlap
         result = await sink.query(query())
-        assert result.total == 25
+        assert result.total == 26
+        end = T0 + timedelta(minutes=3)
+        found = await sink.search(SearchQuery(T0, end, correlation_id="cid-old", limit=50))
+        assert [r["id"] for r in found.records] == ["cid-old"]
+        found = await sink.search(SearchQuery(T0, end, correlation_id="cid-new", limit=50))
+        assert len(found.records) == 20
     finally:
         await sink.close()
     with contextlib.closing(sqlite3.connect(path)) as db:

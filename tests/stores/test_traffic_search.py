@@ -95,3 +95,24 @@ async def test_bad_searches_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         await traffic_sink.search(search(**fields))
+
+
+async def test_a_correlation_id_finds_every_record_that_carries_it_or_is_named_by_it(
+    traffic_sink: TrafficSink,
+) -> None:
+    """A client may send one correlation id on many requests: each has its own record id. Records
+    written before 2026-12-03 have no ``correlation_id``: their id was it."""
+    await traffic_sink.write(
+        [
+            record(1, correlation_id="cid-shared"),
+            record(2, correlation_id="cid-shared"),
+            record(3, correlation_id="req-3"),  # the gateway's own: the same as the id
+            record(4),  # an earlier record: the id is the correlation id
+            record(5, correlation_id="cid-other"),
+        ]
+    )
+    assert await ids(traffic_sink, correlation_id="cid-shared") == ["req-2", "req-1"]
+    assert await ids(traffic_sink, correlation_id="req-3") == ["req-3"]
+    assert await ids(traffic_sink, correlation_id="req-4") == ["req-4"]
+    assert await ids(traffic_sink, correlation_id="cid-shared", api="api-1") == ["req-1"]
+    assert await ids(traffic_sink, correlation_id="cid-none") == []

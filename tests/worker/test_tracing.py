@@ -115,7 +115,8 @@ async def test_traceparent_is_continued_propagated_and_exported(
     assert server.parent_span_id.hex() == PARENT  # continues the client's trace
     for name in ("pipeline.request", "pipeline.response", "backend"):
         assert by_name[name].parent_span_id == server.span_id
-    assert attributes(server)["portway.id"] == "cid-traced"
+    assert attributes(server)["portway.correlation_id"] == "cid-traced"  # the client's
+    assert attributes(server)["portway.id"] != "cid-traced"  # the record's, the worker's own
     assert attributes(server)["http.response.status_code"] == 200
     assert attributes(by_name["pipeline.request"])["portway.policies"] == ["limit"]
     assert attributes(by_name["backend"])["portway.backend_status"] == 200

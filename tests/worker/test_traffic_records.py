@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from portway.stores.traffic import SearchQuery
 from portway.worker.traffic_record import iso_utc
 from tests.policies.helpers import consumer
 from tests.support.servers import free_port
@@ -119,6 +120,39 @@ async def test_a_denied_request_names_the_policy_and_never_reaches_a_backend(
     for field in ("backend", "backend_status", "retries", "backend_ms", "first_byte_ms"):
         assert field not in record
     assert setup.backend.hits() == 0
+
+
+async def test_a_reused_correlation_id_still_gives_each_request_its_own_record(
+    tmp_path: Path,
+) -> None:
+    """A client chooses its X-Correlation-ID, the same one on every request if it likes (or one
+    an earlier request had, to hide a request from the log): each request keeps a record."""
+    async with running(tmp_path) as setup:
+        for number in (1, 2, 3):
+            answer = await send(setup, "GET", f"/plain/again/{number}", "cid-again")
+            assert answer.status_code == 200
+            assert answer.headers["x-correlation-id"] == "cid-again"
+        generated = (await send(setup, "GET", "/plain/mine", None)).headers["x-correlation-id"]
+        hiding = await send(setup, "GET", "/plain/hidden", generated)
+        assert hiding.status_code == 200
+        assert setup.stores.shipper is not None
+        assert await setup.stores.shipper.flush(10.0)
+        start, end = datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC) + timedelta(1)
+        again = (
+            await setup.sink.search(SearchQuery(start, end, correlation_id="cid-again"))
+        ).records
+        mine = (await setup.sink.search(SearchQuery(start, end, correlation_id=generated))).records
+    assert sorted(r["path"] for r in again) == [
+        "/plain/again/1",
+        "/plain/again/2",
+        "/plain/again/3",
+    ]
+    assert {r["correlation_id"] for r in again} == {"cid-again"}
+    assert len({r["id"] for r in again}) == 3
+    assert "cid-again" not in {r["id"] for r in again}  # a client's id never names a record
+    # the gateway's own correlation id is the record's id; a later request reusing it is apart
+    assert sorted(r["path"] for r in mine) == ["/plain/hidden", "/plain/mine"]
+    assert [r["id"] for r in mine if r["path"] == "/plain/mine"] == [generated]
 
 
 async def test_a_route_without_policies_is_recorded_too(tmp_path: Path) -> None:

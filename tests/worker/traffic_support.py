@@ -57,9 +57,12 @@ async def logged_gateway(
         await sink.close()
 
 
-async def send(setup: Setup, method: str, path: str, cid: str, **kwargs: Any) -> httpx.Response:
+async def send(
+    setup: Setup, method: str, path: str, cid: str | None, **kwargs: Any
+) -> httpx.Response:
+    """One request with X-Correlation-ID ``cid`` (none: the gateway makes one)."""
     async with httpx.AsyncClient() as client:
         extra = kwargs.pop("headers", {})
         pairs = list(extra.items()) if isinstance(extra, dict) else list(extra)
-        headers = [("X-Correlation-ID", cid), *pairs]
+        headers = ([] if cid is None else [("X-Correlation-ID", cid)]) + pairs
         return await client.request(method, setup.gw.url + path, headers=headers, **kwargs)

@@ -321,15 +321,16 @@ def _es(lab: LabDir, method: str, path: str, body: Any = None) -> Any:
 
 def records_by_id(lab: LabDir, prefix: str) -> Counter[str]:
     """How many traffic records Elasticsearch holds for each correlation id starting with
-    ``prefix``: counted over the record's own ``id`` field in every backing index of the stream,
-    so a record stored twice counts 2 (its ``_id`` only deduplicates within one index)."""
+    ``prefix``: counted over the record's ``correlation_id`` field in every backing index of the
+    stream, so a record stored twice counts 2 (its ``_id`` only deduplicates within one index)."""
     _es(lab, "POST", f"/{STREAM}/_refresh")
     found: Counter[str] = Counter()
-    composite: dict[str, Any] = {"size": 5000, "sources": [{"id": {"terms": {"field": "id"}}}]}
+    field = {"terms": {"field": "correlation_id"}}
+    composite: dict[str, Any] = {"size": 5000, "sources": [{"id": field}]}
     while True:
         body = {
             "size": 0,
-            "query": {"prefix": {"id": prefix}},
+            "query": {"prefix": {"correlation_id": prefix}},
             "aggs": {"ids": {"composite": composite}},
         }
         result = _es(lab, "POST", f"/{STREAM}/_search", body)["aggregations"]["ids"]
@@ -496,7 +497,7 @@ def revisions_of(lab: LabDir, prefix: str) -> dict[str, int]:
     _es(lab, "POST", f"/{STREAM}/_refresh")
     body = {
         "size": 0,
-        "query": {"prefix": {"id": prefix}},
+        "query": {"prefix": {"correlation_id": prefix}},
         "aggs": {"revisions": {"terms": {"field": "revision", "size": 100}}},
     }
     buckets = _es(lab, "POST", f"/{STREAM}/_search", body)["aggregations"]["revisions"]["buckets"]

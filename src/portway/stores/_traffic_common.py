@@ -166,9 +166,10 @@ def check_search(query: SearchQuery) -> tuple[int, int, tuple[int, str] | None]:
 
 
 def search_terms(query: SearchQuery) -> list[tuple[str, str]]:
-    """The equality filters of a search that are set, as ``(field, value)``."""
+    """The equality filters of a search that are set, as ``(field, value)``; not the correlation
+    id, which a sink matches against ``correlation_id`` or ``id`` (records written before
+    2026-12-03 have only an id, which was the correlation id)."""
     pairs = (
-        ("id", query.correlation_id),
         ("environment", query.environment),
         ("api", query.api),
         ("consumer", query.consumer),

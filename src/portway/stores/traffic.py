@@ -1,8 +1,11 @@
 """The traffic log interface: append request records in batches, query aggregates.
 
 A record is one request through a worker (see ``TrafficRecord``). ``write`` is idempotent by the
-record's ``id`` (the correlation id): writing the same batch twice stores each record once, which is
-what lets the shipper retry after a failure without duplicating anything.
+record's ``id``: writing the same batch twice stores each record once, which is what lets the
+shipper retry after a failure without duplicating anything. The id is the worker's, unique per
+request; the ``correlation_id`` may be the client's, which a client can send on any number of
+requests (each still gets a record of its own). Records written before 2026-12-03 have no
+``correlation_id``: their id was it, so a correlation-id search matches either field.
 
 Backends are chosen by URL with ``open_traffic_sink``:
 
@@ -26,7 +29,8 @@ from urllib.parse import urlsplit
 class TrafficRecord(TypedDict, total=False):
     """One request; ``portway.worker.traffic_record`` documents what each field means."""
 
-    id: str  # correlation id, unique per request
+    id: str  # unique per request (made by the worker)
+    correlation_id: str  # the client's X-Correlation-ID when valid, else the id
     timestamp: str  # ISO 8601, UTC
     environment: str
     revision: int

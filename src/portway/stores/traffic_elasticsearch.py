@@ -62,10 +62,11 @@ from portway.stores.traffic import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TEMPLATE_VERSION = 3
+TEMPLATE_VERSION = 4
 _TIME_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _KEYWORDS = (
     "id",
+    "correlation_id",
     "environment",
     "project",
     "api",
@@ -286,6 +287,18 @@ class ElasticsearchTrafficSink:
                 meta={"managed_by": "portway", "version": TEMPLATE_VERSION},
             )
         )
+        # The template shapes backing indices made from now on; fields it gained since the
+        # stream's write index was made are added to the stream too (an existing field's mapping
+        # is never changed, and a stream not made yet has nothing to update).
+        try:
+            await self._call(
+                self._client().indices.put_mapping(
+                    index=self.stream, properties=mappings()["properties"]
+                )
+            )
+        except StoreError as exc:
+            if "index_not_found" not in str(exc):
+                raise
 
     # -- lifecycle without ILM ------------------------------------------------------------------
 
@@ -452,6 +465,10 @@ class ElasticsearchTrafficSink:
             {"range": {"@timestamp": {"gte": start, "lt": end, "format": "epoch_millis"}}}
         ]
         filters += [{"term": {name: value}} for name, value in search_terms(query)]
+        if query.correlation_id is not None:
+            either = [{"term": {"correlation_id": query.correlation_id}}]
+            either.append({"term": {"id": query.correlation_id}})
+            filters.append({"bool": {"should": either, "minimum_should_match": 1}})
         status: dict[str, int] = {}
         if query.status_min is not None:
             status["gte"] = query.status_min

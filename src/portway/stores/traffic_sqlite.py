@@ -53,15 +53,40 @@ CREATE TABLE IF NOT EXISTS traffic (
     consumer TEXT,
     status INTEGER,
     total_ms REAL,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    correlation_id TEXT
 );
 CREATE INDEX IF NOT EXISTS traffic_ts_id ON traffic (ts DESC, id DESC);
 DROP INDEX IF EXISTS traffic_ts;
 """
 # ``traffic_ts_id`` serves every time range; the index on ``ts`` alone that files made before
 # 2026-12-03 also have only slowed each insert down, so it is dropped when such a file is opened.
+# Files made before 2026-12-03 also lack ``correlation_id`` (their ids were the correlation ids):
+# ``_add_correlation_column`` adds it. Searches by correlation id scan the time range, as the
+# other equality filters do: one more index on a value that clients choose would cost each insert.
+_INSERT = (
+    "INSERT OR IGNORE INTO traffic "
+    "(id, ts, environment, api, consumer, status, total_ms, record, correlation_id) "
+    "VALUES (?,?,?,?,?,?,?,?,?)"
+)
 _ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _PURGE_EVERY = 3600.0
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = connect_wal(path, _SCHEMA)
+    try:
+        _add_correlation_column(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _add_correlation_column(conn: sqlite3.Connection) -> None:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(traffic)")}
+    if "correlation_id" not in columns:
+        conn.execute("ALTER TABLE traffic ADD COLUMN correlation_id TEXT")
 
 
 class SqliteTrafficSink:
@@ -94,7 +119,7 @@ class SqliteTrafficSink:
 
     async def open(self) -> None:
         try:
-            self._conn = await asyncio.to_thread(connect_wal, self._path, _SCHEMA)
+            self._conn = await asyncio.to_thread(_connect, self._path)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite {self._path}: {exc}") from exc
 
@@ -115,6 +140,7 @@ class SqliteTrafficSink:
                 record.get("status"),
                 record.get("total_ms"),
                 _ENCODE(record),
+                record.get("correlation_id"),
             )
             for rid, ms, record in valid
         ]
@@ -126,7 +152,7 @@ class SqliteTrafficSink:
         def fn(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany("INSERT OR IGNORE INTO traffic VALUES (?,?,?,?,?,?,?,?)", rows)
+                conn.executemany(_INSERT, rows)
                 if purge_before is not None:
                     conn.execute("DELETE FROM traffic WHERE ts < ?", (purge_before,))
             except BaseException:
@@ -203,6 +229,9 @@ class SqliteTrafficSink:
         where = "ts >= ? AND ts < ?"
         args: list[Any] = [start, end]
         clauses: list[tuple[str, object]] = [(f"{name} = ?", v) for name, v in search_terms(query)]
+        if query.correlation_id is not None:
+            where += " AND (correlation_id = ? OR id = ?)"
+            args += [query.correlation_id, query.correlation_id]
         clauses += [
             ("status >= ?", query.status_min),
             ("status <= ?", query.status_max),

@@ -321,8 +321,13 @@ def _refuse(
 
 
 async def _proxy(runtime: Runtime, request: Request, note: RequestNote | None) -> Response:
-    cid = incoming_correlation_id(request) or new_correlation_id()
+    incoming = incoming_correlation_id(request)
+    cid = incoming or new_correlation_id()
     CORRELATION_ID.set(cid)  # in every log line this request causes
+    if note is not None:
+        note.correlation_id = cid
+        # a client may send any correlation id, again and again: never the record's id
+        note.record_id = cid if incoming is None else new_correlation_id()
     match = runtime.router.match(request.host, request.method, request.path)
     if match is None:
         soap = client_soap_version(request)

@@ -114,7 +114,8 @@ class Tracing:
             if record.get("backend_status", 0) >= 500 or "backend_status" not in record:
                 backend.set_status(Status(StatusCode.ERROR))
             backend.end(end_time=now_ns)
-        for key in ("id", "api", "environment", "consumer", "error", "revision", "worker"):
+        keys = ("id", "correlation_id", "api", "environment", "consumer", "error", "revision")
+        for key in (*keys, "worker"):
             if key in record:
                 server.set_attribute(f"portway.{key}", record[key])
         status = int(record.get("status", 0))

@@ -15,8 +15,10 @@ The four regions of an exchange and what each records:
 - response to the client: ``status``, ``response_bytes`` (bytes written), ``total_ms`` (request
   arrival → response sent), ``error`` (the gateway's error code, or ``client_disconnected``).
 
-Plus who and where: ``environment``, ``revision``, ``worker``, ``project``, ``api``, ``endpoint``,
-``consumer``, ``credential`` (a credential id, never the secret); and the pipeline:
+Plus which: ``id`` (the worker's, unique per request) and ``correlation_id`` (the client's
+``X-Correlation-ID`` when valid, else the id); who and where: ``environment``, ``revision``,
+``worker``, ``project``, ``api``, ``endpoint``, ``consumer``, ``credential`` (a credential id,
+never the secret); and the pipeline:
 ``pipeline_ms`` (time in policy hooks), ``policies`` (those that ran), ``denied_by``, ``shadow``
 (verdicts of shadow-mode policies), ``variables`` (what ``log`` policies chose, masked by the
 API's capture rules).
@@ -56,6 +58,7 @@ class RequestNote:
         "capture",
         "client_body",
         "client_headers",
+        "correlation_id",
         "ctx",
         "endpoint",
         "error",
@@ -63,6 +66,7 @@ class RequestNote:
         "monotonic",
         "pipeline_s",
         "project",
+        "record_id",
         "send",
         "span",
         "started",
@@ -75,6 +79,10 @@ class RequestNote:
         self.started = started
         self.monotonic = monotonic
         self.worker = worker
+        self.correlation_id = ""
+        """The request's correlation id: the client's (when valid) or the gateway's."""
+        self.record_id = ""
+        """The record's id, unique per request: the correlation id when the gateway made it."""
         self.api: str | None = None
         self.project: str | None = None
         self.endpoint: str | None = None
@@ -142,19 +150,15 @@ def traffic_record(
     runtime: Runtime, request: Request, note: RequestNote, response: Response, outcome: Outcome
 ) -> TrafficRecord:
     now = time.monotonic()
-    cid = b""
     forwarded: list[str] = []
-    for name, value in response.headers:
-        # names are lower-case as the proxy builds them; the length test skips lower() for others
-        if name == b"x-correlation-id" or (len(name) == 16 and name.lower() == b"x-correlation-id"):
-            cid = value
-            break
     for name, value in request.headers:
         if name == b"x-forwarded-for":
             forwarded.append(value.decode("latin-1"))
     request_bytes = request.body.received
+    rid = note.record_id or new_correlation_id()
     record: TrafficRecord = {
-        "id": cid.decode("ascii", "replace") or new_correlation_id(),
+        "id": rid,
+        "correlation_id": note.correlation_id or rid,
         "timestamp": iso_utc(note.started),
         "environment": runtime.revision.environment,
         "revision": runtime.number,

@@ -35,7 +35,8 @@ function ms(value) {
 }
 
 function recordLink(r) {
-  return link(`#/requests/${enc(r.id)}?at=${enc(r.timestamp)}`, h("code", {}, r.id));
+  // the link names the record (its id is unique); the text is the correlation id a client sent
+  return link(`#/requests/${enc(r.id)}?at=${enc(r.timestamp)}`, h("code", {}, r.correlation_id || r.id));
 }
 
 const COLUMNS = [
@@ -101,7 +102,7 @@ function props(record, keys) {
 }
 
 const REGIONS = [
-  ["Who and where", [["timestamp", "When", when], ["environment", "Environment"], ["revision", "Revision"], ["worker", "Worker"], ["project", "Project"], ["api", "API"], ["endpoint", "Endpoint"], ["consumer", "Consumer"], ["credential", "Credential id"]]],
+  ["Who and where", [["correlation_id", "Correlation id"], ["id", "Record id"], ["timestamp", "When", when], ["environment", "Environment"], ["revision", "Revision"], ["worker", "Worker"], ["project", "Project"], ["api", "API"], ["endpoint", "Endpoint"], ["consumer", "Consumer"], ["credential", "Credential id"]]],
   ["Request from the client", [["method", "Method"], ["path", "Path", (v) => h("code", {}, v)], ["client_ip", "Client IP"], ["forwarded_for", "X-Forwarded-For"], ["request_bytes", "Body bytes"]]],
   ["Request to the backend", [["backend", "Backend"], ["backend_path", "Target", (v) => h("code", {}, v)], ["backend_request_bytes", "Body bytes"], ["retries", "Retries"], ["failovers", "Failovers"], ["circuit", "Circuit"]]],
   ["Response from the backend", [["backend_status", "Status", statusBadge], ["backend_response_bytes", "Body bytes"]]],
@@ -116,9 +117,11 @@ export async function detail(main, id) {
   const moment = at ? Date.parse(at) : Date.now();
   const start = new Date(moment - (at ? 60_000 : 7 * 86400_000)).toISOString();
   const end = new Date(moment + 60_000).toISOString();
-  const page = await api("GET", "/requests", undefined, { correlation_id: id, start, end, limit: 1 });
-  add(main, h("p", {}, link("#/requests", "← Request log")), h("h1", {}, "Request ", h("code", {}, id)));
-  const record = page.items[0];
+  // a correlation id search also finds records by id; a client may reuse a correlation id
+  const page = await api("GET", "/requests", undefined, { correlation_id: id, start, end, limit: 200 });
+  const record = page.items.find((r) => r.id === id) || page.items[0];
+  const title = record ? record.correlation_id || record.id : id;
+  add(main, h("p", {}, link("#/requests", "← Request log")), h("h1", {}, "Request ", h("code", {}, title)));
   if (!record) {
     add(main, h("p", { class: "empty" }, "No request with this correlation id in the searched range."));
     return;
