@@ -1,4 +1,5 @@
-"""What both traffic sinks share: record checks, time handling, buckets and percentiles.
+"""What the traffic sinks share: the records' JSON, record checks, time handling, buckets and
+percentiles.
 
 Analytics semantics, identical on every backend:
 - a record belongs to ``[start, end)`` by its ``timestamp``; ``environment``/``api``/``consumer``
@@ -20,6 +21,8 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+import orjson
+
 from portway.stores.traffic import AnalyticsQuery, Bucket, SearchQuery, TrafficRecord
 
 MAX_ID_LENGTH = 256
@@ -29,6 +32,20 @@ PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0))
 """Latency percentiles over the whole range (p90 kept for the clients that read it)."""
 BUCKET_PERCENTILES = (("p50", 50.0), ("p95", 95.0), ("p99", 99.0))
 """Latency percentiles in each time bucket."""
+
+
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def record_json(value: object) -> bytes:
+    """A record (or a batch of them) as compact JSON, values JSON does not know as ``str``: how
+    every sink and the spool write records. orjson, ~5x faster than the standard encoder per
+    record; what it refuses (an integer beyond 64 bits) goes through the standard one."""
+    try:
+        return orjson.dumps(value, default=str, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError
+        return _JSON(value).encode()
 
 
 def epoch_ms(moment: datetime) -> int:

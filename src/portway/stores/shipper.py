@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO
 
 from portway.errors import RejectedRecords
+from portway.stores._traffic_common import record_json
 from portway.stores.traffic import TrafficRecord, TrafficWriter
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,7 @@ class ShipperStats:
 
 
 def _encode(records: Sequence[TrafficRecord]) -> bytes:
-    return b"".join(
-        json.dumps(r, separators=(",", ":"), default=str).encode() + b"\n" for r in records
-    )
+    return b"".join(record_json(r) + b"\n" for r in records)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

@@ -14,7 +14,6 @@ lost. Records carry their ``id`` (the correlation id) for the receiver to drop s
 from __future__ import annotations
 
 import hashlib
-import json
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ import httpx
 
 from portway.errors import StoreUnavailable
 from portway.stores._forwarding import ForwardingSink, forward
+from portway.stores._traffic_common import record_json
 from portway.stores.traffic import TrafficRecord
 
 OPTIONS = ("token_file", "ca_file", "timeout")
@@ -83,7 +83,7 @@ class HttpTrafficSink(ForwardingSink):
         return self._client
 
     async def _post(self, records: list[TrafficRecord]) -> None:
-        body = json.dumps({"records": records}, separators=(",", ":"), default=str).encode()
+        body = record_json({"records": records})
         ids = "\n".join(str(r.get("id")) for r in records).encode()
         headers = {
             "Content-Type": "application/json",

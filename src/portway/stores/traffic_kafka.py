@@ -15,7 +15,6 @@ repeats by the record's ``id``.
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
@@ -25,6 +24,7 @@ from aiokafka.errors import KafkaError
 
 from portway.errors import StoreUnavailable
 from portway.stores._forwarding import ForwardingSink, forward
+from portway.stores._traffic_common import record_json
 from portway.stores.traffic import TrafficRecord
 
 OPTIONS = {"ca_file", "client_id", "timeout"}
@@ -111,7 +111,7 @@ class KafkaTrafficSink(ForwardingSink):
             pending = [
                 await producer.send(
                     self.topic,
-                    value=json.dumps(r, separators=(",", ":"), default=str).encode(),
+                    value=record_json(r),
                     key=str(r.get("api") or r.get("id")).encode(),
                 )
                 for r in records

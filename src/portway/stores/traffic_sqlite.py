@@ -30,6 +30,7 @@ from portway.stores._traffic_common import (
     fill_buckets,
     page_of,
     percentiles,
+    record_json,
     search_terms,
     split_records,
     top,
@@ -69,7 +70,6 @@ _INSERT = (
     "(id, ts, environment, api, consumer, status, total_ms, record, correlation_id) "
     "VALUES (?,?,?,?,?,?,?,?,?)"
 )
-_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _PURGE_EVERY = 3600.0
 
 
@@ -139,7 +139,7 @@ class SqliteTrafficSink:
                 record.get("consumer"),
                 record.get("status"),
                 record.get("total_ms"),
-                _ENCODE(record),
+                record_json(record).decode(),
                 record.get("correlation_id"),
             )
             for rid, ms, record in valid

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import ssl
@@ -32,6 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from portway.errors import StoreUnavailable
 from portway.stores._forwarding import ForwardingSink, forward
+from portway.stores._traffic_common import record_json
 from portway.stores.traffic import TrafficRecord
 
 FACILITIES = {f"local{n}": 16 + n for n in range(8)}
@@ -71,7 +71,7 @@ def message(record: TrafficRecord, target: SyslogTarget, hostname: str, pid: int
             _NILVALUE,
         )
     )
-    body = f"{header} {json.dumps(record, separators=(',', ':'), default=str)}".encode()
+    body = f"{header} ".encode() + record_json(record)
     return f"{len(body)} ".encode() + body
 
 
