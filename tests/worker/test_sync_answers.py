@@ -67,3 +67,27 @@ def test_a_newer_or_equal_answer_and_a_push_are_followed_at_once(tmp_path: Path)
             await worker.close()
 
     asyncio.run(scenario())
+
+
+def test_an_answer_that_waited_for_a_push_to_install_does_not_undo_it(tmp_path: Path) -> None:
+    """Serving 3, a report answer says 3 while a push of 4 holds the lock (pulling, compiling);
+    once 4 is installed the answer is older than what is served: skipped, not pulled. (It used
+    to be judged before the wait, as current, and then put 3 back: a credential disabled by
+    revision 4 worked again until the next report.)"""
+
+    async def scenario() -> None:
+        worker = sync(tmp_path)
+        try:
+            worker.state.served_revision = 3
+            await worker._lock.acquire()  # the push of 4, mid-install
+            answer = asyncio.create_task(worker._converge(3, from_report=True))
+            await asyncio.sleep(0.05)
+            assert not answer.done()
+            worker.state.served_revision = 4
+            worker._lock.release()
+            await answer  # no pull (it would fail: nothing listens), nothing installed
+            assert worker.state.served_revision == 4
+        finally:
+            await worker.close()
+
+    asyncio.run(scenario())

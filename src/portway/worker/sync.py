@@ -201,11 +201,13 @@ class ConfigSync:
 
     # converging ---------------------------------------------------------------------------
     async def _converge(self, desired: int | None, from_report: bool = False) -> None:
-        if from_report and self._older_answer(desired):
-            return
-        if desired is not None:
-            self.state.desired_revision = desired
         async with self._lock:
+            # judged under the lock: a push may have installed a newer revision while this
+            # report answer waited for it, and must not be undone by the answer it overtook
+            if from_report and self._older_answer(desired):
+                return
+            if desired is not None:
+                self.state.desired_revision = desired
             if desired is None or desired == self.state.served_revision:
                 return
             revision = await self.pull(desired)
