@@ -21,7 +21,7 @@ from portway.stores.traffic import (
     TrafficSink,
     open_traffic_sink,
 )
-from portway.stores.traffic_elasticsearch import ElasticsearchTrafficSink, time_ms
+from portway.stores.traffic_elasticsearch import ElasticsearchTrafficSink, mappings, time_ms
 from portway.stores.traffic_sqlite import SqliteTrafficSink
 from tests.stores.conftest import elasticsearch_url, servers
 from tests.support.servers import Server, closed_port, silent_listener
@@ -280,6 +280,44 @@ async def test_elasticsearch_indexes_logged_variables(elasticsearch: Server) -> 
         mapping = es_get(elasticsearch, f"/{sink.stream}/_mapping")
         (index,) = mapping.values()
         assert index["mappings"]["properties"]["variables"]["type"] == "flattened"
+    finally:
+        await sink.close()
+
+
+def es_send(server: Server, method: str, path: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@servers
+async def test_a_stream_made_before_correlation_ids_gets_the_field(elasticsearch: Server) -> None:
+    """A data stream whose write index predates the ``correlation_id`` field: opening the sink
+    adds the field to it, so records written from then on are found by correlation id."""
+    url = elasticsearch_url(elasticsearch)
+    sink = open_traffic_sink(url)
+    assert isinstance(sink, ElasticsearchTrafficSink)
+    old = mappings()
+    del old["properties"]["correlation_id"]
+    template = {"index_patterns": [sink.stream], "data_stream": {}, "priority": 200}
+    template["template"] = {"settings": {"number_of_replicas": 0}, "mappings": old}
+    es_send(elasticsearch, "PUT", f"/_index_template/{sink.stream}", template)
+    earlier = {"@timestamp": T0.isoformat(), **record(0, id="cid-earlier")}
+    es_send(elasticsearch, "POST", f"/{sink.stream}/_doc?refresh=true", earlier)
+    await sink.open()
+    try:
+        await sink.write([record(1, correlation_id="cid-later"), record(2, correlation_id="x")])
+        end = T0 + timedelta(minutes=3)
+        found = await sink.search(SearchQuery(T0, end, correlation_id="cid-later"))
+        assert [r["id"] for r in found.records] == ["req-1"]
+        mapping = es_get(elasticsearch, f"/{sink.stream}/_mapping")
+        (index,) = mapping.values()  # still the one backing index made before
+        assert index["mappings"]["properties"]["correlation_id"]["type"] == "keyword"
     finally:
         await sink.close()
 

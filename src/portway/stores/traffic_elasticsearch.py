@@ -289,16 +289,24 @@ class ElasticsearchTrafficSink:
         )
         # The template shapes backing indices made from now on; fields it gained since the
         # stream's write index was made are added to the stream too (an existing field's mapping
-        # is never changed, and a stream not made yet has nothing to update).
+        # is never changed, and a stream not made yet has nothing to update). Not a reason to
+        # refuse records: without it the new fields are searchable from the next backing index.
         try:
             await self._call(
                 self._client().indices.put_mapping(
                     index=self.stream, properties=mappings()["properties"]
                 )
             )
+        except StoreUnavailable:
+            raise
         except StoreError as exc:
             if "index_not_found" not in str(exc):
-                raise
+                log.warning(
+                    "traffic stream %s: new fields not added to its mapping (%s); they are "
+                    "searchable from its next backing index",
+                    self.stream,
+                    exc,
+                )
 
     # -- lifecycle without ILM ------------------------------------------------------------------
 
