@@ -31,7 +31,7 @@ def records(rsyslog: Rsyslog) -> dict[str, dict[str, object]]:
     found = {}
     for fields in rsyslog.lines():
         record = json.loads(fields[5])
-        found[record["id"]] = record
+        found[record["correlation_id"]] = record
     return found
 
 
