@@ -150,6 +150,10 @@ async def serve_worker(
             if certificates is not None
             else lambda: log.info("SIGHUP: no TLS certificate to reload"),
         )
+    if certificates is not None:
+        # a SIGHUP that came while this process started was ignored (``_child``): the files say
+        # whether it would have changed anything
+        certificates.check()
     log.info(
         "worker process %d listening on %s",
         index,
