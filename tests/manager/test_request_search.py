@@ -42,12 +42,12 @@ def records() -> list[TrafficRecord]:
     return out
 
 
-def seed(url: str) -> None:
+def seed(url: str, batch: list[TrafficRecord] | None = None) -> None:
     async def write() -> None:
         sink = open_traffic_sink(url)
         await sink.open()
         try:
-            await sink.write(records())
+            await sink.write(records() if batch is None else batch)
         finally:
             await sink.close()
 
@@ -188,3 +188,35 @@ def test_search_needs_a_reader(
     for path in ("/api/v1/requests/", "/api/v1//requests", "/API/V1/requests"):
         assert anonymous.get(path).status_code in (401, 404, 307)
     assert anonymous.post("/api/v1/requests").status_code in (401, 405)
+
+
+def test_a_reused_correlation_id_lists_every_record_that_carries_it(
+    searcher: TestClient, traffic_url: str
+) -> None:
+    """A client sent one correlation id on two requests: each has its own record, both are found
+    by the correlation id and each by its id, and the typed answer carries ``correlation_id``."""
+    moment = NOW - timedelta(minutes=20)
+    seed(
+        traffic_url,
+        [
+            {
+                "id": rid,
+                "correlation_id": "client-cid",
+                "timestamp": (moment + timedelta(seconds=n)).isoformat(),
+                "environment": "staging",
+                "status": 200,
+                "method": "GET",
+                "path": f"/again/{n}",
+            }
+            for n, rid in enumerate(("r-1", "r-2"))
+        ],
+    )
+    response = searcher.get("/api/v1/requests", params={"correlation_id": "client-cid"})
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    assert [(r["id"], r["correlation_id"], r["path"]) for r in items] == [
+        ("r-2", "client-cid", "/again/1"),
+        ("r-1", "client-cid", "/again/0"),
+    ]
+    response = searcher.get("/api/v1/requests", params={"correlation_id": "r-1"})
+    assert [r["path"] for r in response.json()["items"]] == ["/again/0"]

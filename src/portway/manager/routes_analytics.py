@@ -84,7 +84,15 @@ async def traffic_analytics(
 async def search_requests(
     svc: Svc,
     _: Reader,
-    correlation_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    correlation_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=256,
+            description="records with this correlation id (several when a client reused it), "
+            "or the record with this id",
+        ),
+    ] = None,
     start: Annotated[datetime | None, Query(description="default: one hour before end")] = None,
     end: Annotated[datetime | None, Query(description="default: now")] = None,
     environment: Annotated[str | None, Query(max_length=63)] = None,

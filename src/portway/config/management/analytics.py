@@ -54,7 +54,14 @@ class TrafficRecordView(Answer):
 
     model_config = ConfigDict(extra="allow")
 
-    id: Annotated[str, Field(description="the correlation id")]
+    id: Annotated[str, Field(description="the record's id: the worker's, unique per request")]
+    correlation_id: Annotated[
+        str | None,
+        Field(
+            description="the request's X-Correlation-ID: the client's when valid, else the id "
+            "(absent from records written before 2026-12-03, whose id was their correlation id)"
+        ),
+    ] = None
     timestamp: Annotated[str, Field(description="ISO 8601, UTC")]
     environment: str | None = None
     revision: int | None = None
