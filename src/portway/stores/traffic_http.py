@@ -7,8 +7,9 @@ query string (the rest is sent on): ``token_file`` (a file holding a token sent 
 Delivery: any 2xx answer acknowledges the batch. Every other answer, and any transport error,
 raises ``StoreUnavailable``: the shipper spools the batch and sends it again later, so nothing is
 lost while the receiver is down or refuses — and a receiver sees a batch again when its answer was
-lost. Records carry their ``id`` (the correlation id) for the receiver to drop such repeats; the
-``X-Portway-Batch`` header (a digest of the batch's ids) is the same on every repeat of a batch.
+lost. Records carry their ``id`` (the worker's, unique per request) for the receiver to drop
+such repeats; the ``X-Portway-Batch`` header (a digest of the batch's ids) is the same on every
+repeat of a batch.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from portway.errors import RejectedRecords, StoreUnavailable
+from portway.stores._traffic_common import record_json
 from portway.stores.traffic import TrafficRecord, open_traffic_sink
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def encode(value: Any) -> bytes:
     try:
         data = marshal.dumps(value, _VERSION)
     except ValueError:  # a value marshal does not know: store it as the sinks would (str)
-        data = marshal.dumps(json.loads(json.dumps(value, default=str)), _VERSION)
+        data = marshal.dumps(json.loads(record_json(value)), _VERSION)
     return _LENGTH.pack(len(data)) + data
 
 

@@ -30,6 +30,17 @@ if TYPE_CHECKING:
     from portway.worker.traffic_record import RequestNote
 
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
+_SERVER_SPAN_FIELDS = (
+    "id",
+    "correlation_id",
+    "api",
+    "environment",
+    "consumer",
+    "error",
+    "revision",
+    "worker",
+)
+"""The traffic record's fields a request's server span carries (as ``portway.FIELD``)."""
 
 
 class Tracing:
@@ -114,8 +125,7 @@ class Tracing:
             if record.get("backend_status", 0) >= 500 or "backend_status" not in record:
                 backend.set_status(Status(StatusCode.ERROR))
             backend.end(end_time=now_ns)
-        keys = ("id", "correlation_id", "api", "environment", "consumer", "error", "revision")
-        for key in (*keys, "worker"):
+        for key in _SERVER_SPAN_FIELDS:
             if key in record:
                 server.set_attribute(f"portway.{key}", record[key])
         status = int(record.get("status", 0))
