@@ -22,7 +22,6 @@ import contextlib
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from tests.support.servers import redis_server
 
-from bench.dataplane import Lab, free_port, revision_json, wrk
+from bench.dataplane import Lab, free_port, revision_json, worker_args, wrk
 from bench.policies import SCENARIO, chain_revision
 
 TARGETS = (
@@ -90,7 +89,7 @@ class CpuRow:
 
 def _start_worker(lab: Lab, name: str, revision: Path, extra: list[str], src: Path | None) -> None:
     port = free_port()
-    args = [sys.executable, "-m", "portway.worker.static", str(revision), "--port", str(port)]
+    args = worker_args(revision, port)
     env = None
     if src is not None:
         env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{Path.cwd()}")

@@ -238,6 +238,12 @@ def revision_json(backend: int, routes: int, strip: bool) -> str:
     )
 
 
+def worker_args(revision: Path, port: int, *extra: str, processes: int = 1) -> list[str]:
+    """The command of a ``portway.worker.static`` worker serving ``revision`` on ``port``."""
+    args = [sys.executable, "-m", "portway.worker.static", str(revision), "--port", str(port)]
+    return [*args, "--processes", str(processes), *extra]
+
+
 class Lab:
     """The processes of one bench run; everything is stopped on exit."""
 
@@ -321,20 +327,7 @@ def lab() -> Iterator[Lab]:
                     rev.write_text(revision_json(backend, routes, strip))
                 port = free_port()
                 the_lab.start(
-                    name,
-                    [
-                        sys.executable,
-                        "-m",
-                        "portway.worker.static",
-                        str(rev),
-                        "--port",
-                        str(port),
-                        "--processes",
-                        "1",
-                        "--max-body-bytes",
-                        str(2 * STREAM_BYTES),
-                    ],
-                    port,
+                    name, worker_args(rev, port, "--max-body-bytes", str(2 * STREAM_BYTES)), port
                 )
             yield the_lab
         finally:
@@ -381,22 +374,9 @@ def wrk(the_lab: Lab, scenario: Scenario, target: str) -> Sample:
 def stream_gigabyte(the_lab: Lab) -> dict[str, float]:
     """Peak RSS growth of a fresh worker while 1 GB goes down and 1 GB goes up through it."""
     port = free_port()
-    the_lab.start(
-        "worker-stream",
-        [
-            sys.executable,
-            "-m",
-            "portway.worker.static",
-            str(the_lab.root / "worker.json"),
-            "--port",
-            str(port),
-            "--processes",
-            "1",
-            "--max-body-bytes",
-            str(2 * STREAM_BYTES),
-        ],
-        port,
-    )
+    revision = the_lab.root / "worker.json"
+    args = worker_args(revision, port, "--max-body-bytes", str(2 * STREAM_BYTES))
+    the_lab.start("worker-stream", args, port)
     pid = the_lab.pids["worker-stream"]
     for _ in range(20):  # warm up: imports, pools, first buffers
         subprocess.run(

@@ -43,6 +43,7 @@ from bench.dataplane import (
     rss_mb,
     table,
     wait_port,
+    worker_args,
     wrk,
 )
 
@@ -188,20 +189,6 @@ def grpc_revision(backend: int, grpc_port: int) -> str:
         }
     )
     return json.dumps(data)
-
-
-def worker_args(revision: Path, port: int, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "portway.worker.static",
-        str(revision),
-        "--port",
-        str(port),
-        "--processes",
-        "1",
-        *extra,
-    ]
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -54,6 +53,7 @@ from bench.dataplane import (
     nginx_proxy,
     revision_json,
     rss_mb,
+    worker_args,
     wrk,
 )
 
@@ -170,21 +170,7 @@ class PolicyLab:
 
 def _worker(lab: Lab, name: str, revision: Path, *extra: str, processes: int = 1) -> None:
     port = free_port()
-    lab.start(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "portway.worker.static",
-            str(revision),
-            "--port",
-            str(port),
-            "--processes",
-            str(processes),
-            *extra,
-        ],
-        port,
-    )
+    lab.start(name, worker_args(revision, port, *extra, processes=processes), port)
 
 
 def _nginx(lab: Lab, name: str, backend: int, **extra: str) -> None:

@@ -1,0 +1,185 @@
+"""Instructions per request of the worker (issue 15): the figure a noisy machine cannot move.
+
+    python -m bench.instructions [--base NAME=SRC] [--targets a,b,...] [--seconds 15]
+
+CPU time per request (``bench.chain_cpu``) moves by ±30 % on a shared VM with steal time, and
+req/s more; a change worth 3 % cannot be seen that way. This bench runs each worker under
+valgrind's callgrind, which counts the instructions the process executes (user space: the
+interpreter, uvloop, httptools, orjson, libc — not the kernel's side of a system call). It drives
+the worker with ``wrk -t1 -c8`` (the policy bench's request and ``X-Api-Key``), turns counting on
+after a warm-up, off after ``--seconds``, and divides by the requests wrk completed. Two runs of
+the same code agree within ~0.5 %. Under valgrind a worker serves ~150 requests/s, so the
+counting window holds a few thousand requests.
+
+Targets: ``worker`` (no policies), ``one-policy`` (an ``ip_filter`` denying an address no request
+comes from: what a route with any policy pays before its policies do anything),
+``chain-local-nolog`` and ``chain-local`` (``api_key`` + ``throttling`` on the in-process cache,
+without and with the SQLite traffic log). The traffic sink's child process is not counted (its
+CPU is in ``bench.chain_cpu``'s sink column); the worker's own side of logging is.
+
+``--base NAME=SRC`` (repeatable) counts the same targets on another source tree (``SRC`` holds
+the ``portway`` package, e.g. ``src/`` of a ``git archive``), for a before/after column.
+Instruction counts are not time: a cache miss or a system call costs more than its count. Use
+this to see what a change saves, and the CPU and req/s benches for what a request costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.dataplane import Lab, free_port, revision_json, wait_port, worker_args
+from bench.policies import SCENARIO, chain_revision
+
+TARGETS = ("worker", "one-policy", "chain-local-nolog", "chain-local")
+_REQUESTS = re.compile(r"(\d+) requests in")
+_TOTALS = re.compile(rb"^totals:\s+(\d+)", re.MULTILINE)
+STARTUP_SECONDS = 240.0
+"""A worker's imports under valgrind take a minute on a busy 2-core machine."""
+
+
+def one_policy_revision(backend: int) -> str:
+    """The one-route revision with one cheap policy that lets every request through."""
+    revision: dict[str, Any] = json.loads(revision_json(backend, 1, False))
+    revision["apis"][0]["api"]["policies"] = {
+        "request": [{"name": "ipf", "type": "ip_filter", "config": {"deny": ["192.0.2.1"]}}]
+    }
+    return json.dumps(revision)
+
+
+def _wrk(port: int, seconds: int) -> int:
+    url = f"http://127.0.0.1:{port}{SCENARIO.path}"
+    args = ["wrk", "-t1", "-c8", f"-d{seconds}s", "--timeout", "30s", "-H", SCENARIO.headers[0]]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    done = _REQUESTS.search(out)
+    if done is None or "Non-2xx" in out:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return int(done.group(1))
+
+
+def count(
+    lab: Lab, name: str, revision: Path, extra: list[str], src: Path | None, seconds: int
+) -> float:
+    """Instructions per request of one worker started under callgrind."""
+    port = free_port()
+    out = lab.root / f"{name}.callgrind".replace(":", "-")
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = f"{src}{os.pathsep}{Path.cwd()}"
+    args = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+        *worker_args(revision, port, *extra),
+    ]
+    log = (lab.root / f"{name}.log".replace(":", "-")).open("wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_port(port, STARTUP_SECONDS)
+        _wrk(port, 5)  # warm up: imports on first use, pools, the sink process
+        control = ["callgrind_control"]
+        subprocess.run([*control, "-i", "on", str(proc.pid)], capture_output=True, check=True)
+        requests = _wrk(port, seconds)
+        subprocess.run([*control, "-i", "off", str(proc.pid)], capture_output=True, check=True)
+        subprocess.run([*control, "-d", str(proc.pid)], capture_output=True, check=True)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+    total = sum(
+        int(found)
+        for dump in lab.root.glob(out.name + "*")
+        for found in _TOTALS.findall(dump.read_bytes())
+    )
+    return total / max(1, requests)
+
+
+def run(targets: list[str], bases: list[tuple[str, Path]], seconds: int) -> dict[str, float]:
+    for tool in ("valgrind", "callgrind_control", "wrk", "nginx"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (make provision installs it)")
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="portway-bench-instructions-") as tmp:
+        root = Path(tmp)
+        (root / "www").mkdir()
+        (root / "www" / "small.txt").write_bytes(b"hello, world\n")
+        lab = Lab(root)
+        try:
+            backend = lab.start_backend()
+            revisions = {
+                "worker": revision_json(backend, 1, False),
+                "one-policy": one_policy_revision(backend),
+                "chain-local-nolog": chain_revision(backend),
+                "chain-local": chain_revision(backend),
+            }
+            copies: list[tuple[str, Path | None]] = [(f"{n}:", src) for n, src in bases]
+            copies.append(("", None))
+            for target in targets:
+                revision = root / f"{target}.json"
+                revision.write_text(revisions[target])
+                extra: list[str] = []
+                if target != "worker":
+                    extra = ["--cache", "local://"]
+                for prefix, src in copies:
+                    name = prefix + target
+                    run_extra = list(extra)
+                    if target == "chain-local":
+                        db = root / f"{name}.db".replace(":", "-")
+                        spool = root / f"{name}-spool".replace(":", "-")
+                        run_extra += ["--logs", f"sqlite://{db}", "--spool-dir", str(spool)]
+                    results[name] = count(lab, name, revision, run_extra, src, seconds)
+                    print(f"{name:32} {results[name]:12,.0f} instructions/request", flush=True)
+        finally:
+            lab.stop()
+    return results
+
+
+def table(results: dict[str, float], targets: list[str], bases: list[str]) -> str:
+    head = "| target | " + " | ".join(f"{b} | now ÷ {b}" for b in bases)
+    head += (" | " if bases else "") + "now | now ÷ worker |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    plain = results.get("worker")
+    for target in targets:
+        now = results[target]
+        cells = [target]
+        for base in bases:
+            before = results[f"{base}:{target}"]
+            cells += [f"{before / 1000:,.1f} k", f"{now / before:.3f}"]
+        cells.append(f"{now / 1000:,.1f} k")
+        cells.append(f"{now / plain:.2f}" if plain else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument(
+        "--base", action="append", default=[], help="[NAME=]SRC: a source tree to compare"
+    )
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--seconds", type=int, default=15, help="counting window per target")
+    args = parser.parse_args(argv)
+    targets = [t for t in args.targets.split(",") if t]
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown:
+        parser.error(f"unknown targets {unknown}; choose from {', '.join(TARGETS)}")
+    bases: list[tuple[str, Path]] = []
+    for given in args.base:
+        name, _, src = given.rpartition("=")
+        bases.append((name or "base", Path(src)))
+    results = run(targets, bases, args.seconds)
+    print()
+    print(table(results, targets, [name for name, _ in bases]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
