@@ -4,6 +4,7 @@ shipper expects them, a killed child loses nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -36,8 +37,10 @@ async def test_records_reach_the_sqlite_sink_through_the_child(tmp_path: Path) -
     assert child_pid(sink) != os.getpid()
     nested = record(1, detail={"headers": {"x-a": "1"}, "sizes": [1, 2]})
     odd: TrafficRecord = record(2)
-    odd["detail"] = {"when": T0}  # not marshal-able: stored as its str, as the sinks do
-    await sink.write([nested, odd, *[record(i) for i in range(3, 100)]])
+    odd["detail"] = {"when": T0}  # not JSON: stored as its str, as the sinks do
+    # what orjson refuses to encode: the batch goes as the standard encoder writes it
+    odder: TrafficRecord = record(3, detail={"big": 2**70, "text": "\ud800"})
+    await sink.write([nested, odd, odder, *[record(i) for i in range(4, 100)]])
     await sink.write([record(5), record(6)])  # idempotent by id, as the real sink
     await sink.close()
     assert stored_ids(db) == {f"req-{i}" for i in range(1, 100)}
@@ -46,6 +49,10 @@ async def test_records_reach_the_sqlite_sink_through_the_child(tmp_path: Path) -
     result = await reader.query(AnalyticsQuery(start=T0, end=T0 + timedelta(minutes=1)))
     await reader.close()
     assert result.total == 99
+    with sqlite3.connect(db) as conn:
+        stored = dict(conn.execute("SELECT id, record FROM traffic WHERE id IN ('req-1', 'req-2')"))
+    assert json.loads(stored["req-1"])["detail"] == {"headers": {"x-a": "1"}, "sizes": [1, 2]}
+    assert json.loads(stored["req-2"])["detail"] == {"when": str(T0)}
 
 
 async def test_malformed_records_come_back_rejected_and_the_rest_is_stored(
