@@ -25,6 +25,8 @@ __all__ = ["restore_logging"]  # the fixture
 class Chatty:
     """A pipeline that logs from each hook, as a failing policy would."""
 
+    response_phase = True
+
     async def on_request(self, ctx: PolicyContext) -> Reply | None:
         log.warning("checking %s", ctx.request.path)
         return None

@@ -9,12 +9,14 @@ import httpx
 
 from portway.config.models import ApiProxy, Endpoint
 from portway.config.revision import EnvironmentRevision
-from portway.policies.contract import NO_PIPELINE, Pipeline, PolicyContext, Reply
+from portway.policies.contract import NO_PIPELINE, REPLY_HEADERS, Pipeline, PolicyContext, Reply
 from portway.stores.traffic import TrafficRecord
 from tests.worker.support import api, backends, gateway, revision, seen_header
 
 
 class Recording:
+    response_phase = True
+
     def __init__(self) -> None:
         self.logged: list[dict[str, object]] = []
         self.errors: list[str] = []
@@ -123,6 +125,45 @@ async def test_a_line_break_from_a_hook_never_reaches_the_client() -> None:
         rev = revision(api("svc", "/", [b.url]))
         injecting = Injecting()
         async with gateway(rev, pipelines=lambda a, e, r: injecting) as gw:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"x-injected" not in head
+    assert head.startswith(b"http/1.1 500")
+
+
+class ReplyHeadersOnly(Recording):
+    """Request hooks only (``response_phase`` False): what they leave in the reply headers is
+    added to the backend's answer by the worker itself, with no response view."""
+
+    response_phase = False
+
+    def __init__(self, value: str) -> None:
+        super().__init__()
+        self.value = value
+
+    async def on_request(self, ctx: PolicyContext) -> Reply | None:
+        ctx.variables[REPLY_HEADERS] = [("X-Left", "by the request hook"), ("X-Echo", self.value)]
+        return None
+
+    async def on_response(self, ctx: PolicyContext) -> Reply | None:
+        raise AssertionError("a pipeline without a response phase is not called on responses")
+
+
+async def test_reply_headers_of_request_hooks_reach_the_client_without_a_response_phase() -> None:
+    async with backends("b") as (b,):
+        rev = revision(api("svc", "/", [b.url]))
+        plain = ReplyHeadersOnly("fine")
+        async with gateway(rev, pipelines=lambda a, e, r: plain) as gw, httpx.AsyncClient() as c:
+            r = await c.get(f"{gw.url}/x")
+        assert r.status_code == 200
+        assert r.headers["x-left"] == "by the request hook"
+        assert r.headers["x-echo"] == "fine"
+        assert r.headers["x-correlation-id"]
+        hostile = ReplyHeadersOnly("a\r\nX-Injected: yes")
+        async with gateway(rev, pipelines=lambda a, e, r: hostile) as gw:
             reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
             writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             answer = await reader.read()

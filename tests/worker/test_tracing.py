@@ -79,7 +79,10 @@ async def test_traceparent_is_continued_propagated_and_exported(
 ) -> None:
     log_format.configure("info", "json")
     policies = {
-        "request": [{"name": "limit", "type": "ip_filter", "config": {"allow": ["127.0.0.1/32"]}}]
+        "request": [{"name": "limit", "type": "ip_filter", "config": {"allow": ["127.0.0.1/32"]}}],
+        "response": [
+            {"name": "stamp", "type": "rewrite", "config": {"response_headers": {"set": {"X-S": "1"}}}}
+        ],
     }
     tracing = await asyncio.to_thread(Tracing, receiver.url, "w-t", "test")
     async with backends("b") as (b,):

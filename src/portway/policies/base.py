@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from portway.config.base import FrozenModel
 from portway.policies._headers import clean_header_value
-from portway.policies.contract import PolicyContext, Reply
+from portway.policies.contract import REPLY_HEADERS, PolicyContext, Reply
 
 if TYPE_CHECKING:
     from portway.policies.consumers import ConsumerIndex
@@ -83,9 +83,6 @@ class Build:
 
 
 C = TypeVar("C", bound=PolicyConfig)
-
-REPLY_HEADERS = "_portway.reply_headers"
-"""ctx.variables key: headers to add to whatever reaches the client (CORS, X-RateLimit-*)."""
 
 
 def pending_reply_headers(ctx: PolicyContext) -> list[tuple[str, str]]:

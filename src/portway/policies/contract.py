@@ -12,6 +12,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+REPLY_HEADERS = "_portway.reply_headers"
+"""ctx.variables key: headers to add to whatever reaches the client (CORS, X-RateLimit-*)."""
+
 _NAMES: dict[str, tuple[str, bytes | None]] = {}
 _MAX_NAMES = 1024
 
@@ -105,10 +108,7 @@ class HeaderMap:
     def wire(self) -> list[tuple[bytes, bytes]]:
         """The headers as bytes with lower-case names (``UnicodeEncodeError`` for a value that is
         not latin-1): the received ones unchanged, then those added as text."""
-        out = list(self._wire)
-        for k, v in self._items:
-            out.append((k.lower().encode("latin-1"), v.encode("latin-1")))
-        return out
+        return wire_headers(self._wire, self._items)
 
     def added(self) -> list[tuple[str, str]]:
         """The headers held as text: all of them, or for ``from_wire`` those added since."""
@@ -119,6 +119,18 @@ class HeaderMap:
 
     def __repr__(self) -> str:
         return f"HeaderMap({self.items()!r})"
+
+
+def wire_headers(
+    received: Iterable[tuple[bytes, bytes]], added: Iterable[tuple[str, str]]
+) -> list[tuple[bytes, bytes]]:
+    """Headers as ``portway.http`` sends them: ``received`` (bytes, lower-case names) unchanged,
+    then ``added`` (text) with lower-case latin-1 names and values (``UnicodeEncodeError`` for
+    text that is not latin-1)."""
+    out = list(received)
+    for k, v in added:
+        out.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+    return out
 
 
 @dataclass(slots=True)
@@ -217,7 +229,13 @@ class GatewayError:
 
 
 class Pipeline(Protocol):
-    """What the worker runs around the backend call; compiled once per revision and route."""
+    """What the worker runs around the backend call; compiled once per revision and route.
+
+    ``response_phase`` False says that ``on_response`` would only add the pending reply headers
+    (``ctx.variables[REPLY_HEADERS]``) to the backend's answer: no policy acts on responses. The
+    worker then adds them itself and builds no response view."""
+
+    response_phase: bool
 
     async def on_request(self, ctx: PolicyContext) -> Reply | None: ...
 
@@ -232,6 +250,7 @@ class NoPipeline:
     """The no-op pipeline: a route without policies."""
 
     __slots__ = ()
+    response_phase = False
 
     async def on_request(self, ctx: PolicyContext) -> Reply | None:
         return None

@@ -25,9 +25,10 @@ from portway.config.models import PolicyLists, PolicySpec
 from portway.config.revision import EnvironmentRevision
 from portway.errors import ConfigError, DeploymentError, StoreUnavailable
 from portway.http import HTTPError
-from portway.policies.base import REPLY_HEADERS, Build, Deny, ErrorSpec, Phase, Policy
+from portway.policies.base import Build, Deny, ErrorSpec, Phase, Policy
 from portway.policies.conditions import Condition, compile_condition
 from portway.policies.contract import (
+    REPLY_HEADERS,
     GatewayError,
     HeaderMap,
     PolicyContext,
@@ -91,7 +92,16 @@ def _default_scope_names(count: int) -> list[str]:
 class CompiledPipeline:
     """Immutable after compilation; all per-request state lives in the context."""
 
-    __slots__ = ("_error", "_finishing", "_request", "_response", "_unwinding", "label", "services")
+    __slots__ = (
+        "_error",
+        "_finishing",
+        "_request",
+        "_response",
+        "_unwinding",
+        "label",
+        "response_phase",
+        "services",
+    )
 
     def __init__(
         self,
@@ -108,6 +118,8 @@ class CompiledPipeline:
         """Some request-list policy acts on the response too (``after_response``)."""
         self._finishing = any(s.has_finish for s in (*self._request, *self._response, *self._error))
         """Some policy wants to know how the request ended (``finish``)."""
+        self.response_phase = bool(self._response) or self._unwinding or self._finishing
+        """Some policy acts on responses (``portway.policies.contract.Pipeline``)."""
         self.services = services
         self.label = label
 

@@ -37,6 +37,7 @@ from portway.http import (
 from portway.http.target import BadTarget, canonical_path
 from portway.policies.contract import (
     NO_PIPELINE,
+    REPLY_HEADERS,
     GatewayError,
     HeaderMap,
     Pipeline,
@@ -44,6 +45,7 @@ from portway.policies.contract import (
     Reply,
     RequestView,
     ResponseView,
+    wire_headers,
 )
 from portway.policies.soap import (
     MAX_ENVELOPE_BYTES,
@@ -755,7 +757,51 @@ class _PipelineCall:
         )
 
     async def _respond(self, upstream: UpstreamResponse, address: Address) -> Response:
-        """Runs the response hooks, then answers the client with what they left."""
+        """Runs the response hooks, then answers the client with what they left. Without
+        response hooks (``Pipeline.response_phase``) the backend's answer goes out with the
+        reply headers the request's policies left, and no response view is built."""
+        if self.pipeline.response_phase:
+            hooked = await self._response_hooks(upstream)
+            if isinstance(hooked, Response):
+                return hooked
+            status, headers, added, override = hooked
+        else:
+            added = self.ctx.variables.get(REPLY_HEADERS) or []
+            status, override = upstream.status, None
+            headers = wire_headers(upstream.headers, added) if added else upstream.headers
+        out = response_headers(
+            headers,
+            via=self.runtime.via,
+            version=upstream.http_version,
+            correlation_id=self.cid.encode("ascii"),
+        )
+        if self.choice is not None:
+            _sticky(out, self.choice, address)
+        if override is not None:
+            upstream.close()
+            return Response(status, out, override, on_finish=self._finish(None))
+        taken = upstream.body.take()
+        if taken is not None and self.note is not None:
+            self.note.backend_response_body = taken
+        return Response(
+            status,
+            out,
+            taken if taken is not None else upstream,
+            content_length=upstream.content_length,
+            # a body in hand leaves nothing to release
+            on_finish=self._finish(None if taken is not None else upstream),
+            # the backend's fields were checked by the parser and the framing ones dropped:
+            # only what the policies added may still hold a line break
+            checked=_no_line_breaks(added),
+            trailers=upstream.trailers,
+        )
+
+    async def _response_hooks(
+        self, upstream: UpstreamResponse
+    ) -> Response | tuple[int, Headers, list[tuple[str, str]], bytes | None]:
+        """Runs the response hooks on a view of the backend's answer: the answer to send
+        instead (a reply, an error), or what they left: the status, the headers, those of them
+        added as text, and the body that replaces the backend's."""
         ctx = self.ctx
         ctx.response = ResponseView(
             status=upstream.status,
@@ -774,29 +820,4 @@ class _PipelineCall:
             upstream.close()
             return self._answer(reply, self._finish(None))
         view = ctx.response
-        out = response_headers(
-            view.headers.wire(),
-            via=self.runtime.via,
-            version=upstream.http_version,
-            correlation_id=self.cid.encode("ascii"),
-        )
-        if self.choice is not None:
-            _sticky(out, self.choice, address)
-        if view.body_override is not None:
-            upstream.close()
-            return Response(view.status, out, view.body_override, on_finish=self._finish(None))
-        taken = upstream.body.take()
-        if taken is not None and self.note is not None:
-            self.note.backend_response_body = taken
-        return Response(
-            view.status,
-            out,
-            taken if taken is not None else upstream,
-            content_length=upstream.content_length,
-            # a body in hand leaves nothing to release
-            on_finish=self._finish(None if taken is not None else upstream),
-            # the backend's fields were checked by the parser and the framing ones dropped:
-            # only what the policies added may still hold a line break
-            checked=_no_line_breaks(view.headers.added()),
-            trailers=upstream.trailers,
-        )
+        return view.status, view.headers.wire(), view.headers.added(), view.body_override
