@@ -120,16 +120,21 @@ class Injecting(Recording):
         return None
 
 
+async def raw_head(port: int) -> bytes:
+    """The head of the answer to ``GET /x`` as the client's socket reads it, in lower case."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    answer = await reader.read()
+    writer.close()
+    return answer.split(b"\r\n\r\n", 1)[0].lower()
+
+
 async def test_a_line_break_from_a_hook_never_reaches_the_client() -> None:
     async with backends("b") as (b,):
         rev = revision(api("svc", "/", [b.url]))
         injecting = Injecting()
         async with gateway(rev, pipelines=lambda a, e, r: injecting) as gw:
-            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
-            writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            answer = await reader.read()
-            writer.close()
-    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+            head = await raw_head(gw.port)
     assert b"x-injected" not in head
     assert head.startswith(b"http/1.1 500")
 
@@ -164,10 +169,6 @@ async def test_reply_headers_of_request_hooks_reach_the_client_without_a_respons
         assert r.headers["x-correlation-id"]
         hostile = ReplyHeadersOnly("a\r\nX-Injected: yes")
         async with gateway(rev, pipelines=lambda a, e, r: hostile) as gw:
-            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
-            writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            answer = await reader.read()
-            writer.close()
-    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+            head = await raw_head(gw.port)
     assert b"x-injected" not in head
     assert head.startswith(b"http/1.1 500")

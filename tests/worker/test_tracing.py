@@ -81,7 +81,11 @@ async def test_traceparent_is_continued_propagated_and_exported(
     policies = {
         "request": [{"name": "limit", "type": "ip_filter", "config": {"allow": ["127.0.0.1/32"]}}],
         "response": [
-            {"name": "stamp", "type": "rewrite", "config": {"response_headers": {"set": {"X-S": "1"}}}}
+            {
+                "name": "stamp",
+                "type": "rewrite",
+                "config": {"response_headers": {"set": {"X-Stamp": "1"}}},
+            }
         ],
     }
     tracing = await asyncio.to_thread(Tracing, receiver.url, "w-t", "test")
