@@ -143,7 +143,9 @@ def iso_utc(seconds: float) -> str:
 
 
 def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
+    """Milliseconds to the microsecond. (Not ``round(seconds * 1000, 3)``: rounding to decimal
+    places formats the number as text and parses it back, ~5x the cost; a record has four.)"""
+    return round(seconds * 1_000_000) / 1000
 
 
 def traffic_record(
