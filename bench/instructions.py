@@ -7,7 +7,8 @@ req/s more; a change worth 3 % cannot be seen that way. This bench runs each wor
 valgrind's callgrind, which counts the instructions the process executes (user space: the
 interpreter, uvloop, httptools, orjson, libc — not the kernel's side of a system call). It drives
 the worker with ``wrk -t1 -c8`` (the policy bench's request and ``X-Api-Key``), turns counting on
-after a warm-up, off after ``--seconds``, and divides by the requests wrk completed. Two runs of
+after a warm-up, off after ``--seconds``, subtracts what the worker executes when idle over as
+long (counted next, for ``IDLE_SECONDS``), and divides by the requests wrk completed. Two runs of
 the same code agree within ~0.5 %. Under valgrind a worker serves ~150 requests/s, so the
 counting window holds a few thousand requests.
 
@@ -32,6 +33,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ from bench.policies import SCENARIO, chain_revision
 TARGETS = ("worker", "one-policy", "chain-local-nolog", "chain-local")
 _REQUESTS = re.compile(r"(\d+) requests in")
 _TOTALS = re.compile(rb"^totals:\s+(\d+)", re.MULTILINE)
+IDLE_SECONDS = 10
 STARTUP_SECONDS = 240.0
 """A worker's imports under valgrind take a minute on a busy 2-core machine."""
 
@@ -64,10 +68,39 @@ def _wrk(port: int, seconds: int) -> int:
     return int(done.group(1))
 
 
+def _counted(lab: Lab, out: Path) -> int:
+    """The instructions in every dump of ``out`` so far."""
+    return sum(
+        int(found)
+        for dump in lab.root.glob(out.name + "*")
+        for found in _TOTALS.findall(dump.read_bytes())
+    )
+
+
+def _window(pid: int, work: Callable[[], int]) -> tuple[int, float]:
+    """Counts instructions while ``work`` runs, then dumps them; ``work``'s result and the
+    window's length in seconds."""
+    control = ["callgrind_control"]
+    subprocess.run([*control, "-i", "on", str(pid)], capture_output=True, check=True)
+    began = time.monotonic()
+    result = work()
+    seconds = time.monotonic() - began
+    subprocess.run([*control, "-i", "off", str(pid)], capture_output=True, check=True)
+    subprocess.run([*control, "-d", str(pid)], capture_output=True, check=True)
+    return result, seconds
+
+
+def _idle() -> int:
+    time.sleep(IDLE_SECONDS)
+    return 0
+
+
 def count(
     lab: Lab, name: str, revision: Path, extra: list[str], src: Path | None, seconds: int
 ) -> float:
-    """Instructions per request of one worker started under callgrind."""
+    """Instructions per request of one worker started under callgrind, less what the worker
+    does when idle (timers, the spool's check each second) over the same time: under valgrind
+    a second holds ~150 requests, not thousands, so per-second work would weigh ~30x."""
     port = free_port()
     out = lab.root / f"{name}.callgrind".replace(":", "-")
     env = dict(os.environ)
@@ -85,21 +118,15 @@ def count(
     try:
         wait_port(port, STARTUP_SECONDS)
         _wrk(port, 5)  # warm up: imports on first use, pools, the sink process
-        control = ["callgrind_control"]
-        subprocess.run([*control, "-i", "on", str(proc.pid)], capture_output=True, check=True)
-        requests = _wrk(port, seconds)
-        subprocess.run([*control, "-i", "off", str(proc.pid)], capture_output=True, check=True)
-        subprocess.run([*control, "-d", str(proc.pid)], capture_output=True, check=True)
+        requests, loaded = _window(proc.pid, lambda: _wrk(port, seconds))
+        busy = _counted(lab, out)
+        _, quiet = _window(proc.pid, _idle)
+        idle = _counted(lab, out) - busy
     finally:
         proc.terminate()
         proc.wait(60)
         log.close()
-    total = sum(
-        int(found)
-        for dump in lab.root.glob(out.name + "*")
-        for found in _TOTALS.findall(dump.read_bytes())
-    )
-    return total / max(1, requests)
+    return (busy - idle / quiet * loaded) / max(1, requests)
 
 
 def run(targets: list[str], bases: list[tuple[str, Path]], seconds: int) -> dict[str, float]:
