@@ -7,7 +7,14 @@ import pytest
 
 from portway.config.models import PolicySpec
 from portway.errors import ConfigError
-from portway.policies.ip_filter import _parse_cached, client_address, parse_address, parse_networks
+from portway.policies.ip_filter import (
+    MAX_VERDICTS,
+    IpFilterPolicy,
+    _parse_cached,
+    client_address,
+    parse_address,
+    parse_networks,
+)
 from portway.policies.registry import validate_policy_spec
 from tests.policies.helpers import World, consumer, make_ctx
 
@@ -144,6 +151,36 @@ async def test_ip_allow_and_deny(world: World) -> None:
         reply = await pipeline.on_request(ctx)
         assert reply is not None
         assert (reply.status, code_of(reply)) == (403, "ip_denied")
+
+
+async def test_verdicts_kept_per_address_without_trusted_proxies(world: World) -> None:
+    """Without trusted proxies a verdict depends on the client address alone and is kept: asked
+    again, alternating, with a forwarded header claiming an allowed address, it never changes."""
+    pipeline = world.one("ip_filter", {"allow": ["198.51.100.0/24"], "deny": ["198.51.100.66"]})
+    claim = [("X-Forwarded-For", "198.51.100.7")]
+    for _ in range(3):
+        for ip, headers, allowed in (
+            ("198.51.100.7", [], True),
+            ("198.51.100.66", [], False),
+            ("198.51.100.66", claim, False),
+            ("192.0.2.1", claim, False),
+            ("::ffff:198.51.100.8", [], True),
+            ("not-an-ip", claim, False),
+        ):
+            ctx = make_ctx(client_ip=ip, headers=headers)
+            reply = await pipeline.on_request(ctx)
+            assert (reply is None) is allowed, (ip, headers)
+            if ip == "::ffff:198.51.100.8":
+                assert ctx.variables["client.address"] == "198.51.100.8"
+            elif ip != "not-an-ip":
+                assert ctx.variables["client.address"] == ip
+    policy = pipeline._request[0].policy
+    assert isinstance(policy, IpFilterPolicy)
+    for n in range(MAX_VERDICTS + 10):  # many clients: the kept verdicts stay bounded
+        ctx = make_ctx(client_ip=f"203.0.{n // 256 % 256}.{n % 256}")
+        assert await pipeline.on_request(ctx) is not None
+    assert 0 < len(policy._verdicts) <= MAX_VERDICTS
+    assert await pipeline.on_request(make_ctx(client_ip="198.51.100.7")) is None
 
 
 def test_ip_config_rules() -> None:

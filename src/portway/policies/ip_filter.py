@@ -19,6 +19,7 @@ from portway.policies.contract import PolicyContext, Reply
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_FORWARDED_ENTRIES = 64
+MAX_VERDICTS = 4096
 
 
 def parse_networks(values: Sequence[str]) -> list[IpNetwork]:
@@ -116,22 +117,39 @@ class IpFilterPolicy(Policy[IpFilterConfig]):
     summary = "Allow or deny clients by IP address or CIDR (X-Forwarded-For from trusted proxies)."
     config_model = IpFilterConfig
     errors = {"ip_denied": ErrorSpec(403, "your address is not allowed")}
-    __slots__ = ("_allow", "_deny", "_trusted")
+    __slots__ = ("_allow", "_deny", "_trusted", "_verdicts")
 
     def __init__(self, config: IpFilterConfig, build: Build) -> None:
         super().__init__(config, build)
         self._allow = parse_networks(config.allow)
         self._deny = parse_networks(config.deny)
         self._trusted = parse_networks(config.trusted_proxies)
+        self._verdicts: dict[str, tuple[str | None, bool]] = {}
+        """Without trusted proxies the verdict depends on the worker's client address alone:
+        kept per address (the last ``MAX_VERDICTS``), as ``_verdict`` gives it."""
 
     async def on_request(self, ctx: PolicyContext) -> Reply | None:
-        forwarded = ctx.request.headers.get_all("x-forwarded-for")
-        address = client_address(ctx.client_ip, forwarded, self._trusted)
-        if address is None:
-            raise Deny("ip_denied")
-        ctx.variables["client.address"] = _address_text(address)
-        if within(address, self._deny):
-            raise Deny("ip_denied")
-        if self._allow and not within(address, self._allow):
+        if self._trusted:
+            forwarded = ctx.request.headers.get_all("x-forwarded-for")
+            text, allowed = self._verdict(ctx.client_ip, forwarded)
+        else:
+            found = self._verdicts.get(ctx.client_ip)
+            if found is None:
+                if len(self._verdicts) >= MAX_VERDICTS:
+                    self._verdicts.clear()
+                found = self._verdicts[ctx.client_ip] = self._verdict(ctx.client_ip, ())
+            text, allowed = found
+        if text is not None:
+            ctx.variables["client.address"] = text
+        if not allowed:
             raise Deny("ip_denied")
         return None
+
+    def _verdict(self, peer: str, forwarded: Sequence[str]) -> tuple[str | None, bool]:
+        """The client's address as text (``None``: undeterminable) and whether it may pass."""
+        address = client_address(peer, forwarded, self._trusted)
+        if address is None:
+            return None, False
+        if within(address, self._deny):
+            return _address_text(address), False
+        return _address_text(address), not self._allow or within(address, self._allow)
