@@ -54,8 +54,9 @@ class HeaderMap:
     @classmethod
     def from_wire(cls, headers: Iterable[tuple[bytes, bytes]]) -> HeaderMap:
         """Headers with lower-case latin-1 names, as ``portway.http`` parses them."""
-        found = cls()
+        found = cls.__new__(cls)
         found._wire = list(headers)
+        found._items = []
         return found
 
     def get(self, name: str, default: str | None = None) -> str | None:

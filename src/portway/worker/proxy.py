@@ -585,12 +585,12 @@ class _PipelineCall:
         self.note = note
         self.choice: Choice | None = None
         self.query = parse_qsl(request.query, keep_blank_values=True) if request.query else []
-        self.view = RequestView(
-            method=request.method,
-            path=request.path,
-            query=list(self.query),
-            headers=HeaderMap.from_wire(request.headers),
-            read_body=_RequestBody(request, runtime.max_body, note),
+        self.view = RequestView(  # method, path, query, headers, read_body
+            request.method,
+            request.path,
+            list(self.query),
+            HeaderMap.from_wire(request.headers),
+            _RequestBody(request, runtime.max_body, note),
         )
         self.ctx = PolicyContext(
             request=self.view,
@@ -615,7 +615,8 @@ class _PipelineCall:
         except (BodyTooLarge, RequestTimeout) as exc:
             self._spent(began, "pipeline.request")
             return await self._fail(*_error_for(exc))
-        self._spent(began, "pipeline.request")
+        if self.note is not None:
+            self._spent(began, "pipeline.request")
         if reply is not None:
             return self._answer(reply, self._finish(None))
         self._apply_request_view()
