@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.processes import free_port, port_is_free, wait_until
 
@@ -28,7 +29,14 @@ def processes_mentioning(marker: str) -> list[int]:
     return found
 
 
-def run_up_once(data_dir: Path, ports: tuple[int, int, int]) -> str:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+
+
+def run_up_once(
+    data_dir: Path, ports: tuple[int, int, int], *, sigint_ignored: bool = False
+) -> str:
+    """``portway up`` until it serves the demo API, then Ctrl-C (SIGINT); its output."""
     worker, manager, backend = ports
     log = data_dir.parent / f"up-{time.monotonic_ns()}.log"
     with log.open("wb") as out:
@@ -50,6 +58,7 @@ def run_up_once(data_dir: Path, ports: tuple[int, int, int]) -> str:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         try:
             wait_until(lambda: "Press Ctrl-C" in log.read_text(), "portway up ready", timeout=90)
@@ -66,7 +75,12 @@ def run_up_once(data_dir: Path, ports: tuple[int, int, int]) -> str:
             assert over_h2.json()["query"] == "x=1"
         finally:
             proc.send_signal(signal.SIGINT)  # what Ctrl-C does to the supervisor
-            code = proc.wait(60)
+            try:
+                code = proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # no supervisor left running into the next test
+                proc.wait()
+                pytest.fail(f"portway up did not stop on SIGINT within 60 s:\n{log.read_text()}")
     assert code == 0, log.read_text()
     return log.read_text()
 
@@ -80,7 +94,8 @@ def test_up_twice_with_clean_stops(tmp_path: Path) -> None:
         assert port_is_free(port), f"port {port} still in use after Ctrl-C"
     assert processes_mentioning(str(data_dir)) == []
 
-    second = run_up_once(data_dir, ports)
+    # started with SIGINT ignored, Ctrl-C still stops everything
+    second = run_up_once(data_dir, ports, sigint_ignored=True)
     assert "First admin (shown once)" not in second
     assert "Deployed demo API revision 1" in second  # unchanged working copy, same API revision
     for port in ports:

@@ -140,14 +140,15 @@ def run_up(profile: LocalProfile) -> int:
     )
     python = [sys.executable, "-m", "portway"]
     supervisor = Supervisor()
-    stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C stops everything even when this process was started with SIGINT ignored (as a
+    # shell starts background jobs) or blocked: the handler is ours, the signal let through
+    signal.signal(signal.SIGINT, on_signal)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     print("Portway — single-host profile (loopback, no root needed):")
     for name, port, meaning in profile.ports():
         print(f"  {name:<13} {profile.host}:{port:<6} {meaning}")
