@@ -347,7 +347,9 @@ def test_an_operator_runs_an_api_from_the_browser(platform: Platform, tmp_path: 
             {"Name": "quiet-petstore", "Condition (JSON)": QUIET_PETSTORE},
             "Create rule",
         )
-        page.get_by_role("cell", name="quiet-petstore", exact=True).wait_for()
+        # the rule may fire at once (no traffic yet): look for it among the rules
+        rules = page.get_by_role("region", name="Rules", exact=True)
+        rules.get_by_role("cell", name="quiet-petstore", exact=True).wait_for()
         submit(
             "New silence",
             {"Ends At": "2099-01-01T00:00:00Z", "Comment": "upgrade"},
