@@ -87,13 +87,25 @@ class CpuRow:
         )
 
 
+def parse_bases(given: list[str]) -> list[tuple[str, Path]]:
+    """``--base [NAME=]SRC`` values as (name, source tree); the name defaults to ``base``."""
+    bases = []
+    for value in given:
+        name, _, src = value.rpartition("=")
+        bases.append((name or "base", Path(src)))
+    return bases
+
+
+def source_env(src: Path | None) -> dict[str, str] | None:
+    """The environment of a process that imports ``portway`` from ``src`` (``None``: this one)."""
+    if src is None:
+        return None
+    return dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{Path.cwd()}")
+
+
 def _start_worker(lab: Lab, name: str, revision: Path, extra: list[str], src: Path | None) -> None:
     port = free_port()
-    args = worker_args(revision, port)
-    env = None
-    if src is not None:
-        env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{Path.cwd()}")
-    lab.start(name, [*args, *extra], port, env=env)
+    lab.start(name, [*worker_args(revision, port), *extra], port, env=source_env(src))
 
 
 @contextlib.contextmanager
@@ -192,10 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bench.dataplane.DURATION = args.duration
     targets = [t for t in args.targets.split(",") if t]
-    bases = []
-    for given in args.base:
-        name, _, src = given.rpartition("=")
-        bases.append((name or "base", Path(src)))
+    bases = parse_bases(args.base)
     with cpu_lab(targets, bases) as lab:
         names = [n for n in lab.pids if n != "direct"]
         for name in names:  # warm up: imports, pools, the Redis connection, the sink process

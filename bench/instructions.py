@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -38,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.chain_cpu import parse_bases, source_env
 from bench.dataplane import Lab, free_port, revision_json, wait_port, worker_args
 from bench.policies import SCENARIO, chain_revision
 
@@ -77,16 +77,19 @@ def _counted(lab: Lab, out: Path) -> int:
     )
 
 
+def _control(pid: int, *command: str) -> None:
+    subprocess.run(["callgrind_control", *command, str(pid)], capture_output=True, check=True)
+
+
 def _window(pid: int, work: Callable[[], int]) -> tuple[int, float]:
     """Counts instructions while ``work`` runs, then dumps them; ``work``'s result and the
     window's length in seconds."""
-    control = ["callgrind_control"]
-    subprocess.run([*control, "-i", "on", str(pid)], capture_output=True, check=True)
+    _control(pid, "-i", "on")
     began = time.monotonic()
     result = work()
     seconds = time.monotonic() - began
-    subprocess.run([*control, "-i", "off", str(pid)], capture_output=True, check=True)
-    subprocess.run([*control, "-d", str(pid)], capture_output=True, check=True)
+    _control(pid, "-i", "off")
+    _control(pid, "-d")
     return result, seconds
 
 
@@ -103,9 +106,6 @@ def count(
     a second holds ~150 requests, not thousands, so per-second work would weigh ~30x."""
     port = free_port()
     out = lab.root / f"{name}.callgrind".replace(":", "-")
-    env = dict(os.environ)
-    if src is not None:
-        env["PYTHONPATH"] = f"{src}{os.pathsep}{Path.cwd()}"
     args = [
         "valgrind",
         "--tool=callgrind",
@@ -114,7 +114,7 @@ def count(
         *worker_args(revision, port, *extra),
     ]
     log = (lab.root / f"{name}.log".replace(":", "-")).open("wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=source_env(src))
     try:
         wait_port(port, STARTUP_SECONDS)
         _wrk(port, 5)  # warm up: imports on first use, pools, the sink process
@@ -198,10 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(targets) - set(TARGETS))
     if unknown:
         parser.error(f"unknown targets {unknown}; choose from {', '.join(TARGETS)}")
-    bases: list[tuple[str, Path]] = []
-    for given in args.base:
-        name, _, src = given.rpartition("=")
-        bases.append((name or "base", Path(src)))
+    bases = parse_bases(args.base)
     results = run(targets, bases, args.seconds)
     print()
     print(table(results, targets, [name for name, _ in bases]))
