@@ -67,6 +67,12 @@ class StoreUnavailable(StoreError):
     """The engine behind a store cannot be reached or did not answer in time."""
 
 
+class LogStoreUnavailable(StoreUnavailable):
+    """The traffic log's store (SQLite, Elasticsearch) cannot be reached or did not answer in
+    time: the manager's analytics and record search say so instead of blaming its configuration
+    store."""
+
+
 class NotFound(StoreError):
     def __init__(self, collection: str, key: str) -> None:
         super().__init__(f"{collection}/{key} not found")

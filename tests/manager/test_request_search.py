@@ -17,6 +17,7 @@ from portway.manager.app import create_app
 from portway.manager.settings import ManagerSettings
 from portway.stores.traffic import TrafficRecord, open_traffic_sink
 from tests.stores.conftest import traffic_url
+from tests.support.servers import closed_port
 
 __all__ = ["traffic_url"]  # the fixture: SQLite and Elasticsearch
 
@@ -220,3 +221,26 @@ def test_a_reused_correlation_id_lists_every_record_that_carries_it(
     ]
     response = searcher.get("/api/v1/requests", params={"correlation_id": "r-1"})
     assert [r["path"] for r in response.json()["items"]] == ["/again/0"]
+
+
+def test_an_unreachable_log_store_is_named_and_the_rest_still_answers(
+    settings: ManagerSettings,
+) -> None:
+    """Analytics and request search on an Elasticsearch nobody listens on: 503 naming the traffic
+    log store (not the configuration store, which is fine), a correlation id, and the rest of the
+    management API still answers."""
+    with closed_port() as port:
+        url = f"elasticsearch://127.0.0.1:{port}?timeout=2&maintenance_interval=0"
+        settings = settings.model_copy(update={"logs": url})
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            assert settings.bootstrap_file is not None
+            token = json.loads(settings.bootstrap_file.read_text())["token"]
+            client.headers["Authorization"] = f"Bearer {token}"
+            for path in ("/api/v1/analytics", "/api/v1/requests"):
+                response = client.get(path)
+                assert response.status_code == 503, response.text
+                body = response.json()
+                assert body["error"] == "store_unavailable"
+                assert body["message"] == "the traffic log store is unavailable"
+                assert body["correlation_id"]
+            assert client.get("/api/v1/apis").status_code == 200

@@ -7,9 +7,11 @@ of its API while the log store is unreachable; a query then answers 503 ``store_
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
+from portway.errors import LogStoreUnavailable, StoreUnavailable
 from portway.stores.traffic import (
     AnalyticsQuery,
     AnalyticsResult,
@@ -18,6 +20,8 @@ from portway.stores.traffic import (
     open_traffic_sink,
 )
 
+T = TypeVar("T")
+
 
 class Analytics:
     def __init__(self, url: str) -> None:
@@ -25,15 +29,21 @@ class Analytics:
         self._opened = False
         self._lock = asyncio.Lock()
 
-    async def _open(self) -> TrafficSink:
-        async with self._lock:
-            if not self._opened:
-                await self._sink.open()
-                self._opened = True
-        return self._sink
+    async def _read(self, read: Callable[[TrafficSink], Awaitable[T]]) -> T:
+        """``read`` on the opened sink; an unreachable log store is ``LogStoreUnavailable``."""
+        try:
+            async with self._lock:
+                if not self._opened:
+                    await self._sink.open()
+                    self._opened = True
+            return await read(self._sink)
+        except LogStoreUnavailable:
+            raise
+        except StoreUnavailable as exc:
+            raise LogStoreUnavailable(str(exc)) from exc
 
     async def result(self, query: AnalyticsQuery) -> AnalyticsResult:
-        return await (await self._open()).query(query)
+        return await self._read(lambda sink: sink.query(query))
 
     async def query(self, query: AnalyticsQuery) -> dict[str, Any]:
         result = await self.result(query)
@@ -52,7 +62,7 @@ class Analytics:
         return out
 
     async def search(self, query: SearchQuery) -> dict[str, Any]:
-        page = await (await self._open()).search(query)
+        page = await self._read(lambda sink: sink.search(query))
         return {"items": page.records, "next_cursor": page.next_cursor}
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ from portway.errors import (
     ConfigError,
     Conflict,
     DeploymentError,
+    LogStoreUnavailable,
     NotFound,
     StoreUnavailable,
 )
@@ -161,7 +162,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.error("store unavailable: %s", exc)
-        return problem(request, 503, "store_unavailable", "the configuration store is unavailable")
+        which = "traffic log" if isinstance(exc, LogStoreUnavailable) else "configuration"
+        return problem(request, 503, "store_unavailable", f"the {which} store is unavailable")
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
