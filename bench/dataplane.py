@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import machine
+
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))
 ROUTES = 10_000
@@ -501,7 +503,7 @@ def run(results_dir: Path) -> list[dict[str, object]]:
             f"# Data-plane benchmark - {started:%Y-%m-%d %H:%M} UTC",
             "",
             f"wrk -t1, {REPEATS}x{DURATION}s per cell, interleaved; medians (min-max). "
-            f"Machine: {os.cpu_count()} cores. Each proxy: one process/thread; backend: one "
+            f"{machine()}. Each proxy: one process/thread; backend: one "
             "nginx worker serving static files. Ratios are against the nginx proxy (for the "
             "routes scenario: against the worker with one route).",
             "",

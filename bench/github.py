@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import machine
 from bench.manager import lab, recorder, rss_mb, time_until_served, write_table
 
 PACKAGE = "@octokit/openapi"
@@ -156,7 +157,7 @@ def run(results_dir: Path) -> list[dict[str, object]]:
         results_dir / "github.md",
         f"GitHub REST description benchmark - {started_at:%Y-%m-%d %H:%M} UTC",
         f"`{MEMBER}` of `{PACKAGE}`; one manager (SQLite), one worker process, the echo "
-        f"backend; loopback. Machine: {os.cpu_count()} cores.",
+        f"backend; loopback. {machine()}.",
         rows,
     )
     return rows

@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from bench import machine
 from bench.manager import lab, recorder, rss_mb, write_table
 from portway.config.declarative import ConsumerSpec
 from portway.manager import audit
@@ -151,7 +152,7 @@ def run(results_dir: Path) -> list[dict[str, object]]:
         results_dir / "lists.md",
         f"List benchmark - {started_at:%Y-%m-%d %H:%M} UTC",
         f"{AUDIT} audit records and {CONSUMERS} consumers in the SQLite store; one manager "
-        f"process; loopback. Machine: {os.cpu_count()} cores.",
+        f"process; loopback. {machine()}.",
         rows,
     )
     return rows

@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx
 
+from bench import machine
+
 APIS = int(os.environ.get("BENCH_MANAGER_APIS", "1000"))
 WORKERS = 2
 REPORT_INTERVAL = 1.0
@@ -354,7 +356,7 @@ def run(results_dir: Path) -> list[dict[str, object]]:
         f"Manager benchmark - {started_at:%Y-%m-%d %H:%M} UTC",
         f"{APIS} API proxies (2 endpoints, an IP filter and throttling each), one environment "
         f"of {WORKERS} real `portway worker` processes (1 process each), SQLite store, "
-        f"loopback. Machine: {os.cpu_count()} cores.",
+        f"loopback. {machine()}.",
         rows,
     )
     return rows

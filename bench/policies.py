@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sqlite3
 import subprocess
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 
 from tests.support.servers import redis_server
 
+from bench import machine
 from bench.dataplane import (
     DURATION,
     HAPROXY_GLOBAL,
@@ -374,7 +374,7 @@ def run(results_dir: Path) -> list[dict[str, object]]:
             f"# Policy-chain benchmark - {started:%Y-%m-%d %H:%M} UTC",
             "",
             f"{SCENARIO.name}: wrk -t1 -c{SCENARIO.connections}, {REPEATS}x{DURATION}s per "
-            f"target, interleaved; medians (min-max). Machine: {os.cpu_count()} cores, shared by "
+            f"target, interleaved; medians (min-max). {machine()}, shared by "
             "wrk, the nginx backend, the proxy under test and Redis. Each proxy: one process or "
             f"thread (but worker-2-processes). Every request carries `{KEY_HEADER}`.",
             "",
