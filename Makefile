@@ -7,8 +7,20 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# The interpreter of .venv: Debian's python3.11 when present. Its binary is built with PGO and LTO
+# and linked statically; a default source build (pyenv's) spends ~15 % more CPU per proxied
+# request (docs/decisions.md, 2026-12-03). Override with `make VENV_PYTHON=/path/to/python3.11`.
+VENV_PYTHON ?= $(or $(wildcard /usr/bin/python3.11),$(shell command -v python3.11))
+export UV_PYTHON := $(VENV_PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+# .venv/.synced names the interpreter it was made on: another one makes it again
+ifneq ($(file < $(VENV)/.synced),$(VENV_PYTHON))
+$(VENV)/.synced: FORCE
+endif
 
-.PHONY: help up test check fmt layers bench provision clean
+.PHONY: help up test check fmt layers bench provision clean FORCE
+
+FORCE:
 
 ## help: list the targets (this list; each from its `## target:` comment)
 help:
@@ -20,7 +32,7 @@ $(UV):
 
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --locked --quiet
-	touch $@
+	echo '$(VENV_PYTHON)' > $@
 
 ## up: install, then start manager + worker (env dev) + demo backend on the single-host profile
 up: $(VENV)/.synced
