@@ -8,8 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # The interpreter of .venv: Debian's python3.11 when present. Its binary is built with PGO and LTO
-# and linked statically; a default source build (pyenv's) spends ~15 % more CPU per proxied
-# request (docs/decisions.md, 2026-12-03). Override with `make VENV_PYTHON=/path/to/python3.11`.
+# and linked statically; on a default source build (pyenv's) a proxied request took 8-10 % more
+# instructions and 10-20 % more CPU (docs/decisions.md, 2026-12-03). Override with `make VENV_PYTHON=/path/to/python3.11`.
 VENV_PYTHON ?= $(or $(wildcard /usr/bin/python3.11),$(shell command -v python3.11))
 export UV_PYTHON := $(VENV_PYTHON)
 export UV_PYTHON_DOWNLOADS := never

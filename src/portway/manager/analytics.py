@@ -37,8 +37,6 @@ class Analytics:
                     await self._sink.open()
                     self._opened = True
             return await read(self._sink)
-        except LogStoreUnavailable:
-            raise
         except StoreUnavailable as exc:
             raise LogStoreUnavailable(str(exc)) from exc
 
