@@ -1,6 +1,6 @@
 """Instructions per request of the worker (issue 15): the figure a noisy machine cannot move.
 
-    python -m bench.instructions [--base NAME=SRC] [--targets a,b,...] [--seconds 15]
+    python -m bench.instructions [--base NAME=SRC] [--targets a,b,...] [--seconds 15] [--cache-sim]
 
 CPU time per request (``bench.chain_cpu``) moves by ±30 % on a shared VM with steal time, and
 req/s more; a change worth 3 % cannot be seen that way. This bench runs each worker under
@@ -22,6 +22,14 @@ CPU is in ``bench.chain_cpu``'s sink column); the worker's own side of logging i
 the ``portway`` package, e.g. ``src/`` of a ``git archive``), for a before/after column.
 Instruction counts are not time: a cache miss or a system call costs more than its count. Use
 this to see what a change saves, and the CPU and req/s benches for what a request costs.
+
+``--cache-sim`` counts estimated cycles instead: callgrind also simulates the caches of one core
+of this machine (its L1 data and instruction caches, and its L2 as the last level: the L3 is
+shared with the machine's other tenants), and each request's figure is
+``L1 hits + 5 x L2 hits + 35 x memory accesses`` (Itamar Turner-Trauring's estimate, as
+iai-callgrind computes it). It shows what a change does to the caches, which the CPU figures of
+a shared VM are too noisy to see and plain instruction counts leave out; valgrind runs ~2x
+slower with it.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from bench.policies import SCENARIO, chain_revision
 
 TARGETS = ("worker", "one-policy", "chain-local-nolog", "chain-local")
 _REQUESTS = re.compile(r"(\d+) requests in")
-_TOTALS = re.compile(rb"^totals:\s+(\d+)", re.MULTILINE)
+_TOTALS = re.compile(rb"^totals:((?:\s+\d+)+)", re.MULTILINE)
 IDLE_SECONDS = 10
 STARTUP_SECONDS = 240.0
 """A worker's imports under valgrind take a minute on a busy 2-core machine."""
@@ -68,13 +76,43 @@ def _wrk(port: int, seconds: int) -> int:
     return int(done.group(1))
 
 
+def _cost(totals: list[int]) -> int:
+    """The instructions of a dump's ``totals`` line; with the caches simulated (its events are
+    ``Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw``), the estimated cycles."""
+    if len(totals) == 1:
+        return totals[0]
+    ir, dr, dw, i1mr, d1mr, d1mw, ilmr, dlmr, dlmw = totals
+    l1_misses = i1mr + d1mr + d1mw
+    memory = ilmr + dlmr + dlmw
+    return (ir + dr + dw - l1_misses) + 5 * (l1_misses - memory) + 35 * memory
+
+
 def _counted(lab: Lab, out: Path) -> int:
-    """The instructions in every dump of ``out`` so far."""
+    """The instructions (or estimated cycles) in every dump of ``out`` so far."""
     return sum(
-        int(found)
+        _cost([int(n) for n in found.split()])
         for dump in lab.root.glob(out.name + "*")
         for found in _TOTALS.findall(dump.read_bytes())
     )
+
+
+def cache_options() -> list[str]:
+    """callgrind's cache geometry for one core of this machine: ``--I1``, ``--D1`` and, as its
+    last level, the core's L2 (``SIZE,WAYS,LINE`` from sysfs)."""
+    found: dict[str, str] = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
+        name = {("1", "Data"): "D1", ("1", "Instruction"): "I1", ("2", "Unified"): "LL"}.get(
+            (level, kind)
+        )
+        if name is not None:
+            size = int((index / "size").read_text().strip().removesuffix("K")) * 1024
+            ways = (index / "ways_of_associativity").read_text().strip()
+            line = (index / "coherency_line_size").read_text().strip()
+            found[name] = f"--{name}={size},{ways},{line}"
+    if len(found) != 3:
+        raise SystemExit("cannot read this machine's L1 and L2 caches from sysfs")
+    return ["--cache-sim=yes", *found.values()]
 
 
 def _control(pid: int, *command: str) -> None:
@@ -99,7 +137,13 @@ def _idle() -> int:
 
 
 def count(
-    lab: Lab, name: str, revision: Path, extra: list[str], src: Path | None, seconds: int
+    lab: Lab,
+    name: str,
+    revision: Path,
+    extra: list[str],
+    src: Path | None,
+    seconds: int,
+    valgrind: list[str],
 ) -> float:
     """Instructions per request of one worker started under callgrind, less what the worker
     does when idle (timers, the spool's check each second) over the same time: under valgrind
@@ -110,6 +154,7 @@ def count(
         "valgrind",
         "--tool=callgrind",
         "--instr-atstart=no",
+        *valgrind,
         f"--callgrind-out-file={out}",
         *worker_args(revision, port, *extra),
     ]
@@ -129,7 +174,9 @@ def count(
     return (busy - idle / quiet * loaded) / max(1, requests)
 
 
-def run(targets: list[str], bases: list[tuple[str, Path]], seconds: int) -> dict[str, float]:
+def run(
+    targets: list[str], bases: list[tuple[str, Path]], seconds: int, valgrind: list[str]
+) -> dict[str, float]:
     for tool in ("valgrind", "callgrind_control", "wrk", "nginx"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (make provision installs it)")
@@ -162,8 +209,9 @@ def run(targets: list[str], bases: list[tuple[str, Path]], seconds: int) -> dict
                         db = root / f"{name}.db".replace(":", "-")
                         spool = root / f"{name}-spool".replace(":", "-")
                         run_extra += ["--logs", f"sqlite://{db}", "--spool-dir", str(spool)]
-                    results[name] = count(lab, name, revision, run_extra, src, seconds)
-                    print(f"{name:32} {results[name]:12,.0f} instructions/request", flush=True)
+                    results[name] = count(lab, name, revision, run_extra, src, seconds, valgrind)
+                    unit = "estimated cycles" if valgrind else "instructions"
+                    print(f"{name:32} {results[name]:12,.0f} {unit}/request", flush=True)
         finally:
             lab.stop()
     return results
@@ -193,13 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--seconds", type=int, default=15, help="counting window per target")
+    parser.add_argument(
+        "--cache-sim", action="store_true", help="estimated cycles with this core's caches"
+    )
     args = parser.parse_args(argv)
     targets = [t for t in args.targets.split(",") if t]
     unknown = sorted(set(targets) - set(TARGETS))
     if unknown:
         parser.error(f"unknown targets {unknown}; choose from {', '.join(TARGETS)}")
     bases = parse_bases(args.base)
-    results = run(targets, bases, args.seconds)
+    results = run(targets, bases, args.seconds, cache_options() if args.cache_sim else [])
     print()
     print(table(results, targets, [name for name, _ in bases]))
     return 0
