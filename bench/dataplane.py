@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import machine
+from bench import cpu_ticks, machine, noise
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))
@@ -79,6 +79,11 @@ class Row:
     def span(self, attr: str) -> tuple[float, float]:
         values = [getattr(s, attr) for s in self.samples]
         return min(values), max(values)
+
+    def spread(self) -> float:
+        """Fastest ÷ slowest sample, in req/s."""
+        low, high = self.span("rps")
+        return high / low if low else float("inf")
 
     def result(self) -> dict[str, object]:
         """The row as ``run()`` returns it."""
@@ -452,6 +457,7 @@ def run(results_dir: Path) -> list[dict[str, object]]:
                     capture_output=True,
                     check=True,
                 )
+        before = cpu_ticks()
         for repeat in range(REPEATS):
             for scenario in SCENARIOS:
                 for target in scenario.targets:
@@ -466,6 +472,7 @@ def run(results_dir: Path) -> list[dict[str, object]]:
                         f"p99 {sample.p99_ms:6.2f} ms",
                         flush=True,
                     )
+        after = cpu_ticks()
         streaming = stream_gigabyte(the_lab)
     markdown = table(list(rows.values()))
     get = rows[(SCENARIOS[0].name, "worker")]
@@ -508,6 +515,8 @@ def run(results_dir: Path) -> list[dict[str, object]]:
             "routes scenario: against the worker with one route).",
             "",
             markdown,
+            "",
+            noise({f"{r.scenario} / {r.target}": r.spread() for r in rows.values()}, before, after),
             "",
             f"1 GB through the worker: peak RSS {streaming['peak_before_mb']:.0f} MB before, "
             f"+{streaming['download_growth_mb']:.1f} MB after a 1 GB download, "

@@ -39,7 +39,7 @@ from typing import Any
 
 from tests.support.servers import redis_server
 
-from bench import machine
+from bench import cpu_ticks, machine, noise
 from bench.dataplane import (
     DURATION,
     HAPROXY_GLOBAL,
@@ -346,6 +346,7 @@ def run(results_dir: Path) -> list[dict[str, object]]:
                 capture_output=True,
                 check=True,
             )
+        before = cpu_ticks()
         for repeat in range(REPEATS):
             for target in TARGETS:
                 sample = wrk(the_lab, SCENARIO, target)
@@ -357,6 +358,7 @@ def run(results_dir: Path) -> list[dict[str, object]]:
                     f"p50 {sample.p50_ms:6.2f} ms  p99 {sample.p99_ms:6.2f} ms",
                     flush=True,
                 )
+        after = cpu_ticks()
         the_lab.stop()  # the chain workers' shippers flush on SIGTERM
         logged = {
             name: (sum(s.requests for s in rows[name].samples), traffic_records(db))
@@ -379,6 +381,8 @@ def run(results_dir: Path) -> list[dict[str, object]]:
             f"thread (but worker-2-processes). Every request carries `{KEY_HEADER}`.",
             "",
             table(rows),
+            "",
+            noise({name: row.spread() for name, row in rows.items()}, before, after),
             "",
             f"Traffic records in SQLite after the run: {records}.",
             "",
