@@ -122,6 +122,38 @@ def test_methods() -> None:
     assert result.allowed == {"GET", "HEAD"}
 
 
+def test_trace_reaches_only_what_names_it() -> None:
+    endpoints = [
+        EndpointMount("/any", frozenset(), "any-endpoint"),
+        EndpointMount("/debug", frozenset({"TRACE"}), "trace-endpoint"),
+    ]
+    r = router(
+        Mount("/open", "open", endpoints=endpoints),
+        Mount("/loose", "loose", endpoints=endpoints, fallthrough=True),
+        Mount("/traced", "traced", methods=frozenset({"GET", "TRACE"}), endpoints=endpoints),
+    )
+    for path in ("/open", "/open/x", "/open/any", "/loose", "/loose/any"):
+        refused = r.match("h", "TRACE", path)
+        assert isinstance(refused, NotAllowed), path
+        assert refused.allowed == {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+    # every other method still reaches an API or endpoint that lists none
+    for method in ("GET", "POST", "DELETE", "OPTIONS", "PROPFIND"):
+        assert value(r.match("h", method, "/open/x")) == "open"
+        assert value(r.match("h", method, "/open/any")) == "any-endpoint"
+    # a list that names TRACE admits it: the endpoint's, or the API's for its own route and
+    # for its endpoints that list no methods
+    assert value(r.match("h", "TRACE", "/open/debug")) == "trace-endpoint"
+    assert value(r.match("h", "TRACE", "/traced")) == "traced"
+    assert value(r.match("h", "TRACE", "/traced/any")) == "any-endpoint"
+    assert value(r.match("h", "TRACE", "/traced/any/x")) == "traced"
+    # another API on the same path that names TRACE answers it
+    both = router(
+        Mount("/p", "any"), Mount("/p", "tracing", methods=frozenset({"TRACE"}), hosts=["t"])
+    )
+    assert isinstance(both.match("h", "TRACE", "/p"), NotAllowed)
+    assert value(both.match("t", "TRACE", "/p")) == "tracing"
+
+
 def test_percent_encoded_segments_match_decoded() -> None:
     r = router(Mount("/caf\u00e9", "cafe"), Mount("/files/{name}", "file"))
     assert value(r.match("h", "GET", "/caf%C3%A9/x")) == "cafe"

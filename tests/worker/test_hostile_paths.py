@@ -3,16 +3,22 @@
 An endpoint-level ``ip_filter`` denies everyone on ``GET /trav/admin`` and ``GET
 /secure/data/{id}``; the API-level route has no policy, and the backend (base path ``/safe``)
 records every request line it receives. No spelling may reach the backend without the endpoint's
-verdict: each is answered 403 (the policy), 400 (refused spelling) or 405 (unlisted method)."""
+verdict: each is answered 403 (the policy), 400 (refused spelling) or 405 (unlisted method).
+``TRACE`` reaches a backend only where a methods list names it: a backend answering it would echo
+the headers the gateway added."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import httpx
+
 from portway.compile.routes import PipelineFactory
+from portway.config.worker_settings import Http2Settings
 from portway.http.target import check_forward_path
 from portway.stores.traffic import TrafficRecord
+from portway.worker.settings import WorkerSettings
 from tests.worker.support import Backend, api, backends, gateway, revision
 
 DENY_ALL = {"request": [{"name": "deny", "type": "ip_filter", "config": {"deny": ["0.0.0.0/0"]}}]}
@@ -194,3 +200,70 @@ async def test_a_refused_path_names_the_field(pipelines: PipelineFactory) -> Non
     assert b'"error":"invalid_path"' in body
     assert b'"details":[{"field":"path","message":"the path climbs above /"}]' in body
     assert headers["content-type"] == "application/json"
+
+
+async def test_trace_reaches_a_backend_only_where_a_methods_list_names_it(
+    pipelines: PipelineFactory,
+) -> None:
+    endpoints = [{"path": "/any"}, {"path": "/debug", "methods": ["TRACE"]}]
+    listed = {"methods": ["GET", "TRACE"]}
+    async with (
+        backends("b") as (backend,),
+        gateway(
+            revision(
+                api("open", "/open", [backend.url], endpoints=endpoints),
+                api("traced", "/traced", [backend.url], **listed),
+            ),
+            pipelines=pipelines,
+        ) as gw,
+    ):
+        refused = [
+            await raw(gw.port, method, target)
+            for method, target in [
+                ("TRACE", "/open"),
+                ("TRACE", "/open/x"),
+                ("TRACE", "/open/any"),
+                ("TRACE", "http://gw.test/open/x"),
+                ("TRACE", "/open//x/../any"),
+                ("trace", "/open/x"),
+            ]
+        ]
+        served = [
+            (await raw(gw.port, method, target))[0]
+            for method, target in [
+                ("GET", "/open/x"),
+                ("DELETE", "/open/any"),
+                ("TRACE", "/open/debug"),
+                ("TRACE", "/traced/x"),
+            ]
+        ]
+    assert [status for status, _, _ in refused] == [405, 405, 405, 405, 405, 400]
+    for _, headers, body in refused[:5]:
+        assert headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+        assert b'"error":"method_not_allowed"' in body
+        assert b'"correlation_id"' in body
+    assert served == [200, 200, 200, 200]
+    assert [(r.method, r.target.decode()) for r in backend.seen] == [
+        ("GET", "/x"),
+        ("DELETE", "/any"),
+        ("TRACE", "/debug"),
+        ("TRACE", "/x"),
+    ]
+
+
+async def test_trace_over_http2_is_refused_the_same_way(pipelines: PipelineFactory) -> None:
+    settings = WorkerSettings(
+        host="127.0.0.1", port=0, processes=1, http2=Http2Settings(enabled=True)
+    )
+    async with (
+        backends("b") as (backend,),
+        gateway(
+            revision(api("open", "/open", [backend.url])), settings=settings, pipelines=pipelines
+        ) as gw,
+        httpx.AsyncClient(http1=False, http2=True) as client,
+    ):
+        trace = await client.request("TRACE", f"http://127.0.0.1:{gw.port}/open/x")
+        get = await client.get(f"http://127.0.0.1:{gw.port}/open/x")
+    assert (trace.http_version, trace.status_code, get.status_code) == ("HTTP/2", 405, 200)
+    assert trace.headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+    assert [r.method for r in backend.seen] == ["GET"]

@@ -13,6 +13,10 @@ probes per path segment whatever the number of routes. Most specific wins:
   answers 405 with their methods, unless the mount opts into ``fallthrough``; a path that
   matches no endpoint is the API's own;
 * method: a mount whose methods exclude the request's answers 405 with the allowed ones.
+* ``TRACE`` reaches a backend only where a methods list names it (the mount's or the matched
+  endpoint's): a mount or endpoint that lists no methods admits every other method and answers
+  ``TRACE`` with 405 (a backend that answers TRACE echoes the request back, headers the gateway
+  added included; nginx refuses TRACE always).
 
 ``match`` expects the canonical path (``portway.http.target.canonical_path``).
 """
@@ -26,6 +30,10 @@ from urllib.parse import unquote
 
 T = TypeVar("T")
 _MAX_DEPTH = 64
+
+ANY_METHOD = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The ``Allow`` of a 405 from a mount or endpoint that lists no methods (its refused method is
+``TRACE``). ``CONNECT`` never gets here: the HTTP layer refuses it."""
 
 
 @dataclass(slots=True)
@@ -142,24 +150,28 @@ def _deepest_literal(root: _Node[T], segs: list[str]) -> tuple[int, _Node[T], li
     return best
 
 
-def _allows(methods: frozenset[str], method: str) -> bool:
-    return not methods or method in methods or (method == "HEAD" and "GET" in methods)
+def _allows(methods: frozenset[str], method: str, trace: bool) -> bool:
+    """An endpoint's methods admit ``method`` (``HEAD`` where ``GET`` is listed); listing none,
+    every method but ``TRACE``, unless its API's methods name it (``trace``)."""
+    if not methods:
+        return trace or method != "TRACE"
+    return method in methods or (method == "HEAD" and "GET" in methods)
 
 
 def _exact(
-    root: _Node[T], segs: list[str], method: str, listed: set[str]
+    root: _Node[T], segs: list[str], method: str, listed: set[str], trace: bool
 ) -> tuple[_Entry[T], list[str]] | None:
-    """The first (literal-first) full match whose methods allow ``method``; the methods of the
-    full matches that do not are added to ``listed``."""
+    """The first (literal-first) full match whose methods allow ``method`` (``_allows``); the
+    methods of the full matches that do not are added to ``listed``."""
     values: list[str] = []
     count = len(segs)
 
     def visit(node: _Node[T], i: int) -> tuple[_Entry[T], list[str]] | None:
         if i == count:
             for entry in node.entries:
-                if _allows(entry.methods, method):
+                if _allows(entry.methods, method, trace):
                     return entry, values.copy()
-                listed.update(entry.methods)
+                listed.update(entry.methods or ANY_METHOD)
             return None
         seg = segs[i]
         child = node.children.get(seg)
@@ -257,6 +269,7 @@ class Router(Generic[T]):
                 if entry.methods and method not in entry.methods:
                     allowed |= entry.methods
                     continue
+                unlisted_trace = not entry.methods and method == "TRACE"
                 params = dict(zip(entry.names, values, strict=False)) if entry.names else {}
                 rest_raw = raw[depth:]
                 rest = "/" + "/".join(rest_raw) if rest_raw else ""
@@ -265,7 +278,7 @@ class Router(Generic[T]):
                     if rel and rel[-1] == "":
                         rel = rel[:-1]
                     listed: set[str] = set()
-                    hit = _exact(entry.endpoints, rel, method, listed)
+                    hit = _exact(entry.endpoints, rel, method, listed, "TRACE" in entry.methods)
                     if hit is not None:
                         ep, ep_values = hit
                         if ep.names:
@@ -275,6 +288,9 @@ class Router(Generic[T]):
                         if "GET" in listed:
                             listed.add("HEAD")
                         return NotAllowed(frozenset(listed), entry.value)
+                if unlisted_trace:  # only an endpoint that lists TRACE admits it here
+                    allowed |= ANY_METHOD
+                    continue
                 return Match(entry.value, params, rest, False)
             return NotAllowed(frozenset(allowed), node.entries[0].value)
         return None

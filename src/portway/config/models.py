@@ -273,7 +273,13 @@ class Endpoint(Model):
     """An operation under the proxy's base path, with its own policies."""
 
     path: Annotated[str, Field(max_length=2000, description="relative path, '{name}' params")]
-    methods: list[str] = Field(default_factory=list)
+    methods: Annotated[
+        list[str],
+        Field(
+            description="allowed methods; empty = those of the proxy (all but TRACE unless the "
+            "proxy lists it)"
+        ),
+    ] = Field(default_factory=list)
     description: Annotated[str, Field(max_length=1000)] = ""
     soap: Annotated[
         SoapOperation | None,
@@ -503,9 +509,10 @@ class ApiProxy(Model):
             "request is forwarded without the base path it came in on",
         ),
     ] = Field(default_factory=list)
-    methods: Annotated[list[str], Field(description="allowed methods; empty = all")] = Field(
-        default_factory=list
-    )
+    methods: Annotated[
+        list[str],
+        Field(description="allowed methods; empty = all but TRACE, which only a list admits"),
+    ] = Field(default_factory=list)
     strip_base_path: Annotated[
         bool, Field(description="forward the path without the base path")
     ] = True
