@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.manager.conftest import browser_for
+
 API = {"name": "orders", "base_path": "/orders", "backends": [{"url": "http://127.0.0.1:9"}]}
 APIS = "/api/v1/projects/default/apis"
 
@@ -129,6 +131,37 @@ def test_an_unknown_query_parameter_is_refused(
     response = project.request(method, url, json={"name": "other"})
     assert_refused(response, f"query.{name}")
     assert {p["name"] for p in project.get("/api/v1/projects").json()} == {"default"}
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("GET", "/api/v1/workers?x=1"),
+        ("GET", "/api/v1/apis?projct=default"),
+        ("POST", "/api/v1/projects?dry_run=true"),
+        ("DELETE", "/api/v1/projects/default?force=1"),
+        ("GET", "/api/v1/me?debug"),
+    ],
+)
+@pytest.mark.parametrize("credentials", [None, "Bearer pwt_not-a-token", "Basic YTpi"])
+def test_an_anonymous_request_is_401_whatever_its_query(
+    project: TestClient, method: str, url: str, credentials: str | None
+) -> None:
+    anonymous = browser_for(project)
+    if credentials is not None:
+        anonymous.headers["Authorization"] = credentials
+    response = anonymous.request(method, url, json={"name": "other"})
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "unauthenticated"
+    assert "takes" not in response.text  # the route's parameters are for callers only
+    assert {p["name"] for p in project.get("/api/v1/projects").json()} == {"default"}
+
+
+def test_a_route_anyone_may_call_still_refuses_an_unknown_query(project: TestClient) -> None:
+    response = browser_for(project).post(
+        "/api/v1/auth/login?debug=1", json={"username": "admin", "password": "wrong"}
+    )
+    assert_refused(response, "query.debug")
 
 
 def test_declared_query_parameters_still_work(project: TestClient) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from portway.manager.auth import (
@@ -20,6 +22,7 @@ from portway.manager.auth import (
 )
 from portway.manager.context import Services
 from portway.manager.problems import ApiError
+from portway.manager.query_check import refuse_unknown_query
 from portway.stores.config_store import Document
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -44,13 +47,50 @@ def services(request: Request) -> Services:
 Svc = Annotated[Services, Depends(services)]
 
 
+_needs_caller_by_route: dict[int, bool] = {}
+
+
+def _needs_caller(dependant: Dependant) -> bool:
+    return dependant.call is principal or any(_needs_caller(d) for d in dependant.dependencies)
+
+
+async def query_check(request: Request) -> None:
+    """Every management route's first dependency: unknown query parameters are refused
+    (``refuse_unknown_query``) — on a route that needs a caller, once ``principal`` has
+    authenticated one, so an anonymous request is a 401 whatever its query and the refusal's list
+    of the route's parameters goes to callers only."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    needs = _needs_caller_by_route.get(id(route))
+    if needs is None:
+        needs = _needs_caller_by_route[id(route)] = _needs_caller(route.dependant)
+    if needs:
+        request.state.query_check_pending = True
+    else:
+        refuse_unknown_query(request)
+
+
 async def principal(
     request: Request,
     svc: Svc,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     session: Annotated[str | None, Depends(session_cookie)],
 ) -> Principal:
-    """The caller: a Bearer token wins; otherwise a session cookie (with CSRF on unsafe calls)."""
+    """The caller: a Bearer token wins; otherwise a session cookie (with CSRF on unsafe calls).
+    Then the query check ``query_check`` left for after authentication."""
+    who = await _authenticate(request, svc, credentials, session)
+    if getattr(request.state, "query_check_pending", False):
+        refuse_unknown_query(request)
+    return who
+
+
+async def _authenticate(
+    request: Request,
+    svc: Services,
+    credentials: HTTPAuthorizationCredentials | None,
+    session: str | None,
+) -> Principal:
     if credentials is not None:
         found = await authenticate_token(svc.store, credentials.credentials)
         if found is None:

@@ -1,6 +1,8 @@
 """Unknown query parameters are errors: a misspelt filter (``?projct=x``) must not silently list
-everything. Every management route depends on ``no_unknown_query``, which compares the request's
-query keys with the ones the route (and its dependencies) declare."""
+everything. ``refuse_unknown_query`` compares the request's query keys with the ones the route
+(and its dependencies) declare. Every management route depends on ``portway.manager.deps.
+query_check``, which runs it at once on the routes anyone may call and after authentication on
+the others, so an anonymous request is a 401 whatever its query."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ def _declared(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
-async def no_unknown_query(request: Request) -> None:
+def refuse_unknown_query(request: Request) -> None:
+    """A 422 naming each query parameter the request's route does not declare."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.query_params:
         return

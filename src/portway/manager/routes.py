@@ -27,8 +27,8 @@ from portway.manager import (
     routes_signing_keys,
     routes_variables,
 )
+from portway.manager.deps import query_check
 from portway.manager.problems import COMMON_RESPONSES
-from portway.manager.query_check import no_unknown_query
 from portway.manager.responses import MaskedJSONResponse
 
 
@@ -45,7 +45,7 @@ router = ContractRouter(
     prefix="/api/v1",
     responses=COMMON_RESPONSES,
     default_response_class=MaskedJSONResponse,
-    dependencies=[Depends(no_unknown_query)],
+    dependencies=[Depends(query_check)],
 )
 for _module in (
     routes_access,
