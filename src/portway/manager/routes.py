@@ -9,9 +9,6 @@ walks for every role.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from fastapi import APIRouter, Depends
 
 from portway.manager import (
@@ -31,17 +28,9 @@ from portway.manager.deps import query_check
 from portway.manager.problems import COMMON_RESPONSES
 from portway.manager.responses import MaskedJSONResponse
 
-
-class ContractRouter(APIRouter):
-    """The ``/api/v1`` router: each answer is validated against its operation's response model
-    and rendered with the fields the handler set (nothing added, nothing renamed)."""
-
-    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        kwargs["response_model_exclude_unset"] = True
-        super().add_api_route(path, endpoint, **kwargs)
-
-
-router = ContractRouter(
+# Each answer is validated against its operation's response model and rendered by it: a field
+# the handler did not set is there with the model's default (``null``, ``[]``).
+router = APIRouter(
     prefix="/api/v1",
     responses=COMMON_RESPONSES,
     default_response_class=MaskedJSONResponse,
