@@ -6,7 +6,6 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
-from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -22,7 +21,7 @@ from portway.manager.auth import (
 )
 from portway.manager.context import Services
 from portway.manager.problems import ApiError
-from portway.manager.query_check import refuse_unknown_query
+from portway.manager.query_check import dependants, refuse_unknown_query
 from portway.stores.config_store import Document
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -50,8 +49,8 @@ Svc = Annotated[Services, Depends(services)]
 _needs_caller_by_route: dict[int, bool] = {}
 
 
-def _needs_caller(dependant: Dependant) -> bool:
-    return dependant.call is principal or any(_needs_caller(d) for d in dependant.dependencies)
+def _needs_caller(route: APIRoute) -> bool:
+    return any(d.call is principal for d in dependants(route.dependant))
 
 
 async def query_check(request: Request) -> None:
@@ -64,7 +63,7 @@ async def query_check(request: Request) -> None:
         return
     needs = _needs_caller_by_route.get(id(route))
     if needs is None:
-        needs = _needs_caller_by_route[id(route)] = _needs_caller(route.dependant)
+        needs = _needs_caller_by_route[id(route)] = _needs_caller(route)
     if needs:
         request.state.query_check_pending = True
     else:

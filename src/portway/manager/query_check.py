@@ -6,6 +6,8 @@ the others, so an anonymous request is a 401 whatever its query."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
@@ -14,11 +16,15 @@ from fastapi.routing import APIRoute
 _declared_by_route: dict[int, frozenset[str]] = {}
 
 
+def dependants(root: Dependant) -> Iterator[Dependant]:
+    """``root`` and every dependency under it."""
+    yield root
+    for sub in root.dependencies:
+        yield from dependants(sub)
+
+
 def _declared(dependant: Dependant) -> frozenset[str]:
-    names = {field.alias for field in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _declared(sub)
-    return frozenset(names)
+    return frozenset(field.alias for d in dependants(dependant) for field in d.query_params)
 
 
 def refuse_unknown_query(request: Request) -> None:
